@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shakenline/shakenline/labpki"
+	"github.com/shakenline/shakenline/passport"
+)
+
+// need skips when a tool is missing, except under CI where a missing
+// prerequisite must fail the run (make test installs them).
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is required under CI: %v", tool, err)
+			}
+			t.Skipf("%s not installed", tool)
+		}
+	}
+}
+
+func freeUDP(t *testing.T) string {
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+func freeTCP(t *testing.T) string {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuf is a goroutine-safe buffer for a subcommand's stderr.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// startServe runs `appliance serve` in process until the test ends.
+func startServe(t *testing.T, args ...string) *syncBuf {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuf{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve"}, args...), env{stdin: strings.NewReader(""), stdout: logs, stderr: logs, now: time.Now})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not stop")
+		}
+		if t.Failed() {
+			t.Logf("appliance log:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d:\n%s", code, logs.String())
+		default:
+		}
+		if strings.Contains(logs.String(), "appliance serving") {
+			return logs
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("serve did not start:\n%s", logs.String())
+	return nil
+}
+
+func labPKI(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := labpki.Generate(dir, labpki.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func leafKey(t *testing.T, dir string) *ecdsa.PublicKey {
+	t.Helper()
+	certs, err := loadCerts(filepath.Join(dir, "sp.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0].PublicKey.(*ecdsa.PublicKey)
+}
+
+// sippINVITEs returns the INVITEs in a SIPp -trace_msg message log.
+func sippINVITEs(t *testing.T, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, blk := range bytes.Split(b, []byte("\nINVITE ")) [1:] {
+		msg := append([]byte("INVITE "), blk...)
+		if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+			msg = msg[:i+4]
+		} else if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
+			msg = msg[:i+2]
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+func headerValues(msg []byte, name string) []string {
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(msg))
+	sc.Buffer(make([]byte, 0, 65536), 65536)
+	for sc.Scan() {
+		n, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.EqualFold(strings.TrimSpace(n), name) {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
+
+// TestSIPpThroughAppliance drives real SIPp calls through `appliance serve`
+// in proxy mode and verifies every Identity header that reaches the UAS.
+func TestSIPpThroughAppliance(t *testing.T) {
+	need(t, "sipp")
+	pki := labPKI(t)
+	sipAddr, uasAddr, apiAddr := freeUDP(t), freeUDP(t), freeTCP(t)
+	startServe(t, "--sip", sipAddr, "--next-hop", uasAddr, "--key", filepath.Join(pki, "sp.key"),
+		"--cert", filepath.Join(pki, "sp.pem"), "--x5u", "https://cert.example.org/sp.pem", "--attest", "B", "--api", apiAddr)
+
+	work := t.TempDir()
+	uasLog := filepath.Join(work, "uas.log")
+	_, uasPort, _ := net.SplitHostPort(uasAddr)
+	uas := exec.Command("sipp", "-sf", "../../bench/sipp/uas.xml", "-i", "127.0.0.1", "-p", uasPort, "-nostdin",
+		"-trace_msg", "-message_file", uasLog, "-timeout", "60s")
+	uas.Dir = mustAbs(t, ".")
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = uas.Process.Kill(); _ = uas.Wait() })
+	waitUDP(t, uasPort)
+
+	const calls = 200
+	uac := exec.Command("sipp", "-sf", "../../bench/sipp/uac_invite_only.xml", "-inf", "../../bench/sipp/numbers.csv",
+		"-i", "127.0.0.1", "-p", "0", "-nostdin", "-m", fmt.Sprint(calls), "-r", "100", "-timeout", "60s", sipAddr)
+	uac.Dir = mustAbs(t, ".")
+	out, err := uac.CombinedOutput()
+	if err != nil {
+		t.Fatalf("SIPp UAC failed (some calls did not complete): %v\n%s", err, lastLines(out, 30))
+	}
+	_ = uas.Process.Kill()
+	_ = uas.Wait()
+
+	pub := leafKey(t, pki)
+	invites := sippINVITEs(t, uasLog)
+	if len(invites) < calls {
+		t.Fatalf("UAS saw %d INVITEs, want %d", len(invites), calls)
+	}
+	for i, inv := range invites {
+		ids := headerValues(inv, "Identity")
+		if len(ids) != 1 {
+			t.Fatalf("INVITE %d has %d Identity headers:\n%s", i, len(ids), inv)
+		}
+		id, err := passport.ParseIdentity(ids[0])
+		if err != nil {
+			t.Fatalf("INVITE %d: %v", i, err)
+		}
+		if err := passport.VerifySignature(pub, id); err != nil {
+			t.Fatalf("INVITE %d: signature: %v", i, err)
+		}
+		pai := headerValues(inv, "P-Asserted-Identity")
+		if len(pai) != 1 || pai[0] != "<tel:+"+id.Payload.Orig.TN+">" || id.Payload.Attest != "B" {
+			t.Fatalf("INVITE %d: orig %q attest %s, PAI %q", i, id.Payload.Orig.TN, id.Payload.Attest, pai)
+		}
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func waitUDP(t *testing.T, port string) {
+	t.Helper()
+	for range 100 {
+		out, _ := exec.Command("ss", "-Hlnu", "sport = :"+port).Output()
+		if len(bytes.TrimSpace(out)) > 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on udp port %s", port)
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var _ = errors.New

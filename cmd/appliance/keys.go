@@ -1,0 +1,90 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// loadCerts reads a PEM file holding the provider certificate, optionally
+// followed by its chain.
+func loadCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no certificate in PEM", path)
+	}
+	return out, nil
+}
+
+// loadKey reads a P-256 private key in PKCS#8 or SEC 1 PEM. The key never
+// reaches a log line: errors name the file, not its content.
+func loadKey(path string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("%s: no private key in PEM", path)
+		}
+		var k any
+		switch blk.Type {
+		case "PRIVATE KEY":
+			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+		case "EC PRIVATE KEY":
+			k, err = x509.ParseECPrivateKey(blk.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: unreadable private key", path)
+		}
+		ec, ok := k.(*ecdsa.PrivateKey)
+		if !ok || ec.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("%s: not an ECDSA P-256 key (ES256 needs P-256)", path)
+		}
+		return ec, nil
+	}
+}
+
+// checkCert enforces what the appliance promises at start: the signing key
+// is the certificate's, and the certificate is valid now.
+func checkCert(leaf *x509.Certificate, pub *ecdsa.PublicKey, now time.Time) error {
+	cp, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !cp.Equal(pub) {
+		return errors.New("the signing key does not match the certificate's public key")
+	}
+	if now.Before(leaf.NotBefore) {
+		return fmt.Errorf("the certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if now.After(leaf.NotAfter) {
+		return fmt.Errorf("the certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}

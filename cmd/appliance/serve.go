@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/shakenline/shakenline/config"
+	"github.com/shakenline/shakenline/e164"
+	"github.com/shakenline/shakenline/fastpath"
+	"github.com/shakenline/shakenline/hsm"
+	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/policy"
+)
+
+// serveFlags are the flags of design.md section 2. A flag that is given
+// overrides the config file.
+type serveFlags struct {
+	fs                                                                   *flag.FlagSet
+	cfgFile                                                              string
+	mode, sip, nextHop, key, pkcs11, cert, x5u, attest, country, apiAddr string
+	iface, trust, tokenFile, advertise                                   string
+	lab                                                                  bool
+	loops                                                                int
+}
+
+func newServeFlags(e env) *serveFlags {
+	f := &serveFlags{fs: flag.NewFlagSet("serve", flag.ContinueOnError)}
+	fs := f.fs
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&f.cfgFile, "config", "", "YAML config `FILE`; flags override it")
+	fs.StringVar(&f.mode, "mode", "proxy", "proxy|redirect|inline")
+	fs.StringVar(&f.sip, "sip", "127.0.0.1:5060", "SIP listen `ADDR:PORT` (UDP; proxy and redirect modes)")
+	fs.StringVar(&f.advertise, "advertise", "", "`ADDR:PORT` written in our Via when --sip is 0.0.0.0 or ::")
+	fs.StringVar(&f.nextHop, "next-hop", "", "`ADDR:PORT` where proxy mode forwards requests")
+	fs.StringVar(&f.key, "key", "", "signing key: PEM `FILE` (PKCS#8 or SEC 1, P-256)")
+	fs.StringVar(&f.pkcs11, "pkcs11", "", "signing key in an HSM: RFC 7512 pkcs11: `URI` (module-path, token, object, pin-source=file:...)")
+	fs.StringVar(&f.cert, "cert", "", "the provider's certificate, PEM `FILE` (chain allowed)")
+	fs.StringVar(&f.x5u, "x5u", "", "`URL` placed in info= and the x5u claim")
+	fs.StringVar(&f.attest, "attest", "C", "default attestation `A|B|C` when no policy rule matches")
+	fs.StringVar(&f.country, "default-country", "US", "ISO 3166 `CC` for national numbers")
+	fs.StringVar(&f.apiAddr, "api", "", "HTTP API + /metrics + /healthz `ADDR:PORT`")
+	fs.StringVar(&f.iface, "iface", "", "inline mode: interfaces to attach XDP to, `NAME[,NAME]`")
+	fs.StringVar(&f.trust, "trust", "", "named trust stores for verification, `NAME=FILE[,NAME=FILE]`")
+	fs.StringVar(&f.tokenFile, "api-token-file", "", "bearer tokens accepted by the API, one per line, `FILE`")
+	fs.BoolVar(&f.lab, "lab", false, "lab only: allow http x5u and loopback/private x5u targets")
+	fs.IntVar(&f.loops, "loops", 0, "event loops (default: one per core)")
+	return f
+}
+
+// config loads the file and applies the flags that were given.
+func (f *serveFlags) config() (config.Config, error) {
+	c, err := config.Load(f.cfgFile)
+	if err != nil {
+		return c, err
+	}
+	var ferr error
+	f.fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "mode":
+			c.Mode = f.mode
+		case "sip":
+			c.SIP = f.sip
+		case "advertise":
+			c.Advertise = f.advertise
+		case "next-hop":
+			c.NextHop = f.nextHop
+		case "key":
+			c.Key, c.PKCS11, c.Signers = f.key, "", nil
+		case "pkcs11":
+			c.PKCS11, c.Key, c.Signers = f.pkcs11, "", nil
+		case "cert":
+			c.Cert = f.cert
+		case "x5u":
+			c.X5U = f.x5u
+		case "attest":
+			c.Attest = f.attest
+		case "default-country":
+			c.DefaultCountry = strings.ToUpper(f.country)
+		case "api":
+			c.API = f.apiAddr
+		case "iface":
+			c.Ifaces = strings.Split(f.iface, ",")
+		case "trust":
+			c.Trust, ferr = config.ParseTrust(f.trust)
+		case "api-token-file":
+			c.APITokenFile = f.tokenFile
+		case "lab":
+			c.Lab = f.lab
+		case "loops":
+			c.Loops = f.loops
+		}
+	})
+	if ferr != nil {
+		return c, ferr
+	}
+	if f.pkcs11 != "" && f.key != "" {
+		return c, errors.New("give --key or --pkcs11, not both")
+	}
+	return c, c.Validate()
+}
+
+func cmdServe(ctx context.Context, args []string, e env) error {
+	f := newServeFlags(e)
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	log := newLogger(e, cfg.LogLevel)
+	app, err := newAppliance(ctx, cfg, e.now(), log)
+	if err != nil {
+		return err
+	}
+	defer app.close()
+	errc := make(chan error, 2)
+	go func() { errc <- app.fp.Run(ctx) }()
+	select {
+	case <-app.fp.Booted():
+	case err := <-errc:
+		return fmt.Errorf("sip: %w", err)
+	}
+	if app.api != nil {
+		go func() { errc <- app.api.Run(ctx) }()
+	}
+	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "next_hop", cfg.NextHop, "api", cfg.API,
+		"signer", app.signerName, "x5u", cfg.X5U, "policy_rules", app.policy.Load().Rules())
+	for {
+		select {
+		case <-ctx.Done():
+			app.fp.Stop()
+			return nil
+		case err := <-errc:
+			if err != nil && ctx.Err() == nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+		case <-e.signals:
+			if err := app.reload(f); err != nil {
+				log.Error("reload refused; the running configuration stays", "err", err)
+			} else {
+				log.Info("configuration reloaded", "policy_rules", app.policy.Load().Rules())
+			}
+		}
+	}
+}
+
+// appliance is everything serve runs.
+type appliance struct {
+	cfg        config.Config
+	log        *slog.Logger
+	policy     *policy.Holder
+	fp         *fastpath.Server
+	api        apiServer
+	signerName string
+	closers    []func()
+}
+
+// apiServer is the HTTP side (package api).
+type apiServer interface{ Run(context.Context) error }
+
+func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger) (*appliance, error) {
+	a := &appliance{cfg: cfg, log: log}
+	certs, err := loadCerts(cfg.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("cert: %w", err)
+	}
+	disp, name, closeSigner, err := buildSigner(ctx, cfg, certs[0], now, log)
+	if err != nil {
+		return nil, err
+	}
+	a.signerName = name
+	a.closers = append(a.closers, closeSigner)
+	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
+	if err != nil {
+		return nil, err
+	}
+	a.policy = policy.NewHolder(tbl)
+	numbers, err := e164.New(cfg.DefaultCountry)
+	if err != nil {
+		return nil, fmt.Errorf("default-country: %w", err)
+	}
+	builder, err := passport.NewBuilder(cfg.X5U)
+	if err != nil {
+		return nil, fmt.Errorf("x5u: %w", err)
+	}
+	mode, err := fastpath.ParseMode(cfg.Mode)
+	if err != nil {
+		return nil, err
+	}
+	fc := fastpath.Config{
+		Mode: mode, Loops: cfg.Loops, Builder: builder, Signer: disp, Policy: a.policy, Numbers: numbers,
+		Freshness: cfg.Freshness, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
+		MaxInFlight: cfg.MaxInFlight, Logger: log,
+	}
+	fc.Listen, _ = netip.ParseAddrPort(cfg.SIP)
+	fc.NextHop, _ = netip.ParseAddrPort(cfg.NextHop)
+	fc.Advertise, _ = netip.ParseAddrPort(cfg.Advertise)
+	if a.fp, err = fastpath.New(fc); err != nil {
+		return nil, err
+	}
+	if cfg.API != "" {
+		if a.api, err = newAPI(cfg, a, log); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// buildSigner opens the signer chain and checks every key against the
+// certificate (FCC own-certificate rule) and the certificate's validity.
+func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate, now time.Time, log *slog.Logger) (hsm.Dispatcher, string, func(), error) {
+	if cfg.PKCS11 != "" || len(cfg.Signers) > 0 && cfg.Key == "" {
+		return buildChain(ctx, cfg, leaf, now, log)
+	}
+	key, err := loadKey(cfg.Key)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("key: %w", err)
+	}
+	if err := checkCert(leaf, &key.PublicKey, now); err != nil {
+		return nil, "", nil, fmt.Errorf("cert %s: %w", cfg.Cert, err)
+	}
+	soft, err := hsm.NewSoftware("soft", key)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	return hsm.NewPool(sctx, soft, max(2, cfg.Loops), 1<<14), soft.Name(), cancel, nil
+}
+
+func (a *appliance) reload(f *serveFlags) error {
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
+	if err != nil {
+		return err
+	}
+	a.policy.Store(tbl)
+	a.cfg.Policy = cfg.Policy
+	return nil
+}
+
+func (a *appliance) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if a.closers[i] != nil {
+			a.closers[i]()
+		}
+	}
+}
+
+func newLogger(e env, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: l}))
+}

@@ -1,0 +1,161 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/shakenline/shakenline/policy"
+)
+
+// ErrInvalid wraps every validation failure.
+var ErrInvalid = errors.New("config: invalid")
+
+// Config is the whole appliance configuration. YAML keys are the snake_case
+// forms of the command-line flags.
+type Config struct {
+	Mode           string            `yaml:"mode"`            // proxy | redirect | inline
+	SIP            string            `yaml:"sip"`             // UDP listen ADDR:PORT
+	Advertise      string            `yaml:"advertise"`       // ADDR:PORT in our Via when SIP listens on 0.0.0.0/::
+	NextHop        string            `yaml:"next_hop"`        // proxy mode: ADDR:PORT
+	Key            string            `yaml:"key"`             // PEM private key file (PKCS#8 or SEC 1)
+	PKCS11         string            `yaml:"pkcs11"`          // RFC 7512 URI
+	Signers        []Signer          `yaml:"signers"`         // signer chain; --key/--pkcs11 make a one-element chain
+	Cert           string            `yaml:"cert"`            // provider certificate (PEM, chain allowed)
+	X5U            string            `yaml:"x5u"`             // URL in info= and the x5u claim
+	Attest         string            `yaml:"attest"`          // default attestation
+	DefaultCountry string            `yaml:"default_country"` // ISO 3166 alpha-2 for national numbers
+	API            string            `yaml:"api"`             // HTTP API ADDR:PORT
+	Ifaces         []string          `yaml:"iface"`           // inline mode interfaces
+	Trust          map[string]string `yaml:"trust"`           // name -> PEM bundle of trust anchors
+	APITokenFile   string            `yaml:"api_token_file"`
+	Lab            bool              `yaml:"lab"`
+
+	Loops        int           `yaml:"loops"`         // event loops, default one per core
+	Freshness    time.Duration `yaml:"freshness"`     // iat window, default 60s
+	SignBudget   time.Duration `yaml:"sign_budget"`   // per-call budget before P-Identity-Bypass, default 100ms
+	ResignSigned bool          `yaml:"resign_signed"` // sign INVITEs already carrying a SHAKEN Identity
+	MaxInFlight  int           `yaml:"max_in_flight"` // signing jobs per loop
+	LogLevel     string        `yaml:"log_level"`     // debug | info | warn | error
+
+	Policy policy.Config `yaml:"policy"`
+}
+
+// Signer is one link of the signer chain, in order of preference.
+type Signer struct {
+	Name    string        `yaml:"name"`
+	PKCS11  string        `yaml:"pkcs11"`  // RFC 7512 URI with pin-source=file:...
+	Key     string        `yaml:"key"`     // or a PEM key file (software signer)
+	Timeout time.Duration `yaml:"timeout"` // per-signature timeout
+}
+
+// Default returns the built-in defaults.
+func Default() Config {
+	return Config{
+		Mode:           "proxy",
+		SIP:            "127.0.0.1:5060",
+		Attest:         "C",
+		DefaultCountry: "US",
+		Freshness:      60 * time.Second,
+		SignBudget:     100 * time.Millisecond,
+		LogLevel:       "info",
+	}
+}
+
+// Load reads a YAML file over the defaults. Unknown keys are errors, so a
+// typo cannot silently leave a setting at its default.
+func Load(path string) (Config, error) {
+	c := Default()
+	if path == "" {
+		return c, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate checks what can be checked without opening files or keys.
+func (c *Config) Validate() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(f, a...)) }
+	switch c.Mode {
+	case "proxy", "redirect", "inline":
+	default:
+		return bad("mode %q: want proxy, redirect or inline", c.Mode)
+	}
+	if _, err := netip.ParseAddrPort(c.SIP); err != nil && c.Mode != "inline" {
+		return bad("sip %q: want ADDR:PORT", c.SIP)
+	}
+	if c.Mode == "proxy" {
+		if _, err := netip.ParseAddrPort(c.NextHop); err != nil {
+			return bad("next_hop %q: proxy mode needs ADDR:PORT", c.NextHop)
+		}
+	}
+	if c.Mode == "inline" && len(c.Ifaces) == 0 {
+		return bad("inline mode needs iface")
+	}
+	if c.Advertise != "" {
+		if _, err := netip.ParseAddrPort(c.Advertise); err != nil {
+			return bad("advertise %q: want ADDR:PORT", c.Advertise)
+		}
+	}
+	if c.API != "" {
+		if _, err := netip.ParseAddrPort(c.API); err != nil {
+			return bad("api %q: want ADDR:PORT", c.API)
+		}
+	}
+	if c.Key == "" && c.PKCS11 == "" && len(c.Signers) == 0 {
+		return bad("a signing key is required: key, pkcs11 or signers")
+	}
+	for i, s := range c.Signers {
+		if (s.Key == "") == (s.PKCS11 == "") {
+			return bad("signers[%d]: set exactly one of key and pkcs11", i)
+		}
+	}
+	if c.Cert == "" {
+		return bad("cert is required (the provider's certificate)")
+	}
+	if !strings.HasPrefix(c.X5U, "https://") && !(c.Lab && strings.HasPrefix(c.X5U, "http://")) {
+		return bad("x5u %q: must be an https URL (http only with lab)", c.X5U)
+	}
+	if _, err := policy.Build(c.Policy, c.Attest); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(c.DefaultCountry) != 2 {
+		return bad("default_country %q: want an ISO 3166 alpha-2 code", c.DefaultCountry)
+	}
+	if c.Freshness <= 0 || c.SignBudget <= 0 {
+		return bad("freshness and sign_budget must be positive")
+	}
+	return nil
+}
+
+// ParseTrust parses the --trust flag: NAME=FILE[,NAME=FILE].
+func ParseTrust(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, file, ok := strings.Cut(part, "=")
+		if !ok || name == "" || file == "" {
+			return nil, fmt.Errorf("%w: trust %q: want NAME=FILE", ErrInvalid, part)
+		}
+		out[name] = file
+	}
+	return out, nil
+}

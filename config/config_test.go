@@ -1,0 +1,99 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadAndValidate(t *testing.T) {
+	p := write(t, `
+mode: proxy
+sip: 127.0.0.1:5060
+next_hop: 127.0.0.1:5070
+key: /k.pem
+cert: /c.pem
+x5u: https://cert.example/sp.pem
+sign_budget: 250ms
+policy:
+  default: B
+  rules:
+    - {name: retail, attest: A, sources: [198.18.1.0/24]}
+`)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SignBudget != 250*time.Millisecond || c.Freshness != 60*time.Second || c.DefaultCountry != "US" {
+		t.Fatalf("defaults/overrides wrong: %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnknownKeyRefused(t *testing.T) {
+	if _, err := Load(write(t, "next_hopp: 1.2.3.4:5\n")); err == nil || !strings.Contains(err.Error(), "next_hopp") {
+		t.Fatalf("typo accepted: %v", err)
+	}
+}
+
+func TestEmptyFileIsDefaults(t *testing.T) {
+	c, err := Load(write(t, ""))
+	if err != nil || c.Mode != "proxy" {
+		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+func TestValidateErrors(t *testing.T) {
+	base := Config{Mode: "proxy", SIP: "127.0.0.1:5060", NextHop: "127.0.0.1:5070", Key: "k", Cert: "c",
+		X5U: "https://x/y", Attest: "A", DefaultCountry: "US", Freshness: time.Minute, SignBudget: time.Second}
+	if err := base.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*Config){
+		"mode":        func(c *Config) { c.Mode = "bridge" },
+		"next hop":    func(c *Config) { c.NextHop = "" },
+		"no key":      func(c *Config) { c.Key = "" },
+		"no cert":     func(c *Config) { c.Cert = "" },
+		"http x5u":    func(c *Config) { c.X5U = "http://x/y" },
+		"attest":      func(c *Config) { c.Attest = "D" },
+		"country":     func(c *Config) { c.DefaultCountry = "USA" },
+		"inline":      func(c *Config) { c.Mode = "inline" },
+		"both signer": func(c *Config) { c.Signers = []Signer{{Key: "a", PKCS11: "b"}} },
+		"bad rule":    func(c *Config) { c.Policy.Rules = append(c.Policy.Rules, c.Policy.Rules...); c.Policy.Default = "Z" },
+	} {
+		c := base
+		mut(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+	lab := base
+	lab.X5U, lab.Lab = "http://127.0.0.1/sp.pem", true
+	if err := lab.Validate(); err != nil {
+		t.Errorf("lab http x5u refused: %v", err)
+	}
+}
+
+func TestParseTrust(t *testing.T) {
+	m, err := ParseTrust("us=/a.pem, global=/b.pem")
+	if err != nil || m["us"] != "/a.pem" || m["global"] != "/b.pem" {
+		t.Fatalf("%v %v", m, err)
+	}
+	if _, err := ParseTrust("us"); err == nil {
+		t.Fatal("missing = accepted")
+	}
+}

@@ -1,0 +1,39 @@
+// Package fastpath owns the per-packet path of the appliance: gnet v2 UDP
+// event loops (one per core, SO_REUSEPORT) that read SIP datagrams, parse only
+// what a PASSporT needs, hand initial INVITEs to the signers without
+// blocking, stamp the Identity header into a pooled buffer and send the
+// result with batched sendmmsg(2) calls.
+//
+// Modes:
+//   - proxy: a stateless proxy (RFC 3261 section 16.11). Requests get our Via
+//     (branch derived from the incoming top Via, so retransmissions map to
+//     the same branch), Max-Forwards is decremented (483 at zero) and the
+//     request goes to the next hop. Responses are routed back by the Via under
+//     ours, ours removed. Only initial INVITEs (no To tag) are signed.
+//   - redirect: each initial INVITE is answered with 302 Moved Temporarily,
+//     Contact the original Request-URI, plus the Identity header (the
+//     ClearIP/Neustar style); the SBC copies the header into its own INVITE.
+//   - inline: INVITEs steered to us by the XDP program in package bpf are
+//     stamped and reinjected towards their original destination with their
+//     original source address.
+//
+// Buffer lifetime: gnet's packet slice is only valid inside OnTraffic. A
+// request that needs signing is copied into a job taken from the loop's own
+// free list; the job (packet copy, parse offsets, signing input and output
+// buffer) travels to a signer goroutine and back to the loop's sender, which
+// returns it to the free list after sendmmsg. Nothing else keeps a packet.
+//
+// Concurrency: each loop has its own state (parser, scratch buffers, random
+// source, job pool, sender goroutine); no lock is shared by all loops. The
+// policy table is read through an atomic pointer.
+//
+// Failure rules: a malformed message never stops a loop (it is forwarded
+// unsigned in proxy mode, answered 400 in redirect mode when it can be
+// answered, counted, and logged at most once a minute per reason); a signer
+// that fails or misses the call's budget yields P-Identity-Bypass, never a
+// lost call; a full job pool or signer queue bypasses at once.
+//
+// Parse and stamp allocate nothing per packet (see fastpath_timing_test.go).
+// Package fastpath must not import net/http, encoding/json or the API
+// packages (checked by TestDependencies).
+package fastpath

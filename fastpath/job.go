@@ -1,0 +1,106 @@
+package fastpath
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/shakenline/shakenline/hsm"
+	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/policy"
+	"github.com/shakenline/shakenline/sip"
+)
+
+// job carries one INVITE from its loop to a signer and back to the loop's
+// sender. Its buffers are allocated once, when the loop starts, and reused.
+type job struct {
+	l        *loop
+	start    time.Time // when the datagram was read (monotonic), for the latency histogram
+	src, dst netip.AddrPort
+	pkt      []byte // copy of the datagram (gnet reuses its buffer)
+	msg      sip.Message
+	orig     []byte
+	dest     []byte
+	destv    [1][]byte
+	claims   passport.Claims
+	decision policy.Decision
+	input    []byte // PASSporT signing input
+	hdr      []byte // "Identity: ...\r\n" or "P-Identity-Bypass: ...\r\n"
+	out      []byte // the datagram to send
+	sc       *scratch
+	req      hsm.Request
+}
+
+func newJob(l *loop) *job {
+	j := &job{
+		l:     l,
+		pkt:   make([]byte, 0, 2048),
+		orig:  make([]byte, 0, 16),
+		dest:  make([]byte, 0, 16),
+		input: make([]byte, 0, 512),
+		hdr:   make([]byte, 0, 1024),
+		out:   make([]byte, 0, 4096),
+		sc:    newScratch(),
+	}
+	j.req.Done = j.done
+	return j
+}
+
+// done runs on a signer goroutine when the request is answered: it stamps
+// the Identity header (or P-Identity-Bypass) and queues the result for the
+// loop's sender.
+func (j *job) done(r *hsm.Request) {
+	s := j.l.s
+	if r.Err == nil {
+		j.hdr = append(j.hdr[:0], "Identity: "...)
+		j.hdr = s.cfg.Builder.AppendIdentity(j.hdr, j.input, &r.Sig)
+		j.hdr = append(j.hdr, "\r\n"...)
+		switch j.decision.Attest {
+		case 'A':
+			mSignedA.Inc()
+		case 'B':
+			mSignedB.Inc()
+		default:
+			mSignedC.Inc()
+		}
+	} else {
+		j.hdr = append(j.hdr[:0], "P-Identity-Bypass: "...)
+		j.hdr = append(j.hdr, bypassReason(r.Err)...)
+		j.hdr = append(j.hdr, "\r\n"...)
+	}
+	if s.cfg.Mode == Redirect {
+		j.out = appendResponse(j.out[:0], j.pkt, &j.msg, 302, "Moved Temporarily", j.contact(), j.hdr)
+		mRedirects.Inc()
+	} else {
+		j.out = s.stampRequest(j.out[:0], j.pkt, &j.msg, j.src, j.hdr, j.sc)
+		mForwarded.Inc()
+	}
+	j.l.sendq <- j
+}
+
+func (j *job) contact() []byte {
+	b := append(j.sc.mf[:0], "Contact: <"...)
+	b = append(b, j.msg.RequestURI.In(j.pkt)...)
+	b = append(b, ">\r\n"...)
+	j.sc.mf = b
+	return b
+}
+
+// bypassReason names why a call went unsigned, for P-Identity-Bypass and
+// the bypass counters.
+func bypassReason(err error) string {
+	switch {
+	case errors.Is(err, hsm.ErrBudget), errors.Is(err, context.DeadlineExceeded):
+		mBypassTimeout.Inc()
+		return "timeout"
+	case errors.Is(err, hsm.ErrNoSigner):
+		mBypassDown.Inc()
+		return "signer-down"
+	case errors.Is(err, hsm.ErrQueueFull):
+		mBypassOverload.Inc()
+		return "overload"
+	}
+	mBypassError.Inc()
+	return "signer-error"
+}

@@ -1,0 +1,48 @@
+package fastpath
+
+import (
+	"fmt"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Metrics are declared once, here; the hot path only increments them.
+var (
+	mPackets        = metrics.NewCounter(`shakenline_sip_packets_total`)
+	mInvites        = metrics.NewCounter(`shakenline_calls_seen_total`)
+	mSignedA        = metrics.NewCounter(`shakenline_calls_signed_total{attest="A"}`)
+	mSignedB        = metrics.NewCounter(`shakenline_calls_signed_total{attest="B"}`)
+	mSignedC        = metrics.NewCounter(`shakenline_calls_signed_total{attest="C"}`)
+	mUnsignedNoOrig = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="no-orig-tn"}`)
+	mUnsignedNoDest = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="no-dest-tn"}`)
+	mUnsignedSigned = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="already-signed"}`)
+	mUnsignedBad    = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="malformed"}`)
+	mBypassOverload = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="overload"}`)
+	mBypassTimeout  = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="timeout"}`)
+	mBypassDown     = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="signer-down"}`)
+	mBypassError    = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="signer-error"}`)
+
+	mForwarded     = metrics.NewCounter(`shakenline_sip_forwarded_total{kind="request"}`)
+	mResponses     = metrics.NewCounter(`shakenline_sip_forwarded_total{kind="response"}`)
+	mRedirects     = metrics.NewCounter(`shakenline_sip_redirects_total`)
+	mLocalReplies  = metrics.NewCounter(`shakenline_sip_local_responses_total`)
+	mMalformedReq  = metrics.NewCounter(`shakenline_sip_malformed_total{kind="request"}`)
+	mMalformedResp = metrics.NewCounter(`shakenline_sip_malformed_total{kind="response"}`)
+	mTooManyHops   = metrics.NewCounter(`shakenline_sip_dropped_total{reason="max-forwards"}`)
+	mNotOurVia     = metrics.NewCounter(`shakenline_sip_dropped_total{reason="response-not-for-us"}`)
+	mUnroutable    = metrics.NewCounter(`shakenline_sip_dropped_total{reason="unroutable"}`)
+	mAckAbsorbed   = metrics.NewCounter(`shakenline_sip_dropped_total{reason="ack-to-redirect"}`)
+	mPanics        = metrics.NewCounter(`shakenline_sip_dropped_total{reason="internal-error"}`)
+
+	mSent       = metrics.NewCounter(`shakenline_udp_sent_total`)
+	mSendCalls  = metrics.NewCounter(`shakenline_udp_sendmmsg_calls_total`)
+	mSendErrors = metrics.NewCounter(`shakenline_udp_send_errors_total`)
+)
+
+// latencyHistogram is the added latency of signed calls (datagram read to
+// stamped datagram handed to sendmmsg), one histogram per loop so that loops
+// share no lock (a VictoriaMetrics histogram has a mutex). Called once per
+// loop at its start, never per packet.
+func latencyHistogram(loop int) *metrics.Histogram {
+	return metrics.GetOrCreateHistogram(fmt.Sprintf(`shakenline_sign_added_latency_seconds{loop="%d"}`, loop))
+}

@@ -1,0 +1,584 @@
+package fastpath
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/shakenline/shakenline/e164"
+	"github.com/shakenline/shakenline/hsm"
+	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/policy"
+	"github.com/shakenline/shakenline/sip"
+)
+
+// Mode selects what the loops do with an initial INVITE.
+type Mode int
+
+const (
+	Proxy    Mode = iota // stateless proxy to the next hop
+	Redirect             // 302 with Identity back to the sender
+	Inline               // XDP-steered, reinjected with original addresses
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Proxy:
+		return "proxy"
+	case Redirect:
+		return "redirect"
+	case Inline:
+		return "inline"
+	}
+	return "mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseMode parses "proxy", "redirect" or "inline".
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToLower(s) {
+	case "", "proxy":
+		return Proxy, nil
+	case "redirect":
+		return Redirect, nil
+	case "inline":
+		return Inline, nil
+	}
+	return 0, fmt.Errorf("fastpath: unknown mode %q (want proxy, redirect or inline)", s)
+}
+
+// Config configures a Server. Zero fields take the defaults documented here.
+type Config struct {
+	Mode      Mode
+	Listen    netip.AddrPort // UDP address the loops listen on
+	Advertise netip.AddrPort // address in our Via; default Listen (required when Listen is unspecified)
+	NextHop   netip.AddrPort // proxy mode: where requests go
+	Loops     int            // event loops; default GOMAXPROCS
+
+	Builder *passport.Builder
+	Signer  hsm.Dispatcher
+	Policy  *policy.Holder
+	Numbers *e164.Canonicalizer
+
+	Freshness    time.Duration // a Date within this of now becomes iat; default 60s
+	Budget       time.Duration // per-call signing budget before P-Identity-Bypass; default 100ms
+	ResignSigned bool          // also sign INVITEs that already carry a SHAKEN Identity
+	MaxInFlight  int           // signing jobs per loop; default 4096
+	SocketBuffer int           // SO_RCVBUF/SO_SNDBUF bytes; default 4 MiB
+
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now
+}
+
+// Server runs the event loops.
+type Server struct {
+	cfg       Config
+	advertise netip.AddrPort
+	viaHost   []byte // host part of our Via sent-by, as written
+	viaPrefix []byte // "Via: SIP/2.0/UDP host:port;branch="
+	log       *slog.Logger
+	limit     logLimiter
+
+	mu    sync.Mutex // guards loops creation only (once per loop)
+	loops map[int]*loop
+	byFD  [1024]atomic.Pointer[loop]
+	wg    sync.WaitGroup // sender goroutines
+
+	eng         gnet.Engine
+	booted      chan struct{}
+	stopSenders chan struct{}
+	stopped     atomic.Bool
+}
+
+// New checks cfg and returns a Server; Run starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Builder == nil || cfg.Signer == nil || cfg.Policy == nil || cfg.Numbers == nil {
+		return nil, errors.New("fastpath: Builder, Signer, Policy and Numbers are required")
+	}
+	if !cfg.Listen.IsValid() {
+		return nil, errors.New("fastpath: a listen address is required")
+	}
+	if cfg.Mode == Proxy && !cfg.NextHop.IsValid() {
+		return nil, errors.New("fastpath: proxy mode needs a next hop")
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Freshness <= 0 {
+		cfg.Freshness = 60 * time.Second
+	}
+	if cfg.Budget <= 0 {
+		cfg.Budget = 100 * time.Millisecond
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4096
+	}
+	if cfg.SocketBuffer <= 0 {
+		cfg.SocketBuffer = 4 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	adv := cfg.Advertise
+	if !adv.IsValid() {
+		adv = cfg.Listen
+	}
+	if adv.Addr().IsUnspecified() {
+		return nil, errors.New("fastpath: listening on an unspecified address needs an advertised address for Via")
+	}
+	s := &Server{cfg: cfg, advertise: adv, log: cfg.Logger, loops: map[int]*loop{},
+		booted: make(chan struct{}), stopSenders: make(chan struct{})}
+	host := adv.Addr().Unmap().String()
+	if adv.Addr().Is6() && !adv.Addr().Is4In6() {
+		host = "[" + host + "]"
+	}
+	s.viaHost = []byte(host)
+	s.viaPrefix = fmt.Appendf(nil, "Via: SIP/2.0/UDP %s:%d;branch=", host, adv.Port())
+	s.limit.log = cfg.Logger
+	return s, nil
+}
+
+// Run serves until ctx is cancelled or Stop is called.
+func (s *Server) Run(ctx context.Context) error {
+	proto := "udp4"
+	if s.cfg.Listen.Addr().Is6() && !s.cfg.Listen.Addr().Is4In6() {
+		proto = "udp6"
+	}
+	addr := proto + "://" + s.cfg.Listen.String()
+	go func() {
+		<-ctx.Done()
+		s.Stop()
+	}()
+	err := gnet.Run(&handler{s: s}, addr,
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		gnet.WithReusePort(true),
+		gnet.WithLockOSThread(false),
+		gnet.WithReadBufferCap(sip.MaxMessage+1),
+		gnet.WithSocketRecvBuffer(s.cfg.SocketBuffer),
+		gnet.WithSocketSendBuffer(s.cfg.SocketBuffer),
+		gnet.WithLogger(gnetLogger{s.log}),
+	)
+	close(s.stopSenders)
+	s.wg.Wait()
+	return err
+}
+
+// Booted is closed once the loops listen.
+func (s *Server) Booted() <-chan struct{} { return s.booted }
+
+// Stop stops the loops; Run returns.
+func (s *Server) Stop() {
+	if s.stopped.Swap(true) {
+		return
+	}
+	<-s.booted
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.eng.Stop(ctx)
+}
+
+type handler struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.s.eng = eng
+	close(h.s.booted)
+	return gnet.None
+}
+
+func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	pkt, _ := c.Next(-1)
+	ua, ok := c.RemoteAddr().(*net.UDPAddr)
+	if !ok || len(pkt) == 0 {
+		return gnet.None
+	}
+	l := h.s.loopFor(c.Fd())
+	l.handle(pkt, ua.AddrPort())
+	return gnet.None
+}
+
+// loopFor returns the state of the loop that owns listener fd, creating it
+// on the loop's first packet. Each SO_REUSEPORT listener belongs to exactly
+// one gnet loop, so a loop's state is only ever used by its own goroutine.
+func (s *Server) loopFor(fd int) *loop {
+	if fd >= 0 && fd < len(s.byFD) {
+		if l := s.byFD[fd].Load(); l != nil {
+			return l
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.loops[fd]; ok {
+		return l
+	}
+	l := s.newLoop(fd, len(s.loops))
+	s.loops[fd] = l
+	if fd >= 0 && fd < len(s.byFD) {
+		s.byFD[fd].Store(l)
+	}
+	return l
+}
+
+// loop is the per-event-loop state. Only its own gnet goroutine touches it,
+// except sendq/free (channels) and the job objects it lends out.
+type loop struct {
+	s     *Server
+	fd    int
+	msg   sip.Message
+	msg2  sip.Message
+	out   []byte
+	sc    *scratch
+	tx    *batch // used by the loop goroutine for in-loop sends
+	rng   *mrand.ChaCha8
+	tn    [2][]byte
+	raw   []byte // digits as dialled, before canonicalisation
+	free  chan *job
+	sendq chan *job
+	hist  *metrics.Histogram
+}
+
+func (s *Server) newLoop(fd, idx int) *loop {
+	v6 := false
+	if sa, err := unix.Getsockname(fd); err == nil {
+		_, v6 = sa.(*unix.SockaddrInet6)
+	}
+	var seed [32]byte
+	_, _ = rand.Read(seed[:])
+	l := &loop{
+		s:     s,
+		fd:    fd,
+		out:   make([]byte, 0, sip.MaxMessage+4096),
+		sc:    newScratch(),
+		tx:    newBatch(fd, v6),
+		rng:   mrand.NewChaCha8(seed),
+		tn:    [2][]byte{make([]byte, 0, 32), make([]byte, 0, 32)},
+		raw:   make([]byte, 0, 64),
+		free:  make(chan *job, s.cfg.MaxInFlight),
+		sendq: make(chan *job, s.cfg.MaxInFlight),
+		hist:  latencyHistogram(idx),
+	}
+	for range s.cfg.MaxInFlight {
+		l.free <- newJob(l)
+	}
+	s.wg.Add(1)
+	go l.sender(newBatch(fd, v6), s.stopSenders)
+	return l
+}
+
+// handle processes one datagram from src. pkt is only valid during the call.
+func (l *loop) handle(pkt []byte, src netip.AddrPort) {
+	defer func() {
+		if r := recover(); r != nil {
+			mPanics.Inc()
+			l.s.limit.warn("internal-error", "fastpath: recovered from a panic while handling a datagram; it was dropped", "panic", fmt.Sprint(r))
+		}
+	}()
+	mPackets.Inc()
+	m := &l.msg
+	if err := m.Parse(pkt); err != nil {
+		l.malformed(pkt, src, err)
+		return
+	}
+	if !m.IsRequest {
+		l.response(pkt)
+		return
+	}
+	if l.s.cfg.Mode == Redirect {
+		l.redirectRequest(pkt, src)
+		return
+	}
+	l.proxyRequest(pkt, src)
+}
+
+func (l *loop) malformed(pkt []byte, src netip.AddrPort, err error) {
+	isResp := len(pkt) >= 8 && string(pkt[:8]) == "SIP/2.0 "
+	if isResp {
+		mMalformedResp.Inc()
+		l.s.limit.warn("malformed-response", "fastpath: malformed SIP response dropped", "from", src, "err", err)
+		return
+	}
+	mMalformedReq.Inc()
+	switch l.s.cfg.Mode {
+	case Redirect:
+		// Answer 400 when the request names enough to be answered.
+		m := &l.msg
+		if m.IsRequest && !m.Via.Value.Empty() && !m.CallID.Empty() && !m.From.Value.Empty() && !m.To.Value.Empty() {
+			l.reply(pkt, src, 400, "Bad Request", l.s.reasonHeader(err))
+		}
+		l.s.limit.warn("malformed-request", "fastpath: malformed SIP request answered 400 where possible", "from", src, "err", err)
+	default:
+		// A stateless proxy that cannot parse a request forwards it as it
+		// is: its Via still routes the responses straight to the sender.
+		mUnsignedBad.Inc()
+		l.sendNow(pkt, l.s.cfg.NextHop)
+		l.s.limit.warn("malformed-request", "fastpath: malformed SIP request forwarded unsigned", "from", src, "err", err)
+	}
+}
+
+// reasonHeader is a Warning-free explanation for a 400 (no per-packet
+// formatting: the text is the sentinel's).
+func (s *Server) reasonHeader(err error) []byte {
+	switch {
+	case errors.Is(err, sip.ErrTooLarge):
+		return []byte("Reason: SIP;cause=400;text=\"message too large\"\r\n")
+	case errors.Is(err, sip.ErrTruncated):
+		return []byte("Reason: SIP;cause=400;text=\"truncated message\"\r\n")
+	}
+	return []byte("Reason: SIP;cause=400;text=\"malformed message\"\r\n")
+}
+
+func (l *loop) response(pkt []byte) {
+	m := &l.msg
+	if l.s.cfg.Mode != Proxy || !l.s.isOurVia(pkt, m) {
+		mNotOurVia.Inc()
+		return
+	}
+	l.out = stampResponse(l.out[:0], pkt, m, l.sc)
+	if err := l.msg2.Parse(l.out); err != nil || l.msg2.Via.Value.Empty() {
+		mUnroutable.Inc()
+		return
+	}
+	dst, ok := viaTarget(l.out, &l.msg2.Via)
+	if !ok {
+		mUnroutable.Inc()
+		return
+	}
+	mResponses.Inc()
+	l.sendNow(l.out, dst)
+}
+
+func (l *loop) proxyRequest(pkt []byte, src netip.AddrPort) {
+	m := &l.msg
+	if m.MaxForwards == 0 {
+		mTooManyHops.Inc()
+		if m.Method != sip.MethodAck {
+			l.reply(pkt, src, 483, "Too Many Hops")
+		}
+		return
+	}
+	dst := l.s.cfg.NextHop
+	if src == dst { // from the next hop: route by Request-URI
+		var ok bool
+		if dst, ok = requestURITarget(pkt, m); !ok {
+			mUnroutable.Inc()
+			return
+		}
+	}
+	if m.Method == sip.MethodInvite && m.To.Tag.Empty() {
+		mInvites.Inc()
+		if l.sign(pkt, src, dst) {
+			return
+		}
+	}
+	mForwarded.Inc()
+	l.out = l.s.stampRequest(l.out[:0], pkt, m, src, nil, l.sc)
+	l.sendNow(l.out, dst)
+}
+
+func (l *loop) redirectRequest(pkt []byte, src netip.AddrPort) {
+	m := &l.msg
+	switch {
+	case m.Method == sip.MethodInvite && m.To.Tag.Empty():
+		mInvites.Inc()
+		if !l.sign(pkt, src, src) {
+			// Unsigned (no number): still redirect, so the call proceeds.
+			l.reply(pkt, src, 302, "Moved Temporarily", l.contact(pkt, m))
+		}
+	case m.Method == sip.MethodAck:
+		mAckAbsorbed.Inc()
+	case m.Method == sip.MethodOptions, m.Method == sip.MethodCancel:
+		l.reply(pkt, src, 200, "OK")
+	default:
+		l.reply(pkt, src, 405, "Method Not Allowed", []byte("Allow: INVITE, ACK, CANCEL, OPTIONS\r\n"))
+	}
+}
+
+func (l *loop) contact(pkt []byte, m *sip.Message) []byte {
+	b := append(l.sc.via[:0], "Contact: <"...)
+	b = append(b, m.RequestURI.In(pkt)...)
+	b = append(b, ">\r\n"...)
+	l.sc.via = b
+	return b
+}
+
+// reply sends a locally generated response to src.
+func (l *loop) reply(pkt []byte, src netip.AddrPort, code int, reason string, extra ...[]byte) {
+	mLocalReplies.Inc()
+	l.out = appendResponse(l.out[:0], pkt, &l.msg, code, reason, extra...)
+	l.sendNow(l.out, src)
+}
+
+// sendNow sends one datagram from the loop goroutine.
+func (l *loop) sendNow(b []byte, dst netip.AddrPort) {
+	if !l.tx.add(b, dst) {
+		mUnroutable.Inc()
+		return
+	}
+	l.tx.flush()
+}
+
+// sign starts signing the INVITE in pkt. It returns false when the call is
+// to be forwarded unsigned by the caller (no number to sign, or already
+// signed); every other outcome (queued, or bypassed at once) is handled here.
+func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
+	m := &l.msg
+	cfg := &l.s.cfg
+	if m.NumIdentity > 0 && !cfg.ResignSigned && hasShakenIdentity(pkt, m) {
+		mUnsignedSigned.Inc()
+		return false
+	}
+	var ok bool
+	if l.tn[0], ok = OrigTN(l.tn[0][:0], l.raw, pkt, m, cfg.Numbers); !ok {
+		mUnsignedNoOrig.Inc()
+		return false
+	}
+	if l.tn[1], ok = DestTN(l.tn[1][:0], l.raw, pkt, m, cfg.Numbers); !ok {
+		mUnsignedNoDest.Inc()
+		return false
+	}
+	j := l.getJob()
+	if j == nil {
+		mBypassOverload.Inc()
+		l.bypassNow(pkt, src, dst, hdrBypassOverload)
+		return true
+	}
+	j.start = time.Now()
+	now := cfg.Now()
+	j.src, j.dst = src, dst
+	j.pkt = append(j.pkt[:0], pkt...)
+	j.msg = *m
+	j.orig = append(j.orig[:0], l.tn[0]...)
+	j.dest = append(j.dest[:0], l.tn[1]...)
+	iat := IAT(pkt, m, now, cfg.Freshness)
+	j.decision = cfg.Policy.Load().Decide(src.Addr(), j.orig)
+	j.claims = passport.Claims{Attest: j.decision.Attest, Orig: j.orig, Dest: j.destv[:], IAT: iat}
+	j.destv[0] = j.dest
+	_, _ = l.rng.Read(j.claims.OrigID[:])
+	j.input = cfg.Builder.AppendSigningInput(j.input[:0], &j.claims)
+	j.req.Digest = sha256.Sum256(j.input)
+	j.req.Deadline = now.Add(cfg.Budget)
+	j.req.Err, j.req.SignedBy = nil, ""
+	if err := cfg.Signer.Submit(&j.req); err != nil {
+		l.free <- j
+		mBypassOverload.Inc()
+		l.bypassNow(pkt, src, dst, hdrBypassOverload)
+	}
+	return true
+}
+
+var hdrBypassOverload = []byte("P-Identity-Bypass: overload\r\n")
+
+// bypassNow forwards (or, in redirect mode, redirects) the call at once,
+// unsigned, with P-Identity-Bypass.
+func (l *loop) bypassNow(pkt []byte, src, dst netip.AddrPort, hdr []byte) {
+	m := &l.msg
+	if l.s.cfg.Mode == Redirect {
+		l.reply(pkt, src, 302, "Moved Temporarily", l.contact(pkt, m), hdr)
+		return
+	}
+	mForwarded.Inc()
+	l.out = l.s.stampRequest(l.out[:0], pkt, m, src, hdr, l.sc)
+	l.sendNow(l.out, dst)
+}
+
+// hasShakenIdentity reports whether one of the Identity headers is a SHAKEN
+// PASSporT (ppt=shaken, quoted or not).
+func hasShakenIdentity(pkt []byte, m *sip.Message) bool {
+	for i := 0; i < int(m.NumIdentity); i++ {
+		if containsFold(m.Identity[i].In(pkt), "shaken") {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		ok := true
+		for k := 0; k < len(s); k++ {
+			c := b[i+k]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != s[k] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *loop) getJob() *job {
+	select {
+	case j := <-l.free:
+		return j
+	default:
+		return nil
+	}
+}
+
+// sender batches finished jobs into sendmmsg calls and returns them to the
+// free list. It stops when the server stops; sendq is never closed, so a
+// signer finishing late never sends on a closed channel (the queue holds
+// every job the loop owns, so that send never blocks either).
+func (l *loop) sender(tx *batch, stop <-chan struct{}) {
+	defer l.s.wg.Done()
+	var held [maxBatch]*job
+	for {
+		var j *job
+		select {
+		case <-stop:
+			return
+		case j = <-l.sendq:
+		}
+		n := 0
+		for j != nil && n < maxBatch {
+			if tx.add(j.out, j.dst) {
+				held[n] = j
+				n++
+			} else {
+				mUnroutable.Inc()
+				l.free <- j
+			}
+			select {
+			case j = <-l.sendq:
+			default:
+				j = nil
+			}
+		}
+		if j != nil { // batch full: keep it for the next round
+			l.sendq <- j
+		}
+		tx.flush()
+		for i := 0; i < n; i++ {
+			l.hist.UpdateDuration(held[i].start)
+			l.free <- held[i]
+			held[i] = nil
+		}
+	}
+}

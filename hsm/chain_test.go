@@ -1,0 +1,267 @@
+package hsm_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shakenline/shakenline/hsm"
+	"github.com/shakenline/shakenline/hsm/signertest"
+	"github.com/shakenline/shakenline/hsm/softhsmtest"
+)
+
+// load runs `workers` closed loops of Submit/Done against d until stop
+// returns true or limit requests or maxDur elapse. It returns the requests'
+// outcomes by signer ("" for unsigned) and the unsigned errors.
+type load struct {
+	mu       sync.Mutex
+	bySigner map[string]int
+	unsigned []error
+	bad      int
+	total    atomic.Int64
+}
+
+func runLoad(t *testing.T, d hsm.Dispatcher, pub *ecdsa.PublicKey, workers, limit int, maxDur time.Duration, stop func(*load) bool) *load {
+	t.Helper()
+	l := &load{bySigner: map[string]int{}}
+	end := time.Now().Add(maxDur)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			done := make(chan *hsm.Request, 1)
+			r := &hsm.Request{Done: func(r *hsm.Request) { done <- r }}
+			for time.Now().Before(end) && !stop(l) && l.total.Add(1) <= int64(limit) {
+				_, _ = rand.Read(r.Digest[:])
+				r.Deadline = time.Now().Add(2 * time.Second)
+				var err error
+				if err = d.Submit(r); err == nil {
+					<-done
+					err = r.Err
+				}
+				l.mu.Lock()
+				if err != nil {
+					l.unsigned = append(l.unsigned, err)
+				} else {
+					l.bySigner[r.SignedBy]++
+					if !signertest.Verify(pub, &r.Digest, &r.Sig) {
+						l.bad++
+					}
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if l.total.Load() > int64(limit) {
+		l.total.Store(int64(limit))
+	}
+	return l
+}
+
+func (l *load) count(name string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bySigner[name]
+}
+
+func never(*load) bool { return false }
+
+// A token deleted while calls flow moves traffic to the next signer with no
+// call lost and none unsigned; when it comes back its breaker closes and it
+// signs again, without restarting anything.
+func TestFailoverTokenRemovedAndRestored(t *testing.T) {
+	env := softhsmtest.New(t)
+	key := newKey(t)
+	a := env.NewToken("primary", key)
+	b := env.NewToken("secondary", key)
+	soft, err := hsm.NewSoftware("soft", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := hsm.Breaker{Failures: 3, OpenFor: 100 * time.Millisecond, HalfOpenProbes: 1}
+	c, err := hsm.New(context.Background(), hsm.Config{
+		Breaker: br,
+		Signers: []hsm.SignerConfig{
+			{PKCS11: a.URI(), Workers: 2, Timeout: time.Second, ReopenMax: 100 * time.Millisecond},
+			{PKCS11: b.URI(), Workers: 2, Timeout: time.Second, ReopenMax: 100 * time.Millisecond},
+			{Signer: soft, Workers: 2},
+		},
+	}, a.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pub := &key.PublicKey
+
+	// Phase 1: healthy, everything on the primary.
+	l := runLoad(t, c, pub, 8, 200, 10*time.Second, never)
+	if len(l.unsigned) != 0 || l.bad != 0 || l.bySigner["pkcs11:primary"] != 200 {
+		t.Fatalf("healthy: %v unsigned %v bad %d", l.bySigner, l.unsigned, l.bad)
+	}
+
+	// Phase 2: delete the primary token while calls flow.
+	var deleted atomic.Bool
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		a.Delete()
+		deleted.Store(true)
+	}()
+	l = runLoad(t, c, pub, 8, 100000, 10*time.Second, func(l *load) bool {
+		return deleted.Load() && l.count("pkcs11:secondary") >= 300
+	})
+	t.Logf("token removed: %v, %d requests", l.bySigner, l.total.Load())
+	if len(l.unsigned) != 0 || l.bad != 0 {
+		t.Fatalf("unsigned %v, bad %d", l.unsigned[:min(5, len(l.unsigned))], l.bad)
+	}
+	if l.bySigner["pkcs11:secondary"] < 300 {
+		t.Fatalf("traffic did not move to the secondary: %v", l.bySigner)
+	}
+	h := c.Health()
+	if h[0].Ready || h[0].State == hsm.StateClosed || h[0].LastError == "" {
+		t.Fatalf("primary health after removal: %+v", h[0])
+	}
+	t.Logf("primary while removed: %+v", h[0])
+
+	// Phase 3: put the token back; the breaker closes and the primary signs again.
+	a.Restore()
+	l = runLoad(t, c, pub, 4, 100000, 15*time.Second, func(l *load) bool {
+		return l.count("pkcs11:primary") >= 50
+	})
+	t.Logf("restored: %v", l.bySigner)
+	if len(l.unsigned) != 0 || l.bad != 0 {
+		t.Fatalf("unsigned %v bad %d", l.unsigned[:min(5, len(l.unsigned))], l.bad)
+	}
+	if l.bySigner["pkcs11:primary"] < 50 {
+		t.Fatalf("primary did not come back: %v, health %+v", l.bySigner, c.Health())
+	}
+	if h := c.Health(); h[0].State != hsm.StateClosed || !h[0].Ready || h[0].Sessions < 1 {
+		t.Fatalf("primary health after restore: %+v", h[0])
+	}
+}
+
+// With every signer down the call is not lost: Done (or Submit) reports
+// signer-down, which the fast path turns into P-Identity-Bypass.
+func TestAllSignersDown(t *testing.T) {
+	env := softhsmtest.New(t)
+	a := env.NewToken("only", nil)
+	c, err := hsm.New(context.Background(), hsm.Config{
+		Breaker: hsm.Breaker{Failures: 2, OpenFor: time.Hour},
+		Signers: []hsm.SignerConfig{{PKCS11: a.URI(), Workers: 2, ReopenMax: 50 * time.Millisecond}},
+	}, a.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	a.Delete()
+	l := runLoad(t, c, &a.Key.PublicKey, 4, 100, 10*time.Second, never)
+	if len(l.bySigner) != 0 || len(l.unsigned) != 100 {
+		t.Fatalf("signed %v unsigned %d", l.bySigner, len(l.unsigned))
+	}
+	for _, err := range l.unsigned {
+		if got := hsm.BypassReason(err); got != "signer-down" {
+			t.Fatalf("reason %q for %v", got, err)
+		}
+	}
+	if c.Ready() {
+		t.Fatal("Ready with every signer down")
+	}
+}
+
+// hangSigner stands for a device whose C_Sign stops returning (not
+// reproducible with SoftHSM): while hang is set, calls block until release.
+type hangSigner struct {
+	hsm.Signer
+	hang    atomic.Bool
+	release chan struct{}
+}
+
+func (h *hangSigner) SignDigest(ctx context.Context, d *[32]byte, sig *[64]byte) error {
+	if h.hang.Load() {
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return h.Signer.SignDigest(ctx, d, sig)
+}
+
+func TestTimeoutMovesOnAndBreakerCycles(t *testing.T) {
+	key := newKey(t)
+	cert, _ := softhsmtest.SelfSigned(key, "sp")
+	s1, _ := hsm.NewSoftware("first", key)
+	s2, _ := hsm.NewSoftware("second", key)
+	h := &hangSigner{Signer: s1, release: make(chan struct{})}
+	c, err := hsm.New(context.Background(), hsm.Config{
+		Breaker: hsm.Breaker{Failures: 2, OpenFor: 50 * time.Millisecond, HalfOpenProbes: 1},
+		Signers: []hsm.SignerConfig{
+			{Signer: h, Workers: 2, Timeout: 20 * time.Millisecond},
+			{Signer: s2, Workers: 2},
+		},
+	}, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	h.hang.Store(true)
+	start := time.Now()
+	l := runLoad(t, c, &key.PublicKey, 4, 200, 10*time.Second, never)
+	if len(l.unsigned) != 0 || l.bad != 0 || l.bySigner["second"] != 200 {
+		t.Fatalf("hung first signer: %v unsigned %v", l.bySigner, l.unsigned)
+	}
+	if hs := c.Health(); hs[0].State == hsm.StateClosed {
+		t.Fatalf("breaker still closed after timeouts: %+v", hs[0])
+	}
+	t.Logf("200 calls past a hung signer in %v", time.Since(start))
+	h.hang.Store(false)
+	close(h.release)
+	l = runLoad(t, c, &key.PublicKey, 4, 100000, 10*time.Second, func(l *load) bool { return l.count("first") >= 20 })
+	if len(l.unsigned) != 0 || l.count("first") < 20 {
+		t.Fatalf("after recovery: %v unsigned %v", l.bySigner, l.unsigned)
+	}
+	if hs := c.Health(); hs[0].State != hsm.StateClosed {
+		t.Fatalf("breaker not closed: %+v", hs[0])
+	}
+}
+
+func TestBudgetExpired(t *testing.T) {
+	key := newKey(t)
+	cert, _ := softhsmtest.SelfSigned(key, "sp")
+	s, _ := hsm.NewSoftware("soft", key)
+	c, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: s}}}, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	done := make(chan *hsm.Request, 1)
+	r := &hsm.Request{Deadline: time.Now().Add(-time.Millisecond), Done: func(r *hsm.Request) { done <- r }}
+	if err := c.Submit(r); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if !errors.Is(r.Err, hsm.ErrBudget) || hsm.BypassReason(r.Err) != "timeout" {
+		t.Fatalf("err %v", r.Err)
+	}
+}
+
+func TestBypassReason(t *testing.T) {
+	for err, want := range map[error]string{
+		nil:                      "",
+		hsm.ErrBudget:            "timeout",
+		context.DeadlineExceeded: "timeout",
+		hsm.ErrQueueFull:         "queue-full",
+		hsm.ErrNoSigner:          "signer-down",
+		hsm.ErrSessionLost:       "signer-down",
+		errors.New("x"):          "error",
+		hsm.ErrSignature:         "error",
+	} {
+		if got := hsm.BypassReason(err); got != want {
+			t.Errorf("%v: %q want %q", err, got, want)
+		}
+	}
+}

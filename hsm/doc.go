@@ -1,0 +1,66 @@
+// Package hsm owns ES256 signing for the appliance: the Signer interface,
+// the PKCS#11 signer (miekg/pkcs11, sessions pooled per worker), the software
+// signer, the failover Chain with per-signer timeouts and circuit breakers,
+// and RFC 7512 pkcs11: URI parsing.
+//
+// # Flow
+//
+// An event loop fills a Request (digest, deadline, Done callback) and calls
+// Chain.Submit, which never blocks: it picks the first signer whose breaker
+// admits the request and whose sessions are usable, and pushes the request
+// onto that signer's queue (spilling to the next signer when the queue is
+// full). Each signer has Workers goroutines; a PKCS#11 worker signs on its
+// own session with C_SignInit+C_Sign(CKM_ECDSA) over the 32-byte digest and
+// the token's 64-byte r||s goes into Request.Sig unchanged. A failed call
+// moves the request to the next signer; a call still running after the
+// signer's Timeout is taken away by the signer's monitor goroutine and moved
+// on the same way. When no signer is left, or the request's Deadline passes,
+// Request.Err is set and Done is called: the fast path then forwards the
+// INVITE without Identity and with P-Identity-Bypass: BypassReason(err)
+// ("timeout", "queue-full", "signer-down", "error").
+//
+// # Breakers and recovery
+//
+// Each signer's breaker opens after Breaker.Failures consecutive failures or
+// timeouts, sends nothing for OpenFor, then admits HalfOpenProbes requests;
+// a probe's success closes it, a failure opens it again. Lost PKCS#11
+// sessions (token removed, device reset, C_Sign session errors) are reopened
+// in the background with exponential backoff without restarting the process:
+// the token is found again by its URI attributes, logged in, the key found and
+// checked against the certificate. A module that no longer sees the token is
+// re-initialised (C_Finalize/C_Initialize; at most every 500ms); a module
+// shared by two signers is loaded once and re-initialised under a lock no
+// call runs across, and signers drop every handle from before it.
+// Health and the metrics shakenline_hsm_{signed_total, failures_total,
+// breaker_state, sessions, ready, queue_depth, sign_duration_seconds} (label
+// signer) and shakenline_hsm_unsigned_total (label reason) expose the state.
+//
+// # Keys (FCC own-certificate rule)
+//
+// Every signer in a chain must sign with the key of the provider's own
+// certificate; New refuses a signer whose public key differs. The software
+// fallback therefore holds a copy of the same private key the HSM holds. It
+// is provisioned by generating the key pair inside a controlled environment
+// (or exporting it once, wrapped, from the HSM when the HSM allows export of
+// that key), importing one copy into each token (softhsm2-util --import /
+// the vendor's key-import tool) and writing the fallback copy as a PKCS#8 PEM
+// file readable only by the appliance user (mode 0400), given with --key.
+// An operator who does not want the key outside the HSM leaves the software
+// signer out of the chain and accepts P-Identity-Bypass when every HSM is
+// down.
+//
+// # Concurrency and buffers
+//
+// Submit is safe from any number of goroutines and allocates nothing. A
+// Request belongs to the chain from a successful Submit until Done, which is
+// called exactly once from a chain goroutine; workers copy the digest in and
+// the signature out, so a request taken away on timeout is never written by
+// the stuck worker. Signers are safe for concurrent use.
+//
+// # Limits
+//
+// PINs come only from a file (pin-source=file:...); pin-value is refused and
+// the PIN is never logged. Only ECDSA P-256 keys are accepted. A C_Sign that
+// never returns keeps its worker and session; the other workers and signers
+// carry on.
+package hsm

@@ -1,0 +1,597 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/pkcs11"
+)
+
+// PKCS#11 signer errors. Open wraps them with the Cryptoki error where there
+// is one; the messages never contain the PIN.
+var (
+	ErrTokenNotFound  = errors.New("hsm: PKCS#11 token not found")
+	ErrObjectNotFound = errors.New("hsm: PKCS#11 private key not found")
+	ErrAmbiguousKey   = errors.New("hsm: PKCS#11 URI matches more than one private key")
+	ErrLogin          = errors.New("hsm: PKCS#11 login failed")
+	ErrSessionLost    = errors.New("hsm: PKCS#11 sessions lost, reopening")
+	ErrSignature      = errors.New("hsm: PKCS#11 signature is not 64 bytes")
+)
+
+// PKCS11Options tune OpenPKCS11. Zero values take the defaults shown.
+type PKCS11Options struct {
+	// Name in metrics, /healthz and Request.SignedBy. Default "pkcs11:<token label>".
+	Name string
+	// Sessions is the number of sessions opened on the token, one per
+	// worker goroutine of a Chain. Default 4.
+	Sessions int
+	// Want is the certificate's public key. The token's key must match it
+	// (CKA_EC_POINT when present, and always a test signature verified with
+	// Want). Nil trusts the token's CKA_EC_POINT.
+	Want *ecdsa.PublicKey
+	// ReopenMin and ReopenMax bound the exponential backoff between attempts
+	// to reopen lost sessions. Defaults 50ms and 2s.
+	ReopenMin, ReopenMax time.Duration
+}
+
+// PKCS11 signs with a private key that never leaves a PKCS#11 token, using
+// CKM_ECDSA over the 32-byte SHA-256 digest; the token returns r||s, which
+// is exactly the JWS ES256 form.
+//
+// It keeps Sessions sessions on the token (logged in once for all of them as
+// Cryptoki login is per token and application) in a pool; SignDigest borrows
+// one for a C_SignInit+C_Sign pair. When the token goes away or the module
+// resets (CKR_SESSION_HANDLE_INVALID, CKR_DEVICE_REMOVED,
+// CKR_TOKEN_NOT_PRESENT, ...) SignDigest fails fast with ErrSessionLost and a
+// background goroutine rediscovers the token, logs in, finds the key, checks
+// it against the certificate again and reopens the sessions, with backoff; if
+// the token cannot be found, it re-initialises the module (some modules,
+// SoftHSM among them, only see a re-inserted token after C_Initialize).
+// A wrong PIN during recovery stops recovery, so a changed PIN cannot lock
+// the token by repeated attempts.
+type PKCS11 struct {
+	name string
+	uri  URI
+	pin  string // never logged
+	opt  PKCS11Options
+	mod  *module
+	pub  *ecdsa.PublicKey
+	mech []*pkcs11.Mechanism
+
+	pool  chan *session
+	tok   atomic.Pointer[token] // nil while sessions are lost
+	nsess atomic.Int32
+	gen   atomic.Uint64
+	err   atomic.Pointer[errBox]
+
+	mu         sync.Mutex // serialises discovery
+	recovering bool       // guarded by mu
+	last       *token     // guarded by mu: the token whose anchor session is open
+	stopped    bool       // guarded by mu: recovery gave up (wrong PIN) or Close
+	done       chan struct{}
+	closeOnce  sync.Once
+}
+
+type errBox struct{ err error }
+
+// token is one successful discovery: valid while the module's gen is modGen.
+type token struct {
+	modGen uint64
+	gen    uint64
+	slot   uint
+	key    pkcs11.ObjectHandle
+	anchor pkcs11.SessionHandle // keeps the login while pool sessions come and go
+}
+
+type session struct {
+	h      pkcs11.SessionHandle
+	tokGen uint64
+	modGen uint64
+	open   bool
+}
+
+// OpenPKCS11 loads the module named by u, finds the token and the private
+// key, logs in with the PIN from u's pin-source and checks the key against
+// opt.Want. Errors say which step failed: ErrModule, ErrNoPIN,
+// ErrTokenNotFound, ErrLogin, ErrObjectNotFound, ErrNotP256, ErrKeyMismatch.
+func OpenPKCS11(u URI, opt PKCS11Options) (*PKCS11, error) {
+	if opt.Sessions <= 0 {
+		opt.Sessions = 4
+	}
+	if opt.ReopenMin <= 0 {
+		opt.ReopenMin = 50 * time.Millisecond
+	}
+	if opt.ReopenMax < opt.ReopenMin {
+		opt.ReopenMax = max(2*time.Second, opt.ReopenMin)
+	}
+	path, err := u.Module()
+	if err != nil {
+		return nil, err
+	}
+	pin, err := u.PIN()
+	if err != nil {
+		return nil, err
+	}
+	mod, err := openModule(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &PKCS11{
+		name: opt.Name,
+		uri:  u,
+		pin:  pin,
+		opt:  opt,
+		mod:  mod,
+		pub:  opt.Want,
+		mech: []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)},
+		pool: make(chan *session, opt.Sessions),
+		done: make(chan struct{}),
+	}
+	if p.name == "" {
+		p.name = "pkcs11:" + u.Token
+	}
+	tk, err := p.discover()
+	if err != nil {
+		mod.release()
+		return nil, err
+	}
+	p.install(tk)
+	for range opt.Sessions {
+		p.pool <- &session{}
+	}
+	return p, nil
+}
+
+// Name implements Signer.
+func (p *PKCS11) Name() string { return p.name }
+
+// Public implements Signer.
+func (p *PKCS11) Public() *ecdsa.PublicKey { return p.pub }
+
+// Ready reports whether the token is usable (sessions not lost).
+func (p *PKCS11) Ready() bool { return p.tok.Load() != nil }
+
+// Sessions reports the number of open sessions (0 while lost).
+func (p *PKCS11) Sessions() int {
+	if p.tok.Load() == nil {
+		return 0
+	}
+	return int(p.nsess.Load())
+}
+
+// LastError is the most recent session or recovery error, nil if none.
+func (p *PKCS11) LastError() error {
+	if b := p.err.Load(); b != nil {
+		return b.err
+	}
+	return nil
+}
+
+// SignDigest implements Signer. It fails at once with an error wrapping
+// ErrSessionLost while the token is being reopened.
+func (p *PKCS11) SignDigest(ctx context.Context, digest *[32]byte, sig *[64]byte) error {
+	tk := p.tok.Load()
+	if tk == nil {
+		return ErrSessionLost
+	}
+	var s *session
+	select {
+	case s = <-p.pool:
+	default:
+		select {
+		case s = <-p.pool:
+		case <-ctx.Done():
+			return fmt.Errorf("hsm: %s: waiting for a session: %w", p.name, ctx.Err())
+		}
+	}
+	defer func() { p.pool <- s }()
+	m := p.mod
+	m.mu.RLock()
+	if m.gen != tk.modGen {
+		// Another signer re-initialised the shared module: every handle
+		// is dead. Rediscover now rather than fail the call.
+		m.mu.RUnlock()
+		var err error
+		if tk, err = p.refresh(tk); err != nil {
+			return err
+		}
+		m.mu.RLock()
+		if m.gen != tk.modGen {
+			m.mu.RUnlock()
+			return ErrSessionLost
+		}
+	}
+	if !s.open || s.tokGen != tk.gen {
+		if s.open {
+			if s.modGen == m.gen {
+				_ = m.ctx.CloseSession(s.h)
+			}
+			s.open = false
+			p.nsess.Add(-1)
+		}
+		h, err := m.ctx.OpenSession(tk.slot, pkcs11.CKF_SERIAL_SESSION)
+		if err != nil {
+			m.mu.RUnlock()
+			p.lost(tk, err)
+			return fmt.Errorf("hsm: %s: C_OpenSession: %w", p.name, err)
+		}
+		*s = session{h: h, tokGen: tk.gen, modGen: m.gen, open: true}
+		p.nsess.Add(1)
+	}
+	err := m.ctx.SignInit(s.h, p.mech, tk.key)
+	var out []byte
+	if err == nil {
+		out, err = m.ctx.Sign(s.h, digest[:])
+	}
+	m.mu.RUnlock()
+	if err != nil {
+		if sessionLost(err) {
+			p.lost(tk, err)
+		}
+		return fmt.Errorf("hsm: %s: C_Sign: %w", p.name, err)
+	}
+	if len(out) != 64 {
+		return ErrSignature
+	}
+	copy(sig[:], out)
+	return nil
+}
+
+// Close stops recovery and closes the sessions; the module is finalised
+// when its last signer closes. Calls still in flight may fail.
+func (p *PKCS11) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.stopped = true
+		close(p.done)
+		last := p.last
+		p.last = nil
+		p.tok.Store(nil)
+		p.mu.Unlock()
+		m := p.mod
+		m.mu.RLock()
+	drain:
+		for {
+			select {
+			case s := <-p.pool:
+				if s.open && s.modGen == m.gen {
+					_ = m.ctx.CloseSession(s.h)
+				}
+			default:
+				break drain
+			}
+		}
+		if last != nil && last.modGen == m.gen {
+			_ = m.ctx.CloseSession(last.anchor)
+		}
+		m.mu.RUnlock()
+		m.release()
+	})
+	return nil
+}
+
+func (p *PKCS11) setErr(err error) { p.err.Store(&errBox{err}) }
+
+// install makes tk current and closes the previous anchor session when its
+// handle is still from the current module generation. Called with mu held.
+func (p *PKCS11) install(tk *token) {
+	if old := p.last; old != nil && old != tk {
+		p.mod.mu.RLock()
+		if old.modGen == p.mod.gen {
+			_ = p.mod.ctx.CloseSession(old.anchor)
+		}
+		p.mod.mu.RUnlock()
+	}
+	p.last = tk
+	p.tok.Store(tk)
+}
+
+// lost marks tk dead after err and starts recovery once.
+func (p *PKCS11) lost(tk *token, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tok.Load() != tk {
+		return
+	}
+	p.tok.Store(nil)
+	p.setErr(err)
+	p.startRecovery()
+}
+
+func (p *PKCS11) startRecovery() {
+	if p.recovering || p.stopped {
+		return
+	}
+	p.recovering = true
+	go p.recover()
+}
+
+// refresh rediscovers the token after the module was re-initialised by
+// someone else.
+func (p *PKCS11) refresh(old *token) (*token, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := p.tok.Load()
+	if cur == nil {
+		return nil, ErrSessionLost
+	}
+	p.mod.mu.RLock()
+	gen := p.mod.gen
+	p.mod.mu.RUnlock()
+	if cur != old && cur.modGen == gen {
+		return cur, nil
+	}
+	tk, err := p.discover()
+	if err != nil {
+		p.tok.Store(nil)
+		p.setErr(err)
+		p.startRecovery()
+		return nil, fmt.Errorf("%w: %w", ErrSessionLost, err)
+	}
+	p.install(tk)
+	return tk, nil
+}
+
+// recover runs until the token is back, with exponential backoff.
+func (p *PKCS11) recover() {
+	backoff := p.opt.ReopenMin
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		p.mod.mu.RLock()
+		seen := p.mod.gen
+		p.mod.mu.RUnlock()
+		tk, err := p.discover()
+		if err != nil && (errors.Is(err, ErrTokenNotFound) || sessionLost(err)) {
+			if _, rerr := p.mod.reinit(seen); rerr != nil {
+				err = rerr
+			} else {
+				tk, err = p.discover()
+			}
+		}
+		p.mu.Lock()
+		if p.stopped {
+			p.mu.Unlock()
+			return
+		}
+		if err == nil {
+			p.install(tk)
+			p.recovering = false
+			p.mu.Unlock()
+			return
+		}
+		p.setErr(err)
+		if errors.Is(err, ErrLogin) || errors.Is(err, ErrKeyMismatch) {
+			// Retrying a wrong PIN would lock the token; a different key
+			// must never sign. Stay down until restarted.
+			p.stopped = true
+			p.recovering = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		backoff = min(2*backoff, p.opt.ReopenMax)
+		t.Reset(backoff)
+	}
+}
+
+// discover finds the token and key, logs in and checks the key. It holds
+// the module's read lock.
+func (p *PKCS11) discover() (*token, error) {
+	m := p.mod
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	c := m.ctx
+	slot, err := p.findSlot()
+	if err != nil {
+		return nil, err
+	}
+	sh, err := c.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: %s: C_OpenSession: %w", p.name, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = c.CloseSession(sh)
+		}
+	}()
+	if err := c.Login(sh, pkcs11.CKU_USER, p.pin); err != nil && !isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
+		if sessionLost(err) {
+			return nil, fmt.Errorf("hsm: %s: C_Login: %w", p.name, err)
+		}
+		return nil, fmt.Errorf("%w: token %q: %w", ErrLogin, p.uri.Token, err)
+	}
+	key, err := p.findKey(sh)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.checkKey(sh, key); err != nil {
+		return nil, err
+	}
+	ok = true
+	return &token{modGen: m.gen, gen: p.gen.Add(1), slot: slot, key: key, anchor: sh}, nil
+}
+
+func (p *PKCS11) findSlot() (uint, error) {
+	c := p.mod.ctx
+	slots, err := c.GetSlotList(true)
+	if err != nil {
+		return 0, fmt.Errorf("%w: C_GetSlotList: %w", ErrTokenNotFound, err)
+	}
+	u := p.uri
+	for _, s := range slots {
+		if u.HasSlotID && s != u.SlotID {
+			continue
+		}
+		if u.SlotDescription != "" {
+			si, err := c.GetSlotInfo(s)
+			if err != nil || trimPad(si.SlotDescription) != u.SlotDescription {
+				continue
+			}
+		}
+		ti, err := c.GetTokenInfo(s)
+		if err != nil {
+			continue // a token going away answers CKR_GENERAL_ERROR here
+		}
+		if u.Token != "" && trimPad(ti.Label) != u.Token ||
+			u.Manufacturer != "" && trimPad(ti.ManufacturerID) != u.Manufacturer ||
+			u.Model != "" && trimPad(ti.Model) != u.Model ||
+			u.Serial != "" && trimPad(ti.SerialNumber) != u.Serial {
+			continue
+		}
+		if ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			continue
+		}
+		return s, nil
+	}
+	return 0, fmt.Errorf("%w: %s", ErrTokenNotFound, p.tokenDesc())
+}
+
+func (p *PKCS11) tokenDesc() string {
+	u := p.uri
+	switch {
+	case u.Token != "":
+		return "token=" + u.Token
+	case u.Serial != "":
+		return "serial=" + u.Serial
+	case u.HasSlotID:
+		return fmt.Sprintf("slot-id=%d", u.SlotID)
+	}
+	return "any token"
+}
+
+func trimPad(s string) string { return string(bytes.TrimRight([]byte(s), " \x00")) }
+
+func (p *PKCS11) findKey(sh pkcs11.SessionHandle) (pkcs11.ObjectHandle, error) {
+	c := p.mod.ctx
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC),
+	}
+	if p.uri.Object != "" {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, p.uri.Object))
+	}
+	if len(p.uri.ID) > 0 {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_ID, p.uri.ID))
+	}
+	if err := c.FindObjectsInit(sh, tmpl); err != nil {
+		return 0, fmt.Errorf("hsm: %s: C_FindObjectsInit: %w", p.name, err)
+	}
+	objs, _, err := c.FindObjects(sh, 2)
+	_ = c.FindObjectsFinal(sh)
+	if err != nil {
+		return 0, fmt.Errorf("hsm: %s: C_FindObjects: %w", p.name, err)
+	}
+	switch len(objs) {
+	case 0:
+		return 0, fmt.Errorf("%w: object=%q id=%x on %s", ErrObjectNotFound, p.uri.Object, p.uri.ID, p.tokenDesc())
+	case 1:
+		return objs[0], nil
+	}
+	return 0, fmt.Errorf("%w: object=%q id=%x", ErrAmbiguousKey, p.uri.Object, p.uri.ID)
+}
+
+// p256OID is the DER of namedCurve prime256v1 (1.2.840.10045.3.1.7).
+var p256OID = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}
+
+// checkKey makes sure key is P-256 and belongs to the certificate: the public
+// key object's CKA_EC_POINT when there is one, then a test signature verified
+// with the expected key (which also proves CKM_ECDSA works).
+func (p *PKCS11) checkKey(sh pkcs11.SessionHandle, key pkcs11.ObjectHandle) error {
+	c := p.mod.ctx
+	attrs, err := c.GetAttributeValue(sh, key, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
+	})
+	if err != nil {
+		return fmt.Errorf("hsm: %s: C_GetAttributeValue: %w", p.name, err)
+	}
+	if !bytes.Equal(attrs[0].Value, p256OID) {
+		return ErrNotP256
+	}
+	tokPub := p.publicFromToken(sh, attrs[1].Value)
+	switch {
+	case p.pub == nil && tokPub == nil:
+		return fmt.Errorf("%w: no public key object next to the private key and no certificate to check against", ErrObjectNotFound)
+	case p.pub == nil:
+		p.pub = tokPub
+	case tokPub != nil && !tokPub.Equal(p.pub):
+		return fmt.Errorf("%w: token %s", ErrKeyMismatch, p.tokenDesc())
+	}
+	var d [32]byte
+	_, _ = rand.Read(d[:])
+	if err := c.SignInit(sh, p.mech, key); err != nil {
+		return fmt.Errorf("hsm: %s: C_SignInit: %w", p.name, err)
+	}
+	sig, err := c.Sign(sh, d[:])
+	if err != nil {
+		return fmt.Errorf("hsm: %s: C_Sign: %w", p.name, err)
+	}
+	if len(sig) != 64 {
+		return ErrSignature
+	}
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	if !ecdsa.Verify(p.pub, d[:], r, s) {
+		return fmt.Errorf("%w: test signature from token %s", ErrKeyMismatch, p.tokenDesc())
+	}
+	return nil
+}
+
+// publicFromToken reads CKA_EC_POINT of the public key object sharing the
+// private key's CKA_ID; nil when there is none.
+func (p *PKCS11) publicFromToken(sh pkcs11.SessionHandle, id []byte) *ecdsa.PublicKey {
+	c := p.mod.ctx
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+	}
+	if err := c.FindObjectsInit(sh, tmpl); err != nil {
+		return nil
+	}
+	objs, _, err := c.FindObjects(sh, 1)
+	_ = c.FindObjectsFinal(sh)
+	if err != nil || len(objs) == 0 {
+		return nil
+	}
+	attrs, err := c.GetAttributeValue(sh, objs[0], []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, nil)})
+	if err != nil {
+		return nil
+	}
+	pub, err := parseECPoint(attrs[0].Value)
+	if err != nil {
+		return nil
+	}
+	return pub
+}
+
+// parseECPoint accepts CKA_EC_POINT as the DER OCTET STRING the standard
+// asks for, or the bare uncompressed point some tokens return.
+func parseECPoint(b []byte) (*ecdsa.PublicKey, error) {
+	switch {
+	case len(b) == 67 && b[0] == 0x04 && b[1] == 65:
+		b = b[2:]
+	case len(b) == 68 && b[0] == 0x04 && b[1] == 0x81 && b[2] == 65:
+		b = b[3:]
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), b)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: CKA_EC_POINT: %w", err)
+	}
+	return pub, nil
+}

@@ -1,0 +1,17 @@
+// Package policy decides, per call, the SHAKEN attestation level (A full,
+// B partial, C gateway; ATIS-1000074 section 5.2.3) from operator rules.
+//
+// A rule matches on the source address of the INVITE (the trunk: a host or a
+// prefix) and/or on the calling number against an inventory of numbers the
+// provider itself assigned (exact numbers, prefixes, and ranges). Rules are
+// tried in order and the first match wins; when none matches the configured
+// default applies. This keeps the attestation decision with the provider (the
+// FCC own-certificate rule) while the signing itself may happen anywhere.
+//
+// A Table is immutable once built and safe for concurrent use. Holder swaps a
+// Table atomically on reload, so a reload never blocks or drops a call: an
+// in-flight decision finishes on the table it started with.
+//
+// Decide allocates nothing; it costs one pass over the rules, a prefix check
+// per source prefix and a binary search per number inventory.
+package policy

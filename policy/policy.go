@@ -1,0 +1,315 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+)
+
+// Errors returned by Build.
+var (
+	ErrAttest = errors.New("policy: attestation must be A, B or C")
+	ErrPrefix = errors.New("policy: bad source prefix")
+	ErrNumber = errors.New("policy: bad number pattern")
+	ErrRule   = errors.New("policy: bad rule")
+)
+
+// Config is the YAML form of the policy.
+//
+//	policy:
+//	  default: C
+//	  rules:
+//	    - name: retail
+//	      attest: A
+//	      sources: [198.18.1.0/24]
+//	      numbers: ["+1215555*", "12155550100-12155550199", "+442079460018"]
+//	    - name: wholesale
+//	      attest: B
+//	      sources: [198.18.3.7]
+type Config struct {
+	Default string       `yaml:"default"`
+	Rules   []RuleConfig `yaml:"rules"`
+}
+
+// RuleConfig is one rule. Every criterion given must match; a rule with no
+// criterion matches every call (a catch-all).
+type RuleConfig struct {
+	Name    string   `yaml:"name"`
+	Attest  string   `yaml:"attest"`
+	Sources []string `yaml:"sources"` // IP addresses or CIDR prefixes of the trunk
+	Numbers []string `yaml:"numbers"` // caller TN inventory: "E164", "prefix*", "start-end"
+}
+
+// Table is a compiled, immutable policy.
+type Table struct {
+	def   byte
+	rules []rule
+}
+
+type rule struct {
+	name     string
+	attest   byte
+	sources  []netip.Prefix
+	exact    []string  // sorted E.164 digits
+	prefixes []string  // digit prefixes
+	ranges   []tnRange // sorted by (length, lo), merged: disjoint
+}
+
+// tnRange is an inclusive range of numbers of one length.
+type tnRange struct {
+	n      int // digit count
+	lo, hi uint64
+}
+
+// Decision is the result of Decide.
+type Decision struct {
+	Attest byte   // 'A', 'B' or 'C'
+	Rule   string // name of the rule that matched, "default" when none did
+}
+
+// Build compiles cfg; def is used when cfg.Default is empty.
+func Build(cfg Config, def string) (*Table, error) {
+	if cfg.Default != "" {
+		def = cfg.Default
+	}
+	d, err := attest(def)
+	if err != nil {
+		return nil, fmt.Errorf("default: %w", err)
+	}
+	t := &Table{def: d}
+	for i, rc := range cfg.Rules {
+		r, err := buildRule(rc)
+		if err != nil {
+			return nil, fmt.Errorf("policy: rule %d (%q): %w", i+1, rc.Name, err)
+		}
+		t.rules = append(t.rules, r)
+	}
+	return t, nil
+}
+
+func attest(s string) (byte, error) {
+	switch strings.ToUpper(strings.TrimSpace(s)) {
+	case "A":
+		return 'A', nil
+	case "B":
+		return 'B', nil
+	case "C":
+		return 'C', nil
+	}
+	return 0, fmt.Errorf("%w (got %q)", ErrAttest, s)
+}
+
+func buildRule(rc RuleConfig) (rule, error) {
+	r := rule{name: rc.Name}
+	if r.name == "" {
+		return r, fmt.Errorf("%w: a rule needs a name (it is recorded in the audit trail)", ErrRule)
+	}
+	var err error
+	if r.attest, err = attest(rc.Attest); err != nil {
+		return r, err
+	}
+	for _, s := range rc.Sources {
+		s = strings.TrimSpace(s)
+		var p netip.Prefix
+		if strings.Contains(s, "/") {
+			p, err = netip.ParsePrefix(s)
+		} else {
+			var a netip.Addr
+			a, err = netip.ParseAddr(s)
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if err != nil {
+			return r, fmt.Errorf("%w %q: %w", ErrPrefix, s, err)
+		}
+		r.sources = append(r.sources, p.Masked())
+	}
+	for _, n := range rc.Numbers {
+		if err := r.addNumber(n); err != nil {
+			return r, err
+		}
+	}
+	slices.Sort(r.exact)
+	slices.SortFunc(r.ranges, func(a, b tnRange) int {
+		if a.n != b.n {
+			return a.n - b.n
+		}
+		switch {
+		case a.lo < b.lo:
+			return -1
+		case a.lo > b.lo:
+			return 1
+		}
+		return 0
+	})
+	r.ranges = mergeRanges(r.ranges)
+	return r, nil
+}
+
+// mergeRanges joins overlapping or adjacent ranges of one length so that the
+// sorted result is disjoint and a lookup needs one binary search.
+func mergeRanges(in []tnRange) []tnRange {
+	out := in[:0]
+	for _, x := range in {
+		if n := len(out); n > 0 && out[n-1].n == x.n && x.lo <= out[n-1].hi+1 {
+			out[n-1].hi = max(out[n-1].hi, x.hi)
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// digits strips '+' and visual separators and checks what is left is 1-15
+// digits (E.164's maximum).
+func digits(s string) (string, bool) {
+	var b strings.Builder
+	for _, c := range strings.TrimSpace(s) {
+		switch {
+		case c >= '0' && c <= '9':
+			b.WriteRune(c)
+		case c == '+' || c == '-' || c == '.' || c == ' ' || c == '(' || c == ')':
+		default:
+			return "", false
+		}
+	}
+	d := b.String()
+	return d, len(d) >= 1 && len(d) <= 15
+}
+
+func (r *rule) addNumber(pat string) error {
+	bad := func() error { return fmt.Errorf("%w %q", ErrNumber, pat) }
+	switch {
+	case strings.HasSuffix(pat, "*"):
+		d, ok := digits(strings.TrimSuffix(pat, "*"))
+		if !ok {
+			return bad()
+		}
+		r.prefixes = append(r.prefixes, d)
+	case strings.Contains(strings.TrimPrefix(pat, "+"), "-") && !strings.Contains(pat, " "):
+		lo, hi, ok := strings.Cut(strings.TrimPrefix(pat, "+"), "-")
+		if !ok {
+			return bad()
+		}
+		a, ok1 := digits(lo)
+		b, ok2 := digits(hi)
+		if !ok1 || !ok2 || len(a) != len(b) || a > b {
+			return fmt.Errorf("%w %q: a range needs two numbers of the same length, low first", ErrNumber, pat)
+		}
+		r.ranges = append(r.ranges, tnRange{n: len(a), lo: atou(a), hi: atou(b)})
+	default:
+		d, ok := digits(pat)
+		if !ok {
+			return bad()
+		}
+		r.exact = append(r.exact, d)
+	}
+	return nil
+}
+
+func atou(s string) uint64 {
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		v = v*10 + uint64(s[i]-'0')
+	}
+	return v
+}
+
+// Decide returns the attestation for a call from src whose calling number is
+// orig (E.164 digits, no '+'; empty when the caller has no number).
+func (t *Table) Decide(src netip.Addr, orig []byte) Decision {
+	src = src.Unmap()
+	for i := range t.rules {
+		r := &t.rules[i]
+		if r.matches(src, orig) {
+			return Decision{Attest: r.attest, Rule: r.name}
+		}
+	}
+	return Decision{Attest: t.def, Rule: "default"}
+}
+
+// Default is the attestation used when no rule matches.
+func (t *Table) Default() byte { return t.def }
+
+// Rules is the number of rules.
+func (t *Table) Rules() int { return len(t.rules) }
+
+func (r *rule) matches(src netip.Addr, orig []byte) bool {
+	if len(r.sources) > 0 {
+		ok := false
+		for _, p := range r.sources {
+			if p.Contains(src) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(r.exact)+len(r.prefixes)+len(r.ranges) == 0 {
+		return true
+	}
+	return len(orig) > 0 && r.numberMatches(orig)
+}
+
+func (r *rule) numberMatches(orig []byte) bool {
+	lo, hi := 0, len(r.exact)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if r.exact[m] < string(orig) { // compiler: no copy for a comparison
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(r.exact) && r.exact[lo] == string(orig) {
+		return true
+	}
+	for _, p := range r.prefixes {
+		if len(orig) >= len(p) && string(orig[:len(p)]) == p {
+			return true
+		}
+	}
+	if len(r.ranges) == 0 || len(orig) > 19 {
+		return false
+	}
+	var v uint64
+	for _, c := range orig {
+		if c < '0' || c > '9' {
+			return false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	n := len(orig)
+	// Ranges are sorted by (length, lo) and disjoint: the only candidate is
+	// the last range of this length starting at or below v.
+	i, _ := slices.BinarySearchFunc(r.ranges, tnRange{n: n, lo: v}, func(a, b tnRange) int {
+		if a.n != b.n {
+			return a.n - b.n
+		}
+		if a.lo <= b.lo {
+			return -1
+		}
+		return 1
+	})
+	return i > 0 && r.ranges[i-1].n == n && v <= r.ranges[i-1].hi
+}
+
+// Holder holds the running Table and swaps it atomically on reload.
+type Holder struct{ p atomic.Pointer[Table] }
+
+// NewHolder returns a Holder serving t.
+func NewHolder(t *Table) *Holder {
+	h := &Holder{}
+	h.p.Store(t)
+	return h
+}
+
+// Load returns the current table.
+func (h *Holder) Load() *Table { return h.p.Load() }
+
+// Store installs t for every call that starts after it returns.
+func (h *Holder) Store(t *Table) { h.p.Store(t) }
