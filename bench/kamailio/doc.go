@@ -1,0 +1,25 @@
+// Package kamailio runs Kamailio as the comparison peer of the benchmark: a
+// stateless SIP proxy that signs initial INVITEs with the secsipid module
+// (kamailio.cfg, embedded), or only forwards them (the plain forwarding
+// cost), or verifies their Identity header (interop tests).
+//
+// # What it owns
+//
+// kamailio.cfg and Start, which writes that config into a temporary
+// directory and runs `kamailio -DD -E -f cfg` in the foreground in its own
+// process group, selecting the variant with -A defines (WITH_SIGN,
+// WITH_VERIFY) and the addresses with -l and -A NEXTHOP. Stop ends the whole
+// process group and removes the directory.
+//
+// # Concurrency
+//
+// A Process is safe to Stop from several goroutines; Stop is idempotent.
+// Kamailio itself runs Options.Workers UDP worker processes.
+//
+// # Limits
+//
+// Linux with the Debian packages kamailio and kamailio-secsipid-modules
+// (module path ModuleDir). UDP only. Keys are passed by path; they are never
+// read or logged here. Kamailio's output is kept only as a bounded tail
+// (Process.Log) unless Options.Log is set.
+package kamailio

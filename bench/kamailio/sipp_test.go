@@ -1,0 +1,56 @@
+package kamailio
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSIPpThroughKamailio runs the bench/sipp scenarios with the signing
+// Kamailio between them: UAC -> proxy -> UAS, responses back by Via, ACK and
+// BYE to the proxy. The UAS log must show an Identity header on every INVITE.
+func TestSIPpThroughKamailio(t *testing.T) {
+	need(t, Available())
+	bin, err := exec.LookPath("sipp")
+	need(t, err)
+	priv, _ := keyPair(t)
+	scen, _ := filepath.Abs("../sipp")
+	uasAddr := freeUDP(t)
+	p := start(t, Options{NextHop: uasAddr, Sign: true, KeyPath: priv})
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const calls = 20
+	uas := exec.CommandContext(ctx, bin, "-sf", filepath.Join(scen, "uas.xml"), "-i", "127.0.0.1",
+		"-p", strconv.Itoa(int(uasAddr.Port())), "-m", strconv.Itoa(calls), "-trace_logs", "-nostdin", "-timeout", "50s")
+	uas.Dir = dir
+	if err := uas.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = uas.Process.Kill(); _ = uas.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	uac := exec.CommandContext(ctx, bin, p.Addr().String(),
+		"-sf", filepath.Join(scen, "uac_invite_only.xml"), "-inf", filepath.Join(scen, "numbers.csv"),
+		"-i", "127.0.0.1", "-p", strconv.Itoa(int(freeUDP(t).Port())), "-m", strconv.Itoa(calls), "-r", "20",
+		"-nostdin", "-timeout", "40s")
+	uac.Dir = dir
+	if out, err := uac.CombinedOutput(); err != nil {
+		t.Fatalf("UAC through kamailio: %v\n%s", err, out[max(0, len(out)-3000):])
+	}
+	if err := uas.Wait(); err != nil {
+		t.Fatalf("UAS: %v", err)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "uas_*_logs.log"))
+	if len(logs) != 1 {
+		t.Fatalf("UAS logs: %v", logs)
+	}
+	b, _ := os.ReadFile(logs[0])
+	if n := strings.Count(string(b), "Identity: ey"); n != calls {
+		t.Fatalf("UAS saw %d signed INVITEs, want %d:\n%s", n, calls, b)
+	}
+}

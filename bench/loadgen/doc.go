@@ -1,0 +1,58 @@
+// Package loadgen is the Go load generator of the benchmark suite: a
+// Generator that sends unique SIP INVITEs (and, in full-call mode, the ACK
+// and BYE of each answered call) and a Sink that plays the next hop.
+//
+// # What it owns
+//
+// The Generator binds Config.Sockets UDP sockets (many source ports) and
+// sends INVITEs to Config.Target at a target rate (a token bucket per
+// sending worker) or open loop, in sendmmsg(2) batches, bounded by a
+// duration and a call count. Every INVITE is unique: its sequence number
+// sits in the Call-ID, the Via branch and the From tag, and the Call-ID also
+// carries the send time (nanoseconds on the process's monotonic clock) and
+// a per-generator run tag:
+//
+//	Call-ID: <seq:16 hex>-<send ns:16 hex>-<run:8 hex>@shakebench
+//
+// Calling numbers (From, Contact, P-Asserted-Identity tel URI) and called
+// numbers (Request-URI, To) come from pools of +1 NANP numbers.
+//
+// The Sink receives in recvmmsg(2) batches, answers by the top Via (honouring
+// received and rport) so responses flow back through a stateless proxy, and
+// for each INVITE of the current run records the one-way added latency
+// (arrival minus send time) and whether an Identity header was present. It
+// can verify a sample of Identity headers against a public key
+// (VerifyIdentity). Generator and Sink must run in one process so the send
+// and arrival clocks agree.
+//
+// Step runs a rate ramp until loss passes a threshold (0.1 % by default)
+// and reports the highest clean rate and each step's Result.
+//
+// # Concurrency
+//
+// A Generator runs one Run or Step at a time (ErrBusy otherwise). Inside a
+// run, Config.Workers goroutines send, each on its own share of sockets, and
+// one goroutine per socket receives responses. A Sink has one goroutine per
+// reader socket and one verifier goroutine. Results are gathered through
+// atomics in the run's ledger.
+//
+// # Buffer lifetime
+//
+// All packet buffers are allocated when a Generator or Sink is created: each
+// socket's INVITE batch holds copies of a prebuilt template whose
+// fixed-width fields (sequence, send time, numbers, Date) are patched in
+// place; responses, ACKs and BYEs are built by appending into preallocated
+// buffers sized so that append never grows them. Parsed messages are slices
+// into the receive buffers and die with the next recvmmsg. The send and
+// receive loops allocate nothing per packet (see the AllocsPerRun tests and
+// the benchmarks in loadgen_timing_test.go).
+//
+// # Limits
+//
+// Each run keeps a ledger of 4 bytes per call it may send (rate × duration,
+// or Config.MaxCalls for an open loop, default 10 million). Latency is
+// recorded at 100 ns resolution and saturates at about 214 s; percentiles
+// come from a log-linear histogram with under 1.6 % relative error.
+// Messages over 8 KiB are not scanned. UDP only; Via hosts must be IP
+// literals. Only loopback or test-namespace addresses should be targeted.
+package loadgen

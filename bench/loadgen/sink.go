@@ -1,0 +1,343 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// SinkConfig configures a Sink, the next hop that answers calls.
+type SinkConfig struct {
+	// Listen is the UDP address to bind (required), e.g. 127.0.0.1:5070.
+	Listen netip.AddrPort
+	// Readers is the number of SO_REUSEPORT sockets, each with its own
+	// goroutine (default 1; the kernel spreads peers by 4-tuple, so one
+	// proxy is served by one reader).
+	Readers int
+	// Batch is the recvmmsg batch size (default 64).
+	Batch int
+	// Provisional answers every INVITE with 100 Trying and 180 Ringing
+	// before the 200 OK, instead of a lone 200 OK.
+	Provisional bool
+	// VerifyKey, when set, checks the signature and claims of a sample of
+	// Identity headers: one in VerifyEvery (default 100) INVITEs that carry
+	// one. Checks run off the receive path and are skipped, counted, when
+	// the checker falls behind.
+	VerifyKey   *ecdsa.PublicKey
+	VerifyEvery int
+}
+
+// SinkStats are a Sink's cumulative counters.
+type SinkStats struct {
+	Invites      uint64 `json:"invites"`
+	WithIdentity uint64 `json:"with_identity"`
+	Acks         uint64 `json:"acks"`
+	Byes         uint64 `json:"byes"`
+	Other        uint64 `json:"other"`     // other requests (answered 200)
+	Responses    uint64 `json:"responses"` // responses received (ignored)
+	Malformed    uint64 `json:"malformed"`
+	Unroutable   uint64 `json:"unroutable"` // no usable top Via
+	VerifyOK     uint64 `json:"verify_ok"`
+	VerifyFailed uint64 `json:"verify_failed"`
+	VerifySkip   uint64 `json:"verify_skipped"`
+}
+
+// Sink plays the next hop: it receives requests in recvmmsg batches, records
+// INVITE arrivals in the current run's ledger (when a Generator in the same
+// process drives it), and answers by the top Via with sendmmsg batches.
+type Sink struct {
+	cfg   SinkConfig
+	conns []*mmsgConn
+	addr  netip.AddrPort
+	led   atomic.Pointer[ledger]
+	rwg   sync.WaitGroup // readers
+	cwg   sync.WaitGroup // checker
+	once  sync.Once
+
+	invites, withIdentity, acks, byes, other, responses, malformed, unroutable atomic.Uint64
+	verifyOK, verifyFailed, verifySkip                                         atomic.Uint64
+
+	free  chan *[]byte // identity copies for the checker
+	check chan *[]byte
+}
+
+// maxIdentity bounds a sampled Identity header copy.
+const maxIdentity = 4096
+
+// NewSink binds the sink's sockets and starts answering.
+func NewSink(cfg SinkConfig) (*Sink, error) {
+	if !cfg.Listen.IsValid() {
+		return nil, fmt.Errorf("%w: sink listen address", ErrConfig)
+	}
+	if cfg.Readers <= 0 {
+		cfg.Readers = 1
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	if cfg.VerifyKey != nil && cfg.VerifyEvery <= 0 {
+		cfg.VerifyEvery = 100
+	}
+	s := &Sink{cfg: cfg}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	network := "udp4"
+	if cfg.Listen.Addr().Is6() && !cfg.Listen.Addr().Is4In6() {
+		network = "udp6"
+	}
+	addr := cfg.Listen
+	for i := 0; i < cfg.Readers; i++ {
+		pc, err := lc.ListenPacket(context.Background(), network, addr.String())
+		if err != nil {
+			s.closeConns()
+			return nil, fmt.Errorf("loadgen: sink listen %s: %w", addr, err)
+		}
+		uc := pc.(*net.UDPConn)
+		if i == 0 {
+			addr = uc.LocalAddr().(*net.UDPAddr).AddrPort()
+			s.addr = addr
+		}
+		mc, err := newMmsgConn(uc)
+		if err != nil {
+			_ = uc.Close()
+			s.closeConns()
+			return nil, err
+		}
+		s.conns = append(s.conns, mc)
+	}
+	if cfg.VerifyKey != nil {
+		s.free = make(chan *[]byte, 64)
+		s.check = make(chan *[]byte, 64)
+		for i := 0; i < cap(s.free); i++ {
+			b := make([]byte, 0, maxIdentity)
+			s.free <- &b
+		}
+		s.cwg.Add(1)
+		go s.checker()
+	}
+	for _, c := range s.conns {
+		s.rwg.Add(1)
+		go s.reader(c)
+	}
+	return s, nil
+}
+
+// Addr is the bound address (useful when Listen had port 0).
+func (s *Sink) Addr() netip.AddrPort { return s.addr }
+
+// Stats returns the cumulative counters.
+func (s *Sink) Stats() SinkStats {
+	return SinkStats{
+		Invites: s.invites.Load(), WithIdentity: s.withIdentity.Load(), Acks: s.acks.Load(),
+		Byes: s.byes.Load(), Other: s.other.Load(), Responses: s.responses.Load(),
+		Malformed: s.malformed.Load(), Unroutable: s.unroutable.Load(),
+		VerifyOK: s.verifyOK.Load(), VerifyFailed: s.verifyFailed.Load(), VerifySkip: s.verifySkip.Load(),
+	}
+}
+
+// Close stops the readers and the checker and waits for them.
+func (s *Sink) Close() error {
+	s.once.Do(func() {
+		s.closeConns()
+		s.rwg.Wait()
+		if s.check != nil {
+			close(s.check)
+		}
+		s.cwg.Wait()
+	})
+	return nil
+}
+
+func (s *Sink) closeConns() {
+	for _, c := range s.conns {
+		_ = c.conn.Close()
+	}
+}
+
+// sinkReader is one reader goroutine's preallocated state.
+type sinkReader struct {
+	s       *Sink
+	rb      *recvBatch
+	sb      *sendBatch
+	m       sipMsg
+	ac      addrCache
+	nIdent  uint64
+	contact []byte
+}
+
+func (s *Sink) reader(c *mmsgConn) {
+	defer s.rwg.Done()
+	r := &sinkReader{
+		s:       s,
+		rb:      newRecvBatch(c, s.cfg.Batch, maxMessage),
+		sb:      newSendBatch(c, 3*s.cfg.Batch, maxMessage+1024),
+		contact: []byte("Contact: <sip:sink@" + hostString(s.addr.Addr()) + ":" + fmt.Sprint(s.addr.Port()) + ";transport=udp>\r\n"),
+	}
+	for {
+		n, err := r.rb.recv()
+		if err != nil {
+			return
+		}
+		out := r.process(n, nowNS())
+		_ = r.sb.send(out) // a failed answer shows up as loss at the generator
+	}
+}
+
+// process handles n received datagrams and queues the answers; it returns
+// how many answers are queued.
+func (r *sinkReader) process(n int, now int64) int {
+	s := r.s
+	led := s.led.Load()
+	out := 0
+	m := &r.m
+	for i := 0; i < n; i++ {
+		if m.scan(r.rb.msg(i)) != nil {
+			s.malformed.Add(1)
+			continue
+		}
+		if !m.request {
+			s.responses.Add(1)
+			continue
+		}
+		var dst netip.AddrPort
+		if vt, err := parseVia(m.viaTop); err == nil {
+			if a, ok := r.ac.resolve(vt.host); ok {
+				dst = netip.AddrPortFrom(a, uint16(vt.port))
+			}
+		}
+		switch {
+		case bytes.Equal(m.method, []byte("INVITE")):
+			s.invites.Add(1)
+			identity := m.nIdentity > 0
+			if identity {
+				s.withIdentity.Add(1)
+				r.sample(m.identity)
+			}
+			if led != nil {
+				if seq, ts, run, ok := parseCallID(m.callID); ok && led.owns(seq, run) {
+					led.arrive(seq, now-int64(ts), identity)
+				}
+			}
+			if !dst.IsValid() {
+				s.unroutable.Add(1)
+				continue
+			}
+			if s.cfg.Provisional {
+				out = r.answer(out, dst, 100, "Trying", false)
+				out = r.answer(out, dst, 180, "Ringing", false)
+			}
+			out = r.answer(out, dst, 200, "OK", true)
+		case bytes.Equal(m.method, []byte("ACK")):
+			s.acks.Add(1)
+		default:
+			if bytes.Equal(m.method, []byte("BYE")) {
+				s.byes.Add(1)
+			} else {
+				s.other.Add(1)
+			}
+			if !dst.IsValid() {
+				s.unroutable.Add(1)
+				continue
+			}
+			out = r.answer(out, dst, 200, "OK", false)
+		}
+	}
+	return out
+}
+
+// answerSDP is the body of a 200 OK to INVITE.
+const answerSDP = "v=0\r\no=shakesink 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+
+var answerSDPLen = []byte(fmt.Sprint(len(answerSDP)))
+
+// answer appends a response to the current request as message out of the
+// send batch. Buffers are maxMessage+1024 bytes and a response copies at
+// most the scanned headers of a maxMessage request, so append never grows.
+func (r *sinkReader) answer(out int, dst netip.AddrPort, code int, reason string, sdp bool) int {
+	m := &r.m
+	b := r.sb.bufs[out][:0]
+	b = append(b, "SIP/2.0 "...)
+	b = append(b, byte('0'+code/100), byte('0'+code/10%10), byte('0'+code%10), ' ')
+	b = append(b, reason...)
+	b = append(b, crlf...)
+	for i := 0; i < m.nvia; i++ {
+		b = append(b, m.vias[i]...)
+		b = append(b, crlf...)
+	}
+	b = append(b, m.fromLine...)
+	b = append(b, crlf...)
+	b = append(b, m.toLine...)
+	if code > 100 && !bytes.Contains(m.toVal, []byte(";tag=")) {
+		b = append(b, ";tag=shakesink"...)
+	}
+	b = append(b, crlf...)
+	b = append(b, m.callIDLine...)
+	b = append(b, crlf...)
+	b = append(b, m.cseqLine...)
+	b = append(b, crlf...)
+	if code > 100 && bytes.Equal(m.method, []byte("INVITE")) {
+		b = append(b, r.contact...)
+	}
+	if sdp {
+		b = append(b, "Content-Type: application/sdp\r\nContent-Length: "...)
+		b = append(b, answerSDPLen...)
+		b = append(b, "\r\n\r\n"...)
+		b = append(b, answerSDP...)
+	} else {
+		b = append(b, "Content-Length: 0\r\n\r\n"...)
+	}
+	r.sb.setLen(out, len(b))
+	r.sb.setDest(out, dst)
+	return out + 1
+}
+
+// sample hands one in VerifyEvery Identity values to the checker.
+func (r *sinkReader) sample(v []byte) {
+	s := r.s
+	if s.check == nil {
+		return
+	}
+	r.nIdent++
+	if r.nIdent%uint64(s.cfg.VerifyEvery) != 1 && s.cfg.VerifyEvery > 1 {
+		return
+	}
+	if len(v) > maxIdentity {
+		s.verifyFailed.Add(1)
+		return
+	}
+	select {
+	case b := <-s.free:
+		*b = append((*b)[:0], v...)
+		s.check <- b
+	default:
+		s.verifySkip.Add(1)
+	}
+}
+
+func (s *Sink) checker() {
+	defer s.cwg.Done()
+	for b := range s.check {
+		if err := VerifyIdentity(s.cfg.VerifyKey, *b); err != nil {
+			s.verifyFailed.Add(1)
+		} else {
+			s.verifyOK.Add(1)
+		}
+		s.free <- b
+	}
+}

@@ -1,0 +1,21 @@
+// Package nettest builds the inline-mode test network out of network
+// namespaces: a client host, an appliance host that routes between two veth
+// links, and a server host.
+//
+//	client ns            appliance ns                     server ns
+//	c0 198.18.1.2/24 --- ac0 198.18.1.1/24
+//	   2001:2:0:1::2/64     2001:2:0:1::1/64
+//	                        as0 198.18.2.1/24 ----------- s0 198.18.2.2/24
+//	                            2001:2:0:2::1/64             2001:2:0:2::2/64
+//
+// MAC addresses are fixed (02:00:00:00:<net>:<host>) and neighbour entries
+// are static, so nothing depends on ARP/NDP timing. Namespaces are removed
+// by t.Cleanup, also when the test fails.
+//
+// Tests need root and iproute2. Without them the test is skipped, unless
+// CI=true, where a missing prerequisite fails the test.
+//
+// Concurrency: NS.Do locks an OS thread per call; Topology values are
+// read-only after New. Limits: one topology per New call, names unique per
+// process (sl<pid>-<n>-{c,a,s}).
+package nettest
