@@ -36,6 +36,9 @@ build:
 
 -include bpf/Makefile.inc
 
+## check-generated: regenerate the committed BPF objects and fail when they are stale
+check-generated: bpf-check
+
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...

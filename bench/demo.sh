@@ -5,8 +5,8 @@
 set -euo pipefail
 BIN=$(readlink -f "${1:-bin/appliance}")
 HERE=$(cd "$(dirname "$0")" && pwd)
-CALLS=${DEMO_CALLS:-6000}
-RATE=${DEMO_RATE:-3000}
+CALLS=${DEMO_CALLS:-5000}
+RATE=${DEMO_RATE:-1000}
 T=$(mktemp -d /tmp/shakenline-demo.XXXXXX)
 pids=()
 cleanup() {
@@ -40,7 +40,8 @@ python3 -m http.server --bind 127.0.0.1 --directory "$T/pki" "$X5U_PORT" >/dev/n
 pids+=($!)
 "$BIN" serve --sip 127.0.0.1:$SIP_PORT --next-hop 127.0.0.1:$UAS_PORT --pkcs11 "$URI" --cert "$T/pki/sp.pem" \
   --x5u "http://127.0.0.1:$X5U_PORT/sp.pem" --attest A --lab --api 127.0.0.1:$API_PORT 2>"$T/appliance.log" &
-pids+=($!)
+APPLIANCE_PID=$!
+pids+=($APPLIANCE_PID)
 wait_port u $SIP_PORT
 wait_port t $API_PORT
 wait_port t $X5U_PORT
@@ -80,22 +81,28 @@ uas=$!
 pids+=($uas)
 wait_port u $UAS_PORT
 signed() { curl -fsS "http://127.0.0.1:$API_PORT/metrics" 2>/dev/null | awk '/^shakenline_calls_signed_total/{s+=$2} END{print s+0}'; }
+cpu() { awk '{print $14+$15}' "/proc/$APPLIANCE_PID/stat"; } # utime+stime, clock ticks
 before=$(signed)
+cpu0=$(cpu)
 t0=$(date +%s.%N)
 sipp -sf "$HERE/sipp/uac_invite_only.xml" -inf "$HERE/sipp/numbers.csv" -i 127.0.0.1 -p $UAC_PORT -nostdin \
   -r "$RATE" -m "$CALLS" -l 2000 -timeout 60s -trace_stat -stf "$T/uac_stat.csv" -fd 1 \
   127.0.0.1:$SIP_PORT >/dev/null 2>&1 || true
 t1=$(date +%s.%N)
 after=$(signed)
-python3 - "$before" "$after" "$t0" "$t1" "$T/uac_stat.csv" <<'PY'
+cpu1=$(cpu)
+python3 - "$before" "$after" "$t0" "$t1" "$T/uac_stat.csv" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" <<'PY'
 import csv, sys
 b, a, t0, t1, stat = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+cpu = (int(sys.argv[7]) - int(sys.argv[6])) / int(sys.argv[8])
 rows = list(csv.reader(open(stat), delimiter=';'))
 hdr, last = rows[0], rows[-1]
 get = lambda k: last[hdr.index(k)]
-print(f"SIPp: {get('SuccessfulCall(C)')} calls ok, {get('FailedCall(C)')} failed")
-print(f"appliance signed {a-b} calls in {t1-t0:.2f}s: {(a-b)/(t1-t0):.0f} signed calls/s "
-      "(SIPp UAC + UAS + appliance + softhsm2 sharing this machine's cores)")
+ok, failed, el = int(get('SuccessfulCall(C)')), int(get('FailedCall(C)')), t1 - t0
+print(f"SIPp: {ok} calls completed, {failed} failed, in {el:.2f}s: {ok/el:.0f} completed calls/s")
+print(f"appliance: {a-b} PASSporTs signed ({(a-b)/el:.0f}/s; a retransmitted INVITE is signed again), "
+      f"{cpu:.2f} CPU-seconds, {1e6*cpu/max(a-b,1):.0f} us CPU per signature")
+print("(SIPp UAC + UAS + appliance + softhsm2 share this machine's cores; make bench measures without SIPp)")
 PY
 grep -E '^shakenline_calls_(bypassed|unsigned)_total' <(curl -fsS "http://127.0.0.1:$API_PORT/metrics") | awk '$2>0' || true
 step "done; cleaning up"

@@ -1,10 +1,10 @@
 package fastpath
 
 import (
-	"context"
-	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -65,9 +65,7 @@ func (j *job) done(r *hsm.Request) {
 			mSignedC.Inc()
 		}
 	} else {
-		j.hdr = append(j.hdr[:0], "P-Identity-Bypass: "...)
-		j.hdr = append(j.hdr, bypassReason(r.Err)...)
-		j.hdr = append(j.hdr, "\r\n"...)
+		j.hdr = append(j.hdr[:0], bypassHeader(r.Err)...)
 	}
 	if s.cfg.Mode == Redirect {
 		j.out = appendResponse(j.out[:0], j.pkt, &j.msg, 302, "Moved Temporarily", j.contact(), j.hdr)
@@ -87,20 +85,37 @@ func (j *job) contact() []byte {
 	return b
 }
 
-// bypassReason names why a call went unsigned, for P-Identity-Bypass and
-// the bypass counters.
-func bypassReason(err error) string {
-	switch {
-	case errors.Is(err, hsm.ErrBudget), errors.Is(err, context.DeadlineExceeded):
-		mBypassTimeout.Inc()
-		return "timeout"
-	case errors.Is(err, hsm.ErrNoSigner):
-		mBypassDown.Inc()
-		return "signer-down"
-	case errors.Is(err, hsm.ErrQueueFull):
-		mBypassOverload.Inc()
-		return "overload"
+// Bypass reasons: the value of P-Identity-Bypass and the reason label of
+// shakenline_calls_bypassed_total.
+const (
+	bypassOverload = iota // our own job pool, or every signer queue, is full
+	bypassTimeout         // no signer answered within the call's budget
+	bypassDown            // no signer is usable (breakers open, sessions lost)
+	bypassError           // a signer answered with an error
+	nBypass
+)
+
+var bypassHeaders = [nBypass][]byte{
+	[]byte("P-Identity-Bypass: overload\r\n"),
+	[]byte("P-Identity-Bypass: timeout\r\n"),
+	[]byte("P-Identity-Bypass: signer-down\r\n"),
+	[]byte("P-Identity-Bypass: signer-error\r\n"),
+}
+
+var bypassCounters = [nBypass]*metrics.Counter{mBypassOverload, mBypassTimeout, mBypassDown, mBypassError}
+
+// bypassHeader counts a bypass and returns its header line. The reasons are
+// those of hsm.BypassReason.
+func bypassHeader(err error) []byte {
+	k := bypassError
+	switch hsm.BypassReason(err) {
+	case "timeout":
+		k = bypassTimeout
+	case "signer-down":
+		k = bypassDown
+	case "queue-full":
+		k = bypassOverload
 	}
-	mBypassError.Inc()
-	return "signer-error"
+	bypassCounters[k].Inc()
+	return bypassHeaders[k]
 }

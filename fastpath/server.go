@@ -460,7 +460,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	j := l.getJob()
 	if j == nil {
 		mBypassOverload.Inc()
-		l.bypassNow(pkt, src, dst, hdrBypassOverload)
+		l.bypassNow(pkt, src, dst, bypassHeaders[bypassOverload])
 		return true
 	}
 	j.start = time.Now()
@@ -480,14 +480,13 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	j.req.Deadline = now.Add(cfg.Budget)
 	j.req.Err, j.req.SignedBy = nil, ""
 	if err := cfg.Signer.Submit(&j.req); err != nil {
+		// Submit refused (queue full, or no signer usable): Done will not
+		// be called, so the call is bypassed here, now.
 		l.free <- j
-		mBypassOverload.Inc()
-		l.bypassNow(pkt, src, dst, hdrBypassOverload)
+		l.bypassNow(pkt, src, dst, bypassHeader(err))
 	}
 	return true
 }
-
-var hdrBypassOverload = []byte("P-Identity-Bypass: overload\r\n")
 
 // bypassNow forwards (or, in redirect mode, redirects) the call at once,
 // unsigned, with P-Identity-Bypass.

@@ -122,7 +122,7 @@ func TestFailoverTokenRemovedAndRestored(t *testing.T) {
 		t.Fatalf("traffic did not move to the secondary: %v", l.bySigner)
 	}
 	h := c.Health()
-	if h[0].Ready || h[0].State == hsm.StateClosed || h[0].LastError == "" {
+	if h[0].Ready || h[0].Sessions != 0 || h[0].LastError == "" {
 		t.Fatalf("primary health after removal: %+v", h[0])
 	}
 	t.Logf("primary while removed: %+v", h[0])

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -11,7 +11,46 @@ import (
 	"github.com/shakenline/shakenline/hsm"
 )
 
-// buildChain opens a PKCS#11 signer chain. Wired to package hsm's chain.
-func buildChain(ctx context.Context, cfg config.Config, leaf *x509.Certificate, now time.Time, log *slog.Logger) (hsm.Dispatcher, string, func(), error) {
-	return nil, "", nil, errors.New("pkcs11 signers are not wired yet")
+// buildSigner opens the signer chain of cfg (signers:, or the one --key or
+// --pkcs11 names), after checking that the certificate is valid now. hsm.New
+// checks that every link's key is the certificate's (the FCC own-certificate
+// rule: a fallback signs with the provider's own key too, see docs/KEYS.md).
+func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate, now time.Time, log *slog.Logger) (*hsm.Chain, error) {
+	if err := checkValidity(leaf, now); err != nil {
+		return nil, fmt.Errorf("cert %s: %w", cfg.Cert, err)
+	}
+	links := cfg.Signers
+	switch {
+	case len(links) > 0:
+	case cfg.PKCS11 != "":
+		links = []config.Signer{{PKCS11: cfg.PKCS11}}
+	default:
+		links = []config.Signer{{Key: cfg.Key}}
+	}
+	hc := hsm.Config{Budget: cfg.SignBudget}
+	for i, l := range links {
+		sc := hsm.SignerConfig{Name: l.Name, PKCS11: l.PKCS11, Timeout: l.Timeout}
+		if l.Key != "" {
+			key, err := loadKey(l.Key)
+			if err != nil {
+				return nil, fmt.Errorf("signer %d: key: %w", i+1, err)
+			}
+			name := l.Name
+			if name == "" {
+				name = "soft"
+			}
+			if sc.Signer, err = hsm.NewSoftware(name, key); err != nil {
+				return nil, fmt.Errorf("signer %d: %w", i+1, err)
+			}
+		}
+		hc.Signers = append(hc.Signers, sc)
+	}
+	chain, err := hsm.New(ctx, hc, leaf)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range chain.Health() {
+		log.Info("signer ready", "name", h.Name, "state", h.State, "sessions", h.Sessions)
+	}
+	return chain, nil
 }

@@ -123,7 +123,7 @@ func sippINVITEs(t *testing.T, path string) [][]byte {
 		t.Fatal(err)
 	}
 	var out [][]byte
-	for _, blk := range bytes.Split(b, []byte("\nINVITE ")) [1:] {
+	for _, blk := range bytes.Split(b, []byte("\nINVITE "))[1:] {
 		msg := append([]byte("INVITE "), blk...)
 		if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
 			msg = msg[:i+4]

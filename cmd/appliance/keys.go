@@ -80,6 +80,11 @@ func checkCert(leaf *x509.Certificate, pub *ecdsa.PublicKey, now time.Time) erro
 	if !ok || !cp.Equal(pub) {
 		return errors.New("the signing key does not match the certificate's public key")
 	}
+	return checkValidity(leaf, now)
+}
+
+// checkValidity refuses a certificate that is not valid at now.
+func checkValidity(leaf *x509.Certificate, now time.Time) error {
 	if now.Before(leaf.NotBefore) {
 		return fmt.Errorf("the certificate is not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))
 	}

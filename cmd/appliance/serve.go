@@ -132,7 +132,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		go func() { errc <- app.api.Run(ctx) }()
 	}
 	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "next_hop", cfg.NextHop, "api", cfg.API,
-		"signer", app.signerName, "x5u", cfg.X5U, "policy_rules", app.policy.Load().Rules())
+		"signers", len(app.signer.Health()), "x5u", cfg.X5U, "policy_rules", app.policy.Load().Rules())
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,13 +157,15 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 
 // appliance is everything serve runs.
 type appliance struct {
-	cfg        config.Config
-	log        *slog.Logger
-	policy     *policy.Holder
-	fp         *fastpath.Server
-	api        apiServer
-	signerName string
-	closers    []func()
+	cfg     config.Config
+	log     *slog.Logger
+	policy  *policy.Holder
+	fp      *fastpath.Server
+	api     apiServer
+	signer  *hsm.Chain
+	builder *passport.Builder
+	certs   []*x509.Certificate
+	closers []func()
 }
 
 // apiServer is the HTTP side (package api).
@@ -175,12 +177,12 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("cert: %w", err)
 	}
-	disp, name, closeSigner, err := buildSigner(ctx, cfg, certs[0], now, log)
+	chain, err := buildSigner(ctx, cfg, certs[0], now, log)
 	if err != nil {
 		return nil, err
 	}
-	a.signerName = name
-	a.closers = append(a.closers, closeSigner)
+	a.signer = chain
+	a.closers = append(a.closers, func() { _ = chain.Close() })
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
 	if err != nil {
 		return nil, err
@@ -194,12 +196,13 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("x5u: %w", err)
 	}
+	a.builder, a.certs = builder, certs
 	mode, err := fastpath.ParseMode(cfg.Mode)
 	if err != nil {
 		return nil, err
 	}
 	fc := fastpath.Config{
-		Mode: mode, Loops: cfg.Loops, Builder: builder, Signer: disp, Policy: a.policy, Numbers: numbers,
+		Mode: mode, Loops: cfg.Loops, Builder: builder, Signer: chain, Policy: a.policy, Numbers: numbers,
 		Freshness: cfg.Freshness, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
 		MaxInFlight: cfg.MaxInFlight, Logger: log,
 	}
@@ -215,27 +218,6 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		}
 	}
 	return a, nil
-}
-
-// buildSigner opens the signer chain and checks every key against the
-// certificate (FCC own-certificate rule) and the certificate's validity.
-func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate, now time.Time, log *slog.Logger) (hsm.Dispatcher, string, func(), error) {
-	if cfg.PKCS11 != "" || len(cfg.Signers) > 0 && cfg.Key == "" {
-		return buildChain(ctx, cfg, leaf, now, log)
-	}
-	key, err := loadKey(cfg.Key)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("key: %w", err)
-	}
-	if err := checkCert(leaf, &key.PublicKey, now); err != nil {
-		return nil, "", nil, fmt.Errorf("cert %s: %w", cfg.Cert, err)
-	}
-	soft, err := hsm.NewSoftware("soft", key)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	return hsm.NewPool(sctx, soft, max(2, cfg.Loops), 1<<14), soft.Name(), cancel, nil
 }
 
 func (a *appliance) reload(f *serveFlags) error {
