@@ -34,6 +34,8 @@ type Config struct {
 	DefaultCountry string            `yaml:"default_country"` // ISO 3166 alpha-2 for national numbers
 	API            string            `yaml:"api"`             // HTTP API ADDR:PORT
 	Ifaces         []string          `yaml:"iface"`           // inline mode interfaces
+	SIPPorts       []uint16          `yaml:"sip_ports"`       // inline mode: UDP ports whose INVITEs XDP steers (default 5060)
+	SteerPort      uint16            `yaml:"steer_port"`      // inline mode: local UDP port steered INVITEs arrive on (default 5099)
 	Trust          map[string]string `yaml:"trust"`           // name -> PEM bundle of trust anchors
 	APITokenFile   string            `yaml:"api_token_file"`
 	Lab            bool              `yaml:"lab"`
@@ -66,6 +68,7 @@ func Default() Config {
 		Freshness:      60 * time.Second,
 		SignBudget:     100 * time.Millisecond,
 		LogLevel:       "info",
+		SteerPort:      5099,
 	}
 }
 

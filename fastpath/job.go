@@ -6,6 +6,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -18,7 +19,8 @@ type job struct {
 	l        *loop
 	start    time.Time // when the datagram was read (monotonic), for the latency histogram
 	src, dst netip.AddrPort
-	pkt      []byte // copy of the datagram (gnet reuses its buffer)
+	flow     bpf.Flow // inline mode: original addresses
+	pkt      []byte   // copy of the datagram (gnet reuses its buffer)
 	msg      sip.Message
 	orig     []byte
 	dest     []byte
@@ -30,6 +32,8 @@ type job struct {
 	out      []byte // the datagram to send
 	sc       *scratch
 	req      hsm.Request
+	verify   bool // a verification job (terminating side), not a signing one
+	reject   bool // verify-reject: answer a failed verification instead of annotating
 }
 
 func newJob(l *loop) *job {
@@ -67,10 +71,14 @@ func (j *job) done(r *hsm.Request) {
 	} else {
 		j.hdr = append(j.hdr[:0], bypassHeader(r.Err)...)
 	}
-	if s.cfg.Mode == Redirect {
+	switch s.cfg.Mode {
+	case Inline:
+		j.out = stampInline(j.out[:0], j.pkt, &j.msg, j.hdr)
+		mForwarded.Inc()
+	case Redirect:
 		j.out = appendResponse(j.out[:0], j.pkt, &j.msg, 302, "Moved Temporarily", j.contact(), j.hdr)
 		mRedirects.Inc()
-	} else {
+	default:
 		j.out = s.stampRequest(j.out[:0], j.pkt, &j.msg, j.src, j.hdr, j.sc)
 		mForwarded.Inc()
 	}

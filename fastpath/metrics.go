@@ -22,6 +22,13 @@ var (
 	mBypassDown     = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="signer-down"}`)
 	mBypassError    = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="signer-error"}`)
 
+	mVerifyPassed   = metrics.NewCounter(`shakenline_verifications_total{verstat="TN-Validation-Passed"}`)
+	mVerifyFailed   = metrics.NewCounter(`shakenline_verifications_total{verstat="TN-Validation-Failed"}`)
+	mVerifyNone     = metrics.NewCounter(`shakenline_verifications_total{verstat="No-TN-Validation"}`)
+	mVerifyRejected = metrics.NewCounter(`shakenline_verifications_rejected_total`)
+	mVerifyOverload = metrics.NewCounter(`shakenline_verifications_skipped_total{reason="overload"}`)
+	mUnsignedPolicy = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="policy-forward"}`)
+
 	mForwarded     = metrics.NewCounter(`shakenline_sip_forwarded_total{kind="request"}`)
 	mResponses     = metrics.NewCounter(`shakenline_sip_forwarded_total{kind="response"}`)
 	mRedirects     = metrics.NewCounter(`shakenline_sip_redirects_total`)
@@ -32,6 +39,7 @@ var (
 	mNotOurVia     = metrics.NewCounter(`shakenline_sip_dropped_total{reason="response-not-for-us"}`)
 	mUnroutable    = metrics.NewCounter(`shakenline_sip_dropped_total{reason="unroutable"}`)
 	mAckAbsorbed   = metrics.NewCounter(`shakenline_sip_dropped_total{reason="ack-to-redirect"}`)
+	mBadMeta       = metrics.NewCounter(`shakenline_sip_dropped_total{reason="bad-steering-metadata"}`)
 	mPanics        = metrics.NewCounter(`shakenline_sip_dropped_total{reason="internal-error"}`)
 
 	mSent       = metrics.NewCounter(`shakenline_udp_sent_total`)

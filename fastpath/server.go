@@ -21,6 +21,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -81,6 +82,12 @@ type Config struct {
 	MaxInFlight  int           // signing jobs per loop; default 4096
 	SocketBuffer int           // SO_RCVBUF/SO_SNDBUF bytes; default 4 MiB
 
+	// Inline mode: where steered INVITEs come from and how they leave.
+	Verifier      Verifier        // terminating side (policy actions verify, verify-reject); nil: such calls pass unverified
+	VerifyWorkers int             // default GOMAXPROCS
+	Steering      *bpf.Steering   // decodes the XDP metadata; its heartbeat is kept fresh from a loop tick
+	Reinjector    *bpf.Reinjector // sends with the original source address
+
 	Logger *slog.Logger
 	Now    func() time.Time // default time.Now
 }
@@ -99,6 +106,7 @@ type Server struct {
 	byFD  [1024]atomic.Pointer[loop]
 	wg    sync.WaitGroup // sender goroutines
 
+	verifyq     chan *job // verification jobs of every loop (verification is rarer and slower than signing)
 	eng         gnet.Engine
 	booted      chan struct{}
 	stopSenders chan struct{}
@@ -115,6 +123,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Mode == Proxy && !cfg.NextHop.IsValid() {
 		return nil, errors.New("fastpath: proxy mode needs a next hop")
+	}
+	if cfg.Mode == Inline && (cfg.Steering == nil || cfg.Reinjector == nil) {
+		return nil, errors.New("fastpath: inline mode needs the XDP steering and a reinjector")
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.GOMAXPROCS(0)
@@ -141,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	if !adv.IsValid() {
 		adv = cfg.Listen
 	}
-	if adv.Addr().IsUnspecified() {
+	if adv.Addr().IsUnspecified() && cfg.Mode != Inline { // inline adds no Via
 		return nil, errors.New("fastpath: listening on an unspecified address needs an advertised address for Via")
 	}
 	s := &Server{cfg: cfg, advertise: adv, log: cfg.Logger, loops: map[int]*loop{},
@@ -153,20 +164,34 @@ func New(cfg Config) (*Server, error) {
 	s.viaHost = []byte(host)
 	s.viaPrefix = fmt.Appendf(nil, "Via: SIP/2.0/UDP %s:%d;branch=", host, adv.Port())
 	s.limit.log = cfg.Logger
+	if cfg.VerifyWorkers <= 0 {
+		s.cfg.VerifyWorkers = runtime.GOMAXPROCS(0)
+	}
+	s.verifyq = make(chan *job, cfg.MaxInFlight)
 	return s, nil
 }
 
 // Run serves until ctx is cancelled or Stop is called.
 func (s *Server) Run(ctx context.Context) error {
-	proto := "udp4"
-	if s.cfg.Listen.Addr().Is6() && !s.cfg.Listen.Addr().Is4In6() {
-		proto = "udp6"
+	addr := "udp4://" + s.cfg.Listen.String()
+	switch a := s.cfg.Listen.Addr(); {
+	case a.Is6() && a.IsUnspecified():
+		// gnet makes "::" an IPv6-only socket; an empty host is the
+		// dual-stack wildcard (IPv4 peers arrive v4-mapped).
+		addr = "udp://:" + strconv.Itoa(int(s.cfg.Listen.Port()))
+	case a.Is6() && !a.Is4In6():
+		addr = "udp6://" + s.cfg.Listen.String()
 	}
-	addr := proto + "://" + s.cfg.Listen.String()
 	go func() {
 		<-ctx.Done()
 		s.Stop()
 	}()
+	if s.cfg.Verifier != nil {
+		for range s.cfg.VerifyWorkers {
+			s.wg.Add(1)
+			go s.verifyWorker(ctx)
+		}
+	}
 	err := gnet.Run(&handler{s: s}, addr,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
@@ -176,6 +201,7 @@ func (s *Server) Run(ctx context.Context) error {
 		gnet.WithSocketRecvBuffer(s.cfg.SocketBuffer),
 		gnet.WithSocketSendBuffer(s.cfg.SocketBuffer),
 		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithTicker(s.cfg.Mode == Inline),
 	)
 	close(s.stopSenders)
 	s.wg.Wait()
@@ -207,6 +233,20 @@ func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
+// heartbeatEvery keeps the XDP program's view of the loops fresh; it fails
+// open after bpf.DefaultStaleAfter without one.
+const heartbeatEvery = 100 * time.Millisecond
+
+// OnTick runs on one event loop: a heartbeat that stops when the loops stop.
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	if st := h.s.cfg.Steering; st != nil {
+		if err := st.Heartbeat(); err != nil {
+			h.s.limit.warn("heartbeat", "fastpath: XDP heartbeat failed; INVITEs pass unsigned until it succeeds", "err", err)
+		}
+	}
+	return heartbeatEvery, gnet.None
+}
+
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	pkt, _ := c.Next(-1)
 	ua, ok := c.RemoteAddr().(*net.UDPAddr)
@@ -214,6 +254,10 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	l := h.s.loopFor(c.Fd())
+	if h.s.cfg.Mode == Inline {
+		l.inline(pkt)
+		return gnet.None
+	}
 	l.handle(pkt, ua.AddrPort())
 	return gnet.None
 }
@@ -251,6 +295,7 @@ type loop struct {
 	sc    *scratch
 	tx    *batch // used by the loop goroutine for in-loop sends
 	rng   *mrand.ChaCha8
+	flow  bpf.Flow // inline mode: the original addresses of the datagram in hand
 	tn    [2][]byte
 	raw   []byte // digits as dialled, before canonicalisation
 	free  chan *job
@@ -309,6 +354,53 @@ func (l *loop) handle(pkt []byte, src netip.AddrPort) {
 		return
 	}
 	l.proxyRequest(pkt, src)
+}
+
+// inline handles a datagram the XDP program steered to us: the SIP message
+// follows the steering metadata, which names its original addresses. An
+// initial INVITE is stamped and everything leaves towards its original
+// destination from its original source, unchanged but for the Identity
+// header (no Via, no Max-Forwards: the appliance is a wire here).
+func (l *loop) inline(pkt []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			mPanics.Inc()
+			l.s.limit.warn("internal-error", "fastpath: recovered from a panic while handling a datagram; it was dropped", "panic", fmt.Sprint(r))
+		}
+	}()
+	mPackets.Inc()
+	payload, flow, ok := l.s.cfg.Steering.DecodeMeta(pkt)
+	if !ok {
+		mBadMeta.Inc()
+		return
+	}
+	l.flow = flow
+	m := &l.msg
+	if err := m.Parse(payload); err != nil {
+		mMalformedReq.Inc()
+		mUnsignedBad.Inc()
+		l.reinject(payload)
+		l.s.limit.warn("malformed-request", "fastpath: malformed SIP request passed on unsigned", "from", flow.Src, "err", err)
+		return
+	}
+	if m.IsRequest && m.Method == sip.MethodInvite && m.To.Tag.Empty() {
+		mInvites.Inc()
+		if l.sign(payload, flow.Src, flow.Dst) {
+			return
+		}
+	}
+	mForwarded.Inc()
+	l.reinject(payload)
+}
+
+// reinject sends b from the loop goroutine with l.flow's original addresses.
+func (l *loop) reinject(b []byte) {
+	if err := l.s.cfg.Reinjector.Send(l.flow, b); err != nil {
+		mSendErrors.Inc()
+		l.s.limit.warn("reinject", "fastpath: reinjection failed", "err", err)
+		return
+	}
+	mSent.Inc()
 }
 
 func (l *loop) malformed(pkt []byte, src netip.AddrPort, err error) {
@@ -444,12 +536,24 @@ func (l *loop) sendNow(b []byte, dst netip.AddrPort) {
 func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	m := &l.msg
 	cfg := &l.s.cfg
+	var ok bool
+	l.tn[0], ok = OrigTN(l.tn[0][:0], l.raw, pkt, m, cfg.Numbers)
+	if !ok {
+		l.tn[0] = l.tn[0][:0]
+	}
+	dec := cfg.Policy.Load().Decide(src.Addr(), l.tn[0])
+	switch dec.Action {
+	case policy.Verify, policy.VerifyReject:
+		return l.startVerify(pkt, src, dst, dec.Action == policy.VerifyReject)
+	case policy.Forward:
+		mUnsignedPolicy.Inc()
+		return false
+	}
 	if m.NumIdentity > 0 && !cfg.ResignSigned && hasShakenIdentity(pkt, m) {
 		mUnsignedSigned.Inc()
 		return false
 	}
-	var ok bool
-	if l.tn[0], ok = OrigTN(l.tn[0][:0], l.raw, pkt, m, cfg.Numbers); !ok {
+	if !ok {
 		mUnsignedNoOrig.Inc()
 		return false
 	}
@@ -465,13 +569,14 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	}
 	j.start = time.Now()
 	now := cfg.Now()
-	j.src, j.dst = src, dst
+	j.src, j.dst, j.flow = src, dst, l.flow
 	j.pkt = append(j.pkt[:0], pkt...)
 	j.msg = *m
 	j.orig = append(j.orig[:0], l.tn[0]...)
 	j.dest = append(j.dest[:0], l.tn[1]...)
 	iat := IAT(pkt, m, now, cfg.Freshness)
-	j.decision = cfg.Policy.Load().Decide(src.Addr(), j.orig)
+	j.decision = dec
+	j.verify = false
 	j.claims = passport.Claims{Attest: j.decision.Attest, Orig: j.orig, Dest: j.destv[:], IAT: iat}
 	j.destv[0] = j.dest
 	_, _ = l.rng.Read(j.claims.OrigID[:])
@@ -492,6 +597,12 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 // unsigned, with P-Identity-Bypass.
 func (l *loop) bypassNow(pkt []byte, src, dst netip.AddrPort, hdr []byte) {
 	m := &l.msg
+	if l.s.cfg.Mode == Inline {
+		mForwarded.Inc()
+		l.out = stampInline(l.out[:0], pkt, m, hdr)
+		l.reinject(l.out)
+		return
+	}
 	if l.s.cfg.Mode == Redirect {
 		l.reply(pkt, src, 302, "Moved Temporarily", l.contact(pkt, m), hdr)
 		return
@@ -557,7 +668,17 @@ func (l *loop) sender(tx *batch, stop <-chan struct{}) {
 		}
 		n := 0
 		for j != nil && n < maxBatch {
-			if tx.add(j.out, j.dst) {
+			if l.s.cfg.Mode == Inline {
+				// One socket per original source: nothing to batch across
+				// sources, so each goes out with its own sendmsg.
+				if err := l.s.cfg.Reinjector.Send(j.flow, j.out); err != nil {
+					mSendErrors.Inc()
+				} else {
+					mSent.Inc()
+				}
+				held[n] = j
+				n++
+			} else if tx.add(j.out, j.dst) {
 				held[n] = j
 				n++
 			} else {

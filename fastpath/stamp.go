@@ -76,7 +76,16 @@ func lineEnd(b []byte, off int) int {
 // Max-Forwards decremented (or 70 added), and hdr (a whole header line, for
 // example "Identity: ...\r\n", or nil) inserted as the last header.
 func (s *Server) stampRequest(dst, pkt []byte, m *sip.Message, src netip.AddrPort, hdr []byte, sc *scratch) []byte {
+	return s.stampRequestEdit(dst, pkt, m, src, hdr, sc, edit{at: -1})
+}
+
+// stampRequestEdit is stampRequest with one more edit (ann.at < 0: none),
+// such as a verstat parameter.
+func (s *Server) stampRequestEdit(dst, pkt []byte, m *sip.Message, src netip.AddrPort, hdr []byte, sc *scratch, ann edit) []byte {
 	sc.ed.n = 0
+	if ann.at >= 0 {
+		sc.ed.add(ann.at, ann.del, ann.ins)
+	}
 	sc.via = append(sc.via[:0], s.viaPrefix...)
 	sc.via = appendBranch(sc.via, pkt, m)
 	sc.via = append(sc.via, "\r\n"...)
@@ -196,6 +205,14 @@ func (s *Server) isOurVia(pkt []byte, m *sip.Message) bool {
 	}
 	return int(port) == int(s.advertise.Port()) && bytes.EqualFold(v.Host.In(pkt), s.viaHost) &&
 		bytes.HasPrefix(v.Branch.In(pkt), []byte("z9hG4bKsl"))
+}
+
+// stampInline appends pkt with hdr inserted as its last header and nothing
+// else changed (inline mode: the appliance is a wire).
+func stampInline(dst, pkt []byte, m *sip.Message, hdr []byte) []byte {
+	dst = append(dst, pkt[:m.HeadersEnd]...)
+	dst = append(dst, hdr...)
+	return append(dst, pkt[m.HeadersEnd:]...)
 }
 
 // stampResponse appends the response in pkt without our top Via.

@@ -34,11 +34,51 @@ type Config struct {
 	Rules   []RuleConfig `yaml:"rules"`
 }
 
+// Action is what the appliance does with an initial INVITE that a rule
+// matched.
+type Action uint8
+
+const (
+	Sign         Action = iota // originating side: sign with the rule's attestation (default)
+	Verify                     // terminating side: verify, add verstat, forward (RFC 8224 section 6.2.3, ATIS-1000074)
+	VerifyReject               // terminating side: verify, reject a failed call with the RFC 8224 code
+	Forward                    // neither: forward untouched (counted)
+)
+
+func (a Action) String() string {
+	switch a {
+	case Sign:
+		return "sign"
+	case Verify:
+		return "verify"
+	case VerifyReject:
+		return "verify-reject"
+	case Forward:
+		return "forward"
+	}
+	return "action(?)"
+}
+
+func parseAction(s string) (Action, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "sign":
+		return Sign, nil
+	case "verify", "verify-annotate":
+		return Verify, nil
+	case "verify-reject":
+		return VerifyReject, nil
+	case "forward":
+		return Forward, nil
+	}
+	return 0, fmt.Errorf("%w: action %q (want sign, verify, verify-reject or forward)", ErrRule, s)
+}
+
 // RuleConfig is one rule. Every criterion given must match; a rule with no
 // criterion matches every call (a catch-all).
 type RuleConfig struct {
 	Name    string   `yaml:"name"`
-	Attest  string   `yaml:"attest"`
+	Action  string   `yaml:"action"`  // sign (default) | verify | verify-reject | forward
+	Attest  string   `yaml:"attest"`  // for sign; may be empty for the other actions
 	Sources []string `yaml:"sources"` // IP addresses or CIDR prefixes of the trunk
 	Numbers []string `yaml:"numbers"` // caller TN inventory: "E164", "prefix*", "start-end"
 }
@@ -51,6 +91,7 @@ type Table struct {
 
 type rule struct {
 	name     string
+	action   Action
 	attest   byte
 	sources  []netip.Prefix
 	exact    []string  // sorted E.164 digits
@@ -66,7 +107,8 @@ type tnRange struct {
 
 // Decision is the result of Decide.
 type Decision struct {
-	Attest byte   // 'A', 'B' or 'C'
+	Action Action
+	Attest byte   // 'A', 'B' or 'C' (for Sign)
 	Rule   string // name of the rule that matched, "default" when none did
 }
 
@@ -108,8 +150,13 @@ func buildRule(rc RuleConfig) (rule, error) {
 		return r, fmt.Errorf("%w: a rule needs a name (it is recorded in the audit trail)", ErrRule)
 	}
 	var err error
-	if r.attest, err = attest(rc.Attest); err != nil {
+	if r.action, err = parseAction(rc.Action); err != nil {
 		return r, err
+	}
+	if r.action == Sign || rc.Attest != "" {
+		if r.attest, err = attest(rc.Attest); err != nil {
+			return r, err
+		}
 	}
 	for _, s := range rc.Sources {
 		s = strings.TrimSpace(s)
@@ -224,10 +271,10 @@ func (t *Table) Decide(src netip.Addr, orig []byte) Decision {
 	for i := range t.rules {
 		r := &t.rules[i]
 		if r.matches(src, orig) {
-			return Decision{Attest: r.attest, Rule: r.name}
+			return Decision{Action: r.action, Attest: r.attest, Rule: r.name}
 		}
 	}
-	return Decision{Attest: t.def, Rule: "default"}
+	return Decision{Action: Sign, Attest: t.def, Rule: "default"}
 }
 
 // Default is the attestation used when no rule matches.

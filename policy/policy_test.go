@@ -112,3 +112,23 @@ func TestDecideAllocs(t *testing.T) {
 		t.Fatalf("Decide allocates %.1f per call", n)
 	}
 }
+
+func TestActions(t *testing.T) {
+	tb := mustBuild(t, Config{Rules: []RuleConfig{
+		{Name: "peer-x", Action: "verify", Sources: []string{"198.18.5.0/24"}},
+		{Name: "peer-y", Action: "verify-reject", Sources: []string{"198.18.6.0/24"}},
+		{Name: "transit", Action: "forward", Sources: []string{"198.18.7.0/24"}},
+		{Name: "retail", Attest: "A", Sources: []string{"198.18.1.0/24"}},
+	}}, "C")
+	for src, want := range map[string]Action{"198.18.5.1": Verify, "198.18.6.1": VerifyReject, "198.18.7.1": Forward, "198.18.1.1": Sign, "203.0.113.9": Sign} {
+		if d := tb.Decide(netip.MustParseAddr(src), nil); d.Action != want {
+			t.Errorf("%s: action %v, want %v", src, d.Action, want)
+		}
+	}
+	if _, err := Build(Config{Rules: []RuleConfig{{Name: "x", Action: "sign"}}}, "C"); !errors.Is(err, ErrAttest) {
+		t.Errorf("sign rule without attest accepted: %v", err)
+	}
+	if _, err := Build(Config{Rules: []RuleConfig{{Name: "x", Action: "drop"}}}, "C"); !errors.Is(err, ErrRule) {
+		t.Errorf("unknown action accepted: %v", err)
+	}
+}

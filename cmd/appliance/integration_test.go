@@ -233,3 +233,44 @@ func lastLines(b []byte, n int) string {
 }
 
 var _ = errors.New
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(context.Background(), args, env{stdin: strings.NewReader(""), stdout: &o, stderr: &e, now: time.Now})
+	return code, o.String(), e.String()
+}
+
+// TestServeCheckAndStartErrors covers the exit-2 contract: a bad config, a
+// key that is not the certificate's, an expired certificate, and --check.
+func TestServeCheckAndStartErrors(t *testing.T) {
+	pki := labPKI(t)
+	other := labPKI(t)
+	base := []string{"serve", "--check", "--sip", "127.0.0.1:5060", "--next-hop", "127.0.0.1:5070",
+		"--cert", filepath.Join(pki, "sp.pem"), "--x5u", "https://cert.example.org/sp.pem"}
+	if code, out, errs := runCmd(append(base, "--key", filepath.Join(pki, "sp.key"))...); code != 0 || !strings.Contains(out, "configuration ok") {
+		t.Fatalf("--check of a good config: exit %d\n%s%s", code, out, errs)
+	}
+	for name, args := range map[string][]string{
+		"key not the cert's": append(base, "--key", filepath.Join(other, "sp.key")),
+		"http x5u":           append(append([]string{}, base...), "--key", filepath.Join(pki, "sp.key"), "--x5u", "http://cert.example.org/sp.pem"),
+		"bad attest":         append(append([]string{}, base...), "--key", filepath.Join(pki, "sp.key"), "--attest", "D"),
+		"no key":             base,
+		"unknown flag":       append(append([]string{}, base...), "--nope"),
+		"pkcs11 bad uri":     append(append([]string{}, base...), "--pkcs11", "pkcs11:token=none?module-path=/nonexistent.so&pin-source=file:/nonexistent"),
+	} {
+		code, _, errs := runCmd(args...)
+		if code != 2 || strings.Count(strings.TrimSpace(errs), "\n") > 20 || errs == "" {
+			t.Errorf("%s: exit %d, stderr %q; want 2 with a reason", name, code, errs)
+		}
+	}
+	// An expired certificate is refused at start.
+	if code, _, errs := run2(t, time.Now().AddDate(5, 0, 0), append(base, "--key", filepath.Join(pki, "sp.key"))...); code != 2 || !strings.Contains(errs, "expired") {
+		t.Errorf("expired cert: exit %d %q", code, errs)
+	}
+}
+
+func run2(t *testing.T, now time.Time, args ...string) (int, string, string) {
+	var o, e bytes.Buffer
+	code := run(context.Background(), args, env{stdin: strings.NewReader(""), stdout: &o, stderr: &e, now: func() time.Time { return now }})
+	return code, o.String(), e.String()
+}

@@ -18,7 +18,7 @@ func cmdLabPKI(args []string, e env) error {
 	spc := fs.String("spc", "1234", "service provider code in the TNAuthList")
 	crl := fs.String("crl-url", "", "CRL distribution point `URL` placed in issued certificates")
 	validFor := fs.Duration("valid-for", 365*24*time.Hour, "provider certificate lifetime")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
 	if *out == "" {

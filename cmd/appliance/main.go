@@ -88,3 +88,21 @@ func run(ctx context.Context, args []string, e env) int {
 		return 2
 	}
 }
+
+// parseFlags parses args with a one-line error on bad input (design.md: exit
+// 2 with a one-line reason) and the full flag list only on --help.
+func parseFlags(fs *flag.FlagSet, args []string, e env) error {
+	usage := fs.Usage
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(e.stdout)
+		if usage != nil {
+			usage()
+		} else {
+			fs.PrintDefaults()
+		}
+		fs.SetOutput(e.stderr)
+	}
+	return err
+}

@@ -7,16 +7,21 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/config"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/fastpath"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
+	"github.com/shakenline/shakenline/verify"
 )
 
 // serveFlags are the flags of design.md section 2. A flag that is given
@@ -26,7 +31,7 @@ type serveFlags struct {
 	cfgFile                                                              string
 	mode, sip, nextHop, key, pkcs11, cert, x5u, attest, country, apiAddr string
 	iface, trust, tokenFile, advertise                                   string
-	lab                                                                  bool
+	lab, check                                                           bool
 	loops                                                                int
 }
 
@@ -51,6 +56,7 @@ func newServeFlags(e env) *serveFlags {
 	fs.StringVar(&f.tokenFile, "api-token-file", "", "bearer tokens accepted by the API, one per line, `FILE`")
 	fs.BoolVar(&f.lab, "lab", false, "lab only: allow http x5u and loopback/private x5u targets")
 	fs.IntVar(&f.loops, "loops", 0, "event loops (default: one per core)")
+	fs.BoolVar(&f.check, "check", false, "validate the configuration, open the keys and check them against the certificate, then exit (0 ok, 2 with the reason)")
 	return f
 }
 
@@ -108,7 +114,7 @@ func (f *serveFlags) config() (config.Config, error) {
 
 func cmdServe(ctx context.Context, args []string, e env) error {
 	f := newServeFlags(e)
-	if err := f.fs.Parse(args); err != nil {
+	if err := parseFlags(f.fs, args, e); err != nil {
 		return err
 	}
 	cfg, err := f.config()
@@ -116,11 +122,16 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	log := newLogger(e, cfg.LogLevel)
-	app, err := newAppliance(ctx, cfg, e.now(), log)
+	app, err := newAppliance(ctx, cfg, e.now(), log, f.check)
 	if err != nil {
 		return err
 	}
 	defer app.close()
+	if f.check {
+		fmt.Fprintf(e.stdout, "configuration ok: mode %s, %d signer(s), %d policy rule(s)\n",
+			cfg.Mode, len(app.signer.Health()), app.policy.Load().Rules())
+		return nil
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- app.fp.Run(ctx) }()
 	select {
@@ -166,13 +177,17 @@ type appliance struct {
 	builder *passport.Builder
 	certs   []*x509.Certificate
 	closers []func()
+
+	verifier  *verify.Verifier // nil without --trust
+	steering  *bpf.Steering    // inline mode
+	checkOnly bool             // serve --check: build and validate, attach nothing
 }
 
 // apiServer is the HTTP side (package api).
 type apiServer interface{ Run(context.Context) error }
 
-func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger) (*appliance, error) {
-	a := &appliance{cfg: cfg, log: log}
+func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger, checkOnly bool) (*appliance, error) {
+	a := &appliance{cfg: cfg, log: log, checkOnly: checkOnly}
 	certs, err := loadCerts(cfg.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("cert: %w", err)
@@ -197,6 +212,11 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		return nil, fmt.Errorf("x5u: %w", err)
 	}
 	a.builder, a.certs = builder, certs
+	verifier, err := newVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.verifier = verifier
 	mode, err := fastpath.ParseMode(cfg.Mode)
 	if err != nil {
 		return nil, err
@@ -206,7 +226,15 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		Freshness: cfg.Freshness, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
 		MaxInFlight: cfg.MaxInFlight, Logger: log,
 	}
+	if verifier != nil {
+		fc.Verifier = sipVerifier{verifier}
+	}
 	fc.Listen, _ = netip.ParseAddrPort(cfg.SIP)
+	if mode == fastpath.Inline {
+		if err := a.attachXDP(cfg, &fc); err != nil {
+			return nil, err
+		}
+	}
 	fc.NextHop, _ = netip.ParseAddrPort(cfg.NextHop)
 	fc.Advertise, _ = netip.ParseAddrPort(cfg.Advertise)
 	if a.fp, err = fastpath.New(fc); err != nil {
@@ -218,6 +246,33 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		}
 	}
 	return a, nil
+}
+
+// attachXDP attaches the steering program to the configured interfaces and
+// points the loops at the steering socket. Detached again by close (and by
+// the kernel if the process dies: fail-open).
+func (a *appliance) attachXDP(cfg config.Config, fc *fastpath.Config) error {
+	if a.checkOnly {
+		for _, name := range cfg.Ifaces {
+			if _, err := net.InterfaceByName(name); err != nil {
+				return fmt.Errorf("inline: interface %q: %w", name, err)
+			}
+		}
+		fc.Steering, fc.Reinjector = &bpf.Steering{}, &bpf.Reinjector{}
+		return nil
+	}
+	st, err := bpf.Attach(bpf.Config{Ifaces: cfg.Ifaces, SIPPorts: cfg.SIPPorts, SteerPort: cfg.SteerPort, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("inline: %w", err)
+	}
+	a.closers = append(a.closers, func() { _ = st.Close() })
+	rj := bpf.NewReinjector(0)
+	a.closers = append(a.closers, func() { _ = rj.Close() })
+	metrics.RegisterMetricsWriter(st.WritePrometheus)
+	fc.Steering, fc.Reinjector = st, rj
+	fc.Listen = netip.AddrPortFrom(netip.IPv6Unspecified(), cfg.SteerPort)
+	a.steering = st
+	return nil
 }
 
 func (a *appliance) reload(f *serveFlags) error {

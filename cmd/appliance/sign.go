@@ -42,10 +42,10 @@ func cmdSign(ctx context.Context, args []string, e env) error {
 	attest := fs.String("attest", "", "attestation `A|B|C` (JSON input may set it; for a SIP INVITE the policy decides)")
 	country := fs.String("default-country", "", "ISO 3166 `CC` for national numbers in a SIP INVITE")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: appliance sign --key FILE --cert FILE --x5u URL < claims.json | invite.sip")
+		fmt.Fprintln(fs.Output(), "usage: appliance sign --key FILE --cert FILE --x5u URL < claims.json | invite.sip")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
 	c, err := config.Load(*cfgFile)

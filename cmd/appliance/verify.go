@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -42,11 +41,11 @@ func cmdVerify(ctx context.Context, args []string, e env) (bool, error) {
 	freshness := fs.Duration("freshness", 60*time.Second, "accepted iat skew")
 	country := fs.String("default-country", "US", "ISO 3166 `CC` for national numbers in From/To")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: appliance verify --trust NAME=FILE [--cert FILE] [--lab] < headers\n"+
+		fmt.Fprintln(fs.Output(), "usage: appliance verify --trust NAME=FILE [--cert FILE] [--lab] < headers\n"+
 			"stdin: an INVITE, or header lines: Identity: ..., From: ..., To: ... (P-Asserted-Identity preferred over From)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, e); err != nil {
 		return false, err
 	}
 	stores, err := config.ParseTrust(*trust)
@@ -56,18 +55,11 @@ func cmdVerify(ctx context.Context, args []string, e env) (bool, error) {
 	if len(stores) == 0 {
 		return false, errors.New("--trust NAME=FILE is required (the anchors a PASSporT must chain to)")
 	}
-	vc := verify.Config{Trust: map[string]*x509.CertPool{}, Freshness: *freshness, AllowHTTP: *lab, AllowPrivate: *lab, Now: e.now}
-	for name, file := range stores {
-		pem, err := os.ReadFile(file)
-		if err != nil {
-			return false, fmt.Errorf("trust %s: %w", name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return false, fmt.Errorf("trust %s: no certificate in %s", name, file)
-		}
-		vc.Trust[name] = pool
+	pools, err := loadTrust(stores)
+	if err != nil {
+		return false, err
 	}
+	vc := verify.Config{Trust: pools, Freshness: *freshness, AllowHTTP: *lab, AllowPrivate: *lab, Now: e.now}
 	in, err := io.ReadAll(io.LimitReader(e.stdin, sip.MaxMessage+1))
 	if err != nil {
 		return false, err

@@ -1,0 +1,197 @@
+package fastpath
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/shakenline/shakenline/sip"
+)
+
+// Verifier checks the Identity headers of an inbound INVITE (STI-VS). It is
+// an interface so that the packet path does not link the x5u fetcher and
+// its HTTP client; cmd/appliance adapts package verify to it. Verify runs
+// on a verification worker, never on an event loop, and must be safe for
+// concurrent use.
+type Verifier interface {
+	Verify(ctx context.Context, identities [][]byte, orig, dest []byte, now time.Time) VerifyResult
+}
+
+// VerifyResult is what the terminating side acts on.
+type VerifyResult struct {
+	Verstat string // TN-Validation-Passed | TN-Validation-Failed | No-TN-Validation
+	Code    int    // RFC 8224 response code for a reject (428, 436, 437, 438, 403), 0 when passed
+	Reason  string // RFC 9410 reason text
+}
+
+// Verification outcomes as verstat values (ATIS-1000074, 3GPP TS 24.229).
+const (
+	VerstatPassed = "TN-Validation-Passed"
+	VerstatFailed = "TN-Validation-Failed"
+	VerstatNone   = "No-TN-Validation"
+)
+
+// startVerify queues the INVITE in pkt for verification. It returns false
+// when the call is to be forwarded at once by the caller (no job free).
+func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) bool {
+	cfg := &l.s.cfg
+	if cfg.Verifier == nil {
+		return false
+	}
+	m := &l.msg
+	j := l.getJob()
+	if j == nil {
+		mVerifyOverload.Inc()
+		return false
+	}
+	j.start = time.Now()
+	j.src, j.dst, j.flow = src, dst, l.flow
+	j.pkt = append(j.pkt[:0], pkt...)
+	j.msg = *m
+	j.verify, j.reject = true, reject
+	var ok bool
+	if j.orig, ok = OrigTN(j.orig[:0], l.raw, pkt, m, cfg.Numbers); !ok {
+		j.orig = j.orig[:0]
+	}
+	if j.dest, ok = DestTN(j.dest[:0], l.raw, pkt, m, cfg.Numbers); !ok {
+		j.dest = j.dest[:0]
+	}
+	select {
+	case l.s.verifyq <- j:
+		return true
+	default:
+		l.free <- j
+		mVerifyOverload.Inc()
+		return false
+	}
+}
+
+// verifyWorker verifies queued INVITEs and hands the result to the job's
+// loop sender: annotated and forwarded, or answered with a reject.
+func (s *Server) verifyWorker(ctx context.Context) {
+	defer s.wg.Done()
+	ids := make([][]byte, 0, sip.MaxIdentity)
+	for {
+		var j *job
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.stopSenders:
+			return
+		case j = <-s.verifyq:
+		}
+		ids = ids[:0]
+		for i := 0; i < int(j.msg.NumIdentity); i++ {
+			ids = append(ids, j.msg.Identity[i].In(j.pkt))
+		}
+		r := s.cfg.Verifier.Verify(ctx, ids, j.orig, j.dest, s.cfg.Now())
+		j.finishVerify(r)
+	}
+}
+
+func (j *job) finishVerify(r VerifyResult) {
+	s := j.l.s
+	switch r.Verstat {
+	case VerstatPassed:
+		mVerifyPassed.Inc()
+	case VerstatFailed:
+		mVerifyFailed.Inc()
+	default:
+		mVerifyNone.Inc()
+	}
+	if j.reject && r.Verstat != VerstatPassed && r.Code >= 400 {
+		// Reject per policy (RFC 8224 section 6.2.2) with an RFC 9410 Reason.
+		j.hdr = append(j.hdr[:0], "Reason: STIR;cause="...)
+		j.hdr = strconv.AppendInt(j.hdr, int64(r.Code), 10)
+		j.hdr = append(j.hdr, ";text=\""...)
+		j.hdr = appendQuotedSafe(j.hdr, r.Reason)
+		j.hdr = append(j.hdr, "\"\r\n"...)
+		j.out = appendResponse(j.out[:0], j.pkt, &j.msg, r.Code, reasonPhrase(r.Code), j.hdr)
+		j.dst = j.src
+		mVerifyRejected.Inc()
+		j.l.sendq <- j
+		return
+	}
+	// Annotate: verstat on the identity the caller is shown (RFC 8224
+	// section 6.2.3: P-Asserted-Identity or From, tel or sip user=phone).
+	var ann edit
+	ann.at = verstatPoint(j.pkt, &j.msg)
+	if ann.at >= 0 {
+		j.hdr = append(j.hdr[:0], ";verstat="...)
+		j.hdr = append(j.hdr, r.Verstat...)
+		ann.ins = j.hdr
+	}
+	switch s.cfg.Mode {
+	case Inline:
+		j.sc.ed.n = 0
+		if ann.at >= 0 {
+			j.sc.ed.add(ann.at, 0, ann.ins)
+		}
+		j.out = j.sc.ed.apply(j.out[:0], j.pkt)
+	default:
+		j.out = s.stampRequestEdit(j.out[:0], j.pkt, &j.msg, j.src, nil, j.sc, ann)
+	}
+	mForwarded.Inc()
+	j.l.sendq <- j
+}
+
+// verstatPoint is where ";verstat=..." goes: after the number of the first
+// P-Asserted-Identity that is a telephone number, else of From; -1 when
+// neither names a number.
+func verstatPoint(pkt []byte, m *sip.Message) int {
+	var raw [64]byte
+	try := func(u sip.Span) int {
+		if _, _, ok := sip.TelephoneNumber(u.In(pkt), raw[:0]); !ok {
+			return -1
+		}
+		b := u.In(pkt)
+		if len(b) > 4 && (b[0] == 't' || b[0] == 'T') { // tel:number;params
+			for i, c := range b {
+				if c == ';' {
+					return int(u.Start) + i
+				}
+			}
+			return int(u.End)
+		}
+		for i, c := range b { // sip:user@host: the parameter joins the user part
+			if c == '@' {
+				return int(u.Start) + i
+			}
+		}
+		return -1
+	}
+	for i := 0; i < int(m.NumPAI); i++ {
+		if at := try(m.PAI[i].URI); at >= 0 {
+			return at
+		}
+	}
+	return try(m.From.URI)
+}
+
+func reasonPhrase(code int) string {
+	switch code {
+	case 403:
+		return "Stale Date"
+	case 428:
+		return "Use Identity Header"
+	case 436:
+		return "Bad Identity Info"
+	case 437:
+		return "Unsupported Credential"
+	case 438:
+		return "Invalid Identity Header"
+	}
+	return "Forbidden"
+}
+
+// appendQuotedSafe appends s for a quoted-string, dropping quotes,
+// backslashes and control characters.
+func appendQuotedSafe(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}

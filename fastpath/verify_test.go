@@ -1,0 +1,141 @@
+package fastpath
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shakenline/shakenline/labpki"
+	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/policy"
+	"github.com/shakenline/shakenline/tnauth"
+	"github.com/shakenline/shakenline/verify"
+)
+
+// realVerifier adapts verify.Verifier (as cmd/appliance does) for tests.
+type realVerifier struct{ v *verify.Verifier }
+
+func (r realVerifier) Verify(ctx context.Context, ids [][]byte, orig, dest []byte, now time.Time) VerifyResult {
+	in := verify.Input{OrigTN: string(orig), Time: now}
+	if len(dest) > 0 {
+		in.DestTNs = []string{string(dest)}
+	}
+	for _, id := range ids {
+		in.Identity = append(in.Identity, string(id))
+	}
+	res := r.v.Verify(ctx, in)
+	return VerifyResult{Verstat: res.Verstat, Code: res.Code, Reason: res.Reason}
+}
+
+const peerX5U = "https://peer.example.net/sp.pem"
+
+// peerIdentity signs a PASSporT as another carrier would, with a lab CA.
+func peerIdentity(t *testing.T) (func(orig, dest string) string, *x509.CertPool, *verify.Verifier) {
+	t.Helper()
+	root, err := labpki.NewCA("peer-root", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := labpki.NewCA("peer-intermediate", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, key, err := inter.IssueSP("5678", tnauth.List{SPCs: []string{"5678"}}, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root.Cert)
+	v, err := verify.New(verify.Config{Trust: map[string]*x509.CertPool{"peer": pool},
+		Static: map[string][]*x509.Certificate{peerX5U: {leaf, inter.Cert}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := passport.NewBuilder(peerX5U)
+	sign := func(orig, dest string) string {
+		c := passport.Claims{Attest: 'A', Orig: []byte(orig), Dest: [][]byte{[]byte(dest)}, IAT: time.Now().Unix()}
+		_, _ = rand.Read(c.OrigID[:])
+		id, err := passport.Sign(context.Background(), softSigner{key}, b, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	return sign, pool, v
+}
+
+func TestTerminatingVerify(t *testing.T) {
+	sign, _, v := peerIdentity(t)
+	var holder *policy.Holder
+	te := start(t, Proxy, func(c *Config, _ *testEnv) {
+		c.Verifier = realVerifier{v}
+		tbl, err := policy.Build(policy.Config{Rules: []policy.RuleConfig{{Name: "peer", Action: "verify", Sources: []string{"127.0.0.0/8"}}}}, "C")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy.Store(tbl)
+		holder = c.Policy
+	})
+	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+	good := sign("12155550100", "12155550123")
+
+	cases := []struct {
+		name, identity, verstat string
+	}{
+		{"valid", good, VerstatPassed},
+		{"tampered", strings.Replace(good, ".", ".e", 1), VerstatFailed},
+		{"orig mismatch", sign("12155559999", "12155550123"), VerstatFailed},
+		{"none", "", VerstatNone},
+	}
+	for i, c := range cases {
+		extra := ""
+		if c.identity != "" {
+			extra = "Identity: " + c.identity + "\r\n"
+		}
+		te.send(t, invite(ca, "v"+string(rune('a'+i)), extra))
+		got, _ := recv(t, te.next)
+		pai := header(got, "P-Asserted-Identity")
+		if len(pai) != 1 || pai[0] != "<tel:+1-215-555-0100;verstat="+c.verstat+">" {
+			t.Errorf("%s: PAI = %q, want verstat %s", c.name, pai, c.verstat)
+		}
+		if len(header(got, "Via")) != 2 {
+			t.Errorf("%s: not proxied", c.name)
+		}
+	}
+
+	// verify-reject answers a failed verification with the RFC 8224 code
+	// and an RFC 9410 Reason, and forwards a valid call.
+	tbl, _ := policy.Build(policy.Config{Rules: []policy.RuleConfig{{Name: "peer", Action: "verify-reject", Sources: []string{"127.0.0.0/8"}}}}, "C")
+	holder.Store(tbl)
+	te.send(t, invite(ca, "rej", "Identity: "+strings.Replace(good, ".", ".e", 1)+"\r\n"))
+	resp, _ := recv(t, te.client)
+	if !bytes.HasPrefix(resp, []byte("SIP/2.0 438 Invalid Identity Header\r\n")) || len(header(resp, "Reason")) != 1 ||
+		!strings.HasPrefix(header(resp, "Reason")[0], "STIR;cause=438;text=") {
+		t.Fatalf("reject: %s", resp)
+	}
+	noRecv(t, te.next, 200*time.Millisecond)
+	te.send(t, invite(ca, "ok", "Identity: "+sign("12155550100", "12155550123")+"\r\n"))
+	got, _ := recv(t, te.next)
+	if pai := header(got, "P-Asserted-Identity"); len(pai) != 1 || !strings.Contains(pai[0], "verstat="+VerstatPassed) {
+		t.Fatalf("valid call under verify-reject: %q", pai)
+	}
+}
+
+func TestVerstatPointSIPURI(t *testing.T) {
+	msg := []byte("INVITE sip:+12155550123@198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK1\r\n" +
+		"From: <sip:+12155550100@198.18.1.2;user=phone>;tag=1\r\nTo: <sip:+12155550123@198.18.2.2>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+	var m sipMessage
+	if err := m.Parse(msg); err != nil {
+		t.Fatal(err)
+	}
+	at := verstatPoint(msg, &m)
+	got := string(msg[:at]) + ";verstat=X" + string(msg[at:])
+	if !strings.Contains(got, "<sip:+12155550100;verstat=X@198.18.1.2;user=phone>") {
+		t.Fatalf("verstat placed wrong:\n%s", got)
+	}
+}
