@@ -24,7 +24,7 @@ type Config struct {
 	Mode           string            `yaml:"mode"`            // proxy | redirect | inline
 	SIP            string            `yaml:"sip"`             // UDP listen ADDR:PORT
 	Advertise      string            `yaml:"advertise"`       // ADDR:PORT in our Via when SIP listens on 0.0.0.0/::
-	NextHop        string            `yaml:"next_hop"`        // proxy mode: ADDR:PORT
+	NextHop        string            `yaml:"next_hop"`        // proxy mode: ADDR:PORT; empty: route by Request-URI
 	Key            string            `yaml:"key"`             // PEM private key file (PKCS#8 or SEC 1)
 	PKCS11         string            `yaml:"pkcs11"`          // RFC 7512 URI
 	Signers        []Signer          `yaml:"signers"`         // signer chain; --key/--pkcs11 make a one-element chain
@@ -102,9 +102,9 @@ func (c *Config) Validate() error {
 	if _, err := netip.ParseAddrPort(c.SIP); err != nil && c.Mode != "inline" {
 		return bad("sip %q: want ADDR:PORT", c.SIP)
 	}
-	if c.Mode == "proxy" {
+	if c.NextHop != "" {
 		if _, err := netip.ParseAddrPort(c.NextHop); err != nil {
-			return bad("next_hop %q: proxy mode needs ADDR:PORT", c.NextHop)
+			return bad("next_hop %q: want ADDR:PORT (or leave it out to route by Request-URI)", c.NextHop)
 		}
 	}
 	if c.Mode == "inline" && len(c.Ifaces) == 0 {

@@ -65,7 +65,7 @@ func TestValidateErrors(t *testing.T) {
 	}
 	for name, mut := range map[string]func(*Config){
 		"mode":        func(c *Config) { c.Mode = "bridge" },
-		"next hop":    func(c *Config) { c.NextHop = "" },
+		"next hop":    func(c *Config) { c.NextHop = "example.com" },
 		"no key":      func(c *Config) { c.Key = "" },
 		"no cert":     func(c *Config) { c.Cert = "" },
 		"http x5u":    func(c *Config) { c.X5U = "http://x/y" },

@@ -443,3 +443,20 @@ func (s softSigner) SignDigest(_ context.Context, d *[32]byte, sig *[64]byte) er
 	}
 	return hsm.DERToRaw(der, sig)
 }
+
+func TestRouteByRequestURI(t *testing.T) {
+	te := start(t, Proxy, func(c *Config, _ *testEnv) { c.NextHop = netip.AddrPort{} })
+	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+	na := te.next.LocalAddr().(*net.UDPAddr).AddrPort()
+	inv := bytes.Replace(invite(ca, "ruri", ""), []byte("INVITE sip:+12155550123@198.18.2.2:5060 SIP/2.0"),
+		[]byte("INVITE sip:+12155550123@"+na.String()+" SIP/2.0"), 1)
+	te.send(t, inv)
+	got, _ := recv(t, te.next)
+	if len(header(got, "Identity")) != 1 {
+		t.Fatalf("not signed and routed by Request-URI:\n%s", got)
+	}
+	// A Request-URI naming the proxy itself is not looped back to it.
+	self := bytes.Replace(inv, []byte(na.String()), []byte(te.addr.String()), 1)
+	te.send(t, self)
+	noRecv(t, te.next, 200*time.Millisecond)
+}

@@ -68,7 +68,7 @@ type Config struct {
 	Mode      Mode
 	Listen    netip.AddrPort // UDP address the loops listen on
 	Advertise netip.AddrPort // address in our Via; default Listen (required when Listen is unspecified)
-	NextHop   netip.AddrPort // proxy mode: where requests go
+	NextHop   netip.AddrPort // proxy mode: where requests go; unset: by Request-URI (IP literal hosts)
 	Loops     int            // event loops; default GOMAXPROCS
 
 	Builder *passport.Builder
@@ -120,9 +120,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if !cfg.Listen.IsValid() {
 		return nil, errors.New("fastpath: a listen address is required")
-	}
-	if cfg.Mode == Proxy && !cfg.NextHop.IsValid() {
-		return nil, errors.New("fastpath: proxy mode needs a next hop")
 	}
 	if cfg.Mode == Inline && (cfg.Steering == nil || cfg.Reinjector == nil) {
 		return nil, errors.New("fastpath: inline mode needs the XDP steering and a reinjector")
@@ -423,7 +420,11 @@ func (l *loop) malformed(pkt []byte, src netip.AddrPort, err error) {
 		// A stateless proxy that cannot parse a request forwards it as it
 		// is: its Via still routes the responses straight to the sender.
 		mUnsignedBad.Inc()
-		l.sendNow(pkt, l.s.cfg.NextHop)
+		if l.s.cfg.NextHop.IsValid() {
+			l.sendNow(pkt, l.s.cfg.NextHop)
+		} else {
+			mUnroutable.Inc()
+		}
 		l.s.limit.warn("malformed-request", "fastpath: malformed SIP request forwarded unsigned", "from", src, "err", err)
 	}
 }
@@ -469,10 +470,12 @@ func (l *loop) proxyRequest(pkt []byte, src netip.AddrPort) {
 		}
 		return
 	}
+	// To the next hop; from the next hop, or without one, by the
+	// Request-URI (RFC 3261 section 16.5; IP literal hosts only).
 	dst := l.s.cfg.NextHop
-	if src == dst { // from the next hop: route by Request-URI
+	if !dst.IsValid() || src == dst {
 		var ok bool
-		if dst, ok = requestURITarget(pkt, m); !ok {
+		if dst, ok = requestURITarget(pkt, m); !ok || dst == l.s.advertise {
 			mUnroutable.Inc()
 			return
 		}
