@@ -40,6 +40,13 @@ type Config struct {
 	APITokenFile   string            `yaml:"api_token_file"`
 	Lab            bool              `yaml:"lab"`
 
+	AuditLog      string `yaml:"audit_log"`       // one line per signed call (FCC own-certificate rule); see audit/doc.go
+	AuditMaxBytes int64  `yaml:"audit_max_bytes"` // rotate at this size
+	AuditKeep     int    `yaml:"audit_keep"`      // rotated files kept
+	X5UCacheDir   string `yaml:"x5u_cache_dir"`   // verification: persist fetched certificates here across restarts
+	X5UPreload    string `yaml:"x5u_preload"`     // verification: file of x5u URLs fetched at start
+	CRLFailClosed bool   `yaml:"crl_fail_closed"` // verification: refuse when a CRL cannot be had (default: pass, counted)
+
 	Loops        int           `yaml:"loops"`         // event loops, default one per core
 	Freshness    time.Duration `yaml:"freshness"`     // iat window, default 60s
 	SignBudget   time.Duration `yaml:"sign_budget"`   // per-call budget before P-Identity-Bypass, default 100ms

@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -459,4 +461,31 @@ func TestRouteByRequestURI(t *testing.T) {
 	self := bytes.Replace(inv, []byte(na.String()), []byte(te.addr.String()), 1)
 	te.send(t, self)
 	noRecv(t, te.next, 200*time.Millisecond)
+}
+
+func TestAuditRecordPerSignedCall(t *testing.T) {
+	path := t.TempDir() + "/audit.log"
+	al, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	te := start(t, Proxy, func(c *Config, _ *testEnv) { c.Audit, c.CertFingerprint = al, "ab12" })
+	te.send(t, invite(te.client.LocalAddr().(*net.UDPAddr).AddrPort(), "aud", ""))
+	recv(t, te.next)
+	if err := al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := string(b)
+	for _, want := range []string{"orig=12155550100", "dest=12155550123", "attest=A", "rule=retail", "signer=soft", "cert=ab12"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("audit line %q lacks %q", line, want)
+		}
+	}
+	if strings.Contains(line, "aud@198.18.1.2") {
+		t.Error("raw Call-ID in the audit log (must be hashed)")
+	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -32,6 +33,7 @@ type job struct {
 	out      []byte // the datagram to send
 	sc       *scratch
 	req      hsm.Request
+	rec      audit.Record
 	verify   bool // a verification job (terminating side), not a signing one
 	reject   bool // verify-reject: answer a failed verification instead of annotating
 }
@@ -60,6 +62,11 @@ func (j *job) done(r *hsm.Request) {
 		j.hdr = append(j.hdr[:0], "Identity: "...)
 		j.hdr = s.cfg.Builder.AppendIdentity(j.hdr, j.input, &r.Sig)
 		j.hdr = append(j.hdr, "\r\n"...)
+		if al := s.cfg.Audit; al != nil {
+			j.rec = audit.Record{Time: time.Now(), CallID: j.msg.CallID.In(j.pkt), Orig: j.orig, Dest: j.dest,
+				Attest: j.decision.Attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: s.cfg.CertFingerprint}
+			al.Record(&j.rec) // copies; never blocks (drops and counts when its queue is full)
+		}
 		switch j.decision.Attest {
 		case 'A':
 			mSignedA.Inc()

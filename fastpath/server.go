@@ -21,6 +21,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
@@ -83,10 +84,12 @@ type Config struct {
 	SocketBuffer int           // SO_RCVBUF/SO_SNDBUF bytes; default 4 MiB
 
 	// Inline mode: where steered INVITEs come from and how they leave.
-	Verifier      Verifier        // terminating side (policy actions verify, verify-reject); nil: such calls pass unverified
-	VerifyWorkers int             // default GOMAXPROCS
-	Steering      *bpf.Steering   // decodes the XDP metadata; its heartbeat is kept fresh from a loop tick
-	Reinjector    *bpf.Reinjector // sends with the original source address
+	Audit           *audit.Log      // one record per signed call; nil: none
+	CertFingerprint string          // for the audit records
+	Verifier        Verifier        // terminating side (policy actions verify, verify-reject); nil: such calls pass unverified
+	VerifyWorkers   int             // default GOMAXPROCS
+	Steering        *bpf.Steering   // decodes the XDP metadata; its heartbeat is kept fresh from a loop tick
+	Reinjector      *bpf.Reinjector // sends with the original source address
 
 	Logger *slog.Logger
 	Now    func() time.Time // default time.Now

@@ -70,7 +70,10 @@ func WithValidity(notBefore, notAfter time.Time) CAOption {
 }
 
 // WithCRLURL puts url as CRL distribution point in the certificates this CA
-// issues (and, for a non-root, in its own certificate).
+// issues: SP certificates and subordinate CAs. A CA's own certificate
+// carries its parent's URL, so with a URL on the root and one on the
+// intermediate the whole chain below the anchor is covered by (*CA).CRL
+// lists published at those URLs.
 func WithCRLURL(url string) CAOption { return func(c *caConfig) { c.crlURL = url } }
 
 // WithCountry sets the subject country (C=) of the CA certificate.

@@ -99,10 +99,15 @@ func publicAddr(a netip.Addr) bool {
 	return true
 }
 
-func (f *fetcher) checkScheme(u *url.URL) error {
+// crlRequest marks a request context as a CRL download: http is allowed
+// for CRLs (they are signed by their issuer, and RFC 5280 section 4.2.1.13
+// distribution points are normally http), also without Config.AllowHTTP.
+type crlRequest struct{}
+
+func (f *fetcher) checkScheme(u *url.URL, crl bool) error {
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && f.cfg.AllowHTTP:
+	case u.Scheme == "http" && (f.cfg.AllowHTTP || crl):
 	default:
 		return fmt.Errorf("%w: %q", ErrScheme, u.Scheme)
 	}
@@ -119,7 +124,7 @@ func (f *fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != via[0].URL.Scheme {
 		return fmt.Errorf("%w: %s to %s", ErrRedirect, via[0].URL.Scheme, req.URL.Scheme)
 	}
-	return f.checkScheme(req.URL)
+	return f.checkScheme(req.URL, req.Context().Value(crlRequest{}) != nil)
 }
 
 // certs returns the parsed chain for x5u: static, cached or fetched.
@@ -130,13 +135,19 @@ func (v *Verifier) certs(ctx context.Context, x5u string) (*entry, error) {
 	f := v.fetcher
 	now := v.cfg.Now()
 	if e := f.get(x5u, now); e != nil {
+		v.stats.hits.Add(1)
+		mX5UHits.Inc()
 		return e, nil
 	}
+	v.stats.misses.Add(1)
+	mX5UMisses.Inc()
 	u, err := url.Parse(x5u)
 	if err != nil {
+		v.fetchFailed()
 		return nil, fmt.Errorf("%w: %w", ErrScheme, err)
 	}
-	if err := f.checkScheme(u); err != nil {
+	if err := f.checkScheme(u, false); err != nil {
+		v.fetchFailed()
 		return nil, err
 	}
 	ch := f.group.DoChan(x5u, func() (any, error) {
@@ -145,18 +156,21 @@ func (v *Verifier) certs(ctx context.Context, x5u string) (*entry, error) {
 		defer cancel()
 		chain, ttl, err := f.fetch(fctx, x5u)
 		if err != nil {
+			v.fetchFailed()
 			return nil, err
 		}
 		var exp time.Time
 		if ttl > 0 {
 			exp = v.cfg.Now().Add(ttl)
 		}
-		e, err := v.newEntry(chain, exp)
+		e, err := newEntry(chain, exp)
 		if err != nil {
+			v.fetchFailed()
 			return nil, err
 		}
 		if ttl > 0 {
 			f.put(x5u, e)
+			v.queuePersist(x5u, e)
 		}
 		return e, nil
 	})
@@ -169,6 +183,11 @@ func (v *Verifier) certs(ctx context.Context, x5u string) (*entry, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrFetch, ctx.Err())
 	}
+}
+
+func (v *Verifier) fetchFailed() {
+	v.stats.fetchFailures.Add(1)
+	mX5UFetchFailures.Inc()
 }
 
 func (f *fetcher) get(u string, now time.Time) *entry {
@@ -212,35 +231,48 @@ func (f *fetcher) cacheLen() int {
 }
 
 func (f *fetcher) fetch(ctx context.Context, x5u string) ([]*x509.Certificate, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, x5u, nil)
+	body, h, err := f.download(ctx, x5u, f.cfg.MaxCertBytes, "application/pem-certificate-chain, application/pkix-cert;q=0.5")
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
-	}
-	req.Header.Set("Accept", "application/pem-certificate-chain, application/pkix-cert;q=0.5")
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, 0, fmt.Errorf("%w: HTTP %d", ErrFetch, resp.StatusCode)
-	}
-	limit := f.cfg.MaxCertBytes
-	if resp.ContentLength > limit {
-		return nil, 0, fmt.Errorf("%w: %d bytes", ErrTooLarge, resp.ContentLength)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
-	}
-	if int64(len(body)) > limit {
-		return nil, 0, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+		return nil, 0, err
 	}
 	chain, err := ParseChain(body)
 	if err != nil {
 		return nil, 0, err
 	}
-	return chain, f.ttl(resp.Header.Values("Cache-Control")), nil
+	return chain, f.ttl(h.Values("Cache-Control")), nil
+}
+
+// download GETs rawURL through the hardened client and returns at most
+// limit bytes of a 200 response. Scheme rules: checkScheme; a context
+// carrying crlRequest allows http.
+func (f *fetcher) download(ctx context.Context, rawURL string, limit int64, accept string) ([]byte, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	if err := f.checkScheme(req.URL, ctx.Value(crlRequest{}) != nil); err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("%w: HTTP %d", ErrFetch, resp.StatusCode)
+	}
+	if resp.ContentLength > limit {
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, resp.ContentLength)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	if int64(len(body)) > limit {
+		return nil, nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+	}
+	return body, resp.Header, nil
 }
 
 // ttl applies RFC 9111 max-age / no-store / no-cache to the configured

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func FuzzVerify(f *testing.F) {
 	pool := x509.NewCertPool()
 	pool.AddCert(h.Root.Cert)
 	const u = "https://sti.example.invalid/sp.pem"
-	now := time.Unix(1700000000, 0)
+	now := time.Now().Truncate(time.Second) // the lab certificates are valid now
 	v, err := New(Config{
 		Trust: map[string]*x509.CertPool{"lab": pool}, DisableReplay: true,
 		Static: map[string][]*x509.Certificate{u: {h.SP, h.Intermediate.Cert}},
@@ -32,7 +33,11 @@ func FuzzVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	f.Cleanup(func() { v.Close() })
 	good := sign(f, h.SPKey, u, claims("12025550100", now))
+	if r := v.Verify(context.Background(), Input{Identity: []string{good}, Time: now}); r.Verstat != Passed {
+		f.Fatalf("seed does not pass: %+v", r)
+	}
 	gid, _ := passport.ParseIdentity(good)
 	want := sha256.Sum256(gid.SigningInput)
 	f.Add(good)
@@ -73,6 +78,51 @@ func FuzzParseChain(f *testing.F) {
 		c, err := ParseChain(b)
 		if err == nil && len(c) == 0 {
 			t.Fatal("empty chain without error")
+		}
+	})
+}
+
+func FuzzParsePreload(f *testing.F) {
+	f.Add("# list\nhttps://a.test/x.pem\n\nhttp://b.test:80/y\r\n")
+	f.Add("ftp://x\n")
+	f.Add("https://u:p@h/\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		urls, err := ParsePreload(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, u := range urls {
+			if seen[u] || !(strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) || strings.ContainsAny(u, " \t\r\n") {
+				t.Fatalf("accepted %q from %q", u, s)
+			}
+			seen[u] = true
+		}
+	})
+}
+
+func FuzzDecodeCacheFile(f *testing.F) {
+	h, _ := labpki.NewHierarchy("", labpki.Options{})
+	e, _ := newEntry([]*x509.Certificate{h.SP, h.Intermediate.Cert}, time.Unix(1800000000, 0))
+	f.Add(encodeCacheFile("https://a.test/sp.pem", e))
+	f.Add([]byte("-----BEGIN SHAKENLINE X5U CACHE-----\nURL: https://a\nExpires: x\n\n-----END SHAKENLINE X5U CACHE-----\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		u, _, chain, err := decodeCacheFile(b)
+		if err == nil && (u == "" || len(chain) == 0) {
+			t.Fatalf("accepted %q with %d certificates", u, len(chain))
+		}
+	})
+}
+
+func FuzzParseCRL(f *testing.F) {
+	ca, _ := labpki.NewCA("c", nil)
+	der, _ := ca.CRL([]*x509.Certificate{ca.Cert})
+	f.Add(der)
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := ParseCRL(b)
+		if err == nil && l == nil {
+			t.Fatal("nil CRL without error")
 		}
 	})
 }

@@ -7,8 +7,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shakenline/shakenline/passport"
@@ -58,6 +59,14 @@ var (
 	ErrNoTNAuthList    = errors.New("verify: certificate has no valid TNAuthList")
 	ErrTNNotAuthorized = errors.New("verify: orig TN not authorized by the certificate")
 	ErrReplay          = errors.New("verify: replayed PASSporT")
+	ErrRevoked         = errors.New("verify: certificate revoked")
+	ErrCRLUnavailable  = errors.New("verify: no current CRL")
+
+	// Configuration and reload errors.
+	ErrTrustFile = errors.New("verify: bad trust store file")
+	ErrPreload   = errors.New("verify: bad preload file")
+	ErrCacheFile = errors.New("verify: bad x5u cache file")
+	ErrCRL       = errors.New("verify: bad CRL")
 )
 
 // Config configures a Verifier. Zero values take the defaults noted.
@@ -96,6 +105,31 @@ type Config struct {
 	Static map[string][]*x509.Certificate
 	// TLSRootCAs verifies https x5u servers; nil means the system roots.
 	TLSRootCAs *x509.CertPool
+
+	// CacheDir, when set, persists fetched x5u chains there (one PEM file
+	// per URL, written atomically) and loads the unexpired ones at New.
+	// Created with mode 0700 if missing.
+	CacheDir string
+	// PreloadFile, when set, names a file of x5u URLs (one per line, '#'
+	// comments) fetched in the background after New; see PreloadDone.
+	PreloadFile string
+
+	// DisableCRL turns revocation checking off.
+	DisableCRL bool
+	// CRLFailClosed makes a certificate whose CRL cannot be obtained (or
+	// is stale, or fails validation) fail with 437. Default: fail open,
+	// counted in shakenline_verify_crl_fail_open_total and Stats.
+	CRLFailClosed bool
+	// MaxCRLBytes bounds one CRL download; default 1 MiB.
+	MaxCRLBytes int64
+	// CRLRefresh is the longest a CRL is used before it is fetched again,
+	// even when its NextUpdate is later; default 1h.
+	CRLRefresh time.Duration
+	// CRLRetry is the background refresher's tick and the delay before a
+	// failed CRL fetch is retried; default 1m.
+	CRLRetry time.Duration
+	// CRLCacheSize bounds the number of cached CRL URLs; default 256.
+	CRLCacheSize int
 }
 
 // Input is one call to verify.
@@ -128,19 +162,34 @@ func (r Result) ReasonHeader() string {
 	return fmt.Sprintf("STIR;cause=%d;text=%q", r.Code, r.Reason)
 }
 
-// Verifier verifies Identity headers. Safe for concurrent use.
+// Verifier verifies Identity headers. Safe for concurrent use. Close stops
+// its background work (CRL refresh, preload, cache writes).
 type Verifier struct {
 	cfg     Config
-	stores  []string // sorted names of cfg.Trust
+	trust   atomic.Pointer[trustSnap]
+	trustMu sync.Mutex // serialises SetTrust (generation numbers)
 	fetcher *fetcher
+	crls    *crlCache
 	static  map[string]*entry
 	replay  *replayFilter
+	stats   counters
+
+	ctx         context.Context // cancelled by Close
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	persistCh   chan persistJob
+	preloadDone chan struct{}
+	closeOnce   sync.Once
 }
 
-// New checks cfg, fills defaults and builds a Verifier.
+// New checks cfg, fills defaults and builds a Verifier. With
+// Config.CacheDir it loads the persisted x5u chains; with
+// Config.PreloadFile it reads the URL list (an unreadable or malformed file
+// is an error) and starts fetching them in the background.
 func New(cfg Config) (*Verifier, error) {
-	if len(cfg.Trust) == 0 {
-		return nil, ErrNoTrust
+	snap, err := newTrustSnap(cfg.Trust, 1)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Freshness <= 0 {
 		cfg.Freshness = 60 * time.Second
@@ -169,24 +218,70 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v := &Verifier{cfg: cfg, static: map[string]*entry{}}
-	for name, pool := range cfg.Trust {
-		if pool == nil {
-			return nil, fmt.Errorf("%w: store %q is nil", ErrNoTrust, name)
-		}
-		v.stores = append(v.stores, name)
+	if cfg.MaxCRLBytes <= 0 {
+		cfg.MaxCRLBytes = 1 << 20
 	}
-	slices.Sort(v.stores)
+	if cfg.CRLRefresh <= 0 {
+		cfg.CRLRefresh = time.Hour
+	}
+	if cfg.CRLRetry <= 0 {
+		cfg.CRLRetry = time.Minute
+	}
+	if cfg.CRLCacheSize <= 0 {
+		cfg.CRLCacheSize = 256
+	}
+	cfg.Trust = nil // the snapshot owns the stores; SetTrust replaces it
+	var preload []string
+	if cfg.PreloadFile != "" {
+		if preload, err = readPreload(cfg.PreloadFile); err != nil {
+			return nil, err
+		}
+	}
+	v := &Verifier{cfg: cfg, static: map[string]*entry{}}
+	v.trust.Store(snap)
 	for u, chain := range cfg.Static {
-		e, err := v.newEntry(chain, time.Time{})
+		e, err := newEntry(chain, time.Time{})
 		if err != nil {
 			return nil, fmt.Errorf("verify: static certificate for %q: %w", u, err)
 		}
 		v.static[u] = e
 	}
 	v.fetcher = newFetcher(&v.cfg)
+	v.crls = newCRLCache(v)
 	v.replay = newReplayFilter(2*cfg.Freshness, cfg.ReplayCapacity)
+	v.ctx, v.cancel = context.WithCancel(context.Background())
+	if cfg.CacheDir != "" {
+		if err := v.loadCache(); err != nil {
+			v.cancel()
+			return nil, err
+		}
+		v.persistCh = make(chan persistJob, persistQueue)
+		v.wg.Add(1)
+		go v.persistLoop()
+	}
+	if !cfg.DisableCRL {
+		v.wg.Add(1)
+		go v.crlRefreshLoop()
+	}
+	v.preloadDone = make(chan struct{})
+	if len(preload) > 0 {
+		v.wg.Add(1)
+		go v.preload(preload)
+	} else {
+		close(v.preloadDone)
+	}
 	return v, nil
+}
+
+// Close stops the background work, waits for it and writes out queued
+// cache files. Verify keeps working after Close (without background CRL
+// refresh or persistence). Close is idempotent.
+func (v *Verifier) Close() error {
+	v.closeOnce.Do(func() {
+		v.cancel()
+		v.wg.Wait()
+	})
+	return nil
 }
 
 // Verify checks the Identity headers of one call.
@@ -195,6 +290,12 @@ func (v *Verifier) Verify(ctx context.Context, in Input) Result {
 	if now.IsZero() {
 		now = v.cfg.Now()
 	}
+	r := v.verify(ctx, in, now)
+	countResult(r.Verstat, r.Code)
+	return r
+}
+
+func (v *Verifier) verify(ctx context.Context, in Input, now time.Time) Result {
 	if len(in.Identity) == 0 {
 		return Result{Verstat: NoTN, Code: CodeUseIdentity, Reason: reasonUseIdentity, Detail: ErrNoIdentity.Error(), Err: ErrNoIdentity}
 	}
@@ -270,7 +371,7 @@ func (v *Verifier) verifyOne(ctx context.Context, h string, in Input, now time.T
 		}
 		return fail(CodeBadInfo, err, id)
 	}
-	store, err := v.trusted(e, time.Unix(p.IAT, 0))
+	store, err := v.trusted(ctx, e, time.Unix(p.IAT, 0), now)
 	if err != nil {
 		return fail(CodeUnsupported, err, id)
 	}
@@ -285,7 +386,7 @@ func (v *Verifier) verifyOne(ctx context.Context, h string, in Input, now time.T
 	case !e.tn.Covers(canon(p.Orig.TN)):
 		return fail(CodeInvalid, ErrTNNotAuthorized, id)
 	}
-	if err := passport.VerifySignature(e.pub, id); err != nil {
+	if err := verifySig(e.pub, id); err != nil {
 		return fail(CodeInvalid, err, id)
 	}
 	if !v.cfg.DisableReplay && v.replay.seen(sha256.Sum256(id.SigningInput), now) {
@@ -308,6 +409,8 @@ func destMatch(claim, want []string) bool {
 }
 
 // entry is a parsed certificate chain with what verification needs from it.
+// The chain is immutable; the trust decision is replaced atomically when
+// the trust snapshot or the CRLs change.
 type entry struct {
 	chain   []*x509.Certificate
 	inter   *x509.CertPool
@@ -315,15 +418,10 @@ type entry struct {
 	tn      tnauth.List
 	tnErr   error
 	expires time.Time // zero: never
-	// The store that validated the chain at creation, and the period in
-	// which every certificate of that chain is valid.
-	store    string
-	validNB  time.Time
-	validNA  time.Time
-	verified bool
+	dec     atomic.Pointer[decision]
 }
 
-func (v *Verifier) newEntry(chain []*x509.Certificate, expires time.Time) (*entry, error) {
+func newEntry(chain []*x509.Certificate, expires time.Time) (*entry, error) {
 	if len(chain) == 0 {
 		return nil, fmt.Errorf("%w: no certificate", ErrBadCert)
 	}
@@ -339,50 +437,5 @@ func (v *Verifier) newEntry(chain []*x509.Certificate, expires time.Time) (*entr
 	if ok {
 		e.tn, e.tnErr = l, err
 	}
-	now := v.cfg.Now()
-	if store, chains, err := v.verifyChain(e, now); err == nil {
-		e.store, e.verified = store, true
-		e.validNB, e.validNA = time.Time{}, time.Unix(1<<40, 0)
-		for _, c := range chains[0] {
-			if c.NotBefore.After(e.validNB) {
-				e.validNB = c.NotBefore
-			}
-			if c.NotAfter.Before(e.validNA) {
-				e.validNA = c.NotAfter
-			}
-		}
-	}
 	return e, nil
-}
-
-func (v *Verifier) verifyChain(e *entry, at time.Time) (string, [][]*x509.Certificate, error) {
-	var firstErr error
-	for _, name := range v.stores {
-		chains, err := e.chain[0].Verify(x509.VerifyOptions{
-			Roots:         v.cfg.Trust[name],
-			Intermediates: e.inter,
-			CurrentTime:   at,
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-		})
-		if err == nil {
-			return name, chains, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
-	return "", nil, firstErr
-}
-
-// trusted returns the store that anchors e's chain with every certificate
-// valid at iat.
-func (v *Verifier) trusted(e *entry, iat time.Time) (string, error) {
-	if e.verified && !iat.Before(e.validNB) && !iat.After(e.validNA) {
-		return e.store, nil
-	}
-	store, _, err := v.verifyChain(e, iat)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrUntrusted, err)
-	}
-	return store, nil
 }

@@ -88,6 +88,7 @@ func (l *lab) verifier(mod func(*Config)) *Verifier {
 	if err != nil {
 		l.t.Fatal(err)
 	}
+	l.t.Cleanup(func() { v.Close() })
 	return v
 }
 

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/shakenline/shakenline/api"
@@ -12,7 +10,6 @@ import (
 	"github.com/shakenline/shakenline/config"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
-	"github.com/shakenline/shakenline/verify"
 )
 
 // newAPI wires package api into the appliance: signing requests go through
@@ -40,43 +37,44 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 			return nil, err
 		}
 	}
-	verifier, err := apiVerifier(cfg)
-	if err != nil {
-		return nil, err
-	}
 	var signer hsm.Dispatcher
 	if a.signer != nil {
 		signer = a.signer
 	}
 	var s *api.Server
 	s, err = api.New(api.Config{
-		Addr: cfg.API, Builder: a.builder, Signer: signer, Policy: a.policy, Numbers: numbers, Verifier: verifier,
+		Addr: cfg.API, Builder: a.builder, Signer: signer, Policy: a.policy, Numbers: numbers, Verifier: a.verifier,
 		Tokens: tokens, Lab: cfg.Lab, Logger: log, Budget: cfg.SignBudget, Freshness: cfg.Freshness,
 		CertFingerprint: audit.Fingerprint(a.certs[0]),
+		Audit:           a.audit,
 		Ready:           signerReady(a),
 		Health:          signerHealth(a),
-		// POST /admin/reload: the server re-reads the token file itself;
-		// here the trust stores are re-read into a new verifier, installed
-		// only when every store loads. The policy is reloaded by SIGHUP.
-		Reload: func() error {
-			v, err := apiVerifier(a.cfg)
-			if err != nil {
-				return err
-			}
-			s.SetVerifier(v)
-			return nil
-		},
+		// POST /admin/reload re-reads the token file itself and then runs
+		// the appliance's reload (policy, trust stores), set by serve with
+		// SetReload so that SIGHUP and the API share one path.
 	})
 	return s, err
 }
 
-// signerReady is the /readyz signer condition: a real probe signature
-// through the chain.
+// signerReady is the /readyz conditions: a real probe signature through
+// the chain, and in inline mode the XDP program attached and answering.
 func signerReady(a *appliance) []api.Check {
+	checks := []api.Check{api.SignerCheck(a.signer, time.Second)}
 	if a.signer == nil {
-		return []api.Check{api.SignerCheck(nil, time.Second)}
+		checks = []api.Check{api.SignerCheck(nil, time.Second)}
 	}
-	return []api.Check{api.SignerCheck(a.signer, time.Second)}
+	if st := a.steering; st != nil {
+		checks = append(checks, api.Check{Name: "xdp", Fn: func() error {
+			if _, err := st.Counters(); err != nil {
+				return fmt.Errorf("XDP steering not readable: %w", err)
+			}
+			if len(st.Modes()) != len(a.cfg.Ifaces) {
+				return fmt.Errorf("XDP attached to %d of %d interfaces", len(st.Modes()), len(a.cfg.Ifaces))
+			}
+			return nil
+		}})
+	}
+	return checks
 }
 
 func signerHealth(a *appliance) func() any {
@@ -84,25 +82,4 @@ func signerHealth(a *appliance) func() any {
 		return nil
 	}
 	return func() any { return a.signer.Health() }
-}
-
-// apiVerifier builds the verification service from the trust stores; nil
-// when none is configured.
-func apiVerifier(cfg config.Config) (*verify.Verifier, error) {
-	if len(cfg.Trust) == 0 {
-		return nil, nil
-	}
-	vc := verify.Config{Trust: map[string]*x509.CertPool{}, Freshness: cfg.Freshness, AllowHTTP: cfg.Lab, AllowPrivate: cfg.Lab}
-	for name, file := range cfg.Trust {
-		pem, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("api: trust %s: %w", name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("api: trust %s: no certificate in %s", name, file)
-		}
-		vc.Trust[name] = pool
-	}
-	return verify.New(vc)
 }

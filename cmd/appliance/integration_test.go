@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -273,4 +274,93 @@ func run2(t *testing.T, now time.Time, args ...string) (int, string, string) {
 	var o, e bytes.Buffer
 	code := run(context.Background(), args, env{stdin: strings.NewReader(""), stdout: &o, stderr: &e, now: func() time.Time { return now }})
 	return code, o.String(), e.String()
+}
+
+// TestReloadPolicyBySignal: SIGHUP applies a new policy; a broken config is
+// refused with the reason logged and the running policy kept.
+func TestReloadPolicyBySignal(t *testing.T) {
+	pki := labPKI(t)
+	sipAddr := freeUDP(t)
+	next, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	cfgPath := filepath.Join(t.TempDir(), "appliance.yaml")
+	writeCfg := func(def string) {
+		body := fmt.Sprintf("sip: %s\nnext_hop: %s\nkey: %s\ncert: %s\nx5u: https://cert.example.org/sp.pem\npolicy:\n  default: %s\n",
+			sipAddr, next.LocalAddr(), filepath.Join(pki, "sp.key"), filepath.Join(pki, "sp.pem"), def)
+		if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg("A")
+	hup := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuf{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfgPath}, env{stdin: strings.NewReader(""), stdout: logs, stderr: logs, now: time.Now, signals: hup})
+	}()
+	defer func() { cancel(); <-done }()
+	for i := 0; !strings.Contains(logs.String(), "appliance serving"); i++ {
+		if i > 500 {
+			t.Fatalf("serve did not start:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	client, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	attest := func(id string) string {
+		t.Helper()
+		inv := "INVITE sip:+12155550123@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP " + client.LocalAddr().String() + ";branch=z9hG4bK" + id + "\r\n" +
+			"From: <tel:+12155550100>;tag=" + id + "\r\nTo: <tel:+12155550123>\r\nCall-ID: " + id + "\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+		dst, _ := net.ResolveUDPAddr("udp4", sipAddr)
+		if _, err := client.WriteTo([]byte(inv), dst); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8192)
+		_ = next.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, _, err := next.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("nothing forwarded: %v", err)
+		}
+		ids := headerValues(buf[:n], "Identity")
+		if len(ids) != 1 {
+			t.Fatalf("not signed:\n%s", buf[:n])
+		}
+		p, err := passport.ParseIdentity(ids[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Payload.Attest
+	}
+	if a := attest("r1"); a != "A" {
+		t.Fatalf("attest %s, want A", a)
+	}
+	writeCfg("B")
+	hup <- syscall.SIGHUP
+	waitLog(t, logs, "configuration reloaded", 1)
+	if a := attest("r2"); a != "B" {
+		t.Fatalf("after reload attest %s, want B", a)
+	}
+	writeCfg("Z") // invalid attestation
+	hup <- syscall.SIGHUP
+	waitLog(t, logs, "reload refused", 1)
+	if a := attest("r3"); a != "B" {
+		t.Fatalf("after a refused reload attest %s, want B (kept)", a)
+	}
+}
+
+func waitLog(t *testing.T, logs *syncBuf, s string, n int) {
+	t.Helper()
+	for i := 0; strings.Count(logs.String(), s) < n; i++ {
+		if i > 250 {
+			t.Fatalf("log never said %q:\n%s", s, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

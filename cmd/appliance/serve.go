@@ -14,6 +14,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/shakenline/shakenline/api"
+	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/config"
 	"github.com/shakenline/shakenline/e164"
@@ -139,6 +141,10 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	case err := <-errc:
 		return fmt.Errorf("sip: %w", err)
 	}
+	if s, ok := app.api.(*api.Server); ok {
+		// One reload path for SIGHUP and POST /admin/reload.
+		s.SetReload(func() error { return app.reload(f) })
+	}
 	if app.api != nil {
 		go func() { errc <- app.api.Run(ctx) }()
 	}
@@ -157,7 +163,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 				return nil
 			}
 		case <-e.signals:
-			if err := app.reload(f); err != nil {
+			if err := app.reloadAll(f); err != nil {
 				log.Error("reload refused; the running configuration stays", "err", err)
 			} else {
 				log.Info("configuration reloaded", "policy_rules", app.policy.Load().Rules())
@@ -179,6 +185,7 @@ type appliance struct {
 	closers []func()
 
 	verifier  *verify.Verifier // nil without --trust
+	audit     *audit.Log       // nil without audit_log
 	steering  *bpf.Steering    // inline mode
 	checkOnly bool             // serve --check: build and validate, attach nothing
 }
@@ -212,11 +219,21 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		return nil, fmt.Errorf("x5u: %w", err)
 	}
 	a.builder, a.certs = builder, certs
+	if cfg.AuditLog != "" && !checkOnly {
+		if a.audit, err = audit.Open(cfg.AuditLog, audit.Options{MaxBytes: cfg.AuditMaxBytes, Keep: cfg.AuditKeep}); err != nil {
+			return nil, fmt.Errorf("audit_log: %w", err)
+		}
+		al := a.audit
+		a.closers = append(a.closers, func() { _ = al.Close() })
+	}
 	verifier, err := newVerifier(cfg)
 	if err != nil {
 		return nil, err
 	}
 	a.verifier = verifier
+	if verifier != nil {
+		a.closers = append(a.closers, func() { _ = verifier.Close() })
+	}
 	mode, err := fastpath.ParseMode(cfg.Mode)
 	if err != nil {
 		return nil, err
@@ -228,6 +245,9 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	}
 	if verifier != nil {
 		fc.Verifier = sipVerifier{verifier}
+	}
+	if a.audit != nil {
+		fc.Audit, fc.CertFingerprint = a.audit, audit.Fingerprint(certs[0])
 	}
 	fc.Listen, _ = netip.ParseAddrPort(cfg.SIP)
 	if mode == fastpath.Inline {
@@ -275,17 +295,47 @@ func (a *appliance) attachXDP(cfg config.Config, fc *fastpath.Config) error {
 	return nil
 }
 
+// reloadAll is SIGHUP: the API's token file (when the API runs) and then
+// everything reload covers, each validated before anything is swapped.
+func (a *appliance) reloadAll(f *serveFlags) error {
+	if s, ok := a.api.(*api.Server); ok {
+		return s.Reload() // tokens, then a.reload through SetReload
+	}
+	return a.reload(f)
+}
+
+// reload re-reads the configuration and swaps the policy and the trust
+// stores. Signer settings that need new sessions (keys, PKCS#11 URIs) are
+// applied by a restart; reload refuses a change of them rather than
+// pretending.
 func (a *appliance) reload(f *serveFlags) error {
 	cfg, err := f.config()
 	if err != nil {
 		return err
 	}
+	if cfg.Key != a.cfg.Key || cfg.PKCS11 != a.cfg.PKCS11 || cfg.Cert != a.cfg.Cert || cfg.X5U != a.cfg.X5U ||
+		fmt.Sprint(cfg.Signers) != fmt.Sprint(a.cfg.Signers) {
+		return errors.New("signer, certificate or x5u changes need a restart; nothing was reloaded")
+	}
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
 	if err != nil {
 		return err
 	}
+	// Trust stores: validated completely before anything is swapped.
+	var pools map[string]*x509.CertPool
+	if a.verifier != nil {
+		if pools, err = verify.LoadTrust(cfg.Trust); err != nil {
+			return err
+		}
+	}
+	if pools != nil {
+		if err := a.verifier.SetTrust(pools); err != nil {
+			return err
+		}
+		go func() { _ = a.verifier.RefreshCRLs(context.Background()) }()
+	}
 	a.policy.Store(tbl)
-	a.cfg.Policy = cfg.Policy
+	a.cfg.Policy, a.cfg.Trust = cfg.Policy, cfg.Trust
 	return nil
 }
 

@@ -55,7 +55,7 @@ func cmdVerify(ctx context.Context, args []string, e env) (bool, error) {
 	if len(stores) == 0 {
 		return false, errors.New("--trust NAME=FILE is required (the anchors a PASSporT must chain to)")
 	}
-	pools, err := loadTrust(stores)
+	pools, err := verify.LoadTrust(stores)
 	if err != nil {
 		return false, err
 	}

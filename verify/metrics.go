@@ -1,0 +1,87 @@
+package verify
+
+import (
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Metrics, registered once in the default VictoriaMetrics set (the API's
+// /metrics writes it). They are process-wide: several Verifiers add up.
+// Per-Verifier numbers are in Stats.
+var (
+	mX5UHits            = metrics.NewCounter(`shakenline_verify_x5u_cache_hits_total`)
+	mX5UMisses          = metrics.NewCounter(`shakenline_verify_x5u_cache_misses_total`)
+	mX5UFetchFailures   = metrics.NewCounter(`shakenline_verify_x5u_fetch_failures_total`)
+	mX5ULoaded          = metrics.NewCounter(`shakenline_verify_x5u_cache_loaded_total`)
+	mX5UPersisted       = metrics.NewCounter(`shakenline_verify_x5u_cache_persisted_total`)
+	mX5UPersistFailures = metrics.NewCounter(`shakenline_verify_x5u_cache_persist_failures_total`)
+	mCRLFetches         = metrics.NewCounter(`shakenline_verify_crl_fetches_total`)
+	mCRLFetchFailures   = metrics.NewCounter(`shakenline_verify_crl_fetch_failures_total`)
+	mCRLFailOpen        = metrics.NewCounter(`shakenline_verify_crl_fail_open_total`)
+
+	mPassed       = metrics.NewCounter(`shakenline_verify_results_total{verstat="TN-Validation-Passed",code="0"}`)
+	mFailed403    = metrics.NewCounter(`shakenline_verify_results_total{verstat="TN-Validation-Failed",code="403"}`)
+	mFailed436    = metrics.NewCounter(`shakenline_verify_results_total{verstat="TN-Validation-Failed",code="436"}`)
+	mFailed437    = metrics.NewCounter(`shakenline_verify_results_total{verstat="TN-Validation-Failed",code="437"}`)
+	mFailed438    = metrics.NewCounter(`shakenline_verify_results_total{verstat="TN-Validation-Failed",code="438"}`)
+	mNoTN428      = metrics.NewCounter(`shakenline_verify_results_total{verstat="No-TN-Validation",code="428"}`)
+	mNoTN438      = metrics.NewCounter(`shakenline_verify_results_total{verstat="No-TN-Validation",code="438"}`)
+	mResultsOther = metrics.NewCounter(`shakenline_verify_results_total{verstat="other",code="other"}`)
+)
+
+func resultCounter(verstat string, code int) *metrics.Counter {
+	switch {
+	case verstat == Passed:
+		return mPassed
+	case verstat == Failed && code == CodeStaleDate:
+		return mFailed403
+	case verstat == Failed && code == CodeBadInfo:
+		return mFailed436
+	case verstat == Failed && code == CodeUnsupported:
+		return mFailed437
+	case verstat == Failed && code == CodeInvalid:
+		return mFailed438
+	case verstat == NoTN && code == CodeUseIdentity:
+		return mNoTN428
+	case verstat == NoTN && code == CodeInvalid:
+		return mNoTN438
+	}
+	return mResultsOther
+}
+
+func countResult(verstat string, code int) { resultCounter(verstat, code).Inc() }
+
+// counters are one Verifier's numbers behind Stats.
+type counters struct {
+	hits, misses, fetchFailures               atomic.Uint64
+	loaded, loadFailures, persisted           atomic.Uint64
+	persistFailures, preloaded                atomic.Uint64
+	crlFetches, crlFetchFailures, crlFailOpen atomic.Uint64
+}
+
+// Stats are one Verifier's counters since New.
+type Stats struct {
+	CacheHits        uint64 // x5u found in the in-memory cache
+	CacheMisses      uint64 // x5u not cached (fetched, or collapsed into a fetch)
+	FetchFailures    uint64 // x5u fetches (or URL checks) that failed
+	Loaded           uint64 // chains loaded from CacheDir at New
+	LoadFailures     uint64 // CacheDir files skipped as unreadable or malformed
+	Persisted        uint64 // chains written to CacheDir
+	PersistFailures  uint64 // chains not written (queue full or I/O error)
+	Preloaded        uint64 // PreloadFile URLs fetched or found cached
+	CRLFetches       uint64 // CRL downloads attempted
+	CRLFetchFailures uint64 // CRL downloads that failed
+	CRLFailOpen      uint64 // verifications passed without a usable CRL
+}
+
+// Stats returns a snapshot of the Verifier's counters.
+func (v *Verifier) Stats() Stats {
+	c := &v.stats
+	return Stats{
+		CacheHits: c.hits.Load(), CacheMisses: c.misses.Load(), FetchFailures: c.fetchFailures.Load(),
+		Loaded: c.loaded.Load(), LoadFailures: c.loadFailures.Load(), Persisted: c.persisted.Load(),
+		PersistFailures: c.persistFailures.Load(), Preloaded: c.preloaded.Load(),
+		CRLFetches: c.crlFetches.Load(), CRLFetchFailures: c.crlFetchFailures.Load(), CRLFailOpen: c.crlFailOpen.Load(),
+	}
+}
