@@ -33,10 +33,13 @@ const (
 )
 
 // startVerify queues the INVITE in pkt for verification. It returns false
-// when the call is to be forwarded at once by the caller (no job free).
+// when the call is to be forwarded at once by the caller, unverified and
+// counted: no trust store configured, no job free, or redirect mode (a 302
+// carries no verification result).
 func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) bool {
 	cfg := &l.s.cfg
-	if cfg.Verifier == nil {
+	if cfg.Verifier == nil || cfg.Mode == Redirect {
+		mVerifyUnavailable.Inc()
 		return false
 	}
 	m := &l.msg
