@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -34,6 +36,7 @@ type serveFlags struct {
 	mode, sip, nextHop, key, pkcs11, cert, x5u, attest, country, apiAddr string
 	iface, trust, tokenFile, advertise                                   string
 	lab, check                                                           bool
+	cpuprofile                                                           string
 	loops                                                                int
 }
 
@@ -58,6 +61,7 @@ func newServeFlags(e env) *serveFlags {
 	fs.StringVar(&f.tokenFile, "api-token-file", "", "bearer tokens accepted by the API, one per line, `FILE`")
 	fs.BoolVar(&f.lab, "lab", false, "lab only: allow http x5u and loopback/private x5u targets")
 	fs.IntVar(&f.loops, "loops", 0, "event loops (default: one per core)")
+	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "diagnostics: write a CPU profile of the whole run to `FILE` (go tool pprof)")
 	fs.BoolVar(&f.check, "check", false, "validate the configuration, open the keys and check them against the certificate, then exit (0 ok, 2 with the reason)")
 	return f
 }
@@ -129,6 +133,16 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer app.close()
+	if f.cpuprofile != "" && !f.check {
+		pf, err := os.Create(f.cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = pf.Close() }()
+	}
 	if f.check {
 		fmt.Fprintf(e.stdout, "configuration ok: mode %s, %d signer(s), %d policy rule(s)\n",
 			cfg.Mode, len(app.signer.Health()), app.policy.Load().Rules())
