@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -252,8 +253,20 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, err
 	}
+	loops := cfg.Loops
+	if loops <= 0 {
+		loops = runtime.NumCPU()
+	}
+	if !checkOnly && os.Getenv("GOMAXPROCS") == "" {
+		// gnet's loops wait in epoll_wait(2) through a plain syscall and
+		// keep their P until sysmon takes it back (20 us to 10 ms later).
+		// With one P per core, the signer and sender goroutines would queue
+		// behind idle loops; one P per loop on top of one per core keeps
+		// them running. (GOMAXPROCS in the environment wins.)
+		runtime.GOMAXPROCS(runtime.NumCPU() + loops)
+	}
 	fc := fastpath.Config{
-		Mode: mode, Loops: cfg.Loops, Builder: builder, Signer: chain, Policy: a.policy, Numbers: numbers,
+		Mode: mode, Loops: loops, Builder: builder, Signer: chain, Policy: a.policy, Numbers: numbers,
 		Freshness: cfg.Freshness, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
 		MaxInFlight: cfg.MaxInFlight, Logger: log,
 	}

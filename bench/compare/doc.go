@@ -1,0 +1,45 @@
+// Command compare runs the side-by-side benchmark behind `make bench`
+// (bench/run.sh) and turns its raw data into the report in bench/results/.
+//
+//	compare run    --appliance bin/appliance --out DIR [--quick] [--latest FILE] [--readme FILE]
+//	compare report --out DIR [--latest FILE] [--readme FILE]
+//
+// # What it owns
+//
+// Orchestration: a lab PKI and a softhsm2 token in a temporary directory;
+// then, one setup at a time, the system under test (the appliance with a
+// software key, the appliance through softhsm2, Kamailio + secsipid signing,
+// and both forwarding only) pinned to its own core with taskset, the
+// in-process generator and sink of package bench/loadgen pinned to
+// another, a rate ramp until loss passes 0.1 %, and a fixed-rate run at 80 %
+// of the highest clean rate during which the system's CPU time is read from
+// /proc and (for the appliance) perf samples it. Beside them, on the same
+// core and in the same run: `openssl speed ecdsap256` and the raw softhsm2
+// C_Sign benchmark of package bench/hsmraw.
+//
+// Forward-only setups: the appliance has no switch to turn signing off, so
+// those setups send the same generator's INVITEs through an in-process
+// relay (Anonymize) that rewrites From to sip:anonymous@anonymous.invalid
+// and drops P-Asserted-Identity. The appliance forwards such INVITEs
+// unsigned through the same parse/stamp/send path; Kamailio's forward-only
+// setup gets the same relay so both baselines pay the same extra hop, and a
+// relay floor (generator, relay, sink, no proxy) measures that hop.
+//
+// Analysis: every step result is written as a JSON line in the format of
+// `shakebench step --json`; ParseSteps, ParseOpenSSLSpeed, ParseGoBench and
+// ParsePerfReport read the raw outputs back, and report writes the Markdown
+// table, the goals, the profile summary and gnuplot PNGs from files alone,
+// so `compare report` can redo a report without rerunning anything.
+//
+// # Concurrency
+//
+// Setups run one after another, never together. Inside a setup the
+// generator, sink and relay goroutines share the generator core.
+//
+// # Limits
+//
+// Linux only (taskset, /proc, perf), loopback only, root for softhsm2 token
+// files in /tmp only by convention. CPU time comes from /proc/PID/stat at
+// clock-tick resolution (10 ms), so fixed runs last seconds. Nothing here
+// asserts a speed: the goals are reported, not enforced.
+package main

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// ErrUsage marks a command-line error (exit code 2).
+var ErrUsage = errors.New("compare: usage")
+
+const usage = "usage: compare run --appliance BIN --out DIR [--quick] [--latest FILE] [--readme FILE]\n" +
+	"       compare report --out DIR [--latest FILE] [--readme FILE]"
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bin := fs.String("appliance", "bin/appliance", "appliance binary")
+	out := fs.String("out", "", "results directory (required)")
+	quick := fs.Bool("quick", false, "short run (QUICK=1)")
+	latest := fs.String("latest", "", "also write the report here, with image paths relative to it")
+	readme := fs.String("readme", "", "replace the results section of this README (between the bench:results markers)")
+	only := fs.String("only", "", "run: only this setup (debugging)")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = runAll(ctx, *bin, *out, *quick, *only, stderr)
+	case "report":
+	default:
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	if err == nil {
+		err = Report(*out, *latest, *readme)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func runAll(ctx context.Context, bin, out string, quick bool, only string, log io.Writer) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	p := DefaultParams(quick)
+	r := Run{Started: time.Now().UTC(), Params: p}
+	r.Env = envInfo(bin, p)
+	tmp, err := os.MkdirTemp("", "shakebench-compare-")
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	l, err := makeLab(bin, tmp)
+	if err != nil {
+		return err
+	}
+	// perf works here? (containers often forbid it)
+	if err := exec.Command("perf", "record", "-q", "-o", filepath.Join(tmp, "probe.data"), "--", "true").Run(); err == nil {
+		r.Env.PerfWorked = true
+	} else {
+		r.ProfileErr = "perf record failed: " + err.Error()
+	}
+
+	fmt.Fprintf(log, "compare: openssl speed ecdsap256 on CPU %d\n", p.SUTCPU)
+	if o, err := exec.Command("taskset", "-c", strconv.Itoa(p.SUTCPU), "openssl", "speed", "-mr", "-seconds",
+		strconv.Itoa(p.OpenSSLSeconds), "ecdsap256").CombinedOutput(); err == nil {
+		_ = os.WriteFile(filepath.Join(out, "openssl-speed.txt"), o, 0o644)
+		if s, err := ParseOpenSSLSpeed(o); err == nil {
+			r.OpenSSL = &s
+		}
+	}
+
+	fmt.Fprintf(log, "compare: softhsm2 C_Sign (bench/hsmraw) on CPU %d\n", p.SUTCPU)
+	r.HSMRaw, err = hsmRaw(ctx, p, tmp, out)
+	if err != nil {
+		r.HSMRawErr = err.Error()
+		fmt.Fprintln(log, err)
+	}
+
+	for _, s := range Setups {
+		if only != "" && s.Name != only {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(log, "compare: %s (%s)\n", s.Name, s.Title)
+		res := runSetup(ctx, bin, p, l, s, out, r.Env.PerfWorked)
+		if res.Error != "" {
+			fmt.Fprintf(log, "compare: %s: %s\n", s.Name, res.Error)
+		}
+		r.Setups = append(r.Setups, res)
+	}
+	r.Finished = time.Now().UTC()
+	r.Env.LoadEnd = LoadAvg()
+	r.Env.TopEnd = topProcs()
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "run.json"), b, 0o644); err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	return nil
+}
+
+// hsmRaw runs the bench/hsmraw benchmarks pinned to the SUT core.
+func hsmRaw(ctx context.Context, p Params, tmp, out string) ([]BenchLine, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	test := filepath.Join(tmp, "hsmraw.test")
+	c := exec.CommandContext(ctx, "go", "test", "-c", "-o", test, "./bench/hsmraw/")
+	c.Dir = root
+	if o, err := c.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("compare: go test -c ./bench/hsmraw/: %w: %s", err, tail(o, 500))
+	}
+	c = exec.CommandContext(ctx, "taskset", "-c", strconv.Itoa(p.SUTCPU), test, "-test.run", "^$",
+		"-test.bench", p.HSMBench, "-test.benchtime", p.HSMBenchtime)
+	c.Dir = filepath.Join(root, "bench", "hsmraw")
+	o, err := c.CombinedOutput()
+	_ = os.WriteFile(filepath.Join(out, "hsmraw.txt"), o, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("compare: hsmraw benchmark: %w: %s", err, tail(o, 500))
+	}
+	return ParseGoBench(o)
+}
+
+// moduleRoot finds the directory holding go.mod from the working directory.
+func moduleRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("compare: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", errors.New("compare: go.mod not found above the working directory")
+		}
+		d = parent
+	}
+}

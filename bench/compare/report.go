@@ -1,0 +1,497 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/shakenline/shakenline/bench/loadgen"
+)
+
+// Markers delimiting the generated section of bench/README.md.
+const (
+	markStart = "<!-- bench:results:start -->"
+	markEnd   = "<!-- bench:results:end -->"
+)
+
+// Goal targets of issue 8.
+const (
+	goalSpeedup   = 5.0    // appliance signed calls/s over Kamailio + secsipid
+	goalCostRatio = 1.5    // appliance CPU per signed call over one openssl signature
+	goalP99Micros = 1000.0 // added latency p99 at 80 % of the highest clean rate
+)
+
+// Report reads run.json and the step files in dir and writes dir/README.md
+// and the plots; latest (if set) gets the same report with paths relative
+// to its own directory; readme (if set) gets its results section replaced.
+func Report(dir, latest, readme string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "run.json"))
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	var r Run
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("compare: run.json: %w", err)
+	}
+	// The step files are the raw record; read the ramps back from them.
+	for i := range r.Setups {
+		f, err := os.Open(filepath.Join(dir, "steps-"+r.Setups[i].Setup.Name+".jsonl"))
+		if err != nil {
+			continue
+		}
+		sum, err := ParseSteps(f, r.Params.LossPct)
+		f.Close()
+		if err == nil {
+			r.Setups[i].Summary = sum
+		}
+	}
+	plotErr := plots(dir, &r)
+	md := Markdown(&r, "", methodLink(dir), plotErr)
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(md), 0o644); err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	if latest != "" {
+		rel, err := filepath.Rel(filepath.Dir(latest), dir)
+		if err != nil {
+			return fmt.Errorf("compare: %w", err)
+		}
+		if err := os.WriteFile(latest, []byte(Markdown(&r, rel+"/", methodLink(filepath.Dir(latest)), plotErr)), 0o644); err != nil {
+			return fmt.Errorf("compare: %w", err)
+		}
+	}
+	if readme != "" {
+		rel, err := filepath.Rel(filepath.Dir(readme), dir)
+		if err != nil {
+			return fmt.Errorf("compare: %w", err)
+		}
+		if err := replaceSection(readme, Summary(&r, rel+"/")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func replaceSection(path, body string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	i, j := bytes.Index(b, []byte(markStart)), bytes.Index(b, []byte(markEnd))
+	if i < 0 || j < i {
+		return fmt.Errorf("compare: %s has no %s ... %s section", path, markStart, markEnd)
+	}
+	var out bytes.Buffer
+	out.Write(b[:i+len(markStart)])
+	out.WriteString("\n" + body + "\n")
+	out.Write(b[j:])
+	return os.WriteFile(path, out.Bytes(), 0o644)
+}
+
+func (r *Run) setup(name string) *SetupResult {
+	for i := range r.Setups {
+		if r.Setups[i].Setup.Name == name {
+			return &r.Setups[i]
+		}
+	}
+	return nil
+}
+
+func us(v float64) string {
+	switch {
+	case v == 0:
+		return "–"
+	case v < 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}
+
+// cleanRate is the highest clean rate as text, "≥" when the generator,
+// not the system under test, ended the ramp.
+func cleanRate(s *SetupResult) string {
+	if s == nil || s.Error != "" && s.Summary.MaxCleanRate == 0 {
+		return "failed"
+	}
+	v := fmt.Sprintf("%.0f", s.Summary.MaxCleanRate)
+	if s.Summary.Stop == "generator" || s.Summary.Stop == "max-steps" || s.Summary.Stop == "max-rate" {
+		v = "≥ " + v
+	}
+	return v
+}
+
+// Goals holds the three issue 8 goals as computed from a run.
+type Goals struct {
+	Speedup, CostRatio, P99 float64
+	SpeedupLowerBound       bool
+	// Known[i] says goal i was measured, OK[i] that it was met (0 speedup,
+	// 1 cost per call, 2 latency).
+	Known, OK [3]bool
+}
+
+// ComputeGoals evaluates the goals from a run.
+func ComputeGoals(r *Run) Goals {
+	var g Goals
+	app, kam := r.setup("appliance-sign-soft"), r.setup("kamailio-sign")
+	if app != nil && kam != nil && kam.Summary.MaxCleanRate > 0 && app.Summary.MaxCleanRate > 0 {
+		g.Speedup = app.Summary.MaxCleanRate / kam.Summary.MaxCleanRate
+		g.SpeedupLowerBound = app.Summary.Stop == "generator"
+		g.Known[0], g.OK[0] = true, g.Speedup >= goalSpeedup
+	}
+	if app != nil && app.Fixed != nil && app.Fixed.CPUMicros > 0 && r.OpenSSL != nil && r.OpenSSL.SignPerSec > 0 {
+		g.CostRatio = app.Fixed.CPUMicros / r.OpenSSL.SignMicros()
+		g.Known[1], g.OK[1] = true, g.CostRatio <= goalCostRatio
+	}
+	if app != nil && app.Fixed != nil && app.Fixed.Result.Received > 0 {
+		g.P99 = app.Fixed.Result.Latency.P99
+		g.Known[2], g.OK[2] = true, g.P99 < goalP99Micros
+	}
+	return g
+}
+
+func verdict(known, ok bool) string {
+	switch {
+	case !known:
+		return "not measured"
+	case ok:
+		return "**met**"
+	default:
+		return "**not met**"
+	}
+}
+
+// floorAt returns the floor-direct step nearest to rate (latency context).
+func floorAt(r *Run, rate float64) *loadgen.Result {
+	f := r.setup("floor-direct")
+	if f == nil {
+		return nil
+	}
+	var best *loadgen.Result
+	for i := range f.Summary.Steps {
+		st := &f.Summary.Steps[i]
+		if best == nil || math.Abs(st.TargetRate-rate) < math.Abs(best.TargetRate-rate) {
+			best = st
+		}
+	}
+	return best
+}
+
+// Summary is the headline table and goals (for bench/README.md).
+func Summary(r *Run, prefix string) string {
+	var b strings.Builder
+	kind := "full run"
+	if r.Params.Quick {
+		kind = "QUICK run (short steps: indicative only)"
+	}
+	fmt.Fprintf(&b, "Run of %s, %s, %s (%d cores, kernel %s), load average %s at start and %s at end (cores shared with other work). Full report: [%sREADME.md](%sREADME.md).\n\n",
+		r.Started.Format("2006-01-02 15:04 UTC"), kind, r.Env.CPUModel, r.Env.Cores, r.Env.Kernel, r.Env.LoadStart, r.Env.LoadEnd, prefix, prefix)
+	b.WriteString("Highest clean rate: the highest offered rate whose step lost at most " + fmt.Sprintf("%.1f", r.Params.LossPct) + " % of INVITEs at the sink and, for signing setups, also delivered at least " + fmt.Sprintf("%.1f", 100-r.Params.LossPct) + " % of them signed (a bypassed call counts as lost). Latency is one-way, generator → proxy → sink, same process clock.\n\n")
+	b.WriteString("| setup | highest clean rate (calls/s) | p50 / p99 at it (µs) | at 80 %: rate, p50 / p99 (µs) | SUT CPU per call (µs) | with Identity |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	for i := range r.Setups {
+		s := &r.Setups[i]
+		best := "–"
+		if s.Summary.Best != nil {
+			best = us(s.Summary.Best.Latency.P50) + " / " + us(s.Summary.Best.Latency.P99)
+		}
+		fixed, cpu, ident := "–", "–", "–"
+		if f := s.Fixed; f != nil {
+			fixed = fmt.Sprintf("%.0f/s, %s / %s", f.Rate, us(f.Result.Latency.P50), us(f.Result.Latency.P99))
+			if f.CPUMicros > 0 {
+				cpu = fmt.Sprintf("%.1f", f.CPUMicros)
+			}
+			if f.Result.Received > 0 {
+				ident = fmt.Sprintf("%.1f %%", 100*float64(f.Result.WithIdentity)/float64(f.Result.Received))
+			}
+		}
+		name := s.Setup.Title
+		if s.Error != "" {
+			name += " (error: see report)"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", name, cleanRate(s), best, fixed, cpu, ident)
+	}
+	g := ComputeGoals(r)
+	b.WriteString("\n| goal | target | measured | verdict |\n|---|---|---|---|\n")
+	sp := fmt.Sprintf("%.1f×", g.Speedup)
+	if g.SpeedupLowerBound {
+		sp = "≥ " + sp + " (appliance ramp ended by the generator)"
+	}
+	fmt.Fprintf(&b, "| appliance signed calls/s vs Kamailio + secsipid | ≥ %.0f× | %s | %s |\n", goalSpeedup, sp, verdict(g.Known[0], g.OK[0]))
+	ossl := "–"
+	if r.OpenSSL != nil {
+		ossl = us(r.OpenSSL.SignMicros())
+	}
+	cost := "–"
+	if app := r.setup("appliance-sign-soft"); app != nil && app.Fixed != nil {
+		cost = fmt.Sprintf("%.1f µs / %s µs = %.2f×", app.Fixed.CPUMicros, ossl, g.CostRatio)
+	}
+	fmt.Fprintf(&b, "| appliance CPU per signed call vs one `openssl speed ecdsap256` signature | ≤ %.1f× | %s | %s |\n", goalCostRatio, cost, verdict(g.Known[1], g.OK[1]))
+	p99 := fmt.Sprintf("%s µs", us(g.P99))
+	if app := r.setup("appliance-sign-soft"); app != nil && app.Fixed != nil {
+		if f := floorAt(r, app.Fixed.Rate); f != nil {
+			p99 += fmt.Sprintf(" (generator → sink alone at %.0f/s: %s µs)", f.TargetRate, us(f.Latency.P99))
+		}
+	}
+	fmt.Fprintf(&b, "| added latency p99 at 80 %% of the appliance's highest clean rate | < %.0f µs | %s | %s |\n", goalP99Micros, p99, verdict(g.Known[2], g.OK[2]))
+	return b.String()
+}
+
+// Markdown is the full report; prefix is prepended to image and file links.
+func Markdown(r *Run, prefix, method, plotErr string) string {
+	var b strings.Builder
+	b.WriteString("# Shakenline side-by-side benchmark\n\n")
+	b.WriteString("Generated by `make bench` (bench/run.sh, bench/compare); method in [bench/README.md](" + method + ").\n\n")
+	b.WriteString(Summary(r, prefix))
+	fmt.Fprintf(&b, "\n## Machine and layout\n\n- CPU: %s, %d cores; kernel %s; %s\n- %s\n- %s; %s; %s\n- ramp: from %.0f calls/s, ×%.2f per step, %v per step, stop when loss > %.1f %% (a failing step is retried once); then %v at %.0f %% of the highest clean rate for CPU and latency\n- run from %s to %s\n",
+		r.Env.CPUModel, r.Env.Cores, r.Env.Kernel, r.Env.Go, r.Env.Layout, r.Env.Appliance, r.Env.Kamailio, r.Env.OpenSSL,
+		r.Params.Start, r.Params.Factor, r.Params.StepDuration, r.Params.LossPct, r.Params.Fixed, 100*r.Params.FixedFraction,
+		r.Started.Format("15:04:05"), r.Finished.Format("15:04:05 UTC"))
+	fmt.Fprintf(&b, "- other load on the machine at start (ps, %%CPU):\n\n```\n%s\n```\n", r.Env.TopStart)
+
+	b.WriteString("\n## Signing cost separated from SIP cost\n\n")
+	b.WriteString("CPU of the system under test per call at 80 % of its own highest clean rate (each call: INVITE in and out, 200 OK in and out).\n\n")
+	b.WriteString("| | forward only (µs/call) | signing (µs/call) | signing cost (µs/call) |\n|---|---:|---:|---:|\n")
+	for _, pair := range [][3]string{{"appliance (software key)", "appliance-forward", "appliance-sign-soft"}, {"appliance (softhsm2)", "appliance-forward", "appliance-sign-hsm"}, {"Kamailio + secsipid", "kamailio-forward", "kamailio-sign"}} {
+		fw, sg := r.setup(pair[1]), r.setup(pair[2])
+		if fw == nil || sg == nil || fw.Fixed == nil || sg.Fixed == nil {
+			fmt.Fprintf(&b, "| %s | – | – | – |\n", pair[0])
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f |\n", pair[0], fw.Fixed.CPUMicros, sg.Fixed.CPUMicros, sg.Fixed.CPUMicros-fw.Fixed.CPUMicros)
+	}
+	if r.OpenSSL != nil {
+		fmt.Fprintf(&b, "\n`openssl speed -seconds %d ecdsap256` on CPU %d, same run: %.0f sign/s = **%.1f µs per signature**, %.0f verify/s.\n",
+			r.Params.OpenSSLSeconds, r.Params.SUTCPU, r.OpenSSL.SignPerSec, r.OpenSSL.SignMicros(), r.OpenSSL.VerifyPerSec)
+	}
+
+	b.WriteString("\n## softhsm2: raw C_Sign beside the appliance\n\n")
+	if len(r.HSMRaw) > 0 {
+		b.WriteString("`bench/hsmraw` pinned to the same core as the appliance (one core: more sessions cannot add CPU, they show locking and queueing cost).\n\n| sessions | raw C_Sign/s | hsm.Chain sig/s |\n|---:|---:|---:|\n")
+		type row struct{ raw, chain float64 }
+		rows := map[string]*row{}
+		var keys []string
+		for _, l := range r.HSMRaw {
+			kind, sess, ok := strings.Cut(strings.TrimPrefix(l.Name, "Sign/"), "/sessions=")
+			if !ok || !strings.HasPrefix(l.Name, "Sign/") {
+				continue
+			}
+			if rows[sess] == nil {
+				rows[sess] = &row{}
+				keys = append(keys, sess)
+			}
+			if kind == "raw" {
+				rows[sess].raw = l.Metrics["sig/s"]
+			} else {
+				rows[sess].chain = l.Metrics["sig/s"]
+			}
+		}
+		sort.Slice(keys, func(i, j int) bool {
+			return len(keys[i]) < len(keys[j]) || len(keys[i]) == len(keys[j]) && keys[i] < keys[j]
+		})
+		for _, k := range keys {
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f |\n", k, rows[k].raw, rows[k].chain)
+		}
+		if h := r.setup("appliance-sign-hsm"); h != nil {
+			fmt.Fprintf(&b, "\nAppliance signed calls/s through softhsm2 (highest clean rate): %s.\n", cleanRate(h))
+		}
+		var other []string
+		for _, l := range r.HSMRaw {
+			if !strings.HasPrefix(l.Name, "Sign/") {
+				var ms []string
+				for k, v := range l.Metrics {
+					if k != "ns/op" && k != "B/op" && k != "allocs/op" {
+						ms = append(ms, fmt.Sprintf("%s %.4g", k, v))
+					}
+				}
+				sort.Strings(ms)
+				other = append(other, fmt.Sprintf("- %s: %s", l.Name, strings.Join(ms, ", ")))
+			}
+		}
+		if len(other) > 0 {
+			b.WriteString("\nOther bench/hsmraw results:\n\n" + strings.Join(other, "\n") + "\n")
+		}
+	} else {
+		fmt.Fprintf(&b, "Not measured: %s\n", r.HSMRawErr)
+	}
+
+	b.WriteString("\n## Where the time goes\n\n")
+	b.WriteString(profileText(r))
+
+	b.WriteString("\n## Plots\n\n")
+	if plotErr != "" {
+		fmt.Fprintf(&b, "Plots not drawn: %s\n", plotErr)
+	} else {
+		fmt.Fprintf(&b, "![throughput](%sthroughput.png)\n\n![p99 latency](%slatency-p99.png)\n\n", prefix, prefix)
+		for _, s := range r.Setups {
+			if len(s.Summary.Steps) > 0 {
+				fmt.Fprintf(&b, "![%s](%slatency-%s.png)\n", s.Setup.Name, prefix, s.Setup.Name)
+			}
+		}
+	}
+
+	b.WriteString("\n## Per setup\n\n")
+	for _, s := range r.Setups {
+		fmt.Fprintf(&b, "### %s (`%s`)\n\n", s.Setup.Title, s.Setup.Name)
+		if s.Error != "" {
+			fmt.Fprintf(&b, "Error: `%s`\n\n", s.Error)
+		}
+		fmt.Fprintf(&b, "Ramp stopped by: %s. Steps retried once: %v. Raw steps: [steps-%s.jsonl](%ssteps-%s.jsonl).\n\n", s.Summary.Stop, s.Retries, s.Setup.Name, prefix, s.Setup.Name)
+		b.WriteString("| offered/s | sent/s | loss % | signed % | p50 µs | p90 µs | p99 µs | p99.9 µs | SUT CPU % |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for i, st := range s.Summary.Steps {
+			cpu := "–"
+			if i < len(s.StepCPU) && s.Setup.SUT != "" && st.SendSeconds > 0 {
+				cpu = fmt.Sprintf("%.0f", 100*s.StepCPU[i]/(st.SendSeconds+r.Params.Drain.Seconds()/2))
+			}
+			l := st.Latency
+			signed := "–"
+			if s.Setup.Signs && st.Sent > 0 {
+				signed = fmt.Sprintf("%.2f", 100-UnsignedPct(st))
+			}
+			fmt.Fprintf(&b, "| %.0f | %.0f | %.3f | %s | %s | %s | %s | %s | %s |\n", st.TargetRate, st.AchievedRate, st.LossPct, signed, us(l.P50), us(l.P90), us(l.P99), us(l.P999), cpu)
+		}
+		if len(s.Metrics) > 0 {
+			var ks []string
+			for k := range s.Metrics {
+				if strings.Contains(k, "calls_") || strings.Contains(k, "bypass") || strings.Contains(k, "unsigned") {
+					ks = append(ks, k)
+				}
+			}
+			sort.Strings(ks)
+			b.WriteString("\nAppliance counters at the end:\n\n```\n")
+			for _, k := range ks {
+				fmt.Fprintf(&b, "%s %.0f\n", k, s.Metrics[k])
+			}
+			b.WriteString("```\n")
+		}
+		if s.Fixed != nil && s.Fixed.Result.VerifyOK+s.Fixed.Result.VerifyFailed > 0 {
+			fmt.Fprintf(&b, "\nSink verified %d of a sample of Identity headers, %d failed.\n", s.Fixed.Result.VerifyOK, s.Fixed.Result.VerifyFailed)
+		}
+		if s.Setup.Relay {
+			fmt.Fprintf(&b, "\nRelay: %d datagrams forwarded, %d responses routed back to it dropped.\n", s.Relay.Forwarded, s.Relay.Backed)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// methodLink is the relative link from directory from to bench/README.md.
+func methodLink(from string) string {
+	root, err := moduleRoot()
+	if err != nil {
+		return "bench/README.md"
+	}
+	abs, err := filepath.Abs(from)
+	if err != nil {
+		return "bench/README.md"
+	}
+	rel, err := filepath.Rel(abs, filepath.Join(root, "bench", "README.md"))
+	if err != nil {
+		return "bench/README.md"
+	}
+	return rel
+}
+
+func profileText(r *Run) string {
+	var b strings.Builder
+	found := false
+	for _, name := range []string{"appliance-sign-soft", "appliance-sign-hsm"} {
+		s := r.setup(name)
+		if s == nil || len(s.Profile) == 0 {
+			continue
+		}
+		found = true
+		cats := Categorize(s.Profile)
+		var parts []string
+		for _, c := range cats {
+			if c.Percent >= 1 {
+				parts = append(parts, fmt.Sprintf("%.0f %% %s", c.Percent, c.Name))
+			}
+		}
+		fmt.Fprintf(&b, "**%s** (perf record at %d Hz on the appliance during the 80 %% run, by DSO and symbol): %s.\n\n",
+			s.Setup.Title, r.Params.PerfFreq, strings.Join(parts, "; "))
+		b.WriteString("Top symbols:\n\n| % | where | symbol |\n|---:|---|---|\n")
+		for i, e := range s.Profile {
+			if i == 10 {
+				break
+			}
+			fmt.Fprintf(&b, "| %.1f | %s | `%s` |\n", e.Percent, e.DSO, e.Symbol)
+		}
+		b.WriteString("\n")
+	}
+	if !found {
+		fmt.Fprintf(&b, "No profile recorded (%s). Use `go test -run '^$' -bench LoopSoftwareSigner -cpuprofile cpu.prof ./fastpath/` and `go tool pprof -top cpu.prof`.\n", r.ProfileErr)
+	}
+	return b.String()
+}
+
+// plots writes gnuplot data and PNGs into dir; it returns why not, or "".
+func plots(dir string, r *Run) string {
+	if _, err := exec.LookPath("gnuplot"); err != nil {
+		return "gnuplot is not installed (apt-get install gnuplot-nox)"
+	}
+	var names []string
+	signs := map[string]bool{}
+	for _, s := range r.Setups {
+		signs[s.Setup.Name] = s.Setup.Signs
+		if len(s.Summary.Steps) == 0 {
+			continue
+		}
+		var d strings.Builder
+		d.WriteString("# offered received_per_s loss_pct p50_us p90_us p99_us p999_us signed_per_s\n")
+		for _, st := range s.Summary.Steps {
+			thr, signed := 0.0, 0.0
+			if st.SendSeconds > 0 {
+				thr = float64(st.Received) / st.SendSeconds
+				signed = float64(st.WithIdentity) / st.SendSeconds
+			}
+			l := st.Latency
+			fmt.Fprintf(&d, "%.0f %.1f %.4f %.1f %.1f %.1f %.1f %.1f\n", st.TargetRate, thr, st.LossPct, l.P50, l.P90, l.P99, l.P999, signed)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "steps-"+s.Setup.Name+".dat"), []byte(d.String()), 0o644); err != nil {
+			return err.Error()
+		}
+		names = append(names, s.Setup.Name)
+	}
+	if len(names) == 0 {
+		return "no step data"
+	}
+	var g strings.Builder
+	g.WriteString("set terminal pngcairo size 960,600 font ',10'\nset grid\nset key left top\nset logscale x\n")
+	g.WriteString("set xlabel 'offered load (INVITEs/s)'\n")
+	g.WriteString("set output 'throughput.png'\nset title 'Throughput at the sink vs offered load (signing setups: signed INVITEs only)'\nset ylabel 'INVITEs/s at the sink'\nset logscale y\n")
+	var ps []string
+	for _, n := range names {
+		col := 2
+		if signs[n] {
+			col = 8
+		}
+		ps = append(ps, fmt.Sprintf("'steps-%s.dat' using 1:%d with linespoints title '%s'", n, col, n))
+	}
+	ps = append(ps, "x with lines dashtype 2 lc rgb 'gray' title 'offered'")
+	g.WriteString("plot " + strings.Join(ps, ", \\\n  ") + "\n")
+	g.WriteString("set output 'latency-p99.png'\nset title 'p99 one-way latency generator → (proxy) → sink vs offered load'\nset ylabel 'p99 latency (µs)'\n")
+	ps = ps[:0]
+	for _, n := range names {
+		ps = append(ps, fmt.Sprintf("'steps-%s.dat' using 1:6 with linespoints title '%s'", n, n))
+	}
+	g.WriteString("plot " + strings.Join(ps, ", \\\n  ") + "\n")
+	for _, n := range names {
+		fmt.Fprintf(&g, "set output 'latency-%s.png'\nset title 'Latency percentiles vs offered load: %s'\nset ylabel 'one-way latency (µs)'\n", n, n)
+		fmt.Fprintf(&g, "plot 'steps-%[1]s.dat' using 1:4 with linespoints title 'p50', 'steps-%[1]s.dat' using 1:5 with linespoints title 'p90', 'steps-%[1]s.dat' using 1:6 with linespoints title 'p99', 'steps-%[1]s.dat' using 1:7 with linespoints title 'p99.9'\n", n)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "plots.gp"), []byte(g.String()), 0o644); err != nil {
+		return err.Error()
+	}
+	c := exec.Command("gnuplot", "plots.gp")
+	c.Dir = dir
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Sprintf("gnuplot: %v: %s", err, tail(out, 300))
+	}
+	return ""
+}
