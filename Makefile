@@ -35,6 +35,7 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/appliance
 
 -include bpf/Makefile.inc
+-include interop/Makefile.inc
 
 ## check-generated: regenerate the committed BPF objects and fail when they are stale
 check-generated: bpf-check

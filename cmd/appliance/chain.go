@@ -15,9 +15,18 @@ import (
 // --pkcs11 names), after checking that the certificate is valid now. hsm.New
 // checks that every link's key is the certificate's (the FCC own-certificate
 // rule: a fallback signs with the provider's own key too, see docs/KEYS.md).
-func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate, now time.Time, log *slog.Logger) (*hsm.Chain, error) {
+//
+// The returned close stops the chain, then the software signers it was
+// given (their nonce pools are wiped).
+func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate, now time.Time, log *slog.Logger) (*hsm.Chain, func(), error) {
 	if err := checkValidity(leaf, now); err != nil {
-		return nil, fmt.Errorf("cert %s: %w", cfg.Cert, err)
+		return nil, nil, fmt.Errorf("cert %s: %w", cfg.Cert, err)
+	}
+	var soft []*hsm.Software
+	closeSoft := func() {
+		for _, s := range soft {
+			_ = s.Close()
+		}
 	}
 	links := cfg.Signers
 	switch {
@@ -33,24 +42,30 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 		if l.Key != "" {
 			key, err := loadKey(l.Key)
 			if err != nil {
-				return nil, fmt.Errorf("signer %d: key: %w", i+1, err)
+				closeSoft()
+				return nil, nil, fmt.Errorf("signer %d: key: %w", i+1, err)
 			}
 			name := l.Name
 			if name == "" {
 				name = "soft"
 			}
-			if sc.Signer, err = hsm.NewSoftware(name, key); err != nil {
-				return nil, fmt.Errorf("signer %d: %w", i+1, err)
+			sw, err := hsm.NewSoftware(name, key)
+			if err != nil {
+				closeSoft()
+				return nil, nil, fmt.Errorf("signer %d: %w", i+1, err)
 			}
+			soft = append(soft, sw)
+			sc.Signer = sw
 		}
 		hc.Signers = append(hc.Signers, sc)
 	}
 	chain, err := hsm.New(ctx, hc, leaf)
 	if err != nil {
-		return nil, err
+		closeSoft()
+		return nil, nil, err
 	}
 	for _, h := range chain.Health() {
 		log.Info("signer ready", "name", h.Name, "state", h.State, "sessions", h.Sessions)
 	}
-	return chain, nil
+	return chain, func() { _ = chain.Close(); closeSoft() }, nil
 }

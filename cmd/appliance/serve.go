@@ -214,12 +214,12 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("cert: %w", err)
 	}
-	chain, err := buildSigner(ctx, cfg, certs[0], now, log)
+	chain, closeChain, err := buildSigner(ctx, cfg, certs[0], now, log)
 	if err != nil {
 		return nil, err
 	}
 	a.signer = chain
-	a.closers = append(a.closers, func() { _ = chain.Close() })
+	a.closers = append(a.closers, closeChain)
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
 	if err != nil {
 		return nil, err

@@ -80,6 +80,7 @@ func cmdSign(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
+	defer signer.Close()
 	b, err := passport.NewBuilder(c.X5U)
 	if err != nil {
 		return err

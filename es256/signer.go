@@ -1,0 +1,415 @@
+package es256
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"filippo.io/nistec"
+)
+
+// Errors returned by this package. Wrapped errors keep these as their cause.
+var (
+	// ErrKey reports a missing, invalid or inconsistent private key.
+	ErrKey = errors.New("es256: invalid private key")
+	// ErrCurve reports a key on a curve other than P-256.
+	ErrCurve = errors.New("es256: key is not on P-256")
+	// ErrOptions reports an out-of-range Options field.
+	ErrOptions = errors.New("es256: invalid options")
+	// ErrClosed is returned by Sign after Close.
+	ErrClosed = errors.New("es256: signer closed")
+	// ErrRandom reports a failure of the system random number generator.
+	ErrRandom = errors.New("es256: reading system randomness failed")
+)
+
+// Defaults and limits for Options.
+const (
+	DefaultPoolSize  = 1024
+	DefaultWorkers   = 1
+	DefaultBatchSize = 128
+
+	MaxPoolSize  = 1 << 20
+	MaxWorkers   = 64
+	MaxBatchSize = 4096
+
+	// maxInlineBatch bounds the tokens a Sign call computes when the pool is
+	// empty: enough to amortise the two inversions (about 35 µs together
+	// on the reference machine) to about 1 µs per token, few enough to keep
+	// that call near half a millisecond.
+	maxInlineBatch = 32
+)
+
+// Options tunes the token pool. The zero value selects the defaults.
+type Options struct {
+	// PoolSize is the number of precomputed tokens kept ready (default
+	// DefaultPoolSize, at most MaxPoolSize; 96 bytes each). Refill starts
+	// when the pool drops below half of it (the low-water mark) and runs
+	// until the pool is full.
+	PoolSize int
+	// Workers is the number of background refill goroutines (default
+	// DefaultWorkers, at most MaxWorkers). A negative value disables
+	// background refill: every token is then computed inline by Sign.
+	Workers int
+	// BatchSize is the number of tokens computed together, sharing one
+	// inversion mod n (for k⁻¹) and one mod p (for the affine x of k·G)
+	// (default DefaultBatchSize, at most MaxBatchSize, clamped to PoolSize).
+	BatchSize int
+}
+
+// Stats counts tokens. When no Sign, refill or Close is in flight,
+// TokensMade = TokensUsed + TokensDiscarded + Pooled.
+type Stats struct {
+	TokensMade      uint64 // tokens computed, in the background or inline
+	TokensUsed      uint64 // tokens consumed by Sign, each exactly once
+	TokensDiscarded uint64 // tokens wiped unused (pool full, or Close)
+	InlineFallbacks uint64 // Sign calls that found the pool empty
+	Pooled          int    // tokens in the pool now
+}
+
+// Signer is a P-256 ECDSA signer with a pool of precomputed nonces. It is
+// safe for concurrent use.
+type Signer struct {
+	dM          elem // private scalar d·2²⁵⁶ mod n; wiped by Close
+	batchSize   int
+	inlineBatch int
+	lowWater    int
+
+	mu     sync.Mutex
+	pool   []token // pool[:count] are unused tokens; the rest are zero
+	count  int
+	closed bool
+
+	kick    chan struct{} // capacity 1: "the pool is below low water"
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	scratch sync.Pool // *batch of inlineBatch, for inline refill
+
+	made, used, discarded, inline atomic.Uint64
+}
+
+var (
+	jacobianOnce sync.Once
+	jacobianOK   bool
+)
+
+// selfTest decides, once, whether batches may read nistec's Jacobian
+// coordinates. It must run before the first newBatch.
+func selfTest() { jacobianOnce.Do(func() { jacobianOK = jacobianSelfTest() }) }
+
+// New returns a Signer for key, which must be a valid P-256 private key
+// whose public half matches the private scalar. New starts o.Workers
+// refill goroutines that fill the pool in the background; Close stops them.
+func New(key *ecdsa.PrivateKey, o Options) (*Signer, error) {
+	if key == nil {
+		return nil, fmt.Errorf("%w: nil key", ErrKey)
+	}
+	if key.Curve != elliptic.P256() {
+		return nil, ErrCurve
+	}
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	db, err := key.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
+	}
+	defer clear(db)
+	pub, err := key.PublicKey.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("%w: public key: %w", ErrKey, err)
+	}
+	var d elem
+	setBytes(&d, (*[32]byte)(db))
+	if lessThan(&d, &orderN)&(1^isZero(&d)) != 1 {
+		return nil, fmt.Errorf("%w: scalar out of range", ErrKey)
+	}
+	q, err := nistec.NewP256Point().ScalarBaseMult(db)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
+	}
+	if subtle.ConstantTimeCompare(q.Bytes(), pub) != 1 {
+		return nil, fmt.Errorf("%w: public key does not match the private scalar", ErrKey)
+	}
+	selfTest()
+
+	s := &Signer{
+		batchSize:   o.BatchSize,
+		inlineBatch: min(o.BatchSize, maxInlineBatch),
+		lowWater:    o.PoolSize / 2,
+		pool:        make([]token, o.PoolSize),
+		kick:        make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+	}
+	toMont(&s.dM, &d, &orderN)
+	d = elem{}
+	s.scratch.New = func() any { return newBatch(s.inlineBatch) }
+	for i := 0; i < o.Workers; i++ {
+		s.wg.Add(1)
+		go s.refill()
+	}
+	s.wake()
+	return s, nil
+}
+
+func (o *Options) fill() error {
+	if o.PoolSize == 0 {
+		o.PoolSize = DefaultPoolSize
+	}
+	if o.Workers == 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	switch {
+	case o.PoolSize < 0 || o.PoolSize > MaxPoolSize:
+		return fmt.Errorf("%w: PoolSize %d not in [1, %d]", ErrOptions, o.PoolSize, MaxPoolSize)
+	case o.Workers > MaxWorkers:
+		return fmt.Errorf("%w: Workers %d above %d", ErrOptions, o.Workers, MaxWorkers)
+	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
+		return fmt.Errorf("%w: BatchSize %d not in [1, %d]", ErrOptions, o.BatchSize, MaxBatchSize)
+	}
+	o.BatchSize = min(o.BatchSize, o.PoolSize)
+	return nil
+}
+
+// Sign writes the ECDSA signature of digest (a SHA-256 hash, used as the
+// 256-bit integer e of SEC 1 section 4.1.3) to sig as r||s, each 32 bytes
+// big-endian. With a token in the pool it takes one Montgomery
+// multiplication and one modular addition and allocates nothing. With the
+// pool empty it computes a small batch of tokens itself, uses one and pools
+// the rest, so under sustained overload Sign slows to the raw rate rather
+// than failing. The only errors are ErrClosed and ErrRandom.
+func (s *Signer) Sign(digest *[32]byte, sig *[64]byte) error {
+	var e elem
+	setBytes(&e, digest)
+	reduceOnce(&e, &e, &orderN)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		if s.count == 0 {
+			s.mu.Unlock()
+			s.wake()
+			ok, err := s.signInline(&e, sig)
+			if err != nil || ok {
+				return err
+			}
+			continue
+		}
+		// Pop: the slot is wiped before the lock is released, so no other
+		// Sign can ever see this token again.
+		s.count--
+		tok := &s.pool[s.count]
+		ok := online(tok, &e, sig)
+		*tok = token{}
+		low := s.count < s.lowWater
+		s.mu.Unlock()
+		s.used.Add(1)
+		if low {
+			s.wake()
+		}
+		if ok {
+			return nil
+		}
+		// s = 0 (probability ~2⁻²⁵⁶): that signature is invalid and is
+		// discarded; sign again with the next token.
+	}
+}
+
+// signInline computes a batch of tokens on the calling goroutine, signs
+// with the first and pools the rest.
+func (s *Signer) signInline(e *elem, sig *[64]byte) (bool, error) {
+	s.inline.Add(1)
+	b := s.scratch.Get().(*batch)
+	defer func() {
+		b.wipe()
+		s.scratch.Put(b)
+	}()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false, ErrClosed
+	}
+	b.dM = s.dM
+	s.mu.Unlock()
+	if err := b.drawK(s.inlineBatch); err != nil {
+		return false, err
+	}
+	n := b.finish(s.inlineBatch, false)
+	if n == 0 {
+		return false, nil
+	}
+	s.made.Add(uint64(n))
+	ok := online(&b.toks[0], e, sig)
+	b.toks[0] = token{}
+	s.used.Add(1)
+	if _, err := s.push(b.toks[1:n]); err != nil {
+		return false, err
+	}
+	return ok, nil
+}
+
+// push moves toks into the pool as far as it has room, wipes toks, and
+// reports how many were pooled.
+func (s *Signer) push(toks []token) (int, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		clear(toks)
+		s.discarded.Add(uint64(len(toks)))
+		return 0, ErrClosed
+	}
+	n := copy(s.pool[s.count:], toks)
+	s.count += n
+	s.mu.Unlock()
+	clear(toks)
+	s.discarded.Add(uint64(len(toks) - n))
+	return n, nil
+}
+
+// wake asks a refill worker to run, without blocking.
+func (s *Signer) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// refill is a background worker. It sleeps until kicked, then fills the
+// pool to the top in batches. It never holds s.mu during the scalar
+// multiplications and yields after each one, so the signing goroutines get
+// the CPU first; "low priority" in effect, as Go has no goroutine
+// priorities.
+func (s *Signer) refill() {
+	defer s.wg.Done()
+	b := newBatch(s.batchSize)
+	defer b.wipe()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.kick:
+		}
+		for {
+			s.mu.Lock()
+			space := len(s.pool) - s.count
+			closed := s.closed
+			b.dM = s.dM
+			s.mu.Unlock()
+			if closed || space == 0 {
+				break
+			}
+			if space > s.batchSize {
+				s.wake() // enough work for another worker too
+			}
+			n := min(s.batchSize, space)
+			if err := b.drawK(n); err != nil {
+				// The system CSPRNG failed; Sign will report it if it
+				// persists. Wait for the next kick.
+				b.wipe()
+				break
+			}
+			made := b.finish(n, true)
+			s.made.Add(uint64(made))
+			_, err := s.push(b.toks[:made])
+			b.wipe()
+			if err != nil {
+				return
+			}
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// Close stops the refill workers, wipes every pooled token and the private
+// scalar, and makes later Sign calls fail with ErrClosed. It waits for the
+// workers to finish and is safe to call more than once.
+func (s *Signer) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	n := s.count
+	clear(s.pool)
+	s.count = 0
+	s.dM = elem{}
+	s.mu.Unlock()
+	s.discarded.Add(uint64(n))
+	close(s.stop)
+	s.wg.Wait()
+}
+
+// Stats returns the token counters.
+func (s *Signer) Stats() Stats {
+	s.mu.Lock()
+	pooled := s.count
+	s.mu.Unlock()
+	return Stats{
+		TokensMade:      s.made.Load(),
+		TokensUsed:      s.used.Load(),
+		TokensDiscarded: s.discarded.Load(),
+		InlineFallbacks: s.inline.Load(),
+		Pooled:          pooled,
+	}
+}
+
+// jacobianSelfTest checks the direct read of nistec's Jacobian coordinates
+// (and the batched field inversion) against nistec's own BytesX on a few
+// points, including k = 1, 2 and n-1.
+func jacobianSelfTest() bool {
+	if !jacobianAvailable {
+		return false
+	}
+	scalars := [][32]byte{
+		{31: 1},
+		{31: 2},
+		{31: 3},
+		{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 31: 0x77},
+	}
+	var nm1 [32]byte
+	nMinus1 := orderN.m
+	nMinus1[0]--
+	putBytes(&nm1, &nMinus1)
+	scalars = append(scalars, nm1)
+
+	n := len(scalars)
+	xs := make([]elem, n)
+	zs := make([]elem, n)
+	tmp := make([]elem, n)
+	want := make([][]byte, n)
+	for i := range scalars {
+		p, err := nistec.NewP256Point().ScalarBaseMult(scalars[i][:])
+		if err != nil {
+			return false
+		}
+		if want[i], err = p.BytesX(); err != nil {
+			return false
+		}
+		jacobianXZ(p, &xs[i], &zs[i])
+		montMul(&zs[i], &zs[i], &zs[i], &fieldP)
+	}
+	batchInvert(zs, zs, tmp, &fieldP)
+	for i := range xs {
+		var got [32]byte
+		montMul(&xs[i], &xs[i], &zs[i], &fieldP)
+		fromMont(&xs[i], &xs[i], &fieldP)
+		putBytes(&got, &xs[i])
+		if string(got[:]) != string(want[i]) {
+			return false
+		}
+	}
+	return true
+}

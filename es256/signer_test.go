@@ -1,0 +1,596 @@
+package es256
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// keyFromScalar builds a P-256 key with private scalar d.
+func keyFromScalar(t testing.TB, d *big.Int) *ecdsa.PrivateKey {
+	t.Helper()
+	var b [32]byte
+	d.FillBytes(b[:])
+	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), b[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newSigner(t testing.TB, key *ecdsa.PrivateKey, o Options) *Signer {
+	t.Helper()
+	s, err := New(key, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func verify(t testing.TB, pub *ecdsa.PublicKey, digest *[32]byte, sig *[64]byte) {
+	t.Helper()
+	r := new(big.Int).SetBytes(sig[:32])
+	s := new(big.Int).SetBytes(sig[32:])
+	if !ecdsa.Verify(pub, digest[:], r, s) {
+		t.Fatalf("signature %x over %x does not verify", sig, digest)
+	}
+}
+
+// fillPool synchronously fills s's pool to the top (for tests and
+// benchmarks that need a warm pool without background workers).
+func fillPool(t testing.TB, s *Signer) {
+	t.Helper()
+	b := newBatch(s.batchSize)
+	defer b.wipe()
+	for {
+		s.mu.Lock()
+		space := len(s.pool) - s.count
+		b.dM = s.dM
+		s.mu.Unlock()
+		if space == 0 {
+			return
+		}
+		n := min(space, s.batchSize)
+		if err := b.drawK(n); err != nil {
+			t.Fatal(err)
+		}
+		made := b.finish(n, false)
+		s.made.Add(uint64(made))
+		if _, err := s.push(b.toks[:made]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitPooled waits (bounded) until the background workers have pooled at
+// least n tokens.
+func waitPooled(t testing.TB, s *Signer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Stats().Pooled < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("pool did not reach %d tokens: %+v", n, s.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// edgeDigests are digests whose integer value sits at the reduction
+// boundaries of SEC 1 section 4.1.3 step 5: 0, 1, n-1, n, n+1, 2²⁵⁶-1, and
+// values at limb edges.
+func edgeDigests() [][32]byte {
+	vals := []*big.Int{
+		big.NewInt(0), big.NewInt(1),
+		new(big.Int).Sub(bigN, big.NewInt(1)),
+		new(big.Int).Set(bigN),
+		new(big.Int).Add(bigN, big.NewInt(1)),
+		new(big.Int).Sub(bigR, big.NewInt(1)),
+		new(big.Int).Sub(bigP, big.NewInt(1)),
+		hexBig("ffffffffffffffff"),
+		hexBig("8000000000000000000000000000000000000000000000000000000000000000"),
+	}
+	out := make([][32]byte, 0, len(vals)+2)
+	for _, v := range vals {
+		var d [32]byte
+		v.FillBytes(d[:])
+		out = append(out, d)
+	}
+	out = append(out, sha256.Sum256([]byte("INVITE sip:+12155550100@example.net")))
+	out = append(out, sha256.Sum256(nil))
+	return out
+}
+
+// edgeKeys covers d = 1, 2, n-1, n-2, (n-1)/2 and a random key.
+func edgeKeys(t *testing.T) []*ecdsa.PrivateKey {
+	ds := []*big.Int{
+		big.NewInt(1), big.NewInt(2),
+		new(big.Int).Sub(bigN, big.NewInt(1)),
+		new(big.Int).Sub(bigN, big.NewInt(2)),
+		new(big.Int).Rsh(bigN, 1),
+	}
+	keys := []*ecdsa.PrivateKey{newKey(t)}
+	for _, d := range ds {
+		keys = append(keys, keyFromScalar(t, d))
+	}
+	return keys
+}
+
+func TestSignVerifiesWithCryptoECDSA(t *testing.T) {
+	for _, key := range edgeKeys(t) {
+		for _, o := range []Options{{PoolSize: 32, BatchSize: 8}, {Workers: -1, BatchSize: 5}} {
+			s := newSigner(t, key, o)
+			for _, d := range edgeDigests() {
+				for range 3 {
+					var sig [64]byte
+					if err := s.Sign(&d, &sig); err != nil {
+						t.Fatal(err)
+					}
+					verify(t, &key.PublicKey, &d, &sig)
+				}
+			}
+		}
+	}
+}
+
+// TestPortableMatchesJacobian runs the same nonces through the Jacobian
+// fast path and the portable BytesX path and expects identical tokens.
+func TestPortableMatchesJacobian(t *testing.T) {
+	selfTest()
+	if jacobianAvailable != jacobianOK {
+		t.Fatalf("Jacobian self-test failed on an architecture with the assembly backend")
+	}
+	if !jacobianAvailable {
+		t.Skip("no assembly backend: only the portable path exists")
+	}
+	key := newKey(t)
+	s := newSigner(t, key, Options{Workers: -1})
+	const n = 40
+	fast, slow := newBatch(n), newBatch(n)
+	fast.jacobian, slow.jacobian = true, false
+	if err := fast.drawK(n); err != nil {
+		t.Fatal(err)
+	}
+	copy(slow.kbuf, fast.kbuf)
+	copy(slow.k, fast.k)
+	fast.dM, slow.dM = s.dM, s.dM
+	if a, b := fast.finish(n, false), slow.finish(n, false); a != n || b != n {
+		t.Fatalf("made %d and %d tokens, want %d", a, b, n)
+	}
+	for i := 0; i < n; i++ {
+		if fast.toks[i] != slow.toks[i] {
+			t.Fatalf("token %d differs between the Jacobian and BytesX paths", i)
+		}
+	}
+	fast.wipe()
+	if !bytes.Equal(fast.kbuf, make([]byte, len(fast.kbuf))) || fast.toks[0] != (token{}) || fast.dM != (elem{}) {
+		t.Fatal("batch.wipe left secrets behind")
+	}
+}
+
+// TestTokenUsedOnce snapshots a full pool and checks that every token's r
+// appears in exactly one signature, that the pool slot is wiped when the
+// token is taken, and that the counters add up.
+func TestTokenUsedOnce(t *testing.T) {
+	key := newKey(t)
+	const size = 200
+	s := newSigner(t, key, Options{PoolSize: size, Workers: -1, BatchSize: 32})
+	fillPool(t, s)
+
+	s.mu.Lock()
+	pooled := make(map[[32]byte]bool, size)
+	for i := 0; i < s.count; i++ {
+		pooled[s.pool[i].r] = true
+	}
+	n := s.count
+	s.mu.Unlock()
+	if n != size || len(pooled) != size {
+		t.Fatalf("pool holds %d tokens with %d distinct r, want %d", n, len(pooled), size)
+	}
+
+	d := sha256.Sum256([]byte("same digest every time"))
+	seen := make(map[[32]byte]int)
+	for i := 0; i < size; i++ {
+		var sig [64]byte
+		if err := s.Sign(&d, &sig); err != nil {
+			t.Fatal(err)
+		}
+		verify(t, &key.PublicKey, &d, &sig)
+		r := [32]byte(sig[:32])
+		seen[r]++
+		if seen[r] > 1 {
+			t.Fatalf("r %x used twice", r)
+		}
+		if !pooled[r] {
+			t.Fatalf("signature %d did not come from the pool", i)
+		}
+		s.mu.Lock()
+		if s.pool[s.count] != (token{}) {
+			t.Fatalf("slot %d not wiped after use", s.count)
+		}
+		s.mu.Unlock()
+	}
+	st := s.Stats()
+	if st.Pooled != 0 || st.TokensUsed != size || st.InlineFallbacks != 0 {
+		t.Fatalf("after draining: %+v", st)
+	}
+	// The pool is empty and there are no workers: the next Sign computes
+	// inline and must still produce a fresh r.
+	var sig [64]byte
+	if err := s.Sign(&d, &sig); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, &key.PublicKey, &d, &sig)
+	if seen[[32]byte(sig[:32])] != 0 {
+		t.Fatal("inline signature reused a nonce")
+	}
+	st = s.Stats()
+	if st.InlineFallbacks != 1 || st.TokensMade != st.TokensUsed+st.TokensDiscarded+uint64(st.Pooled) {
+		t.Fatalf("after inline: %+v", st)
+	}
+}
+
+func TestCloseWipesAndRefuses(t *testing.T) {
+	key := newKey(t)
+	s, err := New(key, Options{PoolSize: 256, Workers: 2, BatchSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPooled(t, s, 64)
+	s.Close()
+	s.Close() // idempotent
+	s.mu.Lock()
+	for i := range s.pool {
+		if s.pool[i] != (token{}) {
+			t.Fatalf("slot %d survived Close", i)
+		}
+	}
+	if s.dM != (elem{}) {
+		t.Fatal("private scalar survived Close")
+	}
+	s.mu.Unlock()
+	var d [32]byte
+	var sig [64]byte
+	if err := s.Sign(&d, &sig); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sign after Close = %v, want ErrClosed", err)
+	}
+	st := s.Stats()
+	if st.Pooled != 0 || st.TokensMade != st.TokensUsed+st.TokensDiscarded {
+		t.Fatalf("counters after Close: %+v", st)
+	}
+}
+
+// TestRefillBelowLowWater: the worker fills the pool at start, does not
+// refill above the low-water mark, and refills to the top once Sign takes
+// the pool below it.
+func TestRefillBelowLowWater(t *testing.T) {
+	key := newKey(t)
+	const size = 128
+	s := newSigner(t, key, Options{PoolSize: size, BatchSize: 16})
+	waitPooled(t, s, size)
+	made := s.Stats().TokensMade
+	var d [32]byte
+	var sig [64]byte
+	for i := 0; i < size/2; i++ { // down to exactly the low-water mark
+		if err := s.Sign(&d, &sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	if st := s.Stats(); st.TokensMade != made || st.Pooled != size/2 {
+		t.Fatalf("refilled at the low-water mark: %+v (made %d before)", st, made)
+	}
+	if err := s.Sign(&d, &sig); err != nil { // below it: refill
+		t.Fatal(err)
+	}
+	waitPooled(t, s, size)
+	if st := s.Stats(); st.InlineFallbacks != 0 || st.TokensMade < made+size/2 {
+		t.Fatalf("after refill: %+v", st)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mismatched := newKey(t)
+	mismatched.PublicKey = newKey(t).PublicKey
+	cases := []struct {
+		name string
+		key  *ecdsa.PrivateKey
+		o    Options
+		want error
+	}{
+		{"nil key", nil, Options{}, ErrKey},
+		{"P-384", p384, Options{}, ErrCurve},
+		{"mismatched public key", mismatched, Options{}, ErrKey},
+		{"negative pool", newKey(t), Options{PoolSize: -1}, ErrOptions},
+		{"huge pool", newKey(t), Options{PoolSize: MaxPoolSize + 1}, ErrOptions},
+		{"too many workers", newKey(t), Options{Workers: MaxWorkers + 1}, ErrOptions},
+		{"negative batch", newKey(t), Options{BatchSize: -3}, ErrOptions},
+		{"huge batch", newKey(t), Options{BatchSize: MaxBatchSize + 1}, ErrOptions},
+	}
+	for _, c := range cases {
+		s, err := New(c.key, c.o)
+		if !errors.Is(err, c.want) {
+			if s != nil {
+				s.Close()
+			}
+			t.Errorf("%s: New = %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	s := newSigner(t, newKey(t), Options{})
+	if len(s.pool) != DefaultPoolSize || s.batchSize != DefaultBatchSize || s.lowWater != DefaultPoolSize/2 {
+		t.Fatalf("defaults: pool %d batch %d low water %d", len(s.pool), s.batchSize, s.lowWater)
+	}
+	s2 := newSigner(t, newKey(t), Options{PoolSize: 10, BatchSize: 100})
+	if s2.batchSize != 10 || s2.inlineBatch != 10 {
+		t.Fatalf("BatchSize not clamped to PoolSize: %d/%d", s2.batchSize, s2.inlineBatch)
+	}
+}
+
+// TestConcurrentPool hammers a small pool from several goroutines while
+// two workers refill it (run it under -race), then closes the signer while
+// signers are still running.
+func TestConcurrentPool(t *testing.T) {
+	key := newKey(t)
+	s, err := New(key, Options{PoolSize: 64, Workers: 2, BatchSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines, each = 6, 300
+	var wg sync.WaitGroup
+	rs := make([][][32]byte, goroutines)
+	errs := make(chan error, goroutines)
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				d := sha256.Sum256([]byte{byte(g), byte(i), byte(i >> 8)})
+				var sig [64]byte
+				if err := s.Sign(&d, &sig); err != nil {
+					errs <- err
+					return
+				}
+				r := new(big.Int).SetBytes(sig[:32])
+				ss := new(big.Int).SetBytes(sig[32:])
+				if !ecdsa.Verify(&key.PublicKey, d[:], r, ss) {
+					errs <- errors.New("bad signature")
+					return
+				}
+				rs[g] = append(rs[g], [32]byte(sig[:32]))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	all := slices.Concat(rs...)
+	if dup := firstDuplicate(all); dup >= 0 {
+		t.Fatalf("r %x repeated under concurrency", all[dup])
+	}
+	st := s.Stats()
+	if st.TokensUsed < goroutines*each {
+		t.Fatalf("TokensUsed %d < %d signatures", st.TokensUsed, goroutines*each)
+	}
+
+	// Close while signers run: every Sign either succeeds with a valid
+	// signature or returns ErrClosed.
+	var wg2 sync.WaitGroup
+	bad := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		wg2.Add(1)
+		go func() {
+			defer wg2.Done()
+			for i := 0; i < 2000; i++ {
+				var d [32]byte
+				d[0] = byte(g)
+				var sig [64]byte
+				err := s.Sign(&d, &sig)
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					bad <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	s.Close()
+	wg2.Wait()
+	close(bad)
+	for err := range bad {
+		t.Fatal(err)
+	}
+	st = s.Stats()
+	if st.Pooled != 0 || st.TokensMade != st.TokensUsed+st.TokensDiscarded {
+		t.Fatalf("counters after concurrent Close: %+v", st)
+	}
+}
+
+// firstDuplicate sorts rs and returns the index of a repeated value, or -1.
+func firstDuplicate(rs [][32]byte) int {
+	slices.SortFunc(rs, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	for i := 1; i < len(rs); i++ {
+		if rs[i] == rs[i-1] {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestDistinctRMillion signs a million times from two goroutines and
+// checks that no r repeats; every 997th signature is also verified. Under
+// the race detector it signs 100 000 times, with -short 20 000.
+func TestDistinctRMillion(t *testing.T) {
+	total := 1_000_000
+	if raceEnabled {
+		total = 100_000
+	}
+	if testing.Short() {
+		total = 20_000
+	}
+	key := newKey(t)
+	s := newSigner(t, key, Options{})
+	rs := make([][32]byte, total)
+	var wg sync.WaitGroup
+	const parts = 2
+	errs := make(chan error, parts)
+	for p := 0; p < parts; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var d [32]byte
+			d[0] = byte(p)
+			for i := p; i < total; i += parts {
+				var sig [64]byte
+				d[31] = byte(i)
+				if err := s.Sign(&d, &sig); err != nil {
+					errs <- err
+					return
+				}
+				if i%997 == 0 {
+					r := new(big.Int).SetBytes(sig[:32])
+					ss := new(big.Int).SetBytes(sig[32:])
+					if !ecdsa.Verify(&key.PublicKey, d[:], r, ss) {
+						errs <- errors.New("bad signature")
+						return
+					}
+				}
+				rs[i] = [32]byte(sig[:32])
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if dup := firstDuplicate(rs); dup >= 0 {
+		t.Fatalf("r %x repeated within %d signatures", rs[dup], total)
+	}
+	t.Logf("%d signatures, all r distinct; %+v", total, s.Stats())
+}
+
+// TestOpenSSLVerifies checks signatures (edge digests and keys included)
+// with the openssl command line: raw digests with pkeyutl, a message with
+// dgst -sha256, and a corrupted signature that must be rejected.
+func TestOpenSSLVerifies(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("openssl not installed (required when CI=true)")
+		}
+		t.Skip("openssl not installed")
+	}
+	dir := t.TempDir()
+	run := func(args ...string) error {
+		out, err := exec.Command(openssl, args...).CombinedOutput()
+		if err != nil {
+			return errors.New(string(out))
+		}
+		return nil
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	der := func(sig *[64]byte) []byte {
+		b, err := asn1.Marshal(struct{ R, S *big.Int }{
+			new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	keys := edgeKeys(t)
+	for ki, key := range []*ecdsa.PrivateKey{keys[0], keys[1], keys[3]} {
+		pkix, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := write("pub.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}))
+		s := newSigner(t, key, Options{PoolSize: 16, BatchSize: 4})
+		for di, d := range edgeDigests() {
+			var sig [64]byte
+			if err := s.Sign(&d, &sig); err != nil {
+				t.Fatal(err)
+			}
+			in := write("digest.bin", d[:])
+			sigFile := write("sig.der", der(&sig))
+			if err := run("pkeyutl", "-verify", "-pubin", "-inkey", pub, "-in", in, "-sigfile", sigFile); err != nil {
+				t.Fatalf("key %d digest %d (%x): openssl rejects: %v", ki, di, d, err)
+			}
+		}
+		msg := []byte("INVITE sip:+12155550100@example.net SIP/2.0")
+		d := sha256.Sum256(msg)
+		var sig [64]byte
+		if err := s.Sign(&d, &sig); err != nil {
+			t.Fatal(err)
+		}
+		msgFile := write("msg.txt", msg)
+		sigFile := write("sig.der", der(&sig))
+		if err := run("dgst", "-sha256", "-verify", pub, "-signature", sigFile, msgFile); err != nil {
+			t.Fatalf("key %d: openssl dgst rejects: %v", ki, err)
+		}
+		sig[63] ^= 1
+		sigFile = write("sig.der", der(&sig))
+		if err := run("dgst", "-sha256", "-verify", pub, "-signature", sigFile, msgFile); err == nil {
+			t.Fatalf("key %d: openssl accepted a corrupted signature", ki)
+		}
+	}
+}
+
+// FuzzSign signs arbitrary digests and verifies each with crypto/ecdsa.
+func FuzzSign(f *testing.F) {
+	for _, d := range edgeDigests() {
+		f.Add(d[:])
+	}
+	key := newKey(f)
+	s := newSigner(f, key, Options{PoolSize: 256})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d [32]byte
+		copy(d[:], b)
+		var sig [64]byte
+		if err := s.Sign(&d, &sig); err != nil {
+			t.Fatal(err)
+		}
+		verify(t, &key.PublicKey, &d, &sig)
+	})
+}

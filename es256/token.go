@@ -1,0 +1,180 @@
+package es256
+
+import (
+	"crypto/rand"
+	"fmt"
+	"runtime"
+
+	"filippo.io/nistec"
+)
+
+// token is one precomputed ECDSA nonce, used for exactly one signature:
+//
+//	kinv = k⁻¹·2²⁵⁶ mod n (Montgomery form, so montMul(kinv, e) = k⁻¹·e)
+//	t    = k⁻¹·r·d mod n  (plain)
+//	r    = x(k·G) mod n, big-endian
+//
+// The online step is then s = montMul(kinv, e) + t mod n: one Montgomery
+// multiplication and one modular addition. k itself is never stored.
+type token struct {
+	kinv elem
+	t    elem
+	r    [32]byte
+}
+
+// batch is the scratch space for computing up to cap tokens at once. All of
+// it is wiped by wipe after every use; a batch is owned by one goroutine at
+// a time.
+type batch struct {
+	kbuf []byte // 32 random bytes per token: the candidate k, big-endian
+	k    []elem // k, then k·R, then k⁻¹·R (mod n)
+	x    []elem // Jacobian X, then affine x, then r (mod p, then mod n)
+	z    []elem // Jacobian Z, then Z², then Z⁻² (mod p, Montgomery form)
+	tmp  []elem // batchInvert scratch
+	pts  []*nistec.P256Point
+	toks []token
+	dM   elem // copy of the signer's d·R mod n, taken under its lock
+
+	jacobian bool // read Jacobian X, Z from nistec (see point_jacobian.go)
+}
+
+func newBatch(n int) *batch {
+	b := &batch{
+		kbuf: make([]byte, 32*n),
+		k:    make([]elem, n),
+		x:    make([]elem, n),
+		z:    make([]elem, n),
+		tmp:  make([]elem, n),
+		pts:  make([]*nistec.P256Point, n),
+		toks: make([]token, n),
+
+		jacobian: jacobianAvailable && jacobianOK,
+	}
+	for i := range b.pts {
+		b.pts[i] = nistec.NewP256Point()
+	}
+	return b
+}
+
+var infinity = nistec.NewP256Point()
+
+// wipe zeroes every secret the batch held.
+func (b *batch) wipe() {
+	clear(b.kbuf)
+	clear(b.k)
+	clear(b.x)
+	clear(b.z)
+	clear(b.tmp)
+	clear(b.toks)
+	b.dM = elem{}
+	for _, p := range b.pts {
+		p.Set(infinity)
+	}
+}
+
+// drawK fills the first n nonces with k uniform in [1, n-1] from the system
+// CSPRNG by rejection sampling: a 32-byte candidate is accepted iff
+// 0 < k < n (the test itself is constant time). A rejection (probability
+// about 2⁻³²) reveals only that a discarded value was out of range.
+func (b *batch) drawK(n int) error {
+	if _, err := rand.Read(b.kbuf[:32*n]); err != nil {
+		return fmt.Errorf("%w: %w", ErrRandom, err)
+	}
+	for i := 0; i < n; i++ {
+		kb := (*[32]byte)(b.kbuf[32*i : 32*i+32])
+		for {
+			setBytes(&b.k[i], kb)
+			if lessThan(&b.k[i], &orderN)&(1^isZero(&b.k[i])) == 1 {
+				break
+			}
+			if _, err := rand.Read(kb[:]); err != nil {
+				return fmt.Errorf("%w: %w", ErrRandom, err)
+			}
+		}
+	}
+	return nil
+}
+
+// finish turns the first n nonces (b.k and b.kbuf, both holding k) into
+// tokens in b.toks and returns how many it made (n, unless some r was 0).
+// b.dM must hold the private key in Montgomery form mod n. When yield is true the
+// goroutine yields after every scalar multiplication so that refill work
+// never keeps a signing goroutine waiting for a P for long.
+func (b *batch) finish(n int, yield bool) int {
+	// k·G with nistec's constant-time fixed-base comb (Booth-encoded
+	// windows, constant-time table selects).
+	for i := 0; i < n; i++ {
+		if _, err := b.pts[i].ScalarBaseMult(b.kbuf[32*i : 32*i+32]); err != nil {
+			panic("es256: ScalarBaseMult rejected a 32-byte scalar")
+		}
+		if yield {
+			runtime.Gosched()
+		}
+	}
+
+	// Affine x = X/Z² with one field inversion for the whole batch.
+	if b.jacobian {
+		for i := 0; i < n; i++ {
+			jacobianXZ(b.pts[i], &b.x[i], &b.z[i])
+			montMul(&b.z[i], &b.z[i], &b.z[i], &fieldP)
+		}
+		batchInvert(b.z[:n], b.z[:n], b.tmp[:n], &fieldP)
+		for i := 0; i < n; i++ {
+			montMul(&b.x[i], &b.x[i], &b.z[i], &fieldP) // x·R
+			fromMont(&b.x[i], &b.x[i], &fieldP)         // x
+		}
+	} else {
+		for i := 0; i < n; i++ {
+			var xb [32]byte
+			bx, err := b.pts[i].BytesX()
+			if err != nil { // infinity: impossible for 0 < k < n
+				panic("es256: k·G is the point at infinity")
+			}
+			copy(xb[:], bx)
+			setBytes(&b.x[i], &xb)
+			clear(xb[:])
+		}
+	}
+
+	// r = x mod n (x < p < 2n).
+	for i := 0; i < n; i++ {
+		reduceOnce(&b.x[i], &b.x[i], &orderN)
+	}
+
+	// k⁻¹ for the whole batch with one scalar inversion.
+	for i := 0; i < n; i++ {
+		toMont(&b.k[i], &b.k[i], &orderN)
+	}
+	batchInvert(b.k[:n], b.k[:n], b.tmp[:n], &orderN)
+
+	made := 0
+	for i := 0; i < n; i++ {
+		if isZero(&b.x[i]) == 1 {
+			// r = 0 (probability ~2⁻²⁵⁶): the nonce must not be used. The
+			// branch reveals only that this discarded nonce was bad.
+			continue
+		}
+		tok := &b.toks[made]
+		tok.kinv = b.k[i]
+		montMul(&tok.t, &b.k[i], &b.dM, &orderN)  // (k⁻¹R)(dR)/R = k⁻¹·d·R
+		montMul(&tok.t, &tok.t, &b.x[i], &orderN) // (k⁻¹dR)(r)/R = k⁻¹·r·d
+		putBytes(&tok.r, &b.x[i])
+		made++
+	}
+	clear(b.kbuf[:32*n])
+	clear(b.k[:n])
+	clear(b.x[:n])
+	clear(b.z[:n])
+	return made
+}
+
+// online computes the signature (r, s) for the reduced digest e with tok and
+// reports whether s is non-zero (a zero s must not be released).
+func online(tok *token, e *elem, sig *[64]byte) bool {
+	var s elem
+	montMul(&s, &tok.kinv, e, &orderN) // k⁻¹·e
+	modAdd(&s, &s, &tok.t, &orderN)    // k⁻¹·(e + r·d)
+	*(*[32]byte)(sig[:32]) = tok.r
+	putBytes((*[32]byte)(sig[32:]), &s)
+	return isZero(&s) == 0
+}
