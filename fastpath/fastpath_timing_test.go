@@ -50,6 +50,9 @@ func benchLoop(tb testing.TB, signer hsm.Signer) (*loop, netip.AddrPort) {
 		Listen: sock.LocalAddr().(*net.UDPAddr).AddrPort(), NextHop: next.LocalAddr().(*net.UDPAddr).AddrPort(),
 		Builder: b, Signer: syncDispatcher{s: signer}, Policy: policy.NewHolder(tbl), Numbers: num,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Few jobs, so that every job is reused many times in a run: an
+		// allocation on reuse cannot hide behind a large pool.
+		MaxInFlight: 16,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -71,7 +74,13 @@ var optionsMsg = []byte("OPTIONS sip:198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.
 func TestAllocsPerPacket(t *testing.T) {
 	l, src := benchLoop(t, nil)
 	inv := invite(src, "alloc", "Date: Mon, 23 Nov 2026 16:33:39 GMT\r\n")
-	for name, pkt := range map[string][]byte{"invite-signed": inv, "options-forwarded": optionsMsg} {
+	// A source that differs from the Via's sent-by adds received= too.
+	other := netip.MustParseAddrPort("198.18.9.9:5070")
+	for name, c := range map[string]struct {
+		pkt []byte
+		src netip.AddrPort
+	}{"invite-signed": {inv, src}, "invite-received-rport": {inv, other}, "options-forwarded": {optionsMsg, src}} {
+		pkt, src := c.pkt, c.src
 		for range 100 { // warm up: the latency histogram allocates its buckets once
 			l.handle(pkt, src)
 		}

@@ -50,14 +50,15 @@ func (es *edits) apply(dst, pkt []byte) []byte {
 // scratch holds the small pieces a stamp builds. One per goroutine that
 // stamps (each loop, and each job for the signer side).
 type scratch struct {
-	via  []byte
-	recv []byte
-	mf   []byte
-	ed   edits
+	via   []byte
+	recv  []byte // ";received=..." for the previous top Via
+	rport []byte // "=port" filling a valueless rport
+	mf    []byte
+	ed    edits
 }
 
 func newScratch() *scratch {
-	return &scratch{via: make([]byte, 0, 256), recv: make([]byte, 0, 96), mf: make([]byte, 0, 32)}
+	return &scratch{via: make([]byte, 0, 256), recv: make([]byte, 0, 96), rport: make([]byte, 0, 8), mf: make([]byte, 0, 32)}
 }
 
 // lineEnd returns the offset just past the line break that ends the line
@@ -125,15 +126,9 @@ func (s *Server) annotateVia(pkt []byte, m *sip.Message, src netip.AddrPort, sc 
 	}
 	if v.HasRPort && v.RPort.Empty() {
 		if at := rportEnd(pkt[v.Value.Start:v.Value.End]); at >= 0 {
-			var pb [8]byte
-			p := append(pb[:0], '=')
-			p = strconv.AppendUint(p, uint64(src.Port()), 10)
-			// Reuse the tail of recv's buffer for the port so that both
-			// inserts live in preallocated memory.
-			start := len(sc.recv)
-			sc.recv = append(sc.recv, p...)
-			sc.ed.add(int(v.Value.Start)+at, 0, sc.recv[start:])
-			sc.recv = sc.recv[:start:start]
+			sc.rport = append(sc.rport[:0], '=')
+			sc.rport = strconv.AppendUint(sc.rport, uint64(src.Port()), 10)
+			sc.ed.add(int(v.Value.Start)+at, 0, sc.rport)
 		}
 	}
 	if len(sc.recv) > 0 {
