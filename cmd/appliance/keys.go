@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/shakenline/shakenline/verify"
 )
 
 // loadCerts reads a PEM file holding the provider certificate, optionally
@@ -18,26 +20,11 @@ func loadCerts(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
+	chain, err := verify.ParseChain(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no certificate in PEM", path)
-	}
-	return out, nil
+	return chain, nil
 }
 
 // loadKey reads a P-256 private key in PKCS#8 or SEC 1 PEM. The key never

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -186,25 +187,11 @@ func tnDigits(s string) ([]byte, bool) {
 func parseUUID(s string) ([16]byte, error) {
 	var id [16]byte
 	h := strings.ReplaceAll(s, "-", "")
-	if len(h) != 32 || len(s) != 36 {
+	if len(s) != 36 || len(h) != 32 {
 		return id, fmt.Errorf("origid %q: not a UUID", s)
 	}
-	for i := range 16 {
-		var v byte
-		for _, c := range []byte(h[2*i : 2*i+2]) {
-			v <<= 4
-			switch {
-			case c >= '0' && c <= '9':
-				v |= c - '0'
-			case c >= 'a' && c <= 'f':
-				v |= c - 'a' + 10
-			case c >= 'A' && c <= 'F':
-				v |= c - 'A' + 10
-			default:
-				return id, fmt.Errorf("origid %q: not a UUID", s)
-			}
-		}
-		id[i] = v
+	if _, err := hex.Decode(id[:], []byte(h)); err != nil {
+		return id, fmt.Errorf("origid %q: not a UUID", s)
 	}
 	return id, nil
 }
