@@ -10,7 +10,7 @@ FUZZTIME ?= 3s
 # Debian packages the build, the tests and the demo use.
 APT_PKGS := clang llvm libbpf-dev bpftool linux-libc-dev softhsm2 opensc sip-tester \
             kamailio kamailio-secsipid-modules tshark ansible-core iproute2 openssl \
-            procps psmisc python3 curl
+            procps psmisc python3 curl openssh-server ansible-lint ethtool gnuplot-nox
 
 export GOTOOLCHAIN := local
 
@@ -36,6 +36,7 @@ build:
 
 -include bpf/Makefile.inc
 -include interop/Makefile.inc
+-include deploy/ansible/Makefile.inc
 
 ## check-generated: regenerate the committed BPF objects and fail when they are stale
 check-generated: bpf-check
@@ -44,8 +45,9 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-## test: everything CI runs: vet, stale BPF objects, unit + integration + namespace tests, race, fuzz smoke
-test: deps vet check-generated build test-unit test-race fuzz-smoke
+## test: everything CI runs: vet, stale BPF objects, ansible-lint, unit + integration + namespace + ansible tests
+## (go test ./... includes the Ansible role test), race, fuzz smoke
+test: deps vet check-generated lint-ansible build test-unit test-race fuzz-smoke
 	@echo "make test: all green"
 
 test-unit:
