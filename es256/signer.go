@@ -223,6 +223,41 @@ func (s *Signer) Sign(digest *[32]byte, sig *[64]byte) error {
 	}
 }
 
+// TrySign is Sign for callers that must not block: with a precomputed
+// token in the pool it signs (about 0.1 µs) and reports true; with the pool
+// empty it asks a worker to refill and reports false at once, computing
+// nothing, so that the caller can take another path.
+func (s *Signer) TrySign(digest *[32]byte, sig *[64]byte) (bool, error) {
+	var e elem
+	setBytes(&e, digest)
+	reduceOnce(&e, &e, &orderN)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return false, ErrClosed
+		}
+		if s.count == 0 {
+			s.mu.Unlock()
+			s.wake()
+			return false, nil
+		}
+		s.count--
+		tok := &s.pool[s.count]
+		ok := online(tok, &e, sig)
+		*tok = token{}
+		low := s.count < s.lowWater
+		s.mu.Unlock()
+		s.used.Add(1)
+		if low {
+			s.wake()
+		}
+		if ok {
+			return true, nil
+		}
+	}
+}
+
 // signInline computes a batch of tokens on the calling goroutine, signs
 // with the first and pools the rest.
 func (s *Signer) signInline(e *elem, sig *[64]byte) (bool, error) {

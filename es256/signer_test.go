@@ -594,3 +594,40 @@ func FuzzSign(f *testing.F) {
 		verify(t, &key.PublicKey, &d, &sig)
 	})
 }
+
+func TestTrySign(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No workers: the pool is only filled by Sign's inline batches.
+	s, err := New(key, Options{Workers: -1, PoolSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var d [32]byte
+	var sig [64]byte
+	if ok, err := s.TrySign(&d, &sig); ok || err != nil {
+		t.Fatalf("TrySign on an empty pool: %v %v", ok, err)
+	}
+	if s.Stats().TokensMade != 0 {
+		t.Fatal("TrySign computed tokens")
+	}
+	if err := s.Sign(&d, &sig); err != nil { // fills the pool with an inline batch
+		t.Fatal(err)
+	}
+	d[0] = 7
+	ok, err := s.TrySign(&d, &sig)
+	if !ok || err != nil {
+		t.Fatalf("TrySign with tokens pooled: %v %v", ok, err)
+	}
+	r, ss := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	if !ecdsa.Verify(&key.PublicKey, d[:], r, ss) {
+		t.Fatal("TrySign signature does not verify")
+	}
+	s.Close()
+	if _, err := s.TrySign(&d, &sig); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -488,4 +490,52 @@ func TestAuditRecordPerSignedCall(t *testing.T) {
 	if strings.Contains(line, "aud@198.18.1.2") {
 		t.Error("raw Call-ID in the audit log (must be hashed)")
 	}
+}
+
+// With a software key first in an hsm.Chain, a warm nonce pool lets the
+// loop sign at once; the result is the same verified Identity.
+func TestSignOnLoopWithWarmSoftware(t *testing.T) {
+	te := start(t, Proxy, func(c *Config, te *testEnv) {
+		soft, err := hsm.NewSoftware("soft", te.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { soft.Close() })
+		cert := selfSigned(t, te.key)
+		chain, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: soft}}}, cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { chain.Close() })
+		c.Signer = chain
+	})
+	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+	before := mSignedOnLoop.Get()
+	for i := range 50 {
+		te.send(t, invite(ca, fmt.Sprintf("loop%d", i), ""))
+		got, _ := recv(t, te.next)
+		m := parse(t, got)
+		id, err := passport.ParseIdentity(string(m.Identity[0].In(got)))
+		if err != nil || passport.VerifySignature(&te.key.PublicKey, id) != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		time.Sleep(2 * time.Millisecond) // let the refill worker keep up
+	}
+	if mSignedOnLoop.Get() == before {
+		t.Fatal("no call was signed on the loop")
+	}
+}
+
+func selfSigned(t testing.TB, key *ecdsa.PrivateKey) *x509.Certificate {
+	t.Helper()
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -57,6 +57,12 @@ func newJob(l *loop) *job {
 // the Identity header (or P-Identity-Bypass) and queues the result for the
 // loop's sender.
 func (j *job) done(r *hsm.Request) {
+	j.complete(r)
+	j.l.sendq <- j
+}
+
+// complete builds the datagram to send for an answered request.
+func (j *job) complete(r *hsm.Request) {
 	s := j.l.s
 	if r.Err == nil {
 		j.hdr = append(j.hdr[:0], "Identity: "...)
@@ -89,7 +95,6 @@ func (j *job) done(r *hsm.Request) {
 		j.out = s.stampRequest(j.out[:0], j.pkt, &j.msg, j.src, j.hdr, j.sc)
 		mForwarded.Inc()
 	}
-	j.l.sendq <- j
 }
 
 func (j *job) contact() []byte {

@@ -13,6 +13,7 @@ var (
 	mSignedA        = metrics.NewCounter(`shakenline_calls_signed_total{attest="A"}`)
 	mSignedB        = metrics.NewCounter(`shakenline_calls_signed_total{attest="B"}`)
 	mSignedC        = metrics.NewCounter(`shakenline_calls_signed_total{attest="C"}`)
+	mSignedOnLoop   = metrics.NewCounter(`shakenline_calls_signed_on_loop_total`) // of the signed: finished on the loop (warm software pool)
 	mUnsignedNoOrig = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="no-orig-tn"}`)
 	mUnsignedNoDest = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="no-dest-tn"}`)
 	mUnsignedSigned = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="already-signed"}`)

@@ -272,6 +272,44 @@ func (c *Chain) Submit(r *Request) error {
 	return nil
 }
 
+// trySigner is a signer that can sign at once without blocking (the
+// software signer with a warm nonce pool).
+type trySigner interface {
+	TrySignDigest(shard int, digest *[32]byte, sig *[64]byte) bool
+}
+
+// TrySign signs r on the caller's goroutine when the link the chain would
+// pick for it (the first usable one whose breaker is closed) can sign
+// without blocking, and reports whether it did; on true r.Sig and
+// r.SignedBy are set and Done is NOT called. On false nothing happened and
+// the caller submits r. The chain's order is kept: when an HSM comes first,
+// TrySign always reports false. shard spreads callers over the signer's
+// nonce pools (an event loop passes its own index). The latency histogram
+// is not updated on this path (its mutex would be shared by all loops).
+func (c *Chain) TrySign(r *Request, shard int) bool {
+	for _, l := range c.links {
+		if !l.usable() {
+			continue
+		}
+		ok, probe := l.br.allow()
+		if !ok {
+			continue
+		}
+		if probe {
+			l.br.unprobe()
+			return false
+		}
+		ts, can := l.s.(trySigner)
+		if !can || !ts.TrySignDigest(shard, &r.Digest, &r.Sig) {
+			return false
+		}
+		l.mSigned.Inc()
+		r.Err, r.SignedBy = nil, l.name
+		return true
+	}
+	return false
+}
+
 // dispatch queues r at the first link from index from on that is usable
 // and whose breaker admits it.
 func (c *Chain) dispatch(r *Request, from int) error {

@@ -265,3 +265,47 @@ func TestBypassReason(t *testing.T) {
 		}
 	}
 }
+
+// TrySign signs on the caller's goroutine only when the link the chain
+// would pick can do so without blocking: a software key with a warm pool.
+func TestChainTrySign(t *testing.T) {
+	key := newKey(t)
+	cert, _ := softhsmtest.SelfSigned(key, "sp")
+	soft, _ := hsm.NewSoftware("soft", key)
+	t.Cleanup(func() { soft.Close() })
+	c, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: soft}}}, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r := &hsm.Request{Done: func(*hsm.Request) { t.Error("Done called on the synchronous path") }}
+	_, _ = rand.Read(r.Digest[:])
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.TrySign(r, 3) { // the first call finds the pool cold and wakes its refill
+		if time.Now().After(deadline) {
+			t.Fatal("TrySign never succeeded with a software signer first")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.SignedBy != "soft" || r.Err != nil || !signertest.Verify(&key.PublicKey, &r.Digest, &r.Sig) {
+		t.Fatalf("TrySign result: by %q err %v", r.SignedBy, r.Err)
+	}
+
+	// A signer that cannot sign synchronously comes first: the chain's order
+	// wins and TrySign declines, even though the next link could.
+	h := &hangSigner{Signer: soft, release: make(chan struct{})}
+	close(h.release)
+	soft2, _ := hsm.NewSoftware("soft2", key)
+	t.Cleanup(func() { soft2.Close() })
+	c2, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: h}, {Signer: soft2}}}, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	for range 50 {
+		if c2.TrySign(r, 0) {
+			t.Fatal("TrySign skipped the first signer of the chain")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 
 	"golang.org/x/crypto/cryptobyte"
 
@@ -18,10 +20,14 @@ import (
 // chain and the signer of labs and nodes without an HSM. The key must be the
 // provider's own (the one its certificate names); see docs/KEYS.md for how it
 // is provisioned. Close wipes the nonce pool and the key copy.
+//
+// The nonce pool is sharded, one es256.Signer per CPU, so that event loops
+// signing synchronously (TrySignDigest with their own shard) share no lock.
 type Software struct {
-	name string
-	pub  *ecdsa.PublicKey
-	es   *es256.Signer
+	name   string
+	pub    *ecdsa.PublicKey
+	shards []*es256.Signer
+	next   atomic.Uint32 // round robin for SignDigest
 }
 
 // NewSoftware wraps a P-256 private key.
@@ -32,12 +38,18 @@ func NewSoftware(name string, key *ecdsa.PrivateKey) (*Software, error) {
 	if name == "" {
 		name = "soft"
 	}
-	es, err := es256.New(key, es256.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("hsm: software signer: %w", err)
+	s := &Software{name: name}
+	for range max(1, min(runtime.GOMAXPROCS(0), 16)) {
+		es, err := es256.New(key, es256.Options{})
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("hsm: software signer: %w", err)
+		}
+		s.shards = append(s.shards, es)
 	}
 	pub := key.PublicKey
-	return &Software{name: name, pub: &pub, es: es}, nil
+	s.pub = &pub
+	return s, nil
 }
 
 func (s *Software) Name() string             { return s.name }
@@ -45,15 +57,25 @@ func (s *Software) Public() *ecdsa.PublicKey { return s.pub }
 
 // SignDigest implements Signer.
 func (s *Software) SignDigest(_ context.Context, digest *[32]byte, sig *[64]byte) error {
-	if err := s.es.Sign(digest, sig); err != nil {
+	sh := s.shards[int(s.next.Add(1))%len(s.shards)]
+	if err := sh.Sign(digest, sig); err != nil {
 		return fmt.Errorf("hsm: software sign: %w", err)
 	}
 	return nil
 }
 
-// Close stops the nonce workers and wipes the pool.
+// TrySignDigest signs at once from shard's pool of precomputed nonces, or
+// reports false without computing anything when that pool is empty.
+func (s *Software) TrySignDigest(shard int, digest *[32]byte, sig *[64]byte) bool {
+	ok, err := s.shards[uint(shard)%uint(len(s.shards))].TrySign(digest, sig)
+	return ok && err == nil
+}
+
+// Close stops the nonce workers and wipes the pools.
 func (s *Software) Close() error {
-	s.es.Close()
+	for _, sh := range s.shards {
+		sh.Close()
+	}
 	return nil
 }
 
