@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"io"
 	"log/slog"
 	"net"
@@ -168,6 +169,27 @@ func BenchmarkLoopChainSoftware(b *testing.B) {
 	for b.Loop() {
 		l.handle(inv, src)
 	}
+}
+
+// BenchmarkLoopCryptoECDSA is BenchmarkLoopSoftwareSigner with the standard
+// library's ECDSA (hedged nonce, inversion and k·G per signature) in place
+// of es256: the same loop, the same syscalls, only the signer differs.
+func BenchmarkLoopCryptoECDSA(b *testing.B) {
+	l, src := benchLoop(b, stdSigner{newKey(b)})
+	inv := invite(src, "bench", "")
+	b.ReportAllocs()
+	for b.Loop() {
+		l.handle(inv, src)
+	}
+}
+
+// stdSigner signs with crypto/ecdsa (for the comparison benchmark only).
+type stdSigner struct{ k *ecdsa.PrivateKey }
+
+func (s stdSigner) Name() string             { return "crypto/ecdsa" }
+func (s stdSigner) Public() *ecdsa.PublicKey { return &s.k.PublicKey }
+func (s stdSigner) SignDigest(ctx context.Context, d *[32]byte, sig *[64]byte) error {
+	return softSigner{s.k}.SignDigest(ctx, d, sig)
 }
 
 func BenchmarkStampRequest(b *testing.B) {
