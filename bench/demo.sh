@@ -5,8 +5,8 @@
 set -euo pipefail
 BIN=$(readlink -f "${1:-bin/appliance}")
 HERE=$(cd "$(dirname "$0")" && pwd)
-CALLS=${DEMO_CALLS:-5000}
-RATE=${DEMO_RATE:-1000}
+CALLS=${DEMO_CALLS:-12500}
+RATE=${DEMO_RATE:-2500}
 T=$(mktemp -d /tmp/shakenline-demo.XXXXXX)
 pids=()
 cleanup() {
