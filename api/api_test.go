@@ -798,3 +798,12 @@ func TestUnknownRoutes(t *testing.T) {
 	_ = bytes.MinRead
 	var _ *ecdsa.PublicKey
 }
+
+// An iat far enough ahead to wrap a time.Duration is still refused.
+func TestSignIATOverflowRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, iat := range []int64{time.Now().Unix() + 18446744074, time.Now().Unix() + 3600, 1 << 62} {
+		r := e.do(t, "POST", "/stir/v1/signing", signBody("A", "12155550100", []string{"12155550199"}, iat, ""))
+		checkErr(t, r, 400, "serviceException", "SVC4005")
+	}
+}

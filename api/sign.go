@@ -100,7 +100,10 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	}
 	c.Attest = (*f.Attest)[0]
 	now := s.cfg.Now()
-	if d := time.Duration(*f.IAT-now.Unix()) * time.Second; *f.IAT <= 0 || d > s.cfg.Freshness || -d > s.cfg.Freshness {
+	// Compared in whole seconds: a Duration product would wrap for an iat
+	// centuries away and pass the check.
+	w := int64(s.cfg.Freshness / time.Second)
+	if d := *f.IAT - now.Unix(); *f.IAT <= 0 || d > w || d < -w {
 		return newErr(svc4005, "iat", fmt.Sprintf("%d is outside the %v freshness window", *f.IAT, s.cfg.Freshness))
 	}
 	c.IAT = *f.IAT

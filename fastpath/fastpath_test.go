@@ -539,3 +539,26 @@ func selfSigned(t testing.TB, key *ecdsa.PrivateKey) *x509.Certificate {
 	}
 	return c
 }
+
+// On a dual-stack socket IPv4 peers arrive v4-mapped; a request from the
+// next hop must still be recognised as such and routed by its Request-URI.
+func TestDualStackFromNextHop(t *testing.T) {
+	var port uint16
+	te := start(t, Proxy, func(c *Config, te *testEnv) {
+		port = c.Listen.Port()
+		c.Listen = netip.AddrPortFrom(netip.IPv6Unspecified(), port)
+		c.Advertise = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	})
+	te.addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+	bye := []byte("BYE sip:alice@" + ca.String() + " SIP/2.0\r\nVia: SIP/2.0/UDP " + te.next.LocalAddr().String() + ";branch=z9hG4bKbye\r\n" +
+		"From: <sip:+12155550123@198.18.2.2>;tag=s\r\nTo: <sip:+12155550100@198.18.1.2>;tag=c\r\nCall-ID: ds\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+	if _, err := te.next.WriteToUDPAddrPort(bye, te.addr); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := recv(t, te.client)
+	if !bytes.HasPrefix(got, []byte("BYE ")) {
+		t.Fatalf("client got %q", got)
+	}
+	noRecv(t, te.next, 200*time.Millisecond)
+}

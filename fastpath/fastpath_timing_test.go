@@ -205,3 +205,14 @@ func BenchmarkStampRequest(b *testing.B) {
 		l.out = l.s.stampRequest(l.out[:0], inv, &l.msg, src, hdr, l.sc)
 	}
 }
+
+// A flood of malformed datagrams costs no allocation and takes no lock once
+// the first one has been logged.
+func TestAllocsMalformed(t *testing.T) {
+	l, src := benchLoop(t, nil)
+	bad := []byte("INVITE sip:x@198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bKx\r\nCSeq: notanumber\r\n\r\n")
+	l.handle(bad, src) // the one line a minute
+	if n := testing.AllocsPerRun(1000, func() { l.handle(bad, src) }); n != 0 {
+		t.Fatalf("%.2f allocations per malformed datagram", n)
+	}
+}

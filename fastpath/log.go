@@ -3,49 +3,47 @@ package fastpath
 import (
 	"fmt"
 	"log/slog"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// logLimiter logs a condition the first time it happens and then at most
-// once a minute, with the number of occurrences in between, so that a flood
-// of bad packets cannot flood the log (each case also has a counter).
-type logLimiter struct {
-	log  *slog.Logger
-	mu   sync.Mutex // taken only on the (rare) error paths
-	last map[string]*limitState
-}
+// logKey names a condition the fast path logs about.
+type logKey int
 
-type limitState struct {
-	at         time.Time
-	suppressed int
+const (
+	logHeartbeat logKey = iota
+	logInternalError
+	logMalformedRequest
+	logMalformedResponse
+	logReinject
+	nLogKeys
+)
+
+// logLimiter lets a condition be logged the first time it happens and then
+// at most once a minute, with the number of occurrences in between, so that
+// a flood of bad packets cannot flood the log (each case also has a
+// counter). allow is lock-free; callers build their log arguments only when
+// it says yes, so a suppressed line costs no allocation.
+type logLimiter struct {
+	st [nLogKeys]struct {
+		next       atomic.Int64 // unix ns before which the key stays quiet
+		suppressed atomic.Int64
+	}
 }
 
 const logEvery = time.Minute
 
-func (l *logLimiter) warn(key, msg string, args ...any) {
-	l.mu.Lock()
-	if l.last == nil {
-		l.last = map[string]*limitState{}
+// allow reports whether a line for k may be written now, and how many were
+// suppressed since the last one.
+func (l *logLimiter) allow(k logKey) (bool, int64) {
+	st := &l.st[k]
+	now := time.Now().UnixNano()
+	n := st.next.Load()
+	if now < n || !st.next.CompareAndSwap(n, now+int64(logEvery)) {
+		st.suppressed.Add(1)
+		return false, 0
 	}
-	st, ok := l.last[key]
-	if !ok {
-		st = &limitState{}
-		l.last[key] = st
-	}
-	now := time.Now()
-	if ok && now.Sub(st.at) < logEvery {
-		st.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	n := st.suppressed
-	st.at, st.suppressed = now, 0
-	l.mu.Unlock()
-	if n > 0 {
-		args = append(args, "suppressed_since_last", n)
-	}
-	l.log.Warn(msg, args...)
+	return true, st.suppressed.Swap(0)
 }
 
 // gnetLogger routes gnet's own log lines into slog.

@@ -163,7 +163,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.viaHost = []byte(host)
 	s.viaPrefix = fmt.Appendf(nil, "Via: SIP/2.0/UDP %s:%d;branch=", host, adv.Port())
-	s.limit.log = cfg.Logger
 	if cfg.VerifyWorkers <= 0 {
 		s.cfg.VerifyWorkers = runtime.GOMAXPROCS(0)
 	}
@@ -241,7 +240,9 @@ const heartbeatEvery = 100 * time.Millisecond
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	if st := h.s.cfg.Steering; st != nil {
 		if err := st.Heartbeat(); err != nil {
-			h.s.limit.warn("heartbeat", "fastpath: XDP heartbeat failed; INVITEs pass unsigned until it succeeds", "err", err)
+			if ok, n := h.s.limit.allow(logHeartbeat); ok {
+				h.s.log.Warn("fastpath: XDP heartbeat failed; INVITEs pass unsigned until it succeeds", "err", err, "suppressed_since_last", n)
+			}
 		}
 	}
 	return heartbeatEvery, gnet.None
@@ -258,7 +259,10 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		l.inline(pkt)
 		return gnet.None
 	}
-	l.handle(pkt, ua.AddrPort())
+	// A dual-stack socket reports IPv4 peers v4-mapped; policy prefixes,
+	// the next-hop comparison and received= all want the plain address.
+	ap := ua.AddrPort()
+	l.handle(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	return gnet.None
 }
 
@@ -345,7 +349,9 @@ func (l *loop) handle(pkt []byte, src netip.AddrPort) {
 	defer func() {
 		if r := recover(); r != nil {
 			mPanics.Inc()
-			l.s.limit.warn("internal-error", "fastpath: recovered from a panic while handling a datagram; it was dropped", "panic", fmt.Sprint(r))
+			if ok, n := l.s.limit.allow(logInternalError); ok {
+				l.s.log.Warn("fastpath: recovered from a panic while handling a datagram; it was dropped", "panic", fmt.Sprint(r), "suppressed_since_last", n)
+			}
 		}
 	}()
 	mPackets.Inc()
@@ -374,7 +380,9 @@ func (l *loop) inline(pkt []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			mPanics.Inc()
-			l.s.limit.warn("internal-error", "fastpath: recovered from a panic while handling a datagram; it was dropped", "panic", fmt.Sprint(r))
+			if ok, n := l.s.limit.allow(logInternalError); ok {
+				l.s.log.Warn("fastpath: recovered from a panic while handling a datagram; it was dropped", "panic", fmt.Sprint(r), "suppressed_since_last", n)
+			}
 		}
 	}()
 	mPackets.Inc()
@@ -389,7 +397,9 @@ func (l *loop) inline(pkt []byte) {
 		mMalformedReq.Inc()
 		mUnsignedBad.Inc()
 		l.reinject(payload)
-		l.s.limit.warn("malformed-request", "fastpath: malformed SIP request passed on unsigned", "from", flow.Src, "err", err)
+		if ok, n := l.s.limit.allow(logMalformedRequest); ok {
+			l.s.log.Warn("fastpath: malformed SIP request passed on unsigned", "from", flow.Src, "err", err, "suppressed_since_last", n)
+		}
 		return
 	}
 	if m.IsRequest && m.Method == sip.MethodInvite && m.To.Tag.Empty() {
@@ -406,7 +416,9 @@ func (l *loop) inline(pkt []byte) {
 func (l *loop) reinject(b []byte) {
 	if err := l.s.cfg.Reinjector.Send(l.flow, b); err != nil {
 		mSendErrors.Inc()
-		l.s.limit.warn("reinject", "fastpath: reinjection failed", "err", err)
+		if ok, n := l.s.limit.allow(logReinject); ok {
+			l.s.log.Warn("fastpath: reinjection failed", "err", err, "suppressed_since_last", n)
+		}
 		return
 	}
 	mSent.Inc()
@@ -416,7 +428,9 @@ func (l *loop) malformed(pkt []byte, src netip.AddrPort, err error) {
 	isResp := len(pkt) >= 8 && string(pkt[:8]) == "SIP/2.0 "
 	if isResp {
 		mMalformedResp.Inc()
-		l.s.limit.warn("malformed-response", "fastpath: malformed SIP response dropped", "from", src, "err", err)
+		if ok, n := l.s.limit.allow(logMalformedResponse); ok {
+			l.s.log.Warn("fastpath: malformed SIP response dropped", "from", src, "err", err, "suppressed_since_last", n)
+		}
 		return
 	}
 	mMalformedReq.Inc()
@@ -427,7 +441,9 @@ func (l *loop) malformed(pkt []byte, src netip.AddrPort, err error) {
 		if m.IsRequest && !m.Via.Value.Empty() && !m.CallID.Empty() && !m.From.Value.Empty() && !m.To.Value.Empty() {
 			l.reply(pkt, src, 400, "Bad Request", l.s.reasonHeader(err))
 		}
-		l.s.limit.warn("malformed-request", "fastpath: malformed SIP request answered 400 where possible", "from", src, "err", err)
+		if ok, n := l.s.limit.allow(logMalformedRequest); ok {
+			l.s.log.Warn("fastpath: malformed SIP request answered 400 where possible", "from", src, "err", err, "suppressed_since_last", n)
+		}
 	default:
 		// A stateless proxy that cannot parse a request forwards it as it
 		// is: its Via still routes the responses straight to the sender.
@@ -437,7 +453,9 @@ func (l *loop) malformed(pkt []byte, src netip.AddrPort, err error) {
 		} else {
 			mUnroutable.Inc()
 		}
-		l.s.limit.warn("malformed-request", "fastpath: malformed SIP request forwarded unsigned", "from", src, "err", err)
+		if ok, n := l.s.limit.allow(logMalformedRequest); ok {
+			l.s.log.Warn("fastpath: malformed SIP request forwarded unsigned", "from", src, "err", err, "suppressed_since_last", n)
+		}
 	}
 }
 

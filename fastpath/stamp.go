@@ -15,10 +15,12 @@ type edit struct {
 	ins     []byte
 }
 
-// edits is a small, fixed set of edits applied in offset order.
+// edits is a small, fixed set of edits applied in offset order: at most a
+// verstat insert and delete, Max-Forwards, our Via, received, rport and one
+// header.
 type edits struct {
 	n int
-	e [6]edit
+	e [8]edit
 }
 
 func (es *edits) add(at, del int, ins []byte) {
@@ -27,11 +29,15 @@ func (es *edits) add(at, del int, ins []byte) {
 }
 
 // apply appends pkt with the edits applied to dst. Edits are sorted by
-// offset, stable for equal offsets (an insertion sort over at most six).
+// offset (an insertion sort over at most eight); at one offset, pure
+// inserts come before a replacement, which would otherwise move past the
+// offset and swallow them (our Via before a Max-Forwards that is the first
+// header line); otherwise the order of add is kept.
 func (es *edits) apply(dst, pkt []byte) []byte {
 	e := es.e[:es.n]
+	before := func(a, b edit) bool { return a.at < b.at || a.at == b.at && a.del == 0 && b.del > 0 }
 	for i := 1; i < len(e); i++ {
-		for j := i; j > 0 && e[j].at < e[j-1].at; j-- {
+		for j := i; j > 0 && before(e[j], e[j-1]); j-- {
 			e[j], e[j-1] = e[j-1], e[j]
 		}
 	}
@@ -106,32 +112,41 @@ func (s *Server) stampRequestEdit(dst, pkt []byte, m *sip.Message, src netip.Add
 	return sc.ed.apply(dst, pkt)
 }
 
-// annotateVia adds received= (the source address, when it differs from the
-// sent-by host) and fills a valueless rport with the source port.
+// annotateVia makes the previous top Via name the real source (RFC 3261
+// section 18.2.1, RFC 3581 section 4): received= is set to the source
+// address when it differs from the sent-by or when rport is present, and
+// rport is set to the source port. Values the sender wrote into received or
+// rport itself are replaced, never trusted: they would let a client send
+// every response of the transaction to an address of its choosing.
 func (s *Server) annotateVia(pkt []byte, m *sip.Message, src netip.AddrPort, sc *scratch) {
 	v := &m.Via
 	if v.Value.Empty() {
 		return
 	}
-	sc.recv = sc.recv[:0]
 	host := v.Host.In(pkt)
 	if len(host) > 1 && host[0] == '[' {
 		host = host[1 : len(host)-1]
 	}
 	var ipbuf [64]byte
 	ip := src.Addr().Unmap().AppendTo(ipbuf[:0])
-	if !bytes.EqualFold(host, ip) && v.Received.Empty() {
-		sc.recv = append(sc.recv, ";received="...)
-		sc.recv = append(sc.recv, ip...)
-	}
-	if v.HasRPort && v.RPort.Empty() {
-		if at := rportEnd(pkt[v.Value.Start:v.Value.End]); at >= 0 {
+	// rport first: a valueless rport ending the via-parm and a new
+	// received are inserted at the same offset, in this order.
+	if v.HasRPort {
+		if !v.RPort.Empty() {
+			sc.rport = strconv.AppendUint(sc.rport[:0], uint64(src.Port()), 10)
+			sc.ed.add(int(v.RPort.Start), v.RPort.Len(), sc.rport)
+		} else if at := rportEnd(pkt[v.Value.Start:v.Value.End]); at >= 0 {
 			sc.rport = append(sc.rport[:0], '=')
 			sc.rport = strconv.AppendUint(sc.rport, uint64(src.Port()), 10)
 			sc.ed.add(int(v.Value.Start)+at, 0, sc.rport)
 		}
 	}
-	if len(sc.recv) > 0 {
+	switch {
+	case !v.Received.Empty():
+		sc.recv = append(sc.recv[:0], ip...)
+		sc.ed.add(int(v.Received.Start), v.Received.Len(), sc.recv)
+	case v.HasRPort || !bytes.EqualFold(host, ip):
+		sc.recv = append(append(sc.recv[:0], ";received="...), ip...)
 		sc.ed.add(int(v.Value.End), 0, sc.recv)
 	}
 }

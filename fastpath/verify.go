@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shakenline/shakenline/sip"
@@ -112,24 +113,32 @@ func (j *job) finishVerify(r VerifyResult) {
 		j.hdr = append(j.hdr, "\"\r\n"...)
 		j.out = appendResponse(j.out[:0], j.pkt, &j.msg, r.Code, reasonPhrase(r.Code), j.hdr)
 		j.dst = j.src
+		// Inline: the answer goes back to the caller from the callee's
+		// address, as if the callee had sent it.
+		j.flow.Src, j.flow.Dst = j.flow.Dst, j.flow.Src
 		mVerifyRejected.Inc()
 		j.l.sendq <- j
 		return
 	}
 	// Annotate: verstat on the identity the caller is shown (RFC 8224
 	// section 6.2.3: P-Asserted-Identity or From, tel or sip user=phone).
+	// A verstat the caller wrote into that URI is replaced: only ours
+	// counts.
 	var ann edit
-	ann.at = verstatPoint(j.pkt, &j.msg)
-	if ann.at >= 0 {
+	ann.at = -1
+	if u, at := verstatPoint(j.pkt, &j.msg); at >= 0 {
 		j.hdr = append(j.hdr[:0], ";verstat="...)
 		j.hdr = append(j.hdr, r.Verstat...)
-		ann.ins = j.hdr
+		ann = edit{at: at, ins: j.hdr}
+		if old := existingVerstat(j.pkt, u); old.Len() > 0 {
+			ann = edit{at: int(old.Start), del: old.Len(), ins: j.hdr}
+		}
 	}
 	switch s.cfg.Mode {
 	case Inline:
 		j.sc.ed.n = 0
 		if ann.at >= 0 {
-			j.sc.ed.add(ann.at, 0, ann.ins)
+			j.sc.ed.add(ann.at, ann.del, ann.ins)
 		}
 		j.out = j.sc.ed.apply(j.out[:0], j.pkt)
 	default:
@@ -139,10 +148,28 @@ func (j *job) finishVerify(r VerifyResult) {
 	j.l.sendq <- j
 }
 
+// existingVerstat is the span of a ";verstat=..." parameter already in the
+// URI u (up to the next ';', '@', '>' or the end), empty when there is none.
+func existingVerstat(pkt []byte, u sip.Span) sip.Span {
+	b := u.In(pkt)
+	const p = ";verstat="
+	for i := 0; i+len(p) <= len(b); i++ {
+		if !strings.EqualFold(string(b[i:i+len(p)]), p) {
+			continue
+		}
+		e := i + len(p)
+		for e < len(b) && b[e] != ';' && b[e] != '@' && b[e] != '>' && b[e] != '?' {
+			e++
+		}
+		return sip.Span{Start: u.Start + int32(i), End: u.Start + int32(e)}
+	}
+	return sip.Span{}
+}
+
 // verstatPoint is where ";verstat=..." goes: after the number of the first
-// P-Asserted-Identity that is a telephone number, else of From; -1 when
-// neither names a number.
-func verstatPoint(pkt []byte, m *sip.Message) int {
+// P-Asserted-Identity that is a telephone number, else of From. It returns
+// that URI's span too; at is -1 when neither names a number.
+func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int) {
 	var raw [64]byte
 	try := func(u sip.Span) int {
 		if _, _, ok := sip.TelephoneNumber(u.In(pkt), raw[:0]); !ok {
@@ -166,10 +193,10 @@ func verstatPoint(pkt []byte, m *sip.Message) int {
 	}
 	for i := 0; i < int(m.NumPAI); i++ {
 		if at := try(m.PAI[i].URI); at >= 0 {
-			return at
+			return m.PAI[i].URI, at
 		}
 	}
-	return try(m.From.URI)
+	return m.From.URI, try(m.From.URI)
 }
 
 func reasonPhrase(code int) string {

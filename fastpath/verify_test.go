@@ -91,13 +91,18 @@ func TestTerminatingVerify(t *testing.T) {
 		{"tampered", strings.Replace(good, ".", ".e", 1), VerstatFailed},
 		{"orig mismatch", sign("12155559999", "12155550123"), VerstatFailed},
 		{"none", "", VerstatNone},
+		{"caller's own verstat replaced", strings.Replace(good, ".", ".e", 1), VerstatFailed},
 	}
 	for i, c := range cases {
 		extra := ""
 		if c.identity != "" {
 			extra = "Identity: " + c.identity + "\r\n"
 		}
-		te.send(t, invite(ca, "v"+string(rune('a'+i)), extra))
+		inv := invite(ca, "v"+string(rune('a'+i)), extra)
+		if strings.HasPrefix(c.name, "caller's") {
+			inv = bytes.Replace(inv, []byte("<tel:+1-215-555-0100>"), []byte("<tel:+1-215-555-0100;verstat=TN-Validation-Passed>"), 1)
+		}
+		te.send(t, inv)
 		got, _ := recv(t, te.next)
 		pai := header(got, "P-Asserted-Identity")
 		if len(pai) != 1 || pai[0] != "<tel:+1-215-555-0100;verstat="+c.verstat+">" {
@@ -133,7 +138,7 @@ func TestVerstatPointSIPURI(t *testing.T) {
 	if err := m.Parse(msg); err != nil {
 		t.Fatal(err)
 	}
-	at := verstatPoint(msg, &m)
+	_, at := verstatPoint(msg, &m)
 	got := string(msg[:at]) + ";verstat=X" + string(msg[at:])
 	if !strings.Contains(got, "<sip:+12155550100;verstat=X@198.18.1.2;user=phone>") {
 		t.Fatalf("verstat placed wrong:\n%s", got)
