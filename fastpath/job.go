@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -57,6 +58,18 @@ func newJob(l *loop) *job {
 // the Identity header (or P-Identity-Bypass) and queues the result for the
 // loop's sender.
 func (j *job) done(r *hsm.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			// A defect must not take the process (and every call) down:
+			// drop this datagram, count it, and let the caller retransmit.
+			mPanics.Inc()
+			if ok, n := j.l.s.limit.allow(logInternalError); ok {
+				j.l.s.log.Error("fastpath: recovered from a panic while stamping a signed request; it was dropped",
+					"panic", fmt.Sprint(p), "suppressed_since_last", n)
+			}
+			j.l.free <- j
+		}
+	}()
 	j.complete(r)
 	j.l.sendq <- j
 }

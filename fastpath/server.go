@@ -88,6 +88,7 @@ type Config struct {
 	CertFingerprint string          // for the audit records
 	Verifier        Verifier        // terminating side (policy actions verify, verify-reject); nil: such calls pass unverified
 	VerifyWorkers   int             // default GOMAXPROCS
+	VerifyBudget    time.Duration   // per-call verification deadline, x5u and CRL fetches included; default 1s
 	Steering        *bpf.Steering   // decodes the XDP metadata; its heartbeat is kept fresh from a loop tick
 	Reinjector      *bpf.Reinjector // sends with the original source address
 
@@ -165,6 +166,9 @@ func New(cfg Config) (*Server, error) {
 	s.viaPrefix = fmt.Appendf(nil, "Via: SIP/2.0/UDP %s:%d;branch=", host, adv.Port())
 	if cfg.VerifyWorkers <= 0 {
 		s.cfg.VerifyWorkers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.VerifyBudget <= 0 {
+		s.cfg.VerifyBudget = time.Second
 	}
 	s.verifyq = make(chan *job, cfg.MaxInFlight)
 	return s, nil

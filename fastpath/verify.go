@@ -89,7 +89,13 @@ func (s *Server) verifyWorker(ctx context.Context) {
 		for i := 0; i < int(j.msg.NumIdentity); i++ {
 			ids = append(ids, j.msg.Identity[i].In(j.pkt))
 		}
-		r := s.cfg.Verifier.Verify(ctx, ids, j.orig, j.dest, s.cfg.Now())
+		// A bounded wait per call: an x5u or CRL that does not come in time
+		// fails this call's verification (436 or fail-open CRL, as the
+		// verifier decides) rather than holding a worker while the queue
+		// behind it fills.
+		vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyBudget)
+		r := s.cfg.Verifier.Verify(vctx, ids, j.orig, j.dest, s.cfg.Now())
+		cancel()
 		j.finishVerify(r)
 	}
 }

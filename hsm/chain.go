@@ -104,7 +104,8 @@ type link struct {
 	br      breaker
 	q       chan *Request
 	workers []*worker
-	wedged  atomic.Bool // every worker is stuck in a call past timeout
+	ewmaNS  atomic.Int64 // moving average of one signature's duration, 0 until measured
+	wedged  atomic.Bool  // every worker is stuck in a call past timeout
 	lastErr atomic.Pointer[errBox]
 
 	mSigned  *metrics.Counter
@@ -323,6 +324,15 @@ func (c *Chain) dispatch(r *Request, from int) error {
 		if !ok {
 			continue
 		}
+		if l.wouldMiss(r) {
+			// The queue ahead of r would outlast its budget: try the next
+			// signer, or bypass now, rather than answer after the call gave up.
+			full = true
+			if probe {
+				l.br.unprobe()
+			}
+			continue
+		}
 		r.hop = i // before the send: after it, a worker owns r
 		select {
 		case l.q <- r:
@@ -338,6 +348,29 @@ func (c *Chain) dispatch(r *Request, from int) error {
 		return ErrQueueFull
 	}
 	return ErrNoSigner
+}
+
+// wouldMiss estimates whether r, queued on l now, would start signing after
+// its deadline: the requests ahead of it, spread over l's workers, times
+// the average signature time.
+func (l *link) wouldMiss(r *Request) bool {
+	avg := l.ewmaNS.Load()
+	if avg == 0 || len(l.workers) == 0 {
+		return false
+	}
+	wait := time.Duration(int64(len(l.q)) * avg / int64(len(l.workers)))
+	return time.Now().Add(wait).After(r.Deadline)
+}
+
+// observe feeds one signature's duration into the moving average (weight
+// 1/8). Racing workers may lose an update; the estimate stays close.
+func (l *link) observe(ns int64) {
+	old := l.ewmaNS.Load()
+	if old == 0 {
+		l.ewmaNS.Store(ns)
+		return
+	}
+	l.ewmaNS.Store(old + (ns-old)/8)
 }
 
 // forward moves r past link from-1 after a failure or timeout there.
@@ -430,6 +463,7 @@ func (l *link) sign(ctx context.Context, w *worker, r *Request) {
 	w.callStart.Store(start)
 	err := l.s.SignDigest(ctx, &w.digest, &w.sig)
 	el := nanotime() - start
+	l.observe(el)
 	w.callStart.Store(0)
 	if !w.cur.CompareAndSwap(r, nil) {
 		return // timed out: the monitor sent r on

@@ -309,3 +309,66 @@ func TestChainTrySign(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// slowSigner takes a fixed time per signature, like a slow HSM.
+type slowSigner struct {
+	hsm.Signer
+	d time.Duration
+}
+
+func (s slowSigner) SignDigest(ctx context.Context, d *[32]byte, sig *[64]byte) error {
+	time.Sleep(s.d)
+	return s.Signer.SignDigest(ctx, d, sig)
+}
+
+// A request is refused at once (bypass) when the queue ahead of it would
+// outlast its budget, instead of being answered long after the call gave up.
+func TestQueueWaitBeyondBudgetRefused(t *testing.T) {
+	key := newKey(t)
+	cert, _ := softhsmtest.SelfSigned(key, "sp")
+	soft, _ := hsm.NewSoftware("soft", key)
+	t.Cleanup(func() { soft.Close() })
+	c, err := hsm.New(context.Background(), hsm.Config{Budget: 100 * time.Millisecond,
+		Signers: []hsm.SignerConfig{{Signer: slowSigner{soft, 10 * time.Millisecond}, Workers: 1, Timeout: time.Second}}}, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// Teach the chain the signer's speed.
+	done := make(chan *hsm.Request, 1000)
+	for range 3 {
+		r := &hsm.Request{Done: func(r *hsm.Request) { done <- r }}
+		if err := c.Submit(r); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+	}
+	// 60 requests at once: at 10 ms each on one worker, only about ten fit a
+	// 100 ms budget.
+	refused, late := 0, 0
+	var submitted []*hsm.Request
+	for range 60 {
+		r := &hsm.Request{Deadline: time.Now().Add(100 * time.Millisecond), Done: func(r *hsm.Request) { done <- r }}
+		if err := c.Submit(r); errors.Is(err, hsm.ErrQueueFull) {
+			refused++
+		} else if err == nil {
+			submitted = append(submitted, r)
+		} else {
+			t.Fatal(err)
+		}
+	}
+	for range submitted {
+		select {
+		case r := <-done:
+			if r.Err != nil {
+				late++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a queued request was never answered")
+		}
+	}
+	if refused < 30 {
+		t.Fatalf("only %d of 60 refused up front; %d answered late", refused, late)
+	}
+	t.Logf("%d refused at once, %d queued, %d of those past their deadline", refused, len(submitted), late)
+}

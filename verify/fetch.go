@@ -82,6 +82,9 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("2001:2::/48"),   // benchmarking
 	netip.MustParsePrefix("2001:db8::/32"), // documentation
 	netip.MustParsePrefix("100::/64"),      // discard
+	netip.MustParsePrefix("::/96"),         // IPv4-compatible (deprecated): embeds any IPv4
+	netip.MustParsePrefix("2002::/16"),     // 6to4: embeds any IPv4, private ones too
+	netip.MustParsePrefix("2001::/32"),     // Teredo: embeds an IPv4 server and client
 }
 
 // publicAddr reports whether a is a globally routable unicast address.

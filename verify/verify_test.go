@@ -352,6 +352,7 @@ func TestPublicAddr(t *testing.T) {
 		"192.168.1.1": false, "169.254.169.254": false, "0.0.0.0": false, "224.0.0.1": false, "100.64.0.1": false,
 		"198.18.0.1": false, "255.255.255.255": false, "::1": false, "::": false, "fe80::1": false, "fc00::1": false,
 		"ff02::1": false, "::ffff:127.0.0.1": false, "::ffff:8.8.8.8": true, "64:ff9b::a00:1": false, "2001:db8::1": false,
+		"::10.0.0.1": false, "::7f00:1": false, "2002:a00:1::1": false, "2002:c0a8:101::1": false, "2001:0:a00:1::1": false,
 	} {
 		if got := publicAddr(netip.MustParseAddr(a)); got != want {
 			t.Errorf("publicAddr(%s) = %v", a, got)
