@@ -189,37 +189,20 @@ func (s *Signer) Sign(digest *[32]byte, sig *[64]byte) error {
 	setBytes(&e, digest)
 	reduceOnce(&e, &e, &orderN)
 	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return ErrClosed
-		}
-		if s.count == 0 {
-			s.mu.Unlock()
-			s.wake()
+		signed, empty, err := s.pop(&e, sig)
+		switch {
+		case err != nil:
+			return err
+		case signed:
+			return nil
+		case empty:
 			ok, err := s.signInline(&e, sig)
 			if err != nil || ok {
 				return err
 			}
-			continue
 		}
-		// Pop: the slot is wiped before the lock is released, so no other
-		// Sign can ever see this token again.
-		s.count--
-		tok := &s.pool[s.count]
-		ok := online(tok, &e, sig)
-		*tok = token{}
-		low := s.count < s.lowWater
-		s.mu.Unlock()
-		s.used.Add(1)
-		if low {
-			s.wake()
-		}
-		if ok {
-			return nil
-		}
-		// s = 0 (probability ~2⁻²⁵⁶): that signature is invalid and is
-		// discarded; sign again with the next token.
+		// Otherwise s = 0 (probability ~2⁻²⁵⁶) or the inline batch was
+		// degenerate: sign again.
 	}
 }
 
@@ -232,30 +215,43 @@ func (s *Signer) TrySign(digest *[32]byte, sig *[64]byte) (bool, error) {
 	setBytes(&e, digest)
 	reduceOnce(&e, &e, &orderN)
 	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return false, ErrClosed
+		signed, empty, err := s.pop(&e, sig)
+		if err != nil || empty {
+			return false, err
 		}
-		if s.count == 0 {
-			s.mu.Unlock()
-			s.wake()
-			return false, nil
-		}
-		s.count--
-		tok := &s.pool[s.count]
-		ok := online(tok, &e, sig)
-		*tok = token{}
-		low := s.count < s.lowWater
-		s.mu.Unlock()
-		s.used.Add(1)
-		if low {
-			s.wake()
-		}
-		if ok {
+		if signed {
 			return true, nil
 		}
 	}
+}
+
+// pop signs e with one pooled token. empty reports an empty pool (a refill
+// has been asked for); signed is false with a token used when s came out 0,
+// and the caller signs again.
+func (s *Signer) pop(e *elem, sig *[64]byte) (signed, empty bool, err error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false, false, ErrClosed
+	}
+	if s.count == 0 {
+		s.mu.Unlock()
+		s.wake()
+		return false, true, nil
+	}
+	// The slot is wiped before the lock is released, so no other caller
+	// can ever see this token again.
+	s.count--
+	tok := &s.pool[s.count]
+	ok := online(tok, e, sig)
+	*tok = token{}
+	low := s.count < s.lowWater
+	s.mu.Unlock()
+	s.used.Add(1)
+	if low {
+		s.wake()
+	}
+	return ok, false, nil
 }
 
 // signInline computes a batch of tokens on the calling goroutine, signs

@@ -13,6 +13,7 @@ import (
 func cmdLabPKI(args []string, e env) error {
 	fs := flag.NewFlagSet("lab-pki", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	setUsage(fs, "appliance lab-pki --out DIR [--countries NAME,...]")
 	out := fs.String("out", "", "output `DIR` (root.pem, intermediate.pem, sp.pem, sp.key)")
 	countries := fs.String("countries", "", "extra CA hierarchies, one per `NAME[,NAME]` (e.g. US,FR,GLOBAL), under DIR/<NAME>/")
 	spc := fs.String("spc", "1234", "service provider code in the TNAuthList")

@@ -92,17 +92,36 @@ func run(ctx context.Context, args []string, e env) int {
 // parseFlags parses args with a one-line error on bad input (design.md: exit
 // 2 with a one-line reason) and the full flag list only on --help.
 func parseFlags(fs *flag.FlagSet, args []string, e env) error {
-	usage := fs.Usage
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(e.stdout)
-		if usage != nil {
-			usage()
-		} else {
-			fs.PrintDefaults()
-		}
+		fs.Usage()
 		fs.SetOutput(e.stderr)
 	}
 	return err
+}
+
+// setUsage gives fs the project's usage text: a synopsis, then printFlags.
+func setUsage(fs *flag.FlagSet, synopsis string) {
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: "+synopsis)
+		printFlags(fs, fs.Output())
+	}
+}
+
+// printFlags lists the flags the way design.md writes them (--name VALUE);
+// Go accepts one dash or two.
+func printFlags(fs *flag.FlagSet, w io.Writer) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			usage += " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "%-34s %s\n", line, usage)
+	})
 }

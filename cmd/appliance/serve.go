@@ -45,6 +45,7 @@ func newServeFlags(e env) *serveFlags {
 	f := &serveFlags{fs: flag.NewFlagSet("serve", flag.ContinueOnError)}
 	fs := f.fs
 	fs.SetOutput(e.stderr)
+	setUsage(fs, "appliance serve [--config FILE] [flags]   (flags override the config file)")
 	fs.StringVar(&f.cfgFile, "config", "", "YAML config `FILE`; flags override it")
 	fs.StringVar(&f.mode, "mode", "proxy", "proxy|redirect|inline")
 	fs.StringVar(&f.sip, "sip", "127.0.0.1:5060", "SIP listen `ADDR:PORT` (UDP; proxy and redirect modes)")

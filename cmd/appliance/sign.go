@@ -44,7 +44,7 @@ func cmdSign(ctx context.Context, args []string, e env) error {
 	country := fs.String("default-country", "", "ISO 3166 `CC` for national numbers in a SIP INVITE")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: appliance sign --key FILE --cert FILE --x5u URL < claims.json | invite.sip")
-		fs.PrintDefaults()
+		printFlags(fs, fs.Output())
 	}
 	if err := parseFlags(fs, args, e); err != nil {
 		return err

@@ -43,7 +43,7 @@ func cmdVerify(ctx context.Context, args []string, e env) (bool, error) {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: appliance verify --trust NAME=FILE [--cert FILE] [--lab] < headers\n"+
 			"stdin: an INVITE, or header lines: Identity: ..., From: ..., To: ... (P-Asserted-Identity preferred over From)")
-		fs.PrintDefaults()
+		printFlags(fs, fs.Output())
 	}
 	if err := parseFlags(fs, args, e); err != nil {
 		return false, err
