@@ -35,7 +35,6 @@ type job struct {
 	sc       *scratch
 	req      hsm.Request
 	rec      audit.Record
-	verify   bool // a verification job (terminating side), not a signing one
 	reject   bool // verify-reject: answer a failed verification instead of annotating
 }
 

@@ -567,9 +567,11 @@ func (l *loop) sendNow(b []byte, dst netip.AddrPort) {
 	l.tx.flush()
 }
 
-// sign starts signing the INVITE in pkt. It returns false when the call is
-// to be forwarded unsigned by the caller (no number to sign, or already
-// signed); every other outcome (queued, or bypassed at once) is handled here.
+// sign handles an initial INVITE as the policy decides: signing (on the
+// loop or queued), verification (queued), or neither. It returns false when
+// the caller is to forward the call unsigned and untouched (policy
+// "forward", no number to sign, already signed, or verification not
+// possible); every other outcome, bypass included, is handled here.
 func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	m := &l.msg
 	cfg := &l.s.cfg
@@ -613,7 +615,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	j.dest = append(j.dest[:0], l.tn[1]...)
 	iat := IAT(pkt, m, now, cfg.Freshness)
 	j.decision = dec
-	j.verify = false
+	j.reject = false
 	j.claims = passport.Claims{Attest: j.decision.Attest, Orig: j.orig, Dest: j.destv[:], IAT: iat}
 	j.destv[0] = j.dest
 	_, _ = l.rng.Read(j.claims.OrigID[:])

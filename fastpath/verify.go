@@ -53,7 +53,7 @@ func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) boo
 	j.src, j.dst, j.flow = src, dst, l.flow
 	j.pkt = append(j.pkt[:0], pkt...)
 	j.msg = *m
-	j.verify, j.reject = true, reject
+	j.reject = reject
 	var ok bool
 	if j.orig, ok = OrigTN(j.orig[:0], l.raw, pkt, m, cfg.Numbers); !ok {
 		j.orig = j.orig[:0]

@@ -157,6 +157,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	case err := <-errc:
 		return fmt.Errorf("sip: %w", err)
 	}
+	defer app.fp.Stop() // on every way out, the API failing included
 	if s, ok := app.api.(*api.Server); ok {
 		// One reload path for SIGHUP and POST /admin/reload.
 		s.SetReload(func() error { return app.reload(f) })
@@ -169,7 +170,6 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	for {
 		select {
 		case <-ctx.Done():
-			app.fp.Stop()
 			return nil
 		case err := <-errc:
 			if err != nil && ctx.Err() == nil {
