@@ -36,6 +36,7 @@ type Params struct {
 	FixedFraction   float64       `json:"fixed_fraction"`
 	LossPct         float64       `json:"loss_pct"`
 	MaxSteps        int           `json:"max_steps"`
+	Refine          int           `json:"refine_steps"` // bisection steps between the last clean and the first failing rate
 	GenCPU          int           `json:"gen_cpu"`
 	SUTCPU          int           `json:"sut_cpu"`
 	KamailioWorkers int           `json:"kamailio_workers"`
@@ -50,13 +51,13 @@ func DefaultParams(quick bool) Params {
 	p := Params{
 		Quick: quick, Start: 500, Factor: 1.3, StepDuration: 3 * time.Second, Pause: 500 * time.Millisecond,
 		Drain: time.Second, Warmup: time.Second, Fixed: 5 * time.Second, FixedFraction: 0.8, LossPct: 0.1,
-		MaxSteps: 30, GenCPU: 0, SUTCPU: 1, KamailioWorkers: 2, OpenSSLSeconds: 3,
+		MaxSteps: 30, Refine: 3, GenCPU: 0, SUTCPU: 1, KamailioWorkers: 2, OpenSSLSeconds: 3,
 		HSMBench: ".", HSMBenchtime: "1s", PerfFreq: 499,
 	}
 	if quick {
 		p.Start, p.Factor, p.StepDuration, p.Pause, p.Drain = 2000, 2, time.Second, 200*time.Millisecond, 500*time.Millisecond
 		p.Warmup, p.Fixed, p.OpenSSLSeconds, p.HSMBench, p.HSMBenchtime = 200*time.Millisecond, 1500*time.Millisecond, 1, "Sign", "100ms"
-		p.MaxSteps = 10
+		p.MaxSteps, p.Refine = 10, 0
 	}
 	return p
 }
@@ -437,6 +438,9 @@ func ramp(ctx context.Context, g *loadgen.Generator, p Params, signs bool, cpu f
 		each(res, c1-c0)
 		if stop != "" {
 			sum.Stop = stop
+			if stop == "loss" || stop == "unsigned" {
+				refine(ctx, g, p, signs, cpu, each, &sum, &retries, rate)
+			}
 			return sum, retries, nil
 		}
 		retried = false
@@ -445,6 +449,45 @@ func ramp(ctx context.Context, g *loadgen.Generator, p Params, signs bool, cpu f
 		sum.Best = &best
 		rate *= p.Factor
 		time.Sleep(p.Pause)
+	}
+}
+
+// refine bisects between the highest clean rate and the first failing one,
+// p.Refine times, with the ramp's rules (a failing step is retried once), so
+// that the reported maximum is not up to a whole ramp factor low. Every
+// setup gets the same refinement.
+func refine(ctx context.Context, g *loadgen.Generator, p Params, signs bool, cpu func() float64,
+	each func(loadgen.Result, float64), sum *loadgen.StepSummary, retries *[]float64, failed float64) {
+	lo, hi := sum.MaxCleanRate, failed
+	for k := 0; k < p.Refine && lo > 0 && hi > lo*1.02 && ctx.Err() == nil; k++ {
+		mid := (lo + hi) / 2
+		var res loadgen.Result
+		var c0, c1 float64
+		clean := false
+		for try := 0; try < 2 && !clean; try++ {
+			if try == 1 {
+				*retries = append(*retries, mid)
+			}
+			time.Sleep(2 * p.Pause)
+			c0 = cpu()
+			r, err := g.Run(ctx, loadgen.Load{Rate: mid, Duration: p.StepDuration})
+			c1 = cpu()
+			if err != nil {
+				return
+			}
+			res = r
+			clean = res.LossPct <= p.LossPct && !(signs && UnsignedPct(res) > p.LossPct) && res.AchievedRate >= 0.97*mid
+		}
+		sum.Steps = append(sum.Steps, res)
+		each(res, c1-c0)
+		if clean {
+			lo = mid
+			sum.MaxCleanRate = mid
+			best := res
+			sum.Best = &best
+		} else {
+			hi = mid
+		}
 	}
 }
 
