@@ -74,6 +74,15 @@ func newTestGenerator(t testing.TB) (*Generator, *Sink) {
 	return g, sink
 }
 
+// minAllocs is the least of tries AllocsPerRun measurements.
+func minAllocs(tries, runs int, f func()) float64 {
+	best := testing.AllocsPerRun(runs, f)
+	for i := 1; i < tries && best > 0; i++ {
+		best = min(best, testing.AllocsPerRun(runs, f))
+	}
+	return best
+}
+
 func TestGeneratorResponsesAllocs(t *testing.T) {
 	g, _ := newTestGenerator(t)
 	led := newLedger(g.run, 0, 1<<10)
@@ -81,7 +90,11 @@ func TestGeneratorResponsesAllocs(t *testing.T) {
 	s := g.socks[0]
 	ok := answer200(t, testInvite(3, g.run))
 	n := fillRecv(s.rb, ok)
-	allocs := testing.AllocsPerRun(100, func() {
+	// AllocsPerRun counts the whole process, and the generator and sink have
+	// goroutines of their own: an allocation of handleResponses shows in
+	// every measurement, a stray one of theirs in one at most, so the least
+	// of three is what handleResponses costs.
+	allocs := minAllocs(3, 100, func() {
 		if out := g.handleResponses(s, n); out != 2*n {
 			t.Fatalf("queued %d ACK/BYE, want %d", out, 2*n)
 		}
@@ -102,7 +115,7 @@ func TestSendBatchAllocs(t *testing.T) {
 	sink.led.Store(led)
 	var dc dateCache
 	s := g.socks[0]
-	allocs := testing.AllocsPerRun(50, func() {
+	allocs := minAllocs(3, 50, func() { // the live sink's goroutines share the counter
 		if _, err := g.sendBatch(s, led, g.cfg.Batch, time.Now(), &dc); err != nil {
 			t.Fatal(err)
 		}
