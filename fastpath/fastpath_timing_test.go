@@ -61,7 +61,7 @@ func benchLoopWith(tb testing.TB, d hsm.Dispatcher) (*loop, netip.AddrPort) {
 	go func() {
 		buf := make([]byte, 65536)
 		for {
-			if _, _, err := next.ReadFromUDP(buf); err != nil {
+			if _, err := next.Read(buf); err != nil { // Read allocates nothing: it must not count against the tests below
 				return
 			}
 		}
