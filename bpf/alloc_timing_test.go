@@ -1,9 +1,9 @@
 package bpf
 
 import (
+	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 )
 
@@ -31,13 +31,7 @@ func TestDecodeMetaAllocs(t *testing.T) {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("root required (CI=true)")
-	}
-	t.Skip("root required")
+	prereq.Root(t)
 }
 
 // reinjectLoopback sends from a transparent socket bound to 127.0.0.1:src to

@@ -3,6 +3,7 @@ package es256
 import (
 	"bufio"
 	"bytes"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,12 +38,8 @@ func TestArithmeticBranchFree(t *testing.T) {
 		t.Skip("assembly check written for amd64")
 	}
 	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("go tool not found at %s", goTool)
-		}
-		t.Skip("go tool not found")
-	}
+	_, err := os.Stat(goTool)
+	prereq.Need(t, err)
 	cmd := exec.Command(goTool, "build", "-gcflags=-S", ".")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

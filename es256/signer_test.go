@@ -10,6 +10,7 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"math/big"
 	"os"
 	"os/exec"
@@ -508,13 +509,7 @@ func TestDistinctRMillion(t *testing.T) {
 // with the openssl command line: raw digests with pkeyutl, a message with
 // dgst -sha256, and a corrupted signature that must be rejected.
 func TestOpenSSLVerifies(t *testing.T) {
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl not installed (required when CI=true)")
-		}
-		t.Skip("openssl not installed")
-	}
+	openssl := prereq.Tool(t, "openssl")
 	dir := t.TempDir()
 	run := func(args ...string) error {
 		out, err := exec.Command(openssl, args...).CombinedOutput()

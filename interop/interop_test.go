@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"errors"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,18 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// need skips when a prerequisite is missing, and fails under CI=true.
-func need(t *testing.T, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("prerequisite missing in CI: %v", err)
-	}
-	t.Skipf("prerequisite missing: %v", err)
-}
 
 // buildAppliance compiles cmd/appliance into a temporary directory.
 func buildAppliance(t *testing.T) string {
@@ -48,7 +37,7 @@ func buildAppliance(t *testing.T) string {
 // pass at both), the verifiers' counters must agree, the report is
 // written and no namespace is left behind.
 func TestReducedMatrix(t *testing.T) {
-	need(t, Prereqs(false))
+	prereq.Need(t, Prereqs(false))
 	app := buildAppliance(t)
 	carriers := []Carrier{
 		{Name: "atlantic", Display: "Atlantic Telecom", Home: "US", CA: "US",

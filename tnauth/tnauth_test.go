@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,13 +142,7 @@ func TestCovers(t *testing.T) {
 // TestOpenSSLReadsLabCertificate checks the extension in a labpki
 // certificate with openssl's own DER parser.
 func TestOpenSSLReadsLabCertificate(t *testing.T) {
-	ossl, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl missing in CI")
-		}
-		t.Skip("openssl not installed")
-	}
+	ossl := prereq.Tool(t, "openssl")
 	dir := t.TempDir()
 	if err := labpki.Generate(dir, labpki.Options{SPC: "987X"}); err != nil {
 		t.Fatal(err)

@@ -2,9 +2,9 @@ package kamailio
 
 import (
 	"context"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,18 +13,6 @@ import (
 
 	"github.com/shakenline/shakenline/bench/loadgen"
 )
-
-// need skips when a prerequisite is missing, and fails under CI=true.
-func need(t *testing.T, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("prerequisite missing in CI: %v", err)
-	}
-	t.Skipf("prerequisite missing: %v", err)
-}
 
 func freeUDP(t *testing.T) netip.AddrPort {
 	t.Helper()
@@ -40,7 +28,7 @@ func freeUDP(t *testing.T) netip.AddrPort {
 func keyPair(t *testing.T) (priv, pub string) {
 	t.Helper()
 	_, err := exec.LookPath("openssl")
-	need(t, err)
+	prereq.Need(t, err)
 	dir := t.TempDir()
 	priv, pub = filepath.Join(dir, "sp.key"), filepath.Join(dir, "sp.pub")
 	for _, args := range [][]string{
@@ -103,7 +91,7 @@ func newSink(t *testing.T, cfg loadgen.SinkConfig) *loadgen.Sink {
 // arrives with an Identity header that verifies with the public key, and
 // the responses, ACKs and BYEs flow through the stateless proxy.
 func TestSigns(t *testing.T) {
-	need(t, Available())
+	prereq.Need(t, Available())
 	priv, pub := keyPair(t)
 	pk, err := loadgen.LoadPublicKey(pub)
 	if err != nil {
@@ -130,7 +118,7 @@ func TestSigns(t *testing.T) {
 
 // TestForwardOnly is the no-signing variant: same path, no Identity.
 func TestForwardOnly(t *testing.T) {
-	need(t, Available())
+	prereq.Need(t, Available())
 	sink := newSink(t, loadgen.SinkConfig{})
 	p := start(t, Options{NextHop: sink.Addr()})
 	const calls = 20
@@ -143,7 +131,7 @@ func TestForwardOnly(t *testing.T) {
 // TestVerifyVariant chains a signing and a verifying Kamailio: with the
 // right public key calls pass, with another key they get 438.
 func TestVerifyVariant(t *testing.T) {
-	need(t, Available())
+	prereq.Need(t, Available())
 	priv, pub := keyPair(t)
 	_, otherPub := keyPair(t)
 	for _, tc := range []struct {

@@ -2,6 +2,7 @@ package kamailio
 
 import (
 	"context"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +16,9 @@ import (
 // Kamailio between them: UAC -> proxy -> UAS, responses back by Via, ACK and
 // BYE to the proxy. The UAS log must show an Identity header on every INVITE.
 func TestSIPpThroughKamailio(t *testing.T) {
-	need(t, Available())
+	prereq.Need(t, Available())
 	bin, err := exec.LookPath("sipp")
-	need(t, err)
+	prereq.Need(t, err)
 	priv, _ := keyPair(t)
 	scen, _ := filepath.Abs("../sipp")
 	uasAddr := freeUDP(t)

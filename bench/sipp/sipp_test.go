@@ -5,6 +5,7 @@ package sipp
 
 import (
 	"context"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"os"
 	"os/exec"
@@ -14,17 +15,6 @@ import (
 	"testing"
 	"time"
 )
-
-func need(t *testing.T, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("prerequisite missing in CI: %v", err)
-	}
-	t.Skipf("prerequisite missing: %v", err)
-}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -41,7 +31,7 @@ func freePort(t *testing.T) int {
 // line per INVITE.
 func TestScenariosDirect(t *testing.T) {
 	bin, err := exec.LookPath("sipp")
-	need(t, err)
+	prereq.Need(t, err)
 	wd, _ := os.Getwd()
 	for _, uac := range []string{"uac.xml", "uac_invite_only.xml"} {
 		t.Run(uac, func(t *testing.T) {

@@ -2,6 +2,7 @@ package nettest
 
 import (
 	"fmt"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -63,19 +64,8 @@ var seq atomic.Int64
 // when CI=true.
 func Require(t testing.TB) {
 	t.Helper()
-	missing := ""
-	if os.Geteuid() != 0 {
-		missing = "root"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		missing = "iproute2 (ip)"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("nettest: %s required (CI=true)", missing)
-	}
-	t.Skipf("nettest: %s required", missing)
+	prereq.Root(t)
+	prereq.Tool(t, "ip")
 }
 
 // New builds the topology and registers its removal with t.Cleanup.

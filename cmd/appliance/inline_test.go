@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"io"
 	"net"
 	"net/netip"
@@ -127,7 +128,7 @@ func inlineInvite(from, to netip.AddrPort, callID string, pad int) []byte {
 // stamp them and send them on with the client's own source address; other
 // traffic is forwarded by XDP; killing the appliance fails open.
 func TestInlineXDP(t *testing.T) {
-	need(t, "sipp")
+	prereq.Tools(t, "sipp")
 	topo := nettest.New(t, nettest.Options{ClientMTU: 3400})
 	for _, p := range []struct {
 		ns  *nettest.NS

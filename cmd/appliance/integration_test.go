@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"os"
 	"os/exec"
@@ -20,20 +21,6 @@ import (
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
 )
-
-// need skips when a tool is missing, except under CI where a missing
-// prerequisite must fail the run (make test installs them).
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required under CI: %v", tool, err)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
-}
 
 func freeUDP(t *testing.T) string {
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -152,7 +139,7 @@ func headerValues(msg []byte, name string) []string {
 // TestSIPpThroughAppliance drives real SIPp calls through `appliance serve`
 // in proxy mode and verifies every Identity header that reaches the UAS.
 func TestSIPpThroughAppliance(t *testing.T) {
-	need(t, "sipp")
+	prereq.Tools(t, "sipp")
 	pki := labPKI(t)
 	sipAddr, uasAddr, apiAddr := freeUDP(t), freeUDP(t), freeTCP(t)
 	startServe(t, "--sip", sipAddr, "--next-hop", uasAddr, "--key", filepath.Join(pki, "sp.key"),

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -35,13 +36,8 @@ import (
 // needKamailio skips (fails under CI=true) without kamailio and secsipid.so.
 func needKamailio(t *testing.T) {
 	t.Helper()
-	need(t, "kamailio")
-	if err := kamailio.Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("kamailio secsipid module is required under CI: %v", err)
-		}
-		t.Skipf("%v", err)
-	}
+	prereq.Tool(t, "kamailio")
+	prereq.Need(t, kamailio.Available())
 }
 
 // startKamailio runs Kamailio until the test ends; Listen defaults to a
@@ -84,7 +80,7 @@ func writePublicKeyPEM(t *testing.T, pki string) string {
 // secsipid (`openssl ecparam -genkey`).
 func sec1Key(t *testing.T, pki string) string {
 	t.Helper()
-	need(t, "openssl")
+	prereq.Tools(t, "openssl")
 	out := filepath.Join(t.TempDir(), "sp-sec1.key")
 	if b, err := exec.Command("openssl", "ec", "-in", filepath.Join(pki, "sp.key"), "-out", out).CombinedOutput(); err != nil {
 		t.Fatalf("openssl ec: %v\n%s", err, b)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"io"
 	"net"
 	"net/http"
@@ -39,12 +40,7 @@ const (
 // requireTools skips (or, with CI=true, fails) when a prerequisite is missing.
 func requireTools(t *testing.T) {
 	t.Helper()
-	missing := func(what string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("ansible test prerequisite missing: %s", what)
-		}
-		t.Skipf("ansible test prerequisite missing: %s", what)
-	}
+	missing := func(what string) { prereq.Need(t, fmt.Errorf("ansible test: %s", what)) }
 	if os.Geteuid() != 0 {
 		missing("root")
 	}
@@ -945,14 +941,7 @@ func profile(out string) string {
 // it with systemd-analyze verify: the network-namespace hosts cannot run
 // systemd, so this is where the unit itself is proven.
 func TestUnitVerifies(t *testing.T) {
-	for _, p := range []string{"ansible-playbook", "systemd-analyze"} {
-		if _, err := exec.LookPath(p); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("missing %s", p)
-			}
-			t.Skipf("missing %s", p)
-		}
-	}
+	prereq.Tools(t, "ansible-playbook", "systemd-analyze")
 	dir := t.TempDir()
 	role := filepath.Join(repoRoot(t), "deploy", "ansible", "roles", "appliance")
 	pb := filepath.Join(dir, "render.yml")

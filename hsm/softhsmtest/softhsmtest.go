@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"math/big"
 	"os"
 	"os/exec"
@@ -74,12 +75,7 @@ func Available() error {
 // Require skips t when SoftHSM is missing, or fails it when CI=true.
 func Require(t testing.TB) {
 	t.Helper()
-	if err := Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	prereq.Need(t, Available())
 }
 
 // New makes a token directory in t.TempDir, writes its softhsm2.conf and
