@@ -15,12 +15,34 @@ type edit struct {
 	ins     []byte
 }
 
-// edits is a small, fixed set of edits applied in offset order: at most a
-// verstat insert and delete, Max-Forwards, our Via, received, rport and one
+// edits is a small, fixed set of edits applied in offset order: at most an
+// annotation (three edits), Max-Forwards, our Via, received, rport and one
 // header.
 type edits struct {
 	n int
-	e [8]edit
+	e [10]edit
+}
+
+// annotation is up to three edits that annotate one URI, such as a verstat
+// parameter, with the angle brackets an addr-spec needs to carry it.
+type annotation struct {
+	n int
+	e [3]edit
+}
+
+func (a *annotation) add(at, del int, ins []byte) {
+	a.e[a.n] = edit{at: at, del: del, ins: ins}
+	a.n++
+}
+
+// addTo queues a's edits, in order, on es; a nil a adds nothing.
+func (a *annotation) addTo(es *edits) {
+	if a == nil {
+		return
+	}
+	for _, e := range a.e[:a.n] {
+		es.add(e.at, e.del, e.ins)
+	}
 }
 
 func (es *edits) add(at, del int, ins []byte) {
@@ -29,7 +51,7 @@ func (es *edits) add(at, del int, ins []byte) {
 }
 
 // apply appends pkt with the edits applied to dst. Edits are sorted by
-// offset (an insertion sort over at most eight); at one offset, pure
+// offset (an insertion sort over at most ten); at one offset, pure
 // inserts come before a replacement, which would otherwise move past the
 // offset and swallow them (our Via before a Max-Forwards that is the first
 // header line); otherwise the order of add is kept.
@@ -83,16 +105,14 @@ func lineEnd(b []byte, off int) int {
 // Max-Forwards decremented (or 70 added), and hdr (a whole header line, for
 // example "Identity: ...\r\n", or nil) inserted as the last header.
 func (s *Server) stampRequest(dst, pkt []byte, m *sip.Message, src netip.AddrPort, hdr []byte, sc *scratch) []byte {
-	return s.stampRequestEdit(dst, pkt, m, src, hdr, sc, edit{at: -1})
+	return s.stampRequestEdit(dst, pkt, m, src, hdr, sc, nil)
 }
 
-// stampRequestEdit is stampRequest with one more edit (ann.at < 0: none),
-// such as a verstat parameter.
-func (s *Server) stampRequestEdit(dst, pkt []byte, m *sip.Message, src netip.AddrPort, hdr []byte, sc *scratch, ann edit) []byte {
+// stampRequestEdit is stampRequest with an annotation (nil: none), such as
+// a verstat parameter.
+func (s *Server) stampRequestEdit(dst, pkt []byte, m *sip.Message, src netip.AddrPort, hdr []byte, sc *scratch, ann *annotation) []byte {
 	sc.ed.n = 0
-	if ann.at >= 0 {
-		sc.ed.add(ann.at, ann.del, ann.ins)
-	}
+	ann.addTo(&sc.ed)
 	sc.via = append(sc.via[:0], s.viaPrefix...)
 	sc.via = appendBranch(sc.via, pkt, m)
 	sc.via = append(sc.via, "\r\n"...)

@@ -130,25 +130,15 @@ func (j *job) finishVerify(r VerifyResult) {
 	// section 6.2.3: P-Asserted-Identity or From, tel or sip user=phone).
 	// A verstat the caller wrote into that URI is replaced: only ours
 	// counts.
-	var ann edit
-	ann.at = -1
-	if u, at := verstatPoint(j.pkt, &j.msg); at >= 0 {
-		j.hdr = append(j.hdr[:0], ";verstat="...)
-		j.hdr = append(j.hdr, r.Verstat...)
-		ann = edit{at: at, ins: j.hdr}
-		if old := existingVerstat(j.pkt, u); old.Len() > 0 {
-			ann = edit{at: int(old.Start), del: old.Len(), ins: j.hdr}
-		}
-	}
+	j.hdr = append(append(j.hdr[:0], ";verstat="...), r.Verstat...)
+	ann := verstatAnnotation(j.pkt, &j.msg, j.hdr)
 	switch s.cfg.Mode {
 	case Inline:
 		j.sc.ed.n = 0
-		if ann.at >= 0 {
-			j.sc.ed.add(ann.at, ann.del, ann.ins)
-		}
+		ann.addTo(&j.sc.ed)
 		j.out = j.sc.ed.apply(j.out[:0], j.pkt)
 	default:
-		j.out = s.stampRequestEdit(j.out[:0], j.pkt, &j.msg, j.src, nil, j.sc, ann)
+		j.out = s.stampRequestEdit(j.out[:0], j.pkt, &j.msg, j.src, nil, j.sc, &ann)
 	}
 	mForwarded.Inc()
 	j.l.sendq <- j
@@ -172,10 +162,39 @@ func existingVerstat(pkt []byte, u sip.Span) sip.Span {
 	return sip.Span{}
 }
 
+var angleOpen, angleClose = []byte("<"), []byte(">")
+
+// verstatAnnotation is the edits that put param (";verstat=...") on the
+// identity verstatPoint picks, replacing a verstat already there; it is
+// empty when the call names no number.
+func verstatAnnotation(pkt []byte, m *sip.Message, param []byte) annotation {
+	var ann annotation
+	u, at, bracketed := verstatPoint(pkt, m)
+	if at < 0 {
+		return ann
+	}
+	if !bracketed {
+		// An addr-spec's parameters after ';' belong to the header, not
+		// the URI (RFC 3261 section 20.10): the annotated URI takes angle
+		// brackets so that verstat is a URI parameter.
+		ann.add(int(u.Start), 0, angleOpen)
+	}
+	if old := existingVerstat(pkt, u); old.Len() > 0 {
+		ann.add(int(old.Start), old.Len(), param)
+	} else {
+		ann.add(at, 0, param)
+	}
+	if !bracketed {
+		ann.add(int(u.End), 0, angleClose)
+	}
+	return ann
+}
+
 // verstatPoint is where ";verstat=..." goes: after the number of the first
 // P-Asserted-Identity that is a telephone number, else of From. It returns
-// that URI's span too; at is -1 when neither names a number.
-func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int) {
+// that URI's span too and whether it is in angle brackets; at is -1 when
+// neither names a number.
+func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int, bracketed bool) {
 	var raw [64]byte
 	try := func(u sip.Span) int {
 		if _, _, ok := sip.TelephoneNumber(u.In(pkt), raw[:0]); !ok {
@@ -197,12 +216,22 @@ func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int) {
 		}
 		return -1
 	}
+	inBrackets := func(u sip.Span) bool { // "<" LWS addr-spec LWS ">"
+		i, e := int(u.Start)-1, int(u.End)
+		for i >= 0 && (pkt[i] == ' ' || pkt[i] == '\t') {
+			i--
+		}
+		for e < len(pkt) && (pkt[e] == ' ' || pkt[e] == '\t') {
+			e++
+		}
+		return i >= 0 && e < len(pkt) && pkt[i] == '<' && pkt[e] == '>'
+	}
 	for i := 0; i < int(m.NumPAI); i++ {
 		if at := try(m.PAI[i].URI); at >= 0 {
-			return m.PAI[i].URI, at
+			return m.PAI[i].URI, at, inBrackets(m.PAI[i].URI)
 		}
 	}
-	return m.From.URI, try(m.From.URI)
+	return m.From.URI, try(m.From.URI), inBrackets(m.From.URI)
 }
 
 func reasonPhrase(code int) string {

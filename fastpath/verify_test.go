@@ -138,9 +138,48 @@ func TestVerstatPointSIPURI(t *testing.T) {
 	if err := m.Parse(msg); err != nil {
 		t.Fatal(err)
 	}
-	_, at := verstatPoint(msg, &m)
+	_, at, _ := verstatPoint(msg, &m)
 	got := string(msg[:at]) + ";verstat=X" + string(msg[at:])
 	if !strings.Contains(got, "<sip:+12155550100;verstat=X@198.18.1.2;user=phone>") {
 		t.Fatalf("verstat placed wrong:\n%s", got)
+	}
+}
+
+// TestVerstatAnnotation checks where verstat lands for each form of the
+// identity header: in angle brackets it joins the URI; a bare addr-spec
+// gains brackets so verstat is a URI parameter and the tag stays a header
+// parameter (RFC 3261 section 20.10); a caller's own verstat is replaced.
+func TestVerstatAnnotation(t *testing.T) {
+	cases := []struct{ name, hdrs, want string }{
+		{"PAI bracketed tel", "From: <sip:anon@198.18.1.2>;tag=1\r\nP-Asserted-Identity: <tel:+12155550100>\r\n",
+			"P-Asserted-Identity: <tel:+12155550100;verstat=X>\r\n"},
+		{"From bare tel with tag", "From: tel:+12155550100;tag=1\r\n",
+			"From: <tel:+12155550100;verstat=X>;tag=1\r\n"},
+		{"From bare sip with tag", "From: sip:+12155550100@198.18.1.2;tag=1\r\n",
+			"From: <sip:+12155550100;verstat=X@198.18.1.2>;tag=1\r\n"},
+		{"From bracketed with LWS", "From: \"A\" < tel:+12155550100 >;tag=1\r\n",
+			"From: \"A\" < tel:+12155550100;verstat=X >;tag=1\r\n"},
+		{"own verstat replaced", "From: <tel:+12155550100;verstat=TN-Validation-Passed>;tag=1\r\n",
+			"From: <tel:+12155550100;verstat=X>;tag=1\r\n"},
+		{"no number", "From: <sip:alice@198.18.1.2>;tag=1\r\n", "From: <sip:alice@198.18.1.2>;tag=1\r\n"},
+	}
+	for _, c := range cases {
+		msg := []byte("INVITE sip:+12155550123@198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK1\r\n" +
+			c.hdrs + "To: <sip:+12155550123@198.18.2.2>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+		var m sipMessage
+		if err := m.Parse(msg); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		ann := verstatAnnotation(msg, &m, []byte(";verstat=X"))
+		var ed edits
+		ann.addTo(&ed)
+		got := ed.apply(nil, msg)
+		if !bytes.Contains(got, []byte(c.want)) {
+			t.Errorf("%s: want %q in\n%s", c.name, c.want, got)
+		}
+		var m2 sipMessage
+		if err := m2.Parse(got); err != nil {
+			t.Errorf("%s: annotated INVITE does not parse: %v", c.name, err)
+		}
 	}
 }
