@@ -42,9 +42,12 @@
 // into one (singleflight); a fetch runs under its own timeout and is not
 // cancelled when one waiting caller goes away. Results are cached in a
 // bounded LRU for the Cache-Control max-age (no-store/no-cache: not cached;
-// no header: Config.DefaultCacheTTL; at most Config.MaxCacheTTL). Failures
-// are not cached. Stats and the metrics below count hits, misses and
-// fetch failures.
+// no header: Config.DefaultCacheTTL; at most Config.MaxCacheTTL). A failed
+// fetch is remembered for Config.FailureTTL (default 5s): calls naming that
+// URL meanwhile get its error (436) at once instead of each waiting up to
+// FetchTimeout on a repository that is down; at most CacheSize failures are
+// remembered. Stats and the metrics below count hits, misses, fetch
+// failures and calls answered from remembered failures.
 //
 // With Config.CacheDir every cached chain is also written to
 // CacheDir/<hash of URL>.pem (a PEM header block with the URL and expiry,
@@ -100,6 +103,7 @@
 // Declared once in metrics.go (VictoriaMetrics default set, process-wide):
 // shakenline_verify_x5u_cache_{hits,misses}_total,
 // shakenline_verify_x5u_fetch_failures_total,
+// shakenline_verify_x5u_failure_cache_hits_total,
 // shakenline_verify_x5u_cache_{loaded,persisted,persist_failures}_total,
 // shakenline_verify_crl_{fetches,fetch_failures,fail_open}_total and
 // shakenline_verify_results_total{verstat,code}.

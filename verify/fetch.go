@@ -29,6 +29,13 @@ type fetcher struct {
 	mu    sync.Mutex
 	lru   *list.List // of *cacheItem, front = most recent
 	items map[string]*list.Element
+	fails map[string]failure // recent fetch failures, at most CacheSize
+}
+
+// failure is a remembered x5u fetch failure.
+type failure struct {
+	err   error
+	until time.Time
 }
 
 type cacheItem struct {
@@ -37,7 +44,7 @@ type cacheItem struct {
 }
 
 func newFetcher(cfg *Config) *fetcher {
-	f := &fetcher{cfg: cfg, lru: list.New(), items: map[string]*list.Element{}}
+	f := &fetcher{cfg: cfg, lru: list.New(), items: map[string]*list.Element{}, fails: map[string]failure{}}
 	d := &net.Dialer{Timeout: cfg.FetchTimeout, Control: f.control}
 	tr := &http.Transport{
 		Proxy:                  nil, // a proxy would dial for us and bypass control
@@ -142,6 +149,11 @@ func (v *Verifier) certs(ctx context.Context, x5u string) (*entry, error) {
 		mX5UHits.Inc()
 		return e, nil
 	}
+	if err := f.failed(x5u, now); err != nil {
+		v.stats.failureHits.Add(1)
+		mX5UFailureHits.Inc()
+		return nil, err
+	}
 	v.stats.misses.Add(1)
 	mX5UMisses.Inc()
 	u, err := url.Parse(x5u)
@@ -160,6 +172,7 @@ func (v *Verifier) certs(ctx context.Context, x5u string) (*entry, error) {
 		chain, ttl, err := f.fetch(fctx, x5u)
 		if err != nil {
 			v.fetchFailed()
+			f.putFailure(x5u, err, v.cfg.Now())
 			return nil, err
 		}
 		var exp time.Time
@@ -169,6 +182,7 @@ func (v *Verifier) certs(ctx context.Context, x5u string) (*entry, error) {
 		e, err := newEntry(chain, exp)
 		if err != nil {
 			v.fetchFailed()
+			f.putFailure(x5u, err, v.cfg.Now())
 			return nil, err
 		}
 		if ttl > 0 {
@@ -224,6 +238,48 @@ func (f *fetcher) put(u string, e *entry) {
 		f.lru.Remove(old)
 		delete(f.items, old.Value.(*cacheItem).url)
 	}
+}
+
+// failed returns the remembered error of a fetch of u that failed less
+// than FailureTTL before now, or nil.
+func (f *fetcher) failed(u string, now time.Time) error {
+	if f.cfg.FailureTTL < 0 {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fl, ok := f.fails[u]
+	if !ok {
+		return nil
+	}
+	if !now.Before(fl.until) {
+		delete(f.fails, u)
+		return nil
+	}
+	return fl.err
+}
+
+// putFailure remembers err for u until now+FailureTTL. The set is bounded
+// by CacheSize: when full, expired entries are dropped, and if it is still
+// full the failure is not remembered (a flood of distinct bad URLs then
+// costs each call its own fetch, as without this set, and no memory).
+func (f *fetcher) putFailure(u string, err error, now time.Time) {
+	if f.cfg.FailureTTL < 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.fails[u]; !ok && len(f.fails) >= f.cfg.CacheSize {
+		for k, fl := range f.fails {
+			if !now.Before(fl.until) {
+				delete(f.fails, k)
+			}
+		}
+		if len(f.fails) >= f.cfg.CacheSize {
+			return
+		}
+	}
+	f.fails[u] = failure{err: err, until: now.Add(f.cfg.FailureTTL)}
 }
 
 // cacheLen is for tests.

@@ -13,6 +13,7 @@ var (
 	mX5UHits            = metrics.NewCounter(`shakenline_verify_x5u_cache_hits_total`)
 	mX5UMisses          = metrics.NewCounter(`shakenline_verify_x5u_cache_misses_total`)
 	mX5UFetchFailures   = metrics.NewCounter(`shakenline_verify_x5u_fetch_failures_total`)
+	mX5UFailureHits     = metrics.NewCounter(`shakenline_verify_x5u_failure_cache_hits_total`)
 	mX5ULoaded          = metrics.NewCounter(`shakenline_verify_x5u_cache_loaded_total`)
 	mX5UPersisted       = metrics.NewCounter(`shakenline_verify_x5u_cache_persisted_total`)
 	mX5UPersistFailures = metrics.NewCounter(`shakenline_verify_x5u_cache_persist_failures_total`)
@@ -54,7 +55,7 @@ func countResult(verstat string, code int) { resultCounter(verstat, code).Inc() 
 
 // counters are one Verifier's numbers behind Stats.
 type counters struct {
-	hits, misses, fetchFailures               atomic.Uint64
+	hits, misses, fetchFailures, failureHits  atomic.Uint64
 	loaded, loadFailures, persisted           atomic.Uint64
 	persistFailures, preloaded                atomic.Uint64
 	crlFetches, crlFetchFailures, crlFailOpen atomic.Uint64
@@ -65,6 +66,7 @@ type Stats struct {
 	CacheHits        uint64 // x5u found in the in-memory cache
 	CacheMisses      uint64 // x5u not cached (fetched, or collapsed into a fetch)
 	FetchFailures    uint64 // x5u fetches (or URL checks) that failed
+	FailureHits      uint64 // calls failed at once on a remembered fetch failure (FailureTTL)
 	Loaded           uint64 // chains loaded from CacheDir at New
 	LoadFailures     uint64 // CacheDir files skipped as unreadable or malformed
 	Persisted        uint64 // chains written to CacheDir
@@ -79,7 +81,7 @@ type Stats struct {
 func (v *Verifier) Stats() Stats {
 	c := &v.stats
 	return Stats{
-		CacheHits: c.hits.Load(), CacheMisses: c.misses.Load(), FetchFailures: c.fetchFailures.Load(),
+		CacheHits: c.hits.Load(), CacheMisses: c.misses.Load(), FetchFailures: c.fetchFailures.Load(), FailureHits: c.failureHits.Load(),
 		Loaded: c.loaded.Load(), LoadFailures: c.loadFailures.Load(), Persisted: c.persisted.Load(),
 		PersistFailures: c.persistFailures.Load(), Preloaded: c.preloaded.Load(),
 		CRLFetches: c.crlFetches.Load(), CRLFetchFailures: c.crlFetchFailures.Load(), CRLFailOpen: c.crlFailOpen.Load(),

@@ -83,6 +83,10 @@ type Config struct {
 	AllowPrivate bool
 	// FetchTimeout bounds one x5u fetch; default 3s.
 	FetchTimeout time.Duration
+	// FailureTTL is how long a failed x5u fetch is remembered: calls that
+	// name that URL meanwhile fail at once (436) instead of each waiting
+	// on a repository that is down. Default 5s; negative: not remembered.
+	FailureTTL time.Duration
 	// MaxCertBytes bounds the x5u response body; default 16 KiB.
 	MaxCertBytes int64
 	// MaxRedirects bounds redirects per fetch; default 3 (negative: none).
@@ -196,6 +200,9 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 3 * time.Second
+	}
+	if cfg.FailureTTL == 0 {
+		cfg.FailureTTL = 5 * time.Second
 	}
 	if cfg.MaxCertBytes <= 0 {
 		cfg.MaxCertBytes = 16 << 10

@@ -551,3 +551,54 @@ func TestParseChainDER(t *testing.T) {
 		t.Errorf("bad PEM: %v", err)
 	}
 }
+
+// TestFailureRemembered: a failed x5u fetch answers the calls that follow
+// for FailureTTL without another fetch, then the URL is fetched again; the
+// set of remembered failures is bounded by CacheSize.
+func TestFailureRemembered(t *testing.T) {
+	l := newLab(t)
+	pem := labpki.EncodeCerts(l.h.SP, l.h.Intermediate.Cert)
+	var fetches atomic.Int64
+	var up atomic.Bool
+	l.mux.HandleFunc("/flaky.pem", func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(pem)
+	})
+	clock := time.Now()
+	var mu sync.Mutex
+	nowFn := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	v := l.verifier(func(c *Config) { c.Now = nowFn; c.DisableReplay = true; c.FailureTTL = 10 * time.Second; c.CacheSize = 2 })
+	u := l.url("/flaky.pem")
+	verify := func() Result {
+		return v.Verify(context.Background(), Input{Identity: []string{sign(t, l.h.SPKey, u, claims("12025550100", nowFn()))}})
+	}
+	if r := verify(); r.Code != 436 || fetches.Load() != 1 {
+		t.Fatalf("first call with the repository down: %+v, %d fetches", r, fetches.Load())
+	}
+	up.Store(true)
+	advance(9 * time.Second)
+	if r := verify(); r.Code != 436 || !errors.Is(r.Err, ErrFetch) || fetches.Load() != 1 {
+		t.Fatalf("within FailureTTL: %+v, %d fetches, want 436 from memory and 1 fetch", r, fetches.Load())
+	}
+	if s := v.Stats(); s.FailureHits != 1 || s.FetchFailures != 1 {
+		t.Errorf("stats %+v, want FailureHits 1 and FetchFailures 1", s)
+	}
+	advance(2 * time.Second)
+	if r := verify(); r.Verstat != Passed || fetches.Load() != 2 {
+		t.Fatalf("after FailureTTL: %+v, %d fetches", r, fetches.Load())
+	}
+	for i := range 4 {
+		v.fetcher.putFailure(fmt.Sprintf("https://198.18.0.1/%d.pem", i), ErrFetch, nowFn())
+	}
+	v.fetcher.mu.Lock()
+	n := len(v.fetcher.fails)
+	v.fetcher.mu.Unlock()
+	if n > 2 {
+		t.Errorf("%d failures remembered, bound 2", n)
+	}
+}
