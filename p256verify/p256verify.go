@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"errors"
+	"sync"
 	"sync/atomic"
 
 	"filippo.io/nistec"
@@ -55,6 +56,7 @@ func NewKey(pub *ecdsa.PublicKey) (*Key, error) {
 	}
 	pub.X.FillBytes(b[1:33])
 	pub.Y.FillBytes(b[33:])
+	jacobianTestRun.Do(jacobianSelfTest)
 	k := &Key{pub: pub}
 	if _, err := k.q.SetBytes(b[:]); err != nil {
 		return nil, ErrKey
@@ -169,9 +171,26 @@ func (k *Key) verify(t *table, digest *[32]byte, sig *[64]byte) bool {
 	return xModNEquals(&p1, &r)
 }
 
+// useJacobian is set by jacobianSelfTest when jacobianXZ agrees with
+// nistec's BytesX.
+var (
+	useJacobian     bool
+	jacobianTestRun sync.Once
+)
+
+// pMinusN is p - n: r + n < p exactly when r < p - n.
+var pMinusN = scalar{0x0c46353d039cdaae, 0x4319055358e8617b, 0, 0}
+
 // xModNEquals reports whether p is not the point at infinity and its affine
-// x coordinate reduced mod n equals r.
+// x coordinate reduced mod n equals r (r < n).
 func xModNEquals(p *nistec.P256Point, r *scalar) bool {
+	if useJacobian {
+		return xModNEqualsJacobian(p, r)
+	}
+	return xModNEqualsAffine(p, r)
+}
+
+func xModNEqualsAffine(p *nistec.P256Point, r *scalar) bool {
 	xb, err := p.BytesX() // fails for the point at infinity
 	if err != nil {
 		return false
@@ -180,4 +199,62 @@ func xModNEquals(p *nistec.P256Point, r *scalar) bool {
 	x.setBytes(xb)
 	reduceOnce(&x, &x, &orderN)
 	return x == *r
+}
+
+// xModNEqualsJacobian: x = X/Z² is r or r + n (the only values < p that
+// are r mod n, the latter when r + n < p) exactly when X = x·Z², all in
+// the Montgomery domain mod p. Z = 0 is the point at infinity.
+func xModNEqualsJacobian(p *nistec.P256Point, r *scalar) bool {
+	x, z := jacobianXZ(p)
+	if z.isZero() {
+		return false
+	}
+	var zz, t scalar
+	montMul(&zz, &z, &z, &fieldP)
+	montMul(&t, r, &fieldP.rr, &fieldP)
+	montMul(&t, &t, &zz, &fieldP)
+	if t == x {
+		return true
+	}
+	if !lessScalar(r, &pMinusN) {
+		return false
+	}
+	var rn scalar
+	addNoCarry(&rn, r, &orderN.m)
+	montMul(&t, &rn, &fieldP.rr, &fieldP)
+	montMul(&t, &t, &zz, &fieldP)
+	return t == x
+}
+
+// jacobianSelfTest turns the Jacobian comparison on if it agrees with
+// BytesX on points with Z ≠ 1, and both are refused for the point at
+// infinity.
+func jacobianSelfTest() {
+	if !jacobianAvailable {
+		return
+	}
+	p := nistec.NewP256Point().SetGenerator()
+	for i := 0; i < 8; i++ {
+		p.Double(p)
+		p.Add(p, nistec.NewP256Point().SetGenerator())
+		xb, err := p.BytesX()
+		if err != nil {
+			return
+		}
+		var r scalar
+		r.setBytes(xb)
+		reduceOnce(&r, &r, &orderN)
+		if !xModNEqualsJacobian(p, &r) {
+			return
+		}
+		r[0] ^= 1
+		if xModNEqualsJacobian(p, &r) {
+			return
+		}
+	}
+	var zero scalar
+	if xModNEqualsJacobian(nistec.NewP256Point(), &zero) {
+		return
+	}
+	useJacobian = true
 }

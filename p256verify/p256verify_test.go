@@ -200,19 +200,42 @@ func TestXModN(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r, rx scalar
+		var r, r1 scalar
 		var rb [32]byte
 		new(big.Int).Sub(x, n).FillBytes(rb[:])
 		r.setBytes(rb[:])
-		if !xModNEquals(pt, &r) {
-			t.Fatalf("x = %x: x - n not matched", x)
+		r1 = r
+		r1[0] ^= 1
+		for name, f := range map[string]func(*nistec.P256Point, *scalar) bool{
+			"affine": xModNEqualsAffine, "jacobian": xModNEqualsJacobian, "chosen": xModNEquals} {
+			if name == "jacobian" && !jacobianAvailable {
+				continue
+			}
+			if !f(pt, &r) {
+				t.Fatalf("%s: x = %x: x - n not matched", name, x)
+			}
+			if f(pt, &r1) {
+				t.Fatalf("%s: x = %x: x - n ^ 1 matched", name, x)
+			}
+			if f(nistec.NewP256Point(), &r) || f(nistec.NewP256Point(), &scalar{}) {
+				t.Fatalf("%s: point at infinity matched", name)
+			}
+			// The same point with Z ≠ 1: 2·pt - pt.
+			q := nistec.NewP256Point().Double(pt)
+			q.Add(q, nistec.NewP256Point().Negate(pt))
+			if !f(q, &r) {
+				t.Fatalf("%s: Z != 1: x - n not matched", name)
+			}
 		}
-		rx.setBytes(x.FillBytes(make([]byte, 32)))
-		if xModNEquals(pt, &rx) {
-			t.Fatalf("x = %x matched unreduced", x)
+		jacobianTestRun.Do(jacobianSelfTest)
+		if jacobianAvailable && !useJacobian {
+			t.Error("Jacobian self-test failed on an assembly backend")
 		}
-		if xModNEquals(nistec.NewP256Point(), &r) {
-			t.Fatal("point at infinity matched")
+		pn := new(big.Int).Sub(curve.Params().P, n).FillBytes(make([]byte, 32))
+		var pns scalar
+		pns.setBytes(pn)
+		if pns != pMinusN {
+			t.Errorf("pMinusN = %x, want %x", pMinusN, pns)
 		}
 		return
 	}

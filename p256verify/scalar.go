@@ -223,6 +223,15 @@ func subMod(z, x, y *scalar, m *modulus) {
 	}
 }
 
+// addNoCarry sets z = x + y for x + y < 2²⁵⁶.
+func addNoCarry(z, x, y *scalar) {
+	var c uint64
+	z[0], c = bits.Add64(x[0], y[0], 0)
+	z[1], c = bits.Add64(x[1], y[1], c)
+	z[2], c = bits.Add64(x[2], y[2], c)
+	z[3], _ = bits.Add64(x[3], y[3], c)
+}
+
 // lessScalar reports whether x < y.
 func lessScalar(x, y *scalar) bool {
 	var b uint64
