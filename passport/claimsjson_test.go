@@ -8,9 +8,16 @@ import (
 	"testing"
 )
 
-// secsipid (libsecsipid, used by Kamailio's secsipid module) marshals Go
-// structs with encoding/json: fields in struct order, '&', '<' and '>'
-// escaped as \u0026, \u003c, \u003e.
+// secsipidIdentity was made by Kamailio's secsipid_add_identity
+// (libsecsipid, Debian kamailio-secsipid-modules) in
+// TestInteropApplianceVerifiesKamailio (cmd/appliance) with the lab PKI.
+const secsipidIdentity = "eyJhbGciOiJFUzI1NiIsInBwdCI6InNoYWtlbiIsInR5cCI6InBhc3Nwb3J0IiwieDV1IjoiaHR0cDovLzEyNy4wLjAuMTo0MTk0MS9zcC5wZW0ifQ" +
+	".eyJhdHRlc3QiOiJCIiwiZGVzdCI6eyJ0biI6WyIxMzEwNTU1MDE0MyJdfSwiaWF0IjoxNzk1NDYxMDkzLCJvcmlnIjp7InRuIjoiMTIwMjU1NTAxMDEifSwib3JpZ2lkIjoiZDYxNDcwNzAtNzBmMy00N2M1LTlhYmEtZTU3MjM5NWZlMTIwIn0" +
+	".tpNPVj_H5iuIQ3q3WSJZ5744bUaA2av1Rj_zxY6YVQzXaBcP2lVMKfCCQy8LkYdfekZYaGv4j3NQuhoonLZc-g;info=<http://127.0.0.1:41941/sp.pem>;alg=ES256;ppt=shaken"
+
+// libsecsipid marshals Go structs with encoding/json: fields in struct
+// order, '&', '<' and '>' escaped as \u0026, \u003c, \u003e (an x5u with
+// a query string shows it).
 const (
 	secsipidHeader  = `{"alg":"ES256","ppt":"shaken","typ":"passport","x5u":"http://127.0.0.1:38211/sp.pem?a=1\u0026b=\u003c2\u003e"}`
 	secsipidPayload = `{"attest":"B","dest":{"tn":["13105550143"]},"iat":1763900000,"orig":{"tn":"12025550101"},"origid":"2a6c9fe2-3f0d-4a0e-8a5b-0c7f0e1d2b3a"}`
@@ -37,7 +44,7 @@ func addClaimsSeeds(f *testing.F) {
 	for _, s := range claimsSeeds {
 		f.Add(s)
 	}
-	for _, v := range []string{goldenIdentity} {
+	for _, v := range []string{goldenIdentity, secsipidIdentity} {
 		tok, _, _ := strings.Cut(v, ";")
 		parts := strings.Split(tok, ".")
 		for _, p := range parts[:2] {
@@ -132,6 +139,12 @@ func TestClaimsJSON(t *testing.T) {
 	var p Payload
 	if err := parsePayloadJSON(secsipidPayload, &p); err != nil || p.Attest != "B" || p.Dest.TN[0] != "13105550143" || p.IAT != 1763900000 {
 		t.Errorf("secsipid payload: %v %+v", err, p)
+	}
+	id, err := ParseIdentity(secsipidIdentity)
+	if err != nil || id.Header.X5U != "http://127.0.0.1:41941/sp.pem" || id.Info != id.Header.X5U || id.Payload.Attest != "B" ||
+		id.Payload.Orig.TN != "12025550101" || len(id.Payload.Dest.TN) != 1 || id.Payload.Dest.TN[0] != "13105550143" ||
+		id.Payload.IAT != 1795461093 || id.Payload.OrigID != "d6147070-70f3-47c5-9aba-e572395fe120" || len(id.Signature) != 64 {
+		t.Errorf("secsipid Identity: %v %+v", err, id)
 	}
 	for _, dup := range []string{`{"alg":"ES256","alg":"none"}`, `{"alg":"ES256","ALG":"none"}`} {
 		if err := parseHeaderJSON(dup, &h); !errors.Is(err, errDuplicate) {
