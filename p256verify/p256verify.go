@@ -46,19 +46,16 @@ type Key struct {
 // NewKey decodes pub. It fails with ErrKey unless pub is a point on P-256
 // (never the point at infinity).
 func NewKey(pub *ecdsa.PublicKey) (*Key, error) {
-	if pub == nil || pub.Curve != elliptic.P256() || pub.X == nil || pub.Y == nil {
+	if pub == nil || pub.Curve != elliptic.P256() || pub.X == nil || pub.Y == nil { // Bytes panics on nil coordinates
 		return nil, ErrKey
 	}
-	var b [65]byte
-	b[0] = 4
-	if pub.X.Sign() < 0 || pub.Y.Sign() < 0 || pub.X.BitLen() > 256 || pub.Y.BitLen() > 256 {
+	b, err := pub.Bytes() // uncompressed; fails for points off the curve
+	if err != nil {
 		return nil, ErrKey
 	}
-	pub.X.FillBytes(b[1:33])
-	pub.Y.FillBytes(b[33:])
 	jacobianTestRun.Do(jacobianSelfTest)
 	k := &Key{pub: pub}
-	if _, err := k.q.SetBytes(b[:]); err != nil {
+	if _, err := k.q.SetBytes(b); err != nil || len(b) != 65 { // SetBytes checks again
 		return nil, ErrKey
 	}
 	return k, nil
