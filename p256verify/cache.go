@@ -29,7 +29,8 @@ const epochLen = 1024
 // with the fewest uses in the current epoch only if it has been used at
 // least twice as often (hysteresis, so keys of equal rate do not take
 // turns rebuilding); the loser's table is dropped (its in-flight
-// verifications keep their reference). With all hot keys tabled, verifications take no lock.
+// verifications keep their reference). With all hot keys tabled,
+// verifications take no lock.
 type Cache struct {
 	max  int
 	slow atomic.Uint64 // cold-path verifications (epoch = slow / epochLen)
@@ -66,9 +67,9 @@ func (c *Cache) Verify(k *Key, digest *[32]byte, sig *[64]byte) bool {
 	return k.verify(nil, digest, sig)
 }
 
-// Prepare builds k's table now if the cache has room or k is used more
-// than the least used tabled key (as on a second use). It reports whether
-// k has a table afterwards.
+// Prepare counts one use of k and builds its table now if the cache has
+// room (or, when full, on the same terms as Verify). It reports whether k
+// has a table afterwards.
 func (c *Cache) Prepare(k *Key) bool {
 	if k.tab.Load() != nil {
 		return true

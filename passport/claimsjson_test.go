@@ -58,13 +58,11 @@ func addClaimsSeeds(f *testing.F) {
 // claims this package reads twice at the top level or inside orig/dest,
 // comparing names as encoding/json does (case-insensitively).
 func hasDupClaim(js string, names []string) bool {
-	var top map[string]json.RawMessage
 	dec := json.NewDecoder(strings.NewReader(js))
 	tok, err := dec.Token()
 	if err != nil || tok != json.Delim('{') {
 		return false
 	}
-	_ = top
 	seen := map[string]bool{}
 	dup := false
 	for dec.More() {
