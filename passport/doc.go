@@ -20,9 +20,16 @@
 //
 // # Off the hot path
 //
-// ParseIdentity, VerifySignature, Sign and AppendSigningInputJSON allocate and
-// use encoding/json. Their inputs are bounded: a header value longer than
-// MaxIdentityLen is rejected with ErrMalformed.
+// VerifySignature, Sign and AppendSigningInputJSON allocate and use
+// encoding/json. ParseIdentity (the verification service's per-call parse)
+// reads the header and claims JSON with its own strict parser
+// (claimsjson.go: one pass, claims as substrings of one decoded string,
+// about 7 allocations per Identity header; duplicate claims and a top level
+// that is not an object are refused; rare inputs such as names matching a
+// claim only case-insensitively go to encoding/json after the syntax
+// check; FuzzClaimsJSON compares it with encoding/json). Inputs are
+// bounded: a header value longer than MaxIdentityLen is rejected with
+// ErrMalformed.
 //
 // # Concurrency and buffer lifetime
 //

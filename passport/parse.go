@@ -1,7 +1,6 @@
 package passport
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
@@ -102,16 +101,31 @@ func ParseIdentity(value string) (*Identity, error) {
 		return nil, ErrCompactForm
 	}
 	id := &Identity{Raw: value, SigningInput: []byte(token[:len(hdr)+1+len(pay)])}
-	var err error
-	if err = decodeJSONPart("header", hdr, &id.Header); err != nil {
-		return nil, err
+	// Both JSON parts and the signature are decoded into one buffer, from
+	// the copy in SigningInput; the JSON becomes one string and parsed
+	// claims are substrings of it.
+	si := id.SigningInput
+	buf := make([]byte, 0, b64.DecodedLen(len(hdr))+b64.DecodedLen(len(pay))+b64.DecodedLen(len(sig)))
+	buf, err := b64.AppendDecode(buf, si[:len(hdr)])
+	if err != nil {
+		return nil, fmt.Errorf("%w (header): %w", ErrBadBase64, err)
 	}
-	if err = decodeJSONPart("payload", pay, &id.Payload); err != nil {
-		return nil, err
+	nh := len(buf)
+	if buf, err = b64.AppendDecode(buf, si[len(hdr)+1:]); err != nil {
+		return nil, fmt.Errorf("%w (payload): %w", ErrBadBase64, err)
 	}
-	if id.Signature, err = b64.DecodeString(sig); err != nil {
+	js := string(buf)
+	if err = parseHeaderJSON(js[:nh], &id.Header); err != nil {
+		return nil, fmt.Errorf("%w (header)", err)
+	}
+	if err = parsePayloadJSON(js[nh:], &id.Payload); err != nil {
+		return nil, fmt.Errorf("%w (payload)", err)
+	}
+	nj := len(buf)
+	if buf, err = b64.AppendDecode(buf, []byte(sig)); err != nil {
 		return nil, fmt.Errorf("%w (signature): %w", ErrBadBase64, err)
 	}
+	id.Signature = buf[nj:len(buf):len(buf)]
 	var haveAlg, havePPT bool
 	for params != "" {
 		var p string
@@ -192,21 +206,6 @@ func unquote(s string) string {
 		}
 	}
 	return s
-}
-
-func decodeJSONPart(what, part string, v any) error {
-	raw, err := b64.DecodeString(part)
-	if err != nil {
-		return fmt.Errorf("%w (%s): %w", ErrBadBase64, what, err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w (%s): %w", ErrBadJSON, what, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w (%s): trailing data", ErrBadJSON, what)
-	}
-	return nil
 }
 
 // VerifySignature checks the ES256 signature (raw r||s, RFC 7518 section

@@ -315,6 +315,7 @@ func TestExtensions(t *testing.T) {
 
 func FuzzParseIdentity(f *testing.F) {
 	f.Add(goldenIdentity)
+	f.Add(secsipidIdentity)
 	f.Add(strings.Replace(goldenIdentity, ";alg=ES256", ` ; ppt="shaken"`, 1))
 	f.Add("a..b;info=<x>")
 	f.Add("a.b.c;info=<x;y>;alg=\"E\\\"S\"")

@@ -5,19 +5,25 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/asn1"
 	"errors"
 	"math/big"
 	"testing"
 
+	"github.com/shakenline/shakenline/p256verify"
 	"github.com/shakenline/shakenline/passport"
 )
 
 // TestVerifySigMatchesPassport: verifySig agrees with
-// passport.VerifySignature on genuine, tampered and degenerate signatures,
-// and appendDERSig equals encoding/asn1's DER (edge values included).
+// passport.VerifySignature (crypto/ecdsa) on genuine, tampered and
+// degenerate signatures, before the key has its table (first use), with it
+// and without a cache.
 func TestVerifySigMatchesPassport(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := p256verify.NewKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := p256verify.NewCache(1)
 	n := elliptic.P256().Params().N
 	sig := func(r, s *big.Int) []byte {
 		b := make([]byte, 64)
@@ -38,20 +44,18 @@ func TestVerifySigMatchesPassport(t *testing.T) {
 		for j, c := range cases {
 			id.Signature = c
 			want := passport.VerifySignature(&key.PublicKey, id) == nil
-			got := verifySig(&key.PublicKey, id)
-			if (got == nil) != want || (got != nil && !errors.Is(got, passport.ErrBadSignature)) {
-				t.Fatalf("case %d/%d: verifySig %v, passport ok=%v", i, j, got, want)
-			}
-			if j == 0 && got != nil {
-				t.Fatal("genuine signature refused")
-			}
-			if len(c) == 64 {
-				r, s := new(big.Int).SetBytes(c[:32]), new(big.Int).SetBytes(c[32:])
-				ref, _ := asn1.Marshal(struct{ R, S *big.Int }{r, s})
-				if der := appendDERSig(nil, c[:32], c[32:]); string(der) != string(ref) {
-					t.Fatalf("DER %x, want %x", der, ref)
+			for _, kc := range []*p256verify.Cache{cache, nil} {
+				got := verifySig(kc, k, id)
+				if (got == nil) != want || (got != nil && !errors.Is(got, passport.ErrBadSignature)) {
+					t.Fatalf("case %d/%d (tabled %v): verifySig %v, passport ok=%v", i, j, k.Tabled(), got, want)
+				}
+				if j == 0 && got != nil {
+					t.Fatal("genuine signature refused")
 				}
 			}
 		}
+	}
+	if !k.Tabled() {
+		t.Error("key used 40 times has no table")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shakenline/shakenline/p256verify"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/tnauth"
 )
@@ -134,6 +135,11 @@ type Config struct {
 	CRLRetry time.Duration
 	// CRLCacheSize bounds the number of cached CRL URLs; default 256.
 	CRLCacheSize int
+
+	// FastKeys bounds the number of certificate keys that get a
+	// precomputed verification table (package p256verify, about 222 KiB
+	// each); default p256verify.DefaultMaxKeys (32). Negative: no tables.
+	FastKeys int
 }
 
 // Input is one call to verify.
@@ -176,6 +182,7 @@ type Verifier struct {
 	crls    *crlCache
 	static  map[string]*entry
 	replay  *replayFilter
+	keys    *p256verify.Cache // nil when Config.FastKeys < 0
 	stats   counters
 
 	ctx         context.Context // cancelled by Close
@@ -245,6 +252,9 @@ func New(cfg Config) (*Verifier, error) {
 		}
 	}
 	v := &Verifier{cfg: cfg, static: map[string]*entry{}}
+	if cfg.FastKeys >= 0 {
+		v.keys = p256verify.NewCache(cfg.FastKeys)
+	}
 	v.trust.Store(snap)
 	for u, chain := range cfg.Static {
 		e, err := newEntry(chain, time.Time{})
@@ -393,7 +403,7 @@ func (v *Verifier) verifyOne(ctx context.Context, h string, in Input, now time.T
 	case !e.tn.Covers(canon(p.Orig.TN)):
 		return fail(CodeInvalid, ErrTNNotAuthorized, id)
 	}
-	if err := verifySig(e.pub, id); err != nil {
+	if err := verifySig(v.keys, e.key, id); err != nil {
 		return fail(CodeInvalid, err, id)
 	}
 	if !v.cfg.DisableReplay && v.replay.seen(sha256.Sum256(id.SigningInput), now) {
@@ -421,7 +431,7 @@ func destMatch(claim, want []string) bool {
 type entry struct {
 	chain   []*x509.Certificate
 	inter   *x509.CertPool
-	pub     *ecdsa.PublicKey
+	key     *p256verify.Key
 	tn      tnauth.List
 	tnErr   error
 	expires time.Time // zero: never
@@ -436,7 +446,11 @@ func newEntry(chain []*x509.Certificate, expires time.Time) (*entry, error) {
 	if !ok || pub.Curve.Params().Name != "P-256" {
 		return nil, fmt.Errorf("%w: key is not ECDSA P-256", ErrBadCert)
 	}
-	e := &entry{chain: chain, inter: x509.NewCertPool(), pub: pub, expires: expires}
+	key, err := p256verify.NewKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadCert, err)
+	}
+	e := &entry{chain: chain, inter: x509.NewCertPool(), key: key, expires: expires}
 	for _, c := range chain[1:] {
 		e.inter.AddCert(c)
 	}
