@@ -118,7 +118,7 @@ func runAll(ctx context.Context, bin, out string, quick bool, only string, log i
 		fmt.Fprintf(log, "compare: C_Sign through p11-kit-client.so (bench/hsmraw BenchmarkRemote) on CPU %d, p11-kit server on CPU %d\n", p.GenCPU, p.SUTCPU)
 		r.HSMRemote, err = hsmRawRemote(ctx, p, tmp, out)
 		if err != nil {
-			r.HSMRemoteErr = err.Error()
+			r.RemoteErr = err.Error()
 			fmt.Fprintln(log, err)
 		}
 	}

@@ -19,8 +19,8 @@ func hsmRatioText(r *Run) string {
 	}
 	b.WriteString("\n## softhsm2 behind p11-kit server (HSM on its own core)\n\n")
 	if len(r.HSMRemote) == 0 {
-		if r.HSMRemoteErr != "" {
-			fmt.Fprintf(&b, "Not measured: %s\n", r.HSMRemoteErr)
+		if r.RemoteErr != "" {
+			fmt.Fprintf(&b, "Not measured: %s\n", r.RemoteErr)
 		} else {
 			b.WriteString("Not measured in this run.\n")
 		}

@@ -136,19 +136,19 @@ type Env struct {
 
 // Run is everything one run measured (run.json).
 type Run struct {
-	Started   time.Time     `json:"started"`
-	Finished  time.Time     `json:"finished"`
-	Params    Params        `json:"params"`
-	Env       Env           `json:"env"`
-	OpenSSL   *OpenSSLSpeed `json:"openssl,omitempty"`
-	HSMRaw    []BenchLine   `json:"hsmraw,omitempty"`
-	HSMRawErr string        `json:"hsmraw_error,omitempty"`
+	Started    time.Time     `json:"started"`
+	Finished   time.Time     `json:"finished"`
+	Params     Params        `json:"params"`
+	Env        Env           `json:"env"`
+	OpenSSL    *OpenSSLSpeed `json:"openssl,omitempty"`
+	HSMRaw     []BenchLine   `json:"hsmraw,omitempty"`
+	HSMRawErr  string        `json:"hsmraw_error,omitempty"`
+	Setups     []SetupResult `json:"setups"`
+	ProfileErr string        `json:"profile_error,omitempty"`
 	// bench/hsmraw BenchmarkRemote: through p11-kit-client.so to a p11-kit
 	// server on the SUT core, the benchmark on the generator's core.
-	HSMRemote    []BenchLine   `json:"hsmraw_remote,omitempty"`
-	HSMRemoteErr string        `json:"hsmraw_remote_error,omitempty"`
-	Setups       []SetupResult `json:"setups"`
-	ProfileErr   string        `json:"profile_error,omitempty"`
+	HSMRemote []BenchLine `json:"hsmraw_remote,omitempty"`
+	RemoteErr string      `json:"hsmraw_remote_error,omitempty"`
 }
 
 // lab is the key material shared by all setups.
