@@ -536,6 +536,9 @@ func (l *link) signBatch(ctx context.Context, w *worker, n int) {
 	k := 0
 	for i := range n {
 		r := w.slots[i].Swap(nil)
+		if r == nil {
+			continue // a late monitor tick took it (it saw the previous call stuck)
+		}
 		if now.After(r.Deadline) {
 			l.c.finish(r, ErrBudget)
 			continue
