@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/hsm/signertest"
@@ -59,5 +60,50 @@ func TestPKCS11ThroughP11KitServer(t *testing.T) {
 		if r = <-done; r.Err == nil {
 			t.Fatal("signed with the server stopped")
 		}
+	}
+}
+
+// TestP11KitServerHangs stops the p11-kit server (SIGSTOP) while calls flow:
+// the batches in flight on the HSM's sessions hang in C_Sign, the monitor
+// takes them away after the link's timeout and the software fallback (same
+// key) signs them; no call goes unsigned. After SIGCONT the HSM signs again.
+func TestP11KitServerHangs(t *testing.T) {
+	env := softhsmtest.New(t)
+	tk := env.NewToken("hang", nil)
+	srv := env.Serve(t, tk, -1)
+	soft, err := hsm.NewSoftware("soft", tk.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { soft.Close() })
+	c, err := hsm.New(context.Background(), hsm.Config{
+		Budget:  2 * time.Second,
+		Breaker: hsm.Breaker{Failures: 2, OpenFor: 100 * time.Millisecond, HalfOpenProbes: 1},
+		Signers: []hsm.SignerConfig{
+			{PKCS11: tk.URIWith(srv.Module), Workers: 2, Timeout: 50 * time.Millisecond},
+			{Signer: soft, Workers: 2},
+		},
+	}, tk.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pub := &tk.Key.PublicKey
+	l := runLoad(t, c, pub, 8, 100000, 10*time.Second, func(l *load) bool { return l.count("pkcs11:hang") >= 100 })
+	if len(l.unsigned) != 0 || l.bad != 0 {
+		t.Fatalf("before the hang: %v unsigned %v bad %d", l.bySigner, l.unsigned, l.bad)
+	}
+	srv.Pause()
+	l = runLoad(t, c, pub, 8, 300, 10*time.Second, never)
+	if len(l.unsigned) != 0 || l.bad != 0 || l.count("soft") == 0 {
+		t.Fatalf("server stopped: %v unsigned %v bad %d", l.bySigner, l.unsigned, l.bad)
+	}
+	if hs := c.Health(); hs[0].State == hsm.StateClosed && hs[0].Ready {
+		t.Fatalf("HSM link looks healthy while its server is stopped: %+v", hs[0])
+	}
+	srv.Resume()
+	l = runLoad(t, c, pub, 8, 100000, 10*time.Second, func(l *load) bool { return l.count("pkcs11:hang") >= 20 })
+	if len(l.unsigned) != 0 || l.bad != 0 || l.count("pkcs11:hang") < 20 {
+		t.Fatalf("after SIGCONT: %v unsigned %v bad %d", l.bySigner, l.unsigned, l.bad)
 	}
 }

@@ -94,6 +94,7 @@ func (e *Env) StartServer(label string, cpu int) (*Server, error) {
 // Stop terminates the server and the p11-kit-remote processes it forked
 // (one process group), waiting at most 3s before killing them.
 func (s *Server) Stop() {
+	s.Resume()
 	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-s.done:
@@ -125,3 +126,11 @@ func (tk *Token) URIWith(module string) string {
 	return "pkcs11:token=" + escape(tk.Label) + ";object=" + escape(tk.KeyLabel) + ";id=" + pctBytes(tk.KeyID) +
 		";type=private?module-path=" + escape(module) + "&pin-source=file:" + escape(tk.PINFile)
 }
+
+// Pause stops the server and its p11-kit-remote processes (SIGSTOP): calls
+// in flight and new ones hang, as with a device that stopped answering.
+// Resume continues them.
+func (s *Server) Pause() { _ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { _ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGCONT) }
