@@ -246,10 +246,10 @@ func New(ctx context.Context, cfg Config, cert *x509.Certificate) (*Chain, error
 
 // defaultPKCS11Workers sizes a PKCS#11 link to the CPUs the process may
 // use, with four at least. A token in the process (SoftHSM) signs on those
-// CPUs, and with batched calls its throughput on one core is the same at 1,
-// 2, 4 or 8 sessions (bench/hsmraw); a device in another process or box
-// executes calls while the caller waits on the wire, and there sessions
-// pipeline: through p11-kit server, 4 sessions sign a third more than 2.
+// CPUs, and with batched calls its throughput on one core barely changes
+// from 1 to 8 sessions (bench/hsmraw); a device in another process or box
+// executes calls while the caller waits on the wire, and there each session
+// keeps one more request in flight (bench/hsmraw BenchmarkRemote).
 func defaultPKCS11Workers() int {
 	return min(max(runtime.GOMAXPROCS(0), 4), 8)
 }
