@@ -10,7 +10,8 @@ FUZZTIME ?= 3s
 # Debian packages the build, the tests and the demo use.
 APT_PKGS := clang llvm libbpf-dev bpftool linux-libc-dev softhsm2 opensc sip-tester \
             kamailio kamailio-secsipid-modules tshark ansible-core iproute2 openssl \
-            procps psmisc python3 curl openssh-server ansible-lint ethtool gnuplot-nox
+            procps psmisc python3 curl openssh-server ansible-lint ethtool gnuplot-nox \
+            p11-kit p11-kit-modules
 
 export GOTOOLCHAIN := local
 

@@ -9,9 +9,19 @@
 // Chain.Submit, which never blocks: it picks the first signer whose breaker
 // admits the request and whose sessions are usable, and pushes the request
 // onto that signer's queue (spilling to the next signer when the queue is
-// full). Each signer has Workers goroutines; a PKCS#11 worker signs on its
-// own session with C_SignInit+C_Sign(CKM_ECDSA) over the 32-byte digest and
-// the token's 64-byte r||s goes into Request.Sig unchanged. A failed call
+// full). Each signer has Workers goroutines (PKCS#11: one session each,
+// GOMAXPROCS of them, 4 to 8, by default). A free worker takes the first
+// waiting request and up to its fair share of the others already queued; a
+// PKCS#11 worker signs that batch on its session in one cgo call, straight
+// through the module's CK_FUNCTION_LIST (the one miekg/pkcs11 loaded):
+// C_SignInit(CKM_ECDSA) and a single C_Sign into a 64-byte buffer per
+// 32-byte digest, no allocation, the token's r||s copied into Request.Sig
+// unchanged. Batches are kept to about 2ms of signing (and an eighth of the
+// timeout) by the measured time per signature, so a slow device spreads its
+// queue over its sessions. One call per batch saves, per signature, a
+// cgo crossing and the Go scheduler hand-offs around it, plus the length
+// query miekg/pkcs11 makes before every C_Sign (a full round trip when the
+// device is behind a wire, as with p11-kit-client). A failed call
 // moves the request to the next signer; a call still running after the
 // signer's Timeout is taken away by the signer's monitor goroutine and moved
 // on the same way. When no signer is left, or the request's Deadline passes,
@@ -55,7 +65,8 @@
 // Request belongs to the chain from a successful Submit until Done, which is
 // called exactly once from a chain goroutine; workers copy the digest in and
 // the signature out, so a request taken away on timeout is never written by
-// the stuck worker. Signers are safe for concurrent use.
+// the stuck worker (for a batch, the timeout applies to the whole call and
+// takes the whole batch away). Signers are safe for concurrent use.
 //
 // # Limits
 //

@@ -22,9 +22,10 @@ var ErrModule = errors.New("hsm: cannot load PKCS#11 module")
 // across a re-initialisation. gen counts initialisations: session and object
 // handles from an older gen are dead and may have been reused.
 type module struct {
-	path string
-	ctx  *pkcs11.Ctx
-	refs int // guarded by modules.mu
+	path   string
+	ctx    *pkcs11.Ctx
+	direct *directList // nil: sign through ctx
+	refs   int         // guarded by modules.mu
 
 	mu         sync.RWMutex
 	gen        uint64    // guarded by mu
@@ -55,7 +56,7 @@ func openModule(path string) (*module, error) {
 		ctx.Destroy()
 		return nil, fmt.Errorf("%w: %s: %w", ErrModule, path, err)
 	}
-	m := &module{path: path, ctx: ctx, refs: 1, gen: 1}
+	m := &module{path: path, ctx: ctx, direct: openDirect(ctx, path), refs: 1, gen: 1}
 	if modules.m == nil {
 		modules.m = map[string]*module{}
 	}

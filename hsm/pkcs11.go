@@ -32,7 +32,7 @@ type PKCS11Options struct {
 	// Name in metrics, /healthz and Request.SignedBy. Default "pkcs11:<token label>".
 	Name string
 	// Sessions is the number of sessions opened on the token, one per
-	// worker goroutine of a Chain. Default 4.
+	// worker goroutine of a Chain. Default 4 (a Chain passes its Workers).
 	Sessions int
 	// Want is the certificate's public key. The token's key must match it
 	// (CKA_EC_POINT when present, and always a test signature verified with
@@ -41,6 +41,12 @@ type PKCS11Options struct {
 	// ReopenMin and ReopenMax bound the exponential backoff between attempts
 	// to reopen lost sessions. Defaults 50ms and 2s.
 	ReopenMin, ReopenMax time.Duration
+	// NoDirect makes every signature go through miekg/pkcs11 (C_SignInit,
+	// then C_Sign twice: length, then signature), one cgo call each,
+	// instead of the module's function list called directly from C, a
+	// batch per call. For comparisons and for a module the direct path
+	// cannot use (it falls back by itself when it cannot load it).
+	NoDirect bool
 }
 
 // PKCS11 signs with a private key that never leaves a PKCS#11 token, using
@@ -179,6 +185,27 @@ func (p *PKCS11) LastError() error {
 // SignDigest implements Signer. It fails at once with an error wrapping
 // ErrSessionLost while the token is being reopened.
 func (p *PKCS11) SignDigest(ctx context.Context, digest *[32]byte, sig *[64]byte) error {
+	b := bufPool.Get().(*signBuf)
+	defer bufPool.Put(b)
+	b.digest[0] = *digest
+	var errs [1]error
+	if err := p.signBatch(ctx, b, 1, errs[:]); err != nil {
+		return err
+	}
+	if errs[0] == nil {
+		*sig = b.sig[0]
+	}
+	return errs[0]
+}
+
+var bufPool = sync.Pool{New: func() any { return new(signBuf) }}
+
+// signBatch signs b.digest[:n] on one session, each with C_SignInit and
+// C_Sign: in one cgo call when the module's function list is usable
+// (directList), else through miekg/pkcs11 one by one. A non-nil result
+// means nothing was signed (no session, token lost, ctx done); otherwise
+// errs[i] is digest i's error, wrapped, and b.sig[i] its signature.
+func (p *PKCS11) signBatch(ctx context.Context, b *signBuf, n int, errs []error) error {
 	tk := p.tok.Load()
 	if tk == nil {
 		return ErrSessionLost
@@ -227,17 +254,38 @@ func (p *PKCS11) SignDigest(ctx context.Context, digest *[32]byte, sig *[64]byte
 		*s = session{h: h, tokGen: tk.gen, modGen: m.gen, open: true}
 		p.nsess.Add(1)
 	}
-	err := m.ctx.SignInit(s.h, p.mech, tk.key)
-	var out []byte
-	if err == nil {
-		out, err = m.ctx.Sign(s.h, digest[:])
+	if d := m.direct; d != nil && !p.opt.NoDirect {
+		d.sign(s.h, tk.key, b, n, errs)
+	} else {
+		for i := range n {
+			errs[i] = p.signOne(m.ctx, s.h, tk.key, &b.digest[i], &b.sig[i])
+		}
 	}
 	m.mu.RUnlock()
-	if err != nil {
-		if sessionLost(err) {
-			p.lost(tk, err)
+	var lost error
+	for i, err := range errs[:n] {
+		if err == nil || errors.Is(err, ErrSignature) {
+			continue
 		}
-		return fmt.Errorf("hsm: %s: C_Sign: %w", p.name, err)
+		if lost == nil && sessionLost(err) {
+			lost = err
+		}
+		errs[i] = fmt.Errorf("hsm: %s: C_Sign: %w", p.name, err)
+	}
+	if lost != nil {
+		p.lost(tk, lost)
+	}
+	return nil
+}
+
+// signOne is one signature through miekg/pkcs11.
+func (p *PKCS11) signOne(c *pkcs11.Ctx, h pkcs11.SessionHandle, key pkcs11.ObjectHandle, digest *[32]byte, sig *[64]byte) error {
+	if err := c.SignInit(h, p.mech, key); err != nil {
+		return err
+	}
+	out, err := c.Sign(h, digest[:])
+	if err != nil {
+		return err
 	}
 	if len(out) != 64 {
 		return ErrSignature

@@ -17,6 +17,11 @@
 // core and in the same run: `openssl speed ecdsap256` and the raw softhsm2
 // C_Sign benchmark of package bench/hsmraw.
 //
+// The remote HSM setup (RemoteSetup) reverses the cores: a `p11-kit server`
+// process loading softhsm2 (the "HSM", hsmserver.go) gets the SUT core and
+// the appliance, with p11-kit-client.so, shares the generator's core; its
+// raw baseline is bench/hsmraw's BenchmarkRemote in the same layout.
+//
 // Forward-only setups: the appliance has no switch to turn signing off, so
 // those setups send the same generator's INVITEs through an in-process
 // relay (Anonymize) that rewrites From to sip:anonymous@anonymous.invalid

@@ -114,6 +114,15 @@ func runAll(ctx context.Context, bin, out string, quick bool, only string, log i
 		fmt.Fprintln(log, err)
 	}
 
+	if only == "" || only == RemoteSetup {
+		fmt.Fprintf(log, "compare: C_Sign through p11-kit-client.so (bench/hsmraw BenchmarkRemote) on CPU %d, p11-kit server on CPU %d\n", p.GenCPU, p.SUTCPU)
+		r.HSMRemote, err = hsmRawRemote(ctx, p, tmp, out)
+		if err != nil {
+			r.RemoteErr = err.Error()
+			fmt.Fprintln(log, err)
+		}
+	}
+
 	for _, s := range Setups {
 		if only != "" && s.Name != only {
 			continue
@@ -160,6 +169,34 @@ func hsmRaw(ctx context.Context, p Params, tmp, out string) ([]BenchLine, error)
 	_ = os.WriteFile(filepath.Join(out, "hsmraw.txt"), o, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("compare: hsmraw benchmark: %w: %s", err, tail(o, 500))
+	}
+	return ParseGoBench(o)
+}
+
+// hsmRawRemote runs bench/hsmraw's BenchmarkRemote on the generator's
+// core with the p11-kit server it starts pinned to the SUT core: raw C_Sign
+// and the chain through p11-kit-client.so, beside the remote setup.
+func hsmRawRemote(ctx context.Context, p Params, tmp, out string) ([]BenchLine, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	test := filepath.Join(tmp, "hsmraw.test")
+	if _, err := os.Stat(test); err != nil {
+		c := exec.CommandContext(ctx, "go", "test", "-c", "-o", test, "./bench/hsmraw/")
+		c.Dir = root
+		if o, err := c.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("compare: go test -c ./bench/hsmraw/: %w: %s", err, tail(o, 500))
+		}
+	}
+	c := exec.CommandContext(ctx, "taskset", "-c", strconv.Itoa(p.GenCPU), test, "-test.run", "^$",
+		"-test.bench", "Remote", "-test.benchtime", p.HSMBenchtime)
+	c.Dir = filepath.Join(root, "bench", "hsmraw")
+	c.Env = append(os.Environ(), "HSMRAW_P11KIT=1", "HSMRAW_SERVER_CPU="+strconv.Itoa(p.SUTCPU))
+	o, err := c.CombinedOutput()
+	_ = os.WriteFile(filepath.Join(out, "hsmraw-remote.txt"), o, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("compare: hsmraw remote benchmark: %w: %s", err, tail(o, 500))
 	}
 	return ParseGoBench(o)
 }

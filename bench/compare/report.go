@@ -322,6 +322,8 @@ func Markdown(r *Run, prefix, method, plotErr string) string {
 		fmt.Fprintf(&b, "Not measured: %s\n", r.HSMRawErr)
 	}
 
+	b.WriteString(hsmRatioText(r))
+
 	b.WriteString("\n## Where the time goes\n\n")
 	b.WriteString(profileText(r))
 

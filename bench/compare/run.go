@@ -81,7 +81,16 @@ var Setups = []Setup{
 	{Name: "kamailio-sign", Title: "Kamailio + secsipid, signing", SUT: "kamailio", Signs: true},
 	{Name: "appliance-sign-soft", Title: "appliance, signing, software key", SUT: "appliance", Key: "soft", Signs: true},
 	{Name: "appliance-sign-hsm", Title: "appliance, signing, softhsm2", SUT: "appliance", Key: "hsm", Signs: true},
+	{Name: RemoteSetup, Title: "appliance, signing, softhsm2 behind p11-kit server (HSM on its own core)", SUT: "appliance", Key: "hsm-remote", Signs: true},
 }
+
+// RemoteSetup is the setup with the layout of a network HSM: SoftHSM runs
+// in a `p11-kit server` process pinned to the SUT core, the appliance (with
+// p11-kit-client.so) shares the generator's core.
+const RemoteSetup = "appliance-sign-hsm-remote"
+
+// p11KitClient is Debian's p11-kit-client.so (package p11-kit-modules).
+const p11KitClient = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
 
 // FixedRun is the run at a fixed fraction of the highest clean rate.
 type FixedRun struct {
@@ -136,11 +145,16 @@ type Run struct {
 	HSMRawErr  string        `json:"hsmraw_error,omitempty"`
 	Setups     []SetupResult `json:"setups"`
 	ProfileErr string        `json:"profile_error,omitempty"`
+	// bench/hsmraw BenchmarkRemote: through p11-kit-client.so to a p11-kit
+	// server on the SUT core, the benchmark on the generator's core.
+	HSMRemote []BenchLine `json:"hsmraw_remote,omitempty"`
+	RemoteErr string      `json:"hsmraw_remote_error,omitempty"`
 }
 
 // lab is the key material shared by all setups.
 type lab struct {
 	dir, key, ecKey, cert, pkcs11URI, softhsmConf string
+	pkcs11RemoteURI                               string // the same key through p11-kit-client.so
 }
 
 const x5u = "https://cert.example.net/sp.pem"
@@ -190,6 +204,7 @@ func makeLab(bin, dir string) (*lab, error) {
 		}
 	}
 	l.pkcs11URI = "pkcs11:token=shakebench;object=sp;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:" + pin
+	l.pkcs11RemoteURI = "pkcs11:token=shakebench;object=sp;type=private?module-path=" + p11KitClient + "&pin-source=file:" + pin
 	return l, nil
 }
 
@@ -231,11 +246,23 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 	}
 	listen := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sipPort)
 	api := fmt.Sprintf("127.0.0.1:%d", apiPort)
-	args := []string{"-c", strconv.Itoa(p.SUTCPU), bin, "serve", "--sip", listen.String(), "--next-hop", next.String(),
+	cpu := p.SUTCPU
+	var hsmSrv *hsmServer
+	if s.Key == "hsm-remote" {
+		// The HSM gets the SUT core; the appliance shares the generator's.
+		if hsmSrv, err = startHSMServer(l, p.SUTCPU, logPath+".p11kit"); err != nil {
+			return nil, listen, err
+		}
+		cpu = p.GenCPU
+	}
+	args := []string{"-c", strconv.Itoa(cpu), bin, "serve", "--sip", listen.String(), "--next-hop", next.String(),
 		"--cert", l.cert, "--x5u", x5u, "--attest", "A", "--api", api}
-	if s.Key == "hsm" {
+	switch s.Key {
+	case "hsm":
 		args = append(args, "--pkcs11", l.pkcs11URI)
-	} else {
+	case "hsm-remote":
+		args = append(args, "--pkcs11", l.pkcs11RemoteURI)
+	default:
 		args = append(args, "--key", l.key)
 	}
 	logf, err := os.Create(logPath)
@@ -244,10 +271,14 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 	}
 	cmd := exec.Command("taskset", args...)
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+l.softhsmConf)
+	if hsmSrv != nil {
+		cmd.Env = append(cmd.Env, "P11_KIT_SERVER_ADDRESS="+hsmSrv.address)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
+		hsmSrv.stop()
 		return nil, listen, fmt.Errorf("compare: appliance: %w", err)
 	}
 	done := make(chan struct{})
@@ -261,11 +292,13 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 			_ = syscall.Kill(-u.pgid, syscall.SIGKILL)
 			<-done
 		}
+		hsmSrv.stop()
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {
 		case <-done:
+			hsmSrv.stop()
 			b, _ := os.ReadFile(logPath)
 			return nil, listen, fmt.Errorf("compare: appliance exited: %s", tail(b, 2000))
 		default:

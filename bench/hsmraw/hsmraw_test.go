@@ -6,7 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,7 +32,11 @@ type rawSigner struct {
 }
 
 func openRaw(b *testing.B, tk *softhsmtest.Token) *rawSigner {
-	ctx := pkcs11.New(softhsmtest.DefaultModule)
+	return openRawModule(b, tk, softhsmtest.DefaultModule)
+}
+
+func openRawModule(b *testing.B, tk *softhsmtest.Token, module string) *rawSigner {
+	ctx := pkcs11.New(module)
 	if ctx == nil {
 		b.Fatal("load module")
 	}
@@ -96,9 +102,36 @@ func (r *rawSigner) sign(sh pkcs11.SessionHandle, d []byte) error {
 func BenchmarkSign(b *testing.B) {
 	env := softhsmtest.New(b)
 	tk := env.NewToken("bench", nil)
+	benchSign(b, tk, softhsmtest.DefaultModule, tk.URI())
+}
+
+// BenchmarkRemote is BenchmarkSign through p11-kit: p11-kit-client.so in
+// this process, `p11-kit server` (a separate process, the "HSM") loading
+// SoftHSM. It runs only with HSMRAW_P11KIT=1; HSMRAW_SERVER_CPU=N pins the
+// server to CPU N (bench/compare pins this process to another core). The
+// server executes one connection's calls one at a time, so here sessions
+// pipeline requests into one serial executor rather than add parallelism.
+func BenchmarkRemote(b *testing.B) {
+	if os.Getenv("HSMRAW_P11KIT") != "1" {
+		b.Skip("HSMRAW_P11KIT=1 not set")
+	}
+	cpu := -1
+	if v := os.Getenv("HSMRAW_SERVER_CPU"); v != "" {
+		var err error
+		if cpu, err = strconv.Atoi(v); err != nil {
+			b.Fatalf("HSMRAW_SERVER_CPU=%q: %v", v, err)
+		}
+	}
+	env := softhsmtest.New(b)
+	tk := env.NewToken("remote", nil)
+	srv := env.Serve(b, tk, cpu)
+	benchSign(b, tk, srv.Module, tk.URIWith(srv.Module))
+}
+
+func benchSign(b *testing.B, tk *softhsmtest.Token, module, uri string) {
 	for _, n := range sessionCounts {
 		b.Run(fmt.Sprintf("raw/sessions=%d", n), func(b *testing.B) {
-			r := openRaw(b, tk)
+			r := openRawModule(b, tk, module)
 			shs := make([]pkcs11.SessionHandle, n)
 			for i := range shs {
 				shs[i] = r.session(b)
@@ -124,7 +157,7 @@ func BenchmarkSign(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sig/s")
 		})
 		b.Run(fmt.Sprintf("chain/sessions=%d", n), func(b *testing.B) {
-			c := openChain(b, tk, n)
+			c := openChainURI(b, uri, tk, n)
 			var left atomic.Int64
 			left.Store(int64(b.N))
 			var wg sync.WaitGroup
@@ -170,9 +203,13 @@ func BenchmarkSign(b *testing.B) {
 }
 
 func openChain(b *testing.B, tk *softhsmtest.Token, sessions int, more ...hsm.SignerConfig) *hsm.Chain {
+	return openChainURI(b, tk.URI(), tk, sessions, more...)
+}
+
+func openChainURI(b *testing.B, uri string, tk *softhsmtest.Token, sessions int, more ...hsm.SignerConfig) *hsm.Chain {
 	cfg := hsm.Config{
 		Budget:  5 * time.Second,
-		Signers: append([]hsm.SignerConfig{{PKCS11: tk.URI(), Workers: sessions, Timeout: 5 * time.Second}}, more...),
+		Signers: append([]hsm.SignerConfig{{PKCS11: uri, Workers: sessions, Timeout: 5 * time.Second}}, more...),
 	}
 	c, err := hsm.New(context.Background(), cfg, tk.Cert)
 	if err != nil {

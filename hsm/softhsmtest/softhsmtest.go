@@ -7,8 +7,12 @@
 // initialised, so an Env sets it (t.Setenv) and every token of one test lives
 // in the same Env. Tests using an Env cannot run in parallel with each other.
 //
-// When softhsm2-util or the module is missing the test is skipped, unless the
-// environment has CI=true, where a missing prerequisite fails the test.
+// Env.Serve (p11kit.go) exports a token through `p11-kit server` in its own
+// process, reached with p11-kit-client.so: the layout of a network HSM.
+//
+// When softhsm2-util or the module (or p11-kit, for Serve) is missing the
+// test is skipped, unless the environment has CI=true, where a missing
+// prerequisite fails the test.
 package softhsmtest
 
 import (
