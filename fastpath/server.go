@@ -338,7 +338,6 @@ type loop struct {
 	fd    int
 	idx   int // 0..loops-1, in the order loops saw their first datagram
 	msg   sip.Message
-	msg2  sip.Message
 	out   []byte // inline mode: the datagram being reinjected (sent at once)
 	sc    *scratch
 	rx    *rx    // recvmmsg(2) state for draining the socket after gnet's datagram
@@ -529,18 +528,19 @@ func (l *loop) response(pkt []byte) {
 		mNotOurVia.Inc()
 		return
 	}
-	out := stampResponse(l.outBuf(len(pkt)), pkt, m, l.sc)
-	if err := l.msg2.Parse(out); err != nil || l.msg2.Via.Value.Empty() {
+	// The Via under ours, parsed with the rest of the message, is where
+	// the response goes once ours is removed.
+	if m.Via2.Value.Empty() {
 		mUnroutable.Inc()
 		return
 	}
-	dst, ok := viaTarget(out, &l.msg2.Via)
+	dst, ok := viaTarget(pkt, &m.Via2)
 	if !ok {
 		mUnroutable.Inc()
 		return
 	}
 	mResponses.Inc()
-	l.queue(out, dst)
+	l.queue(stampResponse(l.outBuf(len(pkt)), pkt, m, l.sc), dst)
 }
 
 func (l *loop) proxyRequest(pkt []byte, src netip.AddrPort) {
