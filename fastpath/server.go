@@ -271,7 +271,14 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 // batch or arena fills). A drained socket is waited on for rxLinger before
 // the loop goes back to gnet; at most rxRounds rounds, and none once the
 // server is stopping (gnet's Stop reaches the loop through its own queue).
+//
+// Nor does a loop that has recently handed calls to other goroutines (an
+// HSM's sessions, the verifiers, the sender): those work while the loop
+// idles, and they need Ps the waiting loop would hold, whereas gnet's idle
+// path (runtime.Gosched) lets them run at once. Waiting pays where the
+// loop does all the work itself: signing on the loop with a software key.
 func (l *loop) burst(first []byte, src netip.AddrPort) {
+	l.bursts++
 	if len(first) > 0 {
 		l.dispatch(first, src)
 		l.flush()
@@ -288,11 +295,15 @@ func (l *loop) burst(first []byte, src netip.AddrPort) {
 		// long burst adds to its first datagrams, and nothing may wait
 		// unsent while the loop waits for more.
 		l.flush()
-		if n < rxBatch && (l.s.stopped.Load() || !l.rx.wait()) {
+		if n < rxBatch && (l.bursts-l.handedOff < lingerQuiet || l.s.stopped.Load() || !l.rx.wait()) {
 			return
 		}
 	}
 }
+
+// lingerQuiet is how many bursts without a hand-off to another goroutine
+// a loop waits for before it lingers again (see burst).
+const lingerQuiet = 1024
 
 func (l *loop) dispatch(pkt []byte, src netip.AddrPort) {
 	if l.s.cfg.Mode == Inline {
@@ -345,13 +356,16 @@ type loop struct {
 	arena []byte // the datagrams in tx: each is built at arena[used:]
 	used  int
 	ws    *job // the call being signed; taken from free only when it goes asynchronous
-	rng   *mrand.ChaCha8
-	flow  bpf.Flow // inline mode: the original addresses of the datagram in hand
-	tn    [2][]byte
-	raw   []byte // digits as dialled, before canonicalisation
-	free  chan *job
-	sendq chan *job
-	hist  *metrics.Histogram
+
+	bursts    uint64 // calls of burst
+	handedOff uint64 // the last burst that gave a call to a signer or verifier goroutine (see burst)
+	rng       *mrand.ChaCha8
+	flow      bpf.Flow // inline mode: the original addresses of the datagram in hand
+	tn        [2][]byte
+	raw       []byte // digits as dialled, before canonicalisation
+	free      chan *job
+	sendq     chan *job
+	hist      *metrics.Histogram
 }
 
 func (s *Server) newLoop(fd, idx int) *loop {
@@ -381,6 +395,7 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		l.free <- newJob(l)
 	}
 	l.ws = newJob(l)
+	l.bursts = lingerQuiet // no hand-off yet: the loop may linger from the start
 	s.wg.Add(1)
 	go l.sender(newBatch(fd, v6), s.stopSenders)
 	return l
@@ -730,6 +745,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 		return true
 	}
 	l.ws = nj
+	l.handedOff = l.bursts
 	j.pkt = append(j.pkt[:0], pkt...)
 	j.msg = *m
 	if err := cfg.Signer.Submit(&j.req); err != nil {
