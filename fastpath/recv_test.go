@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 )
 
@@ -20,7 +21,9 @@ import (
 // source address is the real one (received/rport on the client's Via).
 func TestBurstThroughRecvmmsg(t *testing.T) {
 	key := newKey(t)
-	l, next := testLoop(t, softChainKey(t, key))
+	chain := softChainKey(t, key)
+	waitWarm(t, chain)
+	l, next := testLoop(t, chain)
 	bs := newBurster(t, l)
 	client := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), bs.port(t))
 	const n = rxBatch + 8 // more than one recvmmsg
@@ -80,6 +83,18 @@ func TestBurstThroughRecvmmsg(t *testing.T) {
 		}
 	}
 	noRecv(t, next, 100*time.Millisecond)
+}
+
+// waitWarm waits until the software key's first nonce pool can sign at
+// once (it fills in the background from empty), so that a test's calls are
+// signed on the loop rather than queued behind a small job pool.
+func waitWarm(t testing.TB, d hsm.Dispatcher) {
+	var r hsm.Request
+	for deadline := time.Now().Add(10 * time.Second); !d.(syncSigner).TrySign(&r, 0); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the nonce pool did not fill in 10s")
+		}
+	}
 }
 
 func (b *burster) port(t *testing.T) uint16 {
