@@ -4,6 +4,13 @@
 // blocking, stamp the Identity header into a pooled buffer and send the
 // result with batched sendmmsg(2) calls.
 //
+// Receive batching: gnet hands a loop one datagram per readiness event; the
+// loop then drains its socket itself with recvmmsg(2) (rxBatch datagrams a
+// call, at most rxRounds calls), and, once drained, waits up to rxLinger in
+// poll(2) for more before going back to gnet, whose idle path costs thread
+// switches (recv.go). What a round of datagrams produces leaves in one
+// sendmmsg(2) call.
+//
 // Modes:
 //   - proxy: a stateless proxy (RFC 3261 section 16.11). Requests get our Via
 //     (branch derived from the incoming top Via, so retransmissions map to
@@ -17,11 +24,16 @@
 //     stamped and reinjected towards their original destination with their
 //     original source address.
 //
-// Buffer lifetime: gnet's packet slice is only valid inside OnTraffic. A
-// request that needs signing is copied into a job taken from the loop's own
-// free list; the job (packet copy, parse offsets, signing input and output
-// buffer) travels to a signer goroutine and back to the loop's sender, which
-// returns it to the free list after sendmmsg. Nothing else keeps a packet.
+// Buffer lifetime: gnet's packet slice is only valid inside OnTraffic, and a
+// receive slot only until the next recvmmsg. What the loop sends itself is
+// built in the loop's send arena, never pointing into a received datagram,
+// and the arena is reused after the sendmmsg that carried it. A call signed
+// on the loop is prepared in the loop's workspace job and stamped straight
+// into the arena. A request that goes to an asynchronous signer is copied
+// into that job, which then travels (packet copy, parse offsets, signing
+// input and output buffer) to a signer goroutine and back to the loop's
+// sender, which returns it to the free list after sendmmsg; a job from the
+// free list becomes the loop's new workspace. Nothing else keeps a packet.
 //
 // Concurrency: each loop has its own state (parser, scratch buffers, random
 // source, job pool, sender goroutine); no lock on the signing path is shared

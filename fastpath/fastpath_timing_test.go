@@ -3,11 +3,15 @@ package fastpath
 import (
 	"context"
 	"crypto/ecdsa"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
@@ -40,7 +44,10 @@ func benchLoop(tb testing.TB, signer hsm.Signer) (*loop, netip.AddrPort) {
 // whose only link is the software key, which the loop signs with at once
 // while its nonce pool is warm.
 func softChain(tb testing.TB) hsm.Dispatcher {
-	key := newKey(tb)
+	return softChainKey(tb, newKey(tb))
+}
+
+func softChainKey(tb testing.TB, key *ecdsa.PrivateKey) hsm.Dispatcher {
 	soft, err := hsm.NewSoftware("soft", key)
 	if err != nil {
 		tb.Fatal(err)
@@ -56,8 +63,7 @@ func softChain(tb testing.TB) hsm.Dispatcher {
 
 func benchLoopWith(tb testing.TB, d hsm.Dispatcher) (*loop, netip.AddrPort) {
 	tb.Helper()
-	sock := listenUDP(tb)
-	next := listenUDP(tb)
+	l, next := testLoop(tb, d)
 	go func() {
 		buf := make([]byte, 65536)
 		for {
@@ -66,6 +72,15 @@ func benchLoopWith(tb testing.TB, d hsm.Dispatcher) (*loop, netip.AddrPort) {
 			}
 		}
 	}()
+	return l, netip.MustParseAddrPort("198.18.1.2:5060")
+}
+
+// testLoop is benchLoopWith's loop with its next hop left to the caller,
+// who must drain it.
+func testLoop(tb testing.TB, d hsm.Dispatcher) (*loop, *net.UDPConn) {
+	tb.Helper()
+	sock := listenUDP(tb)
+	next := listenUDP(tb)
 	b, _ := passport.NewBuilder(testX5U)
 	tbl, _ := policy.Build(policy.Config{Rules: []policy.RuleConfig{{Name: "retail", Attest: "A", Numbers: []string{"+1215555*"}}}}, "C")
 	num, _ := e164.New("US")
@@ -80,15 +95,38 @@ func benchLoopWith(tb testing.TB, d hsm.Dispatcher) (*loop, netip.AddrPort) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	raw, err := sock.SyscallConn()
+	l := s.loopFor(udpFD(tb, sock))
+	tb.Cleanup(func() { close(s.stopSenders); s.wg.Wait() })
+	return l, next
+}
+
+func udpFD(tb testing.TB, c *net.UDPConn) int {
+	raw, err := c.SyscallConn()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var fd int
 	_ = raw.Control(func(f uintptr) { fd = int(f) })
-	l := s.loopFor(fd)
-	tb.Cleanup(func() { close(s.stopSenders); s.wg.Wait() })
-	return l, netip.MustParseAddrPort("198.18.1.2:5060")
+	return fd
+}
+
+// burster sends a burst of datagrams to a loop's socket in one sendmmsg,
+// as a generator or an SBC does, without allocating.
+type burster struct {
+	tx  *batch
+	dst netip.AddrPort
+}
+
+func newBurster(tb testing.TB, l *loop) *burster {
+	c := listenUDP(tb)
+	return &burster{tx: newBatch(udpFD(tb, c), false), dst: l.s.cfg.Listen}
+}
+
+func (b *burster) send(pkts ...[]byte) {
+	for _, p := range pkts {
+		b.tx.add(p, b.dst)
+	}
+	b.tx.flush()
 }
 
 var optionsMsg = []byte("OPTIONS sip:198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2:5060;branch=z9hG4bKo1\r\n" +
@@ -125,7 +163,119 @@ func TestAllocsPerPacket(t *testing.T) {
 	if mSignedA.Get() == 0 {
 		t.Fatal("no call went through the signing path")
 	}
+
+	// The event loop's own path: a burst read with recvmmsg, handled, and
+	// sent with shared sendmmsg calls, signed on the loop: with a fixed
+	// signature for many bursts, and through the real chain for as many as
+	// a warm nonce pool covers (when it runs dry the call goes to the
+	// asynchronous signers, whose goroutines and buffers are not the loop's).
+	for _, c := range []struct {
+		name  string
+		chain bool
+		runs  int
+	}{{"fixed signature", false, 200}, {"hsm.Chain", true, 20}} {
+		var d hsm.Dispatcher = fixedSig{}
+		if c.chain {
+			d = softChain(t)
+			waitWarm(t, d)
+			time.Sleep(100 * time.Millisecond) // let the pool fill
+		}
+		lb, _ := benchLoopWith(t, d)
+		burst := burstOf(lb, rxBatch)
+		bs := newBurster(t, lb)
+		for range 5 {
+			bs.send(burst...)
+			lb.burst(nil, netip.AddrPort{})
+		}
+		read, invites, resps := mRecvDatagrams.Get(), mInvites.Get(), mResponses.Get()
+		if n := testing.AllocsPerRun(c.runs, func() { bs.send(burst...); lb.burst(nil, netip.AddrPort{}) }); n != 0 {
+			t.Errorf("%s: burst of %d datagrams through recvmmsg: %.2f allocations per burst, want 0", c.name, len(burst), n)
+		}
+		// AllocsPerRun runs the function once more to warm up.
+		want := uint64(c.runs+1) * uint64(len(burst))
+		if got := mRecvDatagrams.Get() - read; got != want {
+			t.Errorf("%s: recvmmsg read %d datagrams, want %d", c.name, got, want)
+		}
+		if got := mInvites.Get() - invites; got != want/2 {
+			t.Errorf("%s: %d INVITEs handled in the bursts, want %d", c.name, got, want/2)
+		}
+		if got := mResponses.Get() - resps; got != want/2 {
+			t.Errorf("%s: %d responses routed back in the bursts, want %d", c.name, got, want/2)
+		}
+	}
 }
+
+// burstOf is a burst of n datagrams as a proxy sees them: initial INVITEs
+// (signed) alternating with responses to earlier ones (ours, routed back
+// by the Via under ours, here to the next hop's address so that the
+// benchmark's drain reads them).
+func burstOf(l *loop, n int) [][]byte {
+	next := l.s.cfg.NextHop
+	resp := []byte("SIP/2.0 200 OK\r\n" + string(l.s.viaPrefix) + "z9hG4bKsl0123456789abcdef\r\n" +
+		"Via: SIP/2.0/UDP " + next.String() + ";branch=z9hG4bK-b;rport=" + fmt.Sprint(next.Port()) + "\r\n" +
+		"From: <sip:+12155550100@198.18.1.2>;tag=abc\r\nTo: <sip:+12155550123@198.18.2.2>;tag=srv\r\n" +
+		"Call-ID: b@198.18.1.2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+	out := make([][]byte, n)
+	for i := range out {
+		if i%2 == 0 {
+			out[i] = invite(netip.MustParseAddrPort("198.18.1.2:5060"), fmt.Sprintf("burst%d", i), "")
+		} else {
+			out[i] = resp
+		}
+	}
+	return out
+}
+
+// BenchmarkLoopBurst is the event loop's path for bursts of rxBatch
+// datagrams (half initial INVITEs signed on the loop through hsm.Chain
+// with a warm software key, half 200 OKs routed back): one sendmmsg from a
+// client, recvmmsg, parse, sign, stamp, shared sendmmsg. ns/op is per
+// datagram, and includes waiting for the nonce pool when the loop signs
+// faster than its refill; allocs/op must be 0.
+func BenchmarkLoopBurst(b *testing.B) {
+	benchBurst(b, softChain(b), true)
+}
+
+// BenchmarkLoopBurstFixedSig and BenchmarkLoopSingleFixedSig compare the
+// same datagrams through the loop's receive path in bursts (recvmmsg, one
+// sendmmsg per burst) and one at a time (handle: one sendmmsg each, as
+// before receive batching; the client's send and the read are the same),
+// with a fixed signature "signed on the loop", so that the difference is
+// the per-datagram syscalls, not the signer.
+func BenchmarkLoopBurstFixedSig(b *testing.B)  { benchBurst(b, fixedSig{}, true) }
+func BenchmarkLoopSingleFixedSig(b *testing.B) { benchBurst(b, fixedSig{}, false) }
+
+func benchBurst(b *testing.B, d hsm.Dispatcher, batched bool) {
+	l, _ := benchLoopWith(b, d)
+	burst := burstOf(l, rxBatch)
+	bs := newBurster(b, l)
+	l.rx.ts = unix.Timespec{} // no linger: measure the work, not the wait
+	var buf [65536]byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(burst) {
+		bs.send(burst...)
+		if batched {
+			l.burst(nil, netip.AddrPort{})
+			continue
+		}
+		for range burst {
+			n, err := unix.Read(l.fd, buf[:]) // as gnet's recvfrom, without its sockaddr allocation
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.handle(buf[:n], netip.MustParseAddrPort("198.18.1.2:5060"))
+		}
+	}
+}
+
+// fixedSig signs at once with a fixed (invalid) signature, as hsm.Chain
+// does with a warm software pool, so that a benchmark measures the loop
+// without the signer.
+type fixedSig struct{}
+
+func (fixedSig) Submit(r *hsm.Request) error        { r.Done(r); return nil }
+func (fixedSig) TrySign(r *hsm.Request, _ int) bool { r.SignedBy = "fixed"; return true }
 
 func BenchmarkLoopInviteStamp(b *testing.B) {
 	l, src := benchLoop(b, nil)

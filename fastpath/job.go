@@ -73,15 +73,22 @@ func (j *job) done(r *hsm.Request) {
 	j.l.sendq <- j
 }
 
-// complete builds the datagram to send for an answered request.
+// complete builds the datagram to send for an answered request in j.out.
 func (j *job) complete(r *hsm.Request) {
+	j.out = j.stamp(j.out[:0], j.pkt, &j.msg, r)
+}
+
+// stamp appends to dst the datagram to send for the answered request r:
+// the INVITE in pkt (parsed in m) with its Identity header, or with
+// P-Identity-Bypass when r failed, as the mode wants it.
+func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 	s := j.l.s
 	if r.Err == nil {
 		j.hdr = append(j.hdr[:0], "Identity: "...)
 		j.hdr = s.cfg.Builder.AppendIdentity(j.hdr, j.input, &r.Sig)
 		j.hdr = append(j.hdr, "\r\n"...)
 		if al := s.cfg.Audit; al != nil {
-			j.rec = audit.Record{Time: time.Now(), CallID: j.msg.CallID.In(j.pkt), Orig: j.orig, Dest: j.dest,
+			j.rec = audit.Record{Time: time.Now(), CallID: m.CallID.In(pkt), Orig: j.orig, Dest: j.dest,
 				Attest: j.decision.Attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: s.cfg.CertFingerprint}
 			al.Record(&j.rec) // copies; never blocks (drops and counts when its queue is full)
 		}
@@ -98,20 +105,19 @@ func (j *job) complete(r *hsm.Request) {
 	}
 	switch s.cfg.Mode {
 	case Inline:
-		j.out = stampInline(j.out[:0], j.pkt, &j.msg, j.hdr)
 		mForwarded.Inc()
+		return stampInline(dst, pkt, m, j.hdr)
 	case Redirect:
-		j.out = appendResponse(j.out[:0], j.pkt, &j.msg, 302, "Moved Temporarily", j.contact(), j.hdr)
 		mRedirects.Inc()
-	default:
-		j.out = s.stampRequest(j.out[:0], j.pkt, &j.msg, j.src, j.hdr, j.sc)
-		mForwarded.Inc()
+		return appendResponse(dst, pkt, m, 302, "Moved Temporarily", j.contact(pkt, m), j.hdr)
 	}
+	mForwarded.Inc()
+	return s.stampRequest(dst, pkt, m, j.src, j.hdr, j.sc)
 }
 
-func (j *job) contact() []byte {
+func (j *job) contact(pkt []byte, m *sip.Message) []byte {
 	b := append(j.sc.mf[:0], "Contact: <"...)
-	b = append(b, j.msg.RequestURI.In(j.pkt)...)
+	b = append(b, m.RequestURI.In(pkt)...)
 	b = append(b, ">\r\n"...)
 	j.sc.mf = b
 	return b

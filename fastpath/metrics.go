@@ -47,6 +47,13 @@ var (
 	mSent       = metrics.NewCounter(`shakenline_udp_sent_total`)
 	mSendCalls  = metrics.NewCounter(`shakenline_udp_sendmmsg_calls_total`)
 	mSendErrors = metrics.NewCounter(`shakenline_udp_send_errors_total`)
+	// Receive batching: every recvmmsg(2) call a loop makes after gnet's
+	// own read (an empty one included) and the datagrams they returned.
+	// Datagrams per call is the batch size; packets minus these datagrams
+	// is what gnet read one by one.
+	mRecvCalls     = metrics.NewCounter(`shakenline_udp_recvmmsg_calls_total`)
+	mRecvDatagrams = metrics.NewCounter(`shakenline_udp_recvmmsg_datagrams_total`)
+	mRecvWaits     = metrics.NewCounter(`shakenline_udp_poll_waits_total`) // a drained loop waiting for more (rxLinger)
 )
 
 // latencyHistogram is the added latency of signed calls (datagram read to

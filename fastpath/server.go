@@ -255,19 +255,62 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	pkt, _ := c.Next(-1)
 	ua, ok := c.RemoteAddr().(*net.UDPAddr)
-	if !ok || len(pkt) == 0 {
-		return gnet.None
-	}
-	l := h.s.loopFor(c.Fd())
-	if h.s.cfg.Mode == Inline {
-		l.inline(pkt)
+	if !ok {
 		return gnet.None
 	}
 	// A dual-stack socket reports IPv4 peers v4-mapped; policy prefixes,
 	// the next-hop comparison and received= all want the plain address.
 	ap := ua.AddrPort()
-	l.handle(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	h.s.loopFor(c.Fd()).burst(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	return gnet.None
+}
+
+// burst handles first (gnet's datagram, valid only during this call; nil
+// for none), then drains the socket with recvmmsg(2), sending what each
+// round produced in shared sendmmsg(2) calls (sooner when the loop's send
+// batch or arena fills). A drained socket is waited on for rxLinger before
+// the loop goes back to gnet; at most rxRounds rounds, and none once the
+// server is stopping (gnet's Stop reaches the loop through its own queue).
+//
+// Nor does a loop that has recently handed calls to other goroutines (an
+// HSM's sessions, the verifiers, the sender): those work while the loop
+// idles, and they need Ps the waiting loop would hold, whereas gnet's idle
+// path (runtime.Gosched) lets them run at once. Waiting pays where the
+// loop does all the work itself: signing on the loop with a software key.
+func (l *loop) burst(first []byte, src netip.AddrPort) {
+	l.bursts++
+	if len(first) > 0 {
+		l.dispatch(first, src)
+		l.flush()
+	}
+	for range rxRounds {
+		n := l.rx.read()
+		for i := range n {
+			if pkt, src, ok := l.rx.datagram(i); ok && len(pkt) > 0 {
+				l.dispatch(pkt, src)
+			}
+		}
+		// Nothing queued points into the receive buffers (queue copies
+		// into the arena), but sending per round bounds the latency a
+		// long burst adds to its first datagrams, and nothing may wait
+		// unsent while the loop waits for more.
+		l.flush()
+		if n < rxBatch && (l.bursts-l.handedOff < lingerQuiet || l.s.stopped.Load() || !l.rx.wait()) {
+			return
+		}
+	}
+}
+
+// lingerQuiet is how many bursts without a hand-off to another goroutine
+// a loop waits for before it lingers again (see burst).
+const lingerQuiet = 1024
+
+func (l *loop) dispatch(pkt []byte, src netip.AddrPort) {
+	if l.s.cfg.Mode == Inline {
+		l.inline(pkt)
+		return
+	}
+	l.process(pkt, src)
 }
 
 // loopFor returns the state of the loop that owns listener fd, creating it
@@ -306,17 +349,23 @@ type loop struct {
 	fd    int
 	idx   int // 0..loops-1, in the order loops saw their first datagram
 	msg   sip.Message
-	msg2  sip.Message
-	out   []byte
+	out   []byte // inline mode: the datagram being reinjected (sent at once)
 	sc    *scratch
-	tx    *batch // used by the loop goroutine for in-loop sends
-	rng   *mrand.ChaCha8
-	flow  bpf.Flow // inline mode: the original addresses of the datagram in hand
-	tn    [2][]byte
-	raw   []byte // digits as dialled, before canonicalisation
-	free  chan *job
-	sendq chan *job
-	hist  *metrics.Histogram
+	rx    *rx    // recvmmsg(2) state for draining the socket after gnet's datagram
+	tx    *batch // the loop's own sends, flushed once per burst (see queue)
+	arena []byte // the datagrams in tx: each is built at arena[used:]
+	used  int
+	ws    *job // the call being signed; taken from free only when it goes asynchronous
+
+	bursts    uint64 // calls of burst
+	handedOff uint64 // the last burst that gave a call to a signer or verifier goroutine (see burst)
+	rng       *mrand.ChaCha8
+	flow      bpf.Flow // inline mode: the original addresses of the datagram in hand
+	tn        [2][]byte
+	raw       []byte // digits as dialled, before canonicalisation
+	free      chan *job
+	sendq     chan *job
+	hist      *metrics.Histogram
 }
 
 func (s *Server) newLoop(fd, idx int) *loop {
@@ -330,9 +379,11 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		s:     s,
 		fd:    fd,
 		idx:   idx,
-		out:   make([]byte, 0, sip.MaxMessage+4096),
+		out:   make([]byte, 0, sip.MaxMessage+outSlack),
 		sc:    newScratch(),
+		rx:    newRx(fd),
 		tx:    newBatch(fd, v6),
+		arena: make([]byte, txArena),
 		rng:   mrand.NewChaCha8(seed),
 		tn:    [2][]byte{make([]byte, 0, 32), make([]byte, 0, 32)},
 		raw:   make([]byte, 0, 64),
@@ -343,13 +394,24 @@ func (s *Server) newLoop(fd, idx int) *loop {
 	for range s.cfg.MaxInFlight {
 		l.free <- newJob(l)
 	}
+	l.ws = newJob(l)
+	l.bursts = lingerQuiet // no hand-off yet: the loop may linger from the start
 	s.wg.Add(1)
 	go l.sender(newBatch(fd, v6), s.stopSenders)
 	return l
 }
 
-// handle processes one datagram from src. pkt is only valid during the call.
+// handle processes one datagram from src and sends what it produced; pkt
+// is only valid during the call. (The event loop goes through burst.)
 func (l *loop) handle(pkt []byte, src netip.AddrPort) {
+	l.process(pkt, src)
+	l.flush()
+}
+
+// process handles one datagram from src: what it sends is queued in the
+// loop's batch (see queue) until the caller flushes. pkt is only valid
+// during the call.
+func (l *loop) process(pkt []byte, src netip.AddrPort) {
 	defer func() {
 		if r := recover(); r != nil {
 			mPanics.Inc()
@@ -453,7 +515,7 @@ func (l *loop) malformed(pkt []byte, src netip.AddrPort, err error) {
 		// is: its Via still routes the responses straight to the sender.
 		mUnsignedBad.Inc()
 		if l.s.cfg.NextHop.IsValid() {
-			l.sendNow(pkt, l.s.cfg.NextHop)
+			l.queue(append(l.outBuf(len(pkt)), pkt...), l.s.cfg.NextHop)
 		} else {
 			mUnroutable.Inc()
 		}
@@ -481,18 +543,19 @@ func (l *loop) response(pkt []byte) {
 		mNotOurVia.Inc()
 		return
 	}
-	l.out = stampResponse(l.out[:0], pkt, m, l.sc)
-	if err := l.msg2.Parse(l.out); err != nil || l.msg2.Via.Value.Empty() {
+	// The Via under ours, parsed with the rest of the message, is where
+	// the response goes once ours is removed.
+	if m.Via2.Value.Empty() {
 		mUnroutable.Inc()
 		return
 	}
-	dst, ok := viaTarget(l.out, &l.msg2.Via)
+	dst, ok := viaTarget(pkt, &m.Via2)
 	if !ok {
 		mUnroutable.Inc()
 		return
 	}
 	mResponses.Inc()
-	l.sendNow(l.out, dst)
+	l.queue(stampResponse(l.outBuf(len(pkt)), pkt, m, l.sc), dst)
 }
 
 func (l *loop) proxyRequest(pkt []byte, src netip.AddrPort) {
@@ -521,8 +584,7 @@ func (l *loop) proxyRequest(pkt []byte, src netip.AddrPort) {
 		}
 	}
 	mForwarded.Inc()
-	l.out = l.s.stampRequest(l.out[:0], pkt, m, src, nil, l.sc)
-	l.sendNow(l.out, dst)
+	l.queue(l.s.stampRequest(l.outBuf(len(pkt)), pkt, m, src, nil, l.sc), dst)
 }
 
 func (l *loop) redirectRequest(pkt []byte, src netip.AddrPort) {
@@ -554,17 +616,57 @@ func (l *loop) contact(pkt []byte, m *sip.Message) []byte {
 // reply sends a locally generated response to src.
 func (l *loop) reply(pkt []byte, src netip.AddrPort, code int, reason string, extra ...[]byte) {
 	mLocalReplies.Inc()
-	l.out = appendResponse(l.out[:0], pkt, &l.msg, code, reason, extra...)
-	l.sendNow(l.out, src)
+	n := len(pkt)
+	for _, x := range extra {
+		n += len(x)
+	}
+	l.queue(appendResponse(l.outBuf(n), pkt, &l.msg, code, reason, extra...), src)
 }
 
-// sendNow sends one datagram from the loop goroutine.
-func (l *loop) sendNow(b []byte, dst netip.AddrPort) {
+// The loop's own sends are queued, not sent: each datagram is built in the
+// arena (outBuf), queued in the loop's batch (queue) and sent with the rest
+// of its burst (flush). Nothing queued points into a receive buffer.
+const (
+	// txArena holds the datagrams of one send batch (maxBatch typical
+	// INVITEs, or two of the largest messages).
+	txArena = 256 << 10
+	// outSlack is what a stamp may add to a datagram: our Via, received
+	// and rport, Max-Forwards, an Identity or P-Identity-Bypass header.
+	outSlack = 4096
+)
+
+// outBuf returns an empty slice at the arena's free end with room for a
+// datagram of n bytes plus outSlack, flushing first when the arena is too
+// full. (A stamp that outgrows it still works: append moves it to the heap.)
+func (l *loop) outBuf(n int) []byte {
+	if len(l.arena)-l.used < n+outSlack {
+		l.flush()
+	}
+	return l.arena[l.used:l.used]
+}
+
+// queue adds b (built in outBuf, or any buffer that lives until the next
+// flush) to the loop's batch for dst, and flushes when the batch is full.
+func (l *loop) queue(b []byte, dst netip.AddrPort) {
+	if len(b) > 0 && l.used < len(l.arena) && &b[0] == &l.arena[l.used] {
+		l.used += len(b)
+	}
 	if !l.tx.add(b, dst) {
 		mUnroutable.Inc()
 		return
 	}
-	l.tx.flush()
+	if l.tx.n == maxBatch {
+		l.flush()
+	}
+}
+
+// flush sends the queued datagrams (one sendmmsg(2) call for up to
+// maxBatch) and frees the arena.
+func (l *loop) flush() {
+	if l.tx.n > 0 {
+		l.tx.flush()
+	}
+	l.used = 0
 }
 
 // sign handles an initial INVITE as the policy decides: signing (on the
@@ -600,17 +702,13 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 		mUnsignedNoDest.Inc()
 		return false
 	}
-	j := l.getJob()
-	if j == nil {
-		mBypassOverload.Inc()
-		l.bypassNow(pkt, src, dst, bypassHeaders[bypassOverload])
-		return true
-	}
+	// The call is prepared in the loop's workspace job: when it is signed
+	// here, on the loop, neither the datagram nor its parse is copied and
+	// no job changes hands.
+	j := l.ws
 	j.start = time.Now()
 	now := cfg.Now()
 	j.src, j.dst, j.flow = src, dst, l.flow
-	j.pkt = append(j.pkt[:0], pkt...)
-	j.msg = *m
 	j.orig = append(j.orig[:0], l.tn[0]...)
 	j.dest = append(j.dest[:0], l.tn[1]...)
 	iat := IAT(pkt, m, now, cfg.Freshness)
@@ -628,17 +726,28 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	// so the call is finished here, on the loop. Otherwise, and for every
 	// HSM, the request is queued and the loop goes on.
 	if ss, ok := cfg.Signer.(syncSigner); ok && ss.TrySign(&j.req, l.idx) {
-		j.complete(&j.req)
 		if cfg.Mode == Inline {
-			l.reinject(j.out)
+			l.out = j.stamp(l.out[:0], pkt, m, &j.req)
+			l.reinject(l.out)
 		} else {
-			l.sendNow(j.out, j.dst)
+			l.queue(j.stamp(l.outBuf(len(pkt)), pkt, m, &j.req), j.dst)
 		}
 		l.hist.UpdateDuration(j.start)
-		l.free <- j
 		mSignedOnLoop.Inc()
 		return true
 	}
+	// Asynchronous: the workspace goes to the signer with a copy of the
+	// datagram, and a job from the free list takes its place.
+	nj := l.getJob()
+	if nj == nil {
+		mBypassOverload.Inc()
+		l.bypassNow(pkt, src, dst, bypassHeaders[bypassOverload])
+		return true
+	}
+	l.ws = nj
+	l.handedOff = l.bursts
+	j.pkt = append(j.pkt[:0], pkt...)
+	j.msg = *m
 	if err := cfg.Signer.Submit(&j.req); err != nil {
 		// Submit refused (queue full, or no signer usable): Done will not
 		// be called, so the call is bypassed here, now.
@@ -663,8 +772,7 @@ func (l *loop) bypassNow(pkt []byte, src, dst netip.AddrPort, hdr []byte) {
 		return
 	}
 	mForwarded.Inc()
-	l.out = l.s.stampRequest(l.out[:0], pkt, m, src, hdr, l.sc)
-	l.sendNow(l.out, dst)
+	l.queue(l.s.stampRequest(l.outBuf(len(pkt)+len(hdr)), pkt, m, src, hdr, l.sc), dst)
 }
 
 // hasShakenIdentity reports whether one of the Identity headers is a SHAKEN

@@ -63,6 +63,7 @@ func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) boo
 	}
 	select {
 	case l.s.verifyq <- j:
+		l.handedOff = l.bursts
 		return true
 	default:
 		l.free <- j

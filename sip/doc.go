@@ -8,7 +8,8 @@
 //
 // The start line (RFC 3261 section 7.1 / 7.2) and these headers, by full or
 // compact name, case-insensitively (section 7.3.1, 7.3.3): Via/v (top
-// via-parm parsed fully, all via-parms counted; section 20.42, RFC 3581),
+// via-parm parsed fully, the second one too where it parses, all via-parms
+// counted; section 20.42, RFC 3581),
 // From/f, To/t (section 20.20, 20.39), P-Asserted-Identity (RFC 3325
 // section 9.1), Call-ID/i, CSeq, Date, Identity/y (RFC 8224 section 4.1),
 // Content-Length/l, Max-Forwards. Other headers, including the compact m

@@ -42,11 +42,11 @@ const (
 	MaxMessage  = 65535 // largest message accepted (one UDP datagram)
 )
 
-// Via is the parsed top Via value (RFC 3261 section 20.42, RFC 3581).
+// Via is a parsed via-parm (RFC 3261 section 20.42, RFC 3581).
 type Via struct {
 	Value     Span  // the whole via-parm, without a trailing comma
-	Line      Span  // the whole header line, name through CRLF
-	Alone     bool  // Line holds only this via-parm (no comma-separated siblings)
+	Line      Span  // the whole header line, name through CRLF (top Via only)
+	Alone     bool  // Line holds only this via-parm (no comma-separated siblings; top Via only)
 	Transport Span  // "UDP", "TCP", ...
 	Host      Span  // sent-by host; an IPv6 reference keeps its brackets
 	Port      int32 // sent-by port, 0 when absent
@@ -76,6 +76,7 @@ type Message struct {
 	StartLine  Span // the request or status line, without CRLF
 
 	Via      Via   // top Via
+	Via2     Via   // the via-parm under the top one (where a proxy routes a response); Value empty when there is none or it does not parse
 	ViaCount int32 // number of via-parms seen in all Via headers
 
 	From, To NameAddr

@@ -440,8 +440,10 @@ func (m *Message) parseHeader(b []byte, start, end, next int) (uint16, error) {
 
 // parseViaLine records one Via header line whose value is b[vs:ve]
 // (RFC 3261 section 20.42): Via = ( "Via" / "v" ) HCOLON via-parm *(COMMA via-parm).
-// The first via-parm of the first Via line is parsed into m.Via; all others
-// are only counted.
+// The first via-parm of the first Via line is parsed into m.Via and the
+// second one (of that line or the next) into m.Via2, which is left empty
+// when it does not parse (the message still does: only a proxy routing a
+// response needs it); all others are only counted.
 func (m *Message) parseViaLine(b []byte, lineStart, vs, ve, next int) error {
 	if vs == ve {
 		return errVia
@@ -461,6 +463,8 @@ func (m *Message) parseViaLine(b []byte, lineStart, vs, ve, next int) error {
 			if !parseVia(b, es, ee, &m.Via) {
 				return errVia
 			}
+		} else if m.ViaCount+n == 1 && !parseVia(b, es, ee, &m.Via2) {
+			m.Via2 = Via{}
 		}
 		n++
 		p = e + 1

@@ -225,6 +225,27 @@ Content-Length: 0
 	}
 }
 
+// Via2 is the via-parm under the top one, in the same line or the next;
+// one that does not parse is left empty and the message still parses.
+func TestParseSecondVia(t *testing.T) {
+	const rest = "From: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: x\nCSeq: 1 INVITE\nContent-Length: 0\n\n"
+	for name, c := range map[string]struct{ vias, host, rport string }{
+		"next line": {"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsl1\nv: SIP/2.0/UDP [2001:2::7]:5071;branch=z9hG4bK2;rport=5072\nVia: SIP/2.0/UDP 198.18.0.9;branch=z9hG4bK3\n", "[2001:2::7]", "5072"},
+		"same line": {"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsl1 , SIP/2.0/UDP 198.18.0.5;branch=z9hG4bK2;rport\n", "198.18.0.5", ""},
+		"only one":  {"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsl1\n", "", ""},
+		"malformed": {"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsl1\nVia: SIP/2.0 198.18.0.5\n", "", ""},
+	} {
+		b := msg("SIP/2.0 200 OK\n" + c.vias + rest)
+		m := mustParse(t, b)
+		if str(b, m.Via.Host) != "127.0.0.1" || str(b, m.Via2.Host) != c.host || str(b, m.Via2.RPort) != c.rport {
+			t.Errorf("%s: Via %q, Via2 host %q rport %q, want %q %q", name, str(b, m.Via.Host), str(b, m.Via2.Host), str(b, m.Via2.RPort), c.host, c.rport)
+		}
+		if c.host == "" && !m.Via2.Value.Empty() {
+			t.Errorf("%s: Via2 = %+v, want empty", name, m.Via2)
+		}
+	}
+}
+
 func TestParseBareLFAndKeepalive(t *testing.T) {
 	// Bare LF line endings, leading CRLF keep-alive, no Content-Length:
 	// the rest of the datagram is the body (RFC 3261 section 18.3).
