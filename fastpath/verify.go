@@ -49,6 +49,15 @@ func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) boo
 		mVerifyOverload.Inc()
 		return false
 	}
+	queued := false
+	defer func() {
+		// Until the verifier has it, the job is ours: return it to the
+		// free list on every way out, a panic included (process
+		// recovers it), so a defect cannot drain the loop's jobs.
+		if !queued {
+			l.free <- j
+		}
+	}()
 	j.start = time.Now()
 	j.src, j.dst, j.flow = src, dst, l.flow
 	j.pkt = append(j.pkt[:0], pkt...)
@@ -63,10 +72,10 @@ func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) boo
 	}
 	select {
 	case l.s.verifyq <- j:
+		queued = true
 		l.handedOff = l.bursts
 		return true
 	default:
-		l.free <- j
 		mVerifyOverload.Inc()
 		return false
 	}
