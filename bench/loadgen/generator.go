@@ -316,7 +316,7 @@ func (g *Generator) sendBatch(s *genSock, led *ledger, k int, now time.Time, dc 
 	if k == 0 {
 		return 0, nil
 	}
-	f := callFields{ts: uint64(nowNS()), date: dc.get(now)}
+	f := callFields{date: dc.get(now)}
 	nf, nt := uint64(len(g.from)/11), uint64(len(g.to)/11)
 	for i := 0; i < k; i++ {
 		f.seq = seq + uint64(i)
@@ -325,6 +325,12 @@ func (g *Generator) sendBatch(s *genSock, led *ledger, k int, now time.Time, dc 
 		f.from = g.from[fi*11 : fi*11+11]
 		f.to = g.to[ti*11 : ti*11+11]
 		s.tmpl.patch(s.out.bufs[i], &f)
+	}
+	// The send time goes in last, as close to the sendmmsg as it can be:
+	// latency is the sink's kernel receive timestamp minus this.
+	ts := uint64(wallNS())
+	for i := 0; i < k; i++ {
+		s.tmpl.patchTS(s.out.bufs[i], ts)
 	}
 	if err := s.out.send(k); err != nil {
 		return 0, err

@@ -40,6 +40,10 @@ func setSockaddr(sa *sockaddrStore, ap netip.AddrPort) uint32 {
 type mmsgConn struct {
 	conn *net.UDPConn
 	rc   syscall.RawConn
+	// stampedRecv is the sink reader's receive batch, made (with kernel
+	// timestamps on) when the socket is opened so that a failure to enable
+	// them fails NewSink.
+	stampedRecv *recvBatch
 }
 
 func newMmsgConn(conn *net.UDPConn) (*mmsgConn, error) {
@@ -151,16 +155,24 @@ func (b *sendBatch) send(n int) error {
 	return nil
 }
 
-// recvBatch is a recvmmsg(2) batch owned by one goroutine.
+// recvBatch is a recvmmsg(2) batch owned by one goroutine. A batch made
+// with stamps reads the kernel's software receive timestamp of every
+// datagram (SO_TIMESTAMPNS) from its control message; see stamp.
 type recvBatch struct {
-	c    *mmsgConn
-	hdrs []unix.Mmsghdr
-	iovs []unix.Iovec
-	bufs [][]byte
-	n    int
-	err  error
-	fn   func(fd uintptr) bool
+	c      *mmsgConn
+	hdrs   []unix.Mmsghdr
+	iovs   []unix.Iovec
+	bufs   [][]byte
+	oob    []byte // stampSpace bytes per message when stamps is set
+	stamps bool
+	n      int
+	err    error
+	fn     func(fd uintptr) bool
 }
+
+// stampSpace is the control buffer of one message: one SCM_TIMESTAMPNS
+// cmsg (a 16-byte struct timespec), with room to spare.
+var stampSpace = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))) + 16
 
 func newRecvBatch(c *mmsgConn, size, bufSize int) *recvBatch {
 	b := &recvBatch{
@@ -180,7 +192,79 @@ func newRecvBatch(c *mmsgConn, size, bufSize int) *recvBatch {
 	return b
 }
 
+// enableStamps turns on SO_TIMESTAMPNS on the socket (when there is one)
+// and gives every message a control buffer for the timestamp. The kernel
+// stamps each datagram with CLOCK_REALTIME when it enters the receive
+// path (for loopback: when the sending process hands it to the device), so
+// the stamp does not depend on when this process gets to read it.
+func (b *recvBatch) enableStamps() error {
+	if b.c != nil {
+		var serr error
+		if err := b.c.rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		}); err != nil {
+			return fmt.Errorf("loadgen: SO_TIMESTAMPNS: %w", err)
+		}
+		if serr != nil {
+			return fmt.Errorf("loadgen: SO_TIMESTAMPNS: %w", serr)
+		}
+	}
+	b.oob = make([]byte, stampSpace*len(b.hdrs))
+	for i := range b.hdrs {
+		b.hdrs[i].Hdr.Control = &b.oob[i*stampSpace]
+	}
+	b.stamps = true
+	b.resetControl()
+	return nil
+}
+
+// resetControl restores every message's control length before recvmmsg
+// (the kernel overwrites it with what it wrote).
+func (b *recvBatch) resetControl() {
+	for i := range b.hdrs {
+		b.hdrs[i].Hdr.SetControllen(stampSpace)
+	}
+}
+
+// stamp returns the kernel receive timestamp of message i of the last recv
+// (nanoseconds since the Unix epoch, CLOCK_REALTIME), or false when the
+// message carries none. It does not allocate.
+func (b *recvBatch) stamp(i int) (int64, bool) {
+	if !b.stamps {
+		return 0, false
+	}
+	return parseStamp(b.oob[i*stampSpace : i*stampSpace+int(b.hdrs[i].Hdr.Controllen)])
+}
+
+// parseStamp finds an SCM_TIMESTAMPNS control message in oob.
+func parseStamp(oob []byte) (int64, bool) {
+	const hdr = unix.SizeofCmsghdr
+	for len(oob) >= hdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			return 0, false
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= hdr+int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&oob[hdr]))
+			if ts.Sec == 0 && ts.Nsec == 0 {
+				return 0, false
+			}
+			return ts.Sec*1e9 + ts.Nsec, true
+		}
+		adv := unix.CmsgSpace(l - hdr)
+		if adv > len(oob) {
+			return 0, false
+		}
+		oob = oob[adv:]
+	}
+	return 0, false
+}
+
 func (b *recvBatch) read(fd uintptr) bool {
+	if b.stamps {
+		b.resetControl()
+	}
 	for {
 		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
 			uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)

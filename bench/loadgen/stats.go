@@ -8,12 +8,10 @@ import (
 	"time"
 )
 
-// epoch is the process clock origin; send and arrival times are
-// nanoseconds since it on the monotonic clock, so generator and sink agree
-// only when they run in the same process.
-var epoch = time.Now()
-
-func nowNS() int64 { return int64(time.Since(epoch)) }
+// wallNS is CLOCK_REALTIME in nanoseconds since the Unix epoch: the clock
+// of the kernel's software receive timestamps (SO_TIMESTAMPNS), so a send
+// time taken here and a receive time stamped by the kernel compare directly.
+func wallNS() int64 { return time.Now().UnixNano() }
 
 // latUnit is the resolution of a recorded latency.
 const latUnit = 100 * time.Nanosecond
@@ -35,6 +33,11 @@ type ledger struct {
 
 	sent, received, withIdentity, duplicates atomic.Uint64
 	answered, failed, provisional, byeOK     atomic.Uint64
+	// kernelStamped counts arrivals timed by the kernel's receive
+	// timestamp (the rest fell back to the sink's read time); negative
+	// counts arrivals stamped before their send time (clock stepped, or a
+	// broken timestamp), recorded as 0.
+	kernelStamped, negative atomic.Uint64
 }
 
 func newLedger(run uint32, base uint64, n int) *ledger {
@@ -60,13 +63,14 @@ func (l *ledger) take(want int) (uint64, int) {
 	}
 }
 
-// arrive records the first arrival of seq at the sink.
-func (l *ledger) arrive(seq uint64, latNS int64, identity bool) {
+// arrive records the first arrival of seq at the sink; kernel says the
+// arrival time is the kernel's receive timestamp.
+func (l *ledger) arrive(seq uint64, latNS int64, identity, kernel bool) {
 	if seq < l.base || seq-l.base >= uint64(len(l.slots)) {
 		return
 	}
 	u := latNS/int64(latUnit) + 1
-	if u < 1 {
+	if latNS < 0 {
 		u = 1
 	}
 	if u > slotLatMask {
@@ -83,6 +87,12 @@ func (l *ledger) arrive(seq uint64, latNS int64, identity bool) {
 	l.received.Add(1)
 	if identity {
 		l.withIdentity.Add(1)
+	}
+	if kernel {
+		l.kernelStamped.Add(1)
+	}
+	if latNS < 0 {
+		l.negative.Add(1)
 	}
 }
 
@@ -155,8 +165,10 @@ func (h *histogram) quantile(q float64) uint64 {
 	return h.max
 }
 
-// Latency summarises one-way added latency (sink arrival minus send), in
-// microseconds.
+// Latency summarises one-way latency in microseconds: the kernel's receive
+// timestamp of the INVITE at the sink's socket minus the generator's send
+// time, taken just before the sendmmsg(2) that carried it, both on
+// CLOCK_REALTIME. The sink's own scheduling is not in it.
 type Latency struct {
 	P50  float64 `json:"p50_us"`
 	P90  float64 `json:"p90_us"`
@@ -202,6 +214,12 @@ type Result struct {
 	VerifyOK     uint64  `json:"verify_ok"`
 	VerifyFailed uint64  `json:"verify_failed"`
 	Latency      Latency `json:"latency"`
+	// RxKernelStamped is how many of the Received INVITEs were timed by the
+	// kernel's receive timestamp (the rest by the sink's read time, which
+	// includes its scheduling delay); LatencyNegative how many arrived
+	// stamped before their send time and were recorded as 0.
+	RxKernelStamped uint64 `json:"rx_kernel_stamped"`
+	LatencyNegative uint64 `json:"latency_negative"`
 }
 
 // String is the one-line human summary.
@@ -221,6 +239,12 @@ func (r Result) String() string {
 	if r.LossBasis == "sink" {
 		l := r.Latency
 		s += fmt.Sprintf(" latency p50 %.1fus p90 %.1fus p99 %.1fus p99.9 %.1fus max %.1fus", l.P50, l.P90, l.P99, l.P999, l.Max)
+		if r.RxKernelStamped != r.Received {
+			s += fmt.Sprintf(" (kernel-stamped %d of %d)", r.RxKernelStamped, r.Received)
+		}
+		if r.LatencyNegative > 0 {
+			s += fmt.Sprintf(" negative %d", r.LatencyNegative)
+		}
 	}
 	return s
 }
@@ -247,6 +271,8 @@ func (l *ledger) result(target float64, send time.Duration, withSink bool) Resul
 	if withSink {
 		got = r.Received
 		r.LossBasis = "sink"
+		r.RxKernelStamped = l.kernelStamped.Load()
+		r.LatencyNegative = l.negative.Load()
 		var h histogram
 		n := l.next.Load()
 		for i := uint64(0); i < n; i++ {
