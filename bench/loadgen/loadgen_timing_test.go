@@ -146,7 +146,20 @@ func TestSendBatchAllocs(t *testing.T) {
 }
 
 func BenchmarkSendBatch(b *testing.B) {
-	g, sink := newTestGenerator(b)
+	b.Run("tx-stamps", func(b *testing.B) { benchSendBatch(b, false) })
+	b.Run("user-time", func(b *testing.B) { benchSendBatch(b, true) })
+}
+
+func benchSendBatch(b *testing.B, userTime bool) {
+	sink, err := NewSink(SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := NewGenerator(Config{Target: sink.Addr(), Sink: sink, Sockets: 1, UserSendTime: userTime})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.Close(); _ = sink.Close() })
 	led := newLedger(g.run, 0, 1<<16)
 	g.cur.Store(led)
 	sink.led.Store(led)

@@ -14,7 +14,7 @@ import (
 func wallNS() int64 { return time.Now().UnixNano() }
 
 // latUnit is the resolution of a recorded latency.
-const latUnit = 100 * time.Nanosecond
+const latUnit = 10 * time.Nanosecond
 
 const (
 	slotIdentity = 1 << 31
@@ -29,7 +29,11 @@ type ledger struct {
 	run   uint32
 	base  uint64
 	slots []uint32
-	next  atomic.Uint64 // next free offset into slots
+	// tx[i] is, for the call in slots[i], 1 + how many latUnits after the
+	// user-space send time (the Call-ID's) the kernel stamped the INVITE's
+	// transmission; 0 when no transmit stamp was read.
+	tx   []uint32
+	next atomic.Uint64 // next free offset into slots
 
 	sent, received, withIdentity, duplicates atomic.Uint64
 	answered, failed, provisional, byeOK     atomic.Uint64
@@ -38,10 +42,23 @@ type ledger struct {
 	// counts arrivals stamped before their send time (clock stepped, or a
 	// broken timestamp), recorded as 0.
 	kernelStamped, negative atomic.Uint64
+	// txStamped counts INVITEs with a kernel transmit timestamp.
+	txStamped atomic.Uint64
 }
 
 func newLedger(run uint32, base uint64, n int) *ledger {
-	return &ledger{run: run, base: base, slots: make([]uint32, n)}
+	return &ledger{run: run, base: base, slots: make([]uint32, n), tx: make([]uint32, n)}
+}
+
+// sentStamp records that the kernel stamped seq's transmission deltaNS
+// after the send time in its Call-ID. Stamps before that time or more than
+// a second after it are not plausible and are ignored.
+func (l *ledger) sentStamp(seq uint64, deltaNS int64) {
+	if seq < l.base || seq-l.base >= uint64(len(l.tx)) || deltaNS < 0 || deltaNS > int64(time.Second) {
+		return
+	}
+	atomic.StoreUint32(&l.tx[seq-l.base], uint32(deltaNS/int64(latUnit))+1)
+	l.txStamped.Add(1)
 }
 
 // take reserves up to want sequence numbers; it returns the first and how
@@ -220,6 +237,10 @@ type Result struct {
 	// stamped before their send time and were recorded as 0.
 	RxKernelStamped uint64 `json:"rx_kernel_stamped"`
 	LatencyNegative uint64 `json:"latency_negative"`
+	// TxKernelStamped is how many of the Sent INVITEs have a kernel transmit
+	// timestamp; for those, latency runs from it instead of from the
+	// user-space time before their sendmmsg.
+	TxKernelStamped uint64 `json:"tx_kernel_stamped"`
 }
 
 // String is the one-line human summary.
@@ -240,7 +261,10 @@ func (r Result) String() string {
 		l := r.Latency
 		s += fmt.Sprintf(" latency p50 %.1fus p90 %.1fus p99 %.1fus p99.9 %.1fus max %.1fus", l.P50, l.P90, l.P99, l.P999, l.Max)
 		if r.RxKernelStamped != r.Received {
-			s += fmt.Sprintf(" (kernel-stamped %d of %d)", r.RxKernelStamped, r.Received)
+			s += fmt.Sprintf(" (receive-stamped %d of %d)", r.RxKernelStamped, r.Received)
+		}
+		if r.TxKernelStamped != 0 && r.TxKernelStamped != r.Sent {
+			s += fmt.Sprintf(" (transmit-stamped %d of %d)", r.TxKernelStamped, r.Sent)
 		}
 		if r.LatencyNegative > 0 {
 			s += fmt.Sprintf(" negative %d", r.LatencyNegative)
@@ -273,11 +297,16 @@ func (l *ledger) result(target float64, send time.Duration, withSink bool) Resul
 		r.LossBasis = "sink"
 		r.RxKernelStamped = l.kernelStamped.Load()
 		r.LatencyNegative = l.negative.Load()
+		r.TxKernelStamped = l.txStamped.Load()
 		var h histogram
 		n := l.next.Load()
 		for i := uint64(0); i < n; i++ {
 			if v := atomic.LoadUint32(&l.slots[i]); v != 0 {
-				h.record(uint64(v&slotLatMask) - 1)
+				lat := uint64(v&slotLatMask) - 1
+				if t := uint64(atomic.LoadUint32(&l.tx[i])); t != 0 {
+					lat -= min(lat, t-1) // from the transmit stamp; rounding may cross 0
+				}
+				h.record(lat)
 			}
 		}
 		r.Latency = h.latency()
