@@ -311,6 +311,8 @@ func (g *Generator) send(ctx context.Context, w int, led *ledger, rate float64, 
 		mine = append(mine, g.socks[i])
 	}
 	var dc dateCache
+	pc := newPacer()
+	defer pc.close()
 	sent := 0
 	for si := 0; ; si++ {
 		now := time.Now()
@@ -323,7 +325,7 @@ func (g *Generator) send(ctx context.Context, w int, led *ledger, rate float64, 
 			if due <= 0 {
 				next := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
 				if d := next.Sub(now); d > 0 {
-					time.Sleep(d)
+					pc.sleep(d)
 				}
 				si--
 				continue

@@ -100,6 +100,7 @@ func (s *sinkFlags) start(listen string) (*loadgen.Sink, error) {
 }
 
 func runGen(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	loadgen.EnableFinePacing()
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
