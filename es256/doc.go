@@ -65,7 +65,14 @@
 // a token and run the online step (well under a microsecond). Refill workers
 // wake when the pool falls below half full and refill it to the top in
 // batches of Options.BatchSize, taking the mutex only to push a finished
-// batch; they yield after every scalar multiplication.
+// batch. Each worker holds an OS thread of its own in the SCHED_IDLE class
+// (nice 19 where that is refused), so the kernel runs an event loop the
+// moment it has work and refill only in the time the loops leave; below an
+// eighth of the pool a worker returns to normal priority until the pool
+// recovers (where the kernel allows it), and a worker that cannot lower its
+// priority at all yields after every scalar multiplication instead. The
+// thread ends with the worker (Close), never running other goroutines at
+// idle priority.
 //
 // # Buffers and limits
 //

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -314,12 +315,24 @@ func (s *Signer) wake() {
 }
 
 // refill is a background worker. It sleeps until kicked, then fills the
-// pool to the top in batches. It never holds s.mu during the scalar
-// multiplications and yields after each one, so the signing goroutines get
-// the CPU first; "low priority" in effect, as Go has no goroutine
-// priorities.
+// pool to the top in batches. It runs on an OS thread of its own at idle
+// priority (SCHED_IDLE, or nice 19; setThreadIdle), so the kernel gives the
+// CPU to an event loop the moment the loop has work and refill uses only
+// what the loops leave: a loop never waits behind a batch. Should the pool
+// run below an eighth of its size anyway (the CPU taken by other work), the
+// worker computes its batches at normal priority until the pool is back
+// above that, where the kernel lets it (root or CAP_SYS_NICE); otherwise
+// Sign's inline fallback covers. The thread is never unlocked, so the
+// runtime ends it with the worker and no other goroutine ever runs at its
+// priority. Where the priority cannot be lowered at all the worker yields
+// after every scalar multiplication instead, so the signing goroutines get
+// the CPU first ("low priority" in effect, as Go has no goroutine
+// priorities). It never holds s.mu during the scalar multiplications.
 func (s *Signer) refill() {
 	defer s.wg.Done()
+	runtime.LockOSThread()
+	idle := setThreadIdle(true)
+	yield := !idle
 	b := newBatch(s.batchSize)
 	defer b.wipe()
 	for {
@@ -340,6 +353,12 @@ func (s *Signer) refill() {
 			if space > s.batchSize {
 				s.wake() // enough work for another worker too
 			}
+			if !yield {
+				// Idle priority unless the pool is nearly empty.
+				if want := len(s.pool)-space >= len(s.pool)/8; want != idle && setThreadIdle(want) {
+					idle = want
+				}
+			}
 			n := min(s.batchSize, space)
 			if err := b.drawK(n); err != nil {
 				// The system CSPRNG failed; Sign will report it if it
@@ -347,7 +366,7 @@ func (s *Signer) refill() {
 				b.wipe()
 				break
 			}
-			made := b.finish(n, true)
+			made := b.finish(n, yield)
 			s.made.Add(uint64(made))
 			_, err := s.push(b.toks[:made])
 			b.wipe()

@@ -1,0 +1,25 @@
+//go:build linux
+
+package es256
+
+import "golang.org/x/sys/unix"
+
+// setThreadIdle puts the calling OS thread in the SCHED_IDLE class (idle
+// true), so that any ordinary thread of the process, the event loops first,
+// preempts it the moment it wakes, or back in SCHED_OTHER (SCHED_NORMAL) at nice 0 (idle
+// false; the kernel allows that to root or with CAP_SYS_NICE or an
+// RLIMIT_NICE of 20). Where SCHED_IDLE is refused it tries nice 19. It
+// reports whether the thread is now as asked. The caller must hold the
+// thread (runtime.LockOSThread) for as long as it runs, and exit without
+// unlocking so that the runtime ends the thread instead of reusing it.
+func setThreadIdle(idle bool) bool {
+	tid := unix.Gettid()
+	if !idle {
+		return unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_NORMAL}, 0) == nil &&
+			unix.Setpriority(unix.PRIO_PROCESS, tid, 0) == nil
+	}
+	if unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0) == nil {
+		return true
+	}
+	return unix.Setpriority(unix.PRIO_PROCESS, tid, 19) == nil
+}
