@@ -53,7 +53,7 @@ type Config struct {
 	// answers (default 1s; the wait ends early when all are in).
 	Drain time.Duration
 	// MaxCalls bounds the calls of a run whose size is not otherwise
-	// bounded (open loop without Count) and so its ledger memory, 4 bytes
+	// bounded (open loop without Count) and so its ledger memory, 8 bytes
 	// per call (default 10,000,000).
 	MaxCalls int
 	// Sink, when set, is the in-process next hop whose arrivals give

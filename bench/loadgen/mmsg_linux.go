@@ -229,7 +229,7 @@ func (b *recvBatch) resetControl() {
 
 // stamp returns the kernel receive timestamp of message i of the last recv
 // (nanoseconds since the Unix epoch, CLOCK_REALTIME), or false when the
-// message carries none. It does not allocate.
+// message carries none (or one not after the epoch). It does not allocate.
 func (b *recvBatch) stamp(i int) (int64, bool) {
 	if !b.stamps {
 		return 0, false
@@ -248,10 +248,10 @@ func parseStamp(oob []byte) (int64, bool) {
 		}
 		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && l >= hdr+int(unsafe.Sizeof(unix.Timespec{})) {
 			ts := (*unix.Timespec)(unsafe.Pointer(&oob[hdr]))
-			if ts.Sec == 0 && ts.Nsec == 0 {
-				return 0, false
+			if at := ts.Sec*1e9 + ts.Nsec; at > 0 {
+				return at, true
 			}
-			return ts.Sec*1e9 + ts.Nsec, true
+			return 0, false
 		}
 		adv := unix.CmsgSpace(l - hdr)
 		if adv > len(oob) {
@@ -438,8 +438,8 @@ func parseTxStamp(oob []byte) (id uint32, at int64, ok bool) {
 		switch {
 		case h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPING && len(data) >= int(unsafe.Sizeof(unix.ScmTimestamping{})):
 			ts := (*unix.ScmTimestamping)(unsafe.Pointer(&data[0]))
-			if ts.Ts[0].Sec != 0 || ts.Ts[0].Nsec != 0 {
-				at, haveTS = ts.Ts[0].Sec*1e9+ts.Ts[0].Nsec, true
+			if v := ts.Ts[0].Sec*1e9 + ts.Ts[0].Nsec; v > 0 {
+				at, haveTS = v, true
 			}
 		case (h.Level == unix.SOL_IP && h.Type == unix.IP_RECVERR || h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_RECVERR) &&
 			len(data) >= int(unsafe.Sizeof(unix.SockExtendedErr{})):
