@@ -373,6 +373,10 @@ func (s *Signer) refill() {
 			if err != nil {
 				return
 			}
+			if !yield {
+				// Give the P back to the Go scheduler once a batch.
+				runtime.Gosched()
+			}
 			select {
 			case <-s.stop:
 				return

@@ -82,7 +82,7 @@ func runAll(ctx context.Context, bin, out string, quick bool, only string, log i
 		return fmt.Errorf("compare: %w", err)
 	}
 	// Two Ps on the generator's one core: the generator paces each INVITE
-	// with clock_nanosleep on its own thread instead of 1 ms timer bursts.
+	// with nanosleep instead of 1 ms timer bursts.
 	procs := loadgen.EnableFinePacing()
 	p := DefaultParams(quick)
 	r := Run{Started: time.Now().UTC(), Params: p}

@@ -654,7 +654,7 @@ func envInfo(bin string, p Params, procs int) Env {
 	e.Kamailio = first(sh("kamailio", "-v"))
 	e.OpenSSL = first(sh("openssl", "version"))
 	e.TopStart = topProcs()
-	e.Layout = fmt.Sprintf("generator, sink and relay (this process, GOMAXPROCS %d, INVITEs paced with clock_nanosleep) on CPU %d; system under test, openssl speed and the hsmraw benchmark on CPU %d (taskset); Kamailio %d UDP workers; appliance one event loop (GOMAXPROCS 1 under taskset)",
+	e.Layout = fmt.Sprintf("generator, sink and relay (this process, GOMAXPROCS %d, INVITEs paced with nanosleep) on CPU %d; system under test, openssl speed and the hsmraw benchmark on CPU %d (taskset); Kamailio %d UDP workers; appliance one event loop (GOMAXPROCS 1 under taskset)",
 		procs, p.GenCPU, p.SUTCPU, p.KamailioWorkers)
 	return e
 }

@@ -8,8 +8,7 @@
 // sends INVITEs to Config.Target at a target rate (a token bucket per
 // sending worker) or open loop, in sendmmsg(2) batches, bounded by a
 // duration and a call count. With GOMAXPROCS ≥ 2 (EnableFinePacing) a
-// paced worker waits for its next INVITE with clock_nanosleep(2) on its own
-// thread, so INVITEs leave one or two at a time when due rather than in the
+// paced worker waits for its next INVITE with nanosleep(2), so INVITEs leave one or two at a time when due rather than in the
 // 1 ms bursts Go's timers would give. Every INVITE is unique: its sequence
 // number sits in the Call-ID, the Via branch and the From tag, and the
 // Call-ID also carries the send time (CLOCK_REALTIME nanoseconds, read just

@@ -312,7 +312,6 @@ func (g *Generator) send(ctx context.Context, w int, led *ledger, rate float64, 
 	}
 	var dc dateCache
 	pc := newPacer()
-	defer pc.close()
 	sent := 0
 	for si := 0; ; si++ {
 		now := time.Now()

@@ -16,30 +16,17 @@ const fineSleepMax = 2 * time.Millisecond
 // timers wake a goroutine no sooner than about 1 ms on Linux (the netpoller
 // waits in whole milliseconds), so a worker pacing 13,000 calls/s with
 // time.Sleep sends bursts of 13 INVITEs once a millisecond, and a proxy
-// queues the end of every burst behind its head. With fine set, the worker
-// holds its OS thread, sets that thread's timer slack to 1 ns and waits with
-// clock_nanosleep(2), so INVITEs leave one or two at a time, each when it is
-// due. That blocks the thread in a system call, so fine pacing needs a
-// second P for the sink's and the receivers' goroutines: it is used only
-// with GOMAXPROCS ≥ 2.
+// queues the end of every burst behind its head. With fine set, short waits
+// are a nanosleep(2) system call instead (an hrtimer: late by at most the
+// thread's timer slack, 50 µs by default), so INVITEs leave one or two at a
+// time, each about when it is due. The call blocks its thread, so fine
+// pacing needs a second P for the sink's and the receivers' goroutines: it
+// is used only with GOMAXPROCS ≥ 2.
 type pacer struct {
-	fine      bool
-	oldSlack  int
-	restoreOK bool
+	fine bool
 }
 
-func newPacer() *pacer {
-	p := &pacer{fine: runtime.GOMAXPROCS(0) >= 2}
-	if !p.fine {
-		return p
-	}
-	runtime.LockOSThread()
-	if s, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0); err == nil {
-		p.oldSlack, p.restoreOK = s, true
-	}
-	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
-	return p
-}
+func newPacer() *pacer { return &pacer{fine: runtime.GOMAXPROCS(0) >= 2} }
 
 // sleep waits d.
 func (p *pacer) sleep(d time.Duration) {
@@ -52,22 +39,11 @@ func (p *pacer) sleep(d time.Duration) {
 	}
 }
 
-// close gives the thread back as it was.
-func (p *pacer) close() {
-	if !p.fine {
-		return
-	}
-	if p.restoreOK {
-		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(p.oldSlack), 0, 0, 0)
-	}
-	runtime.UnlockOSThread()
-}
-
 // EnableFinePacing raises GOMAXPROCS to 2 when it is lower (as under
 // taskset with one CPU) and the GOMAXPROCS environment variable does not
-// set it, so that the generator can pace with clock_nanosleep (see pacer):
-// the two Ps share the one CPU, the sender's waiting thread and the
-// thread running the sink and receive goroutines. It reports the
+// set it, so that the generator can pace with nanosleep (see pacer): the
+// two Ps share the one CPU, the sender's sleeping thread and the thread
+// running the sink and receive goroutines. It reports the
 // GOMAXPROCS now in force.
 func EnableFinePacing() int {
 	if n := runtime.GOMAXPROCS(0); n < 2 && os.Getenv("GOMAXPROCS") == "" {
