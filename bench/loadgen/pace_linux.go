@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fineSleepMax is the longest wait the pacer takes with clock_nanosleep;
+// fineSleepMax is the longest wait the pacer takes with nanosleep;
 // longer ones use time.Sleep.
 const fineSleepMax = 2 * time.Millisecond
 
