@@ -10,21 +10,17 @@ import (
 	"time"
 )
 
-// idleThreads counts this process's threads in the SCHED_IDLE class
-// (field 41 of /proc/self/task/TID/stat is the policy; 5 is SCHED_IDLE),
-// without the main thread unless withMain: the runtime never ends the main
-// thread, it parks it for good when a goroutine locked to it exits.
-func idleThreads(t *testing.T, withMain bool) int {
+// idleThreads returns the IDs of this process's threads in the SCHED_IDLE
+// class (field 41 of /proc/self/task/TID/stat is the policy; 5 is
+// SCHED_IDLE).
+func idleThreads(t *testing.T) map[string]bool {
 	t.Helper()
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
-	n := 0
+	ids := map[string]bool{}
 	for _, task := range tasks {
-		if !withMain && task.Name() == strconv.Itoa(os.Getpid()) {
-			continue
-		}
 		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
 		if err != nil {
 			continue // the thread ended
@@ -33,20 +29,21 @@ func idleThreads(t *testing.T, withMain bool) int {
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 on
 		if len(f) > 38 {
 			if p, _ := strconv.Atoi(f[38]); p == 5 {
-				n++
+				ids[task.Name()] = true
 			}
 		}
 	}
-	return n
+	return ids
 }
 
 // TestRefillWorkerRunsIdle: each refill worker holds a thread of its own in
 // SCHED_IDLE while the signer lives (so an event loop always preempts it),
 // the pool still fills, and Close ends those threads instead of handing
-// them, at idle priority, to other goroutines (a worker that ran on the main
-// thread leaves it parked for good, which is the runtime's rule).
+// them, at idle priority, to other goroutines. A worker that ran on the
+// main thread leaves it parked for good (the runtime never ends the main
+// thread), so the main thread is not held against Close.
 func TestRefillWorkerRunsIdle(t *testing.T) {
-	before := idleThreads(t, true)
+	before := idleThreads(t)
 	s, err := New(newKey(t), Options{PoolSize: 256, Workers: 2, BatchSize: 32})
 	if err != nil {
 		t.Fatal(err)
@@ -58,23 +55,34 @@ func TestRefillWorkerRunsIdle(t *testing.T) {
 	if p := s.Stats().Pooled; p < 256 {
 		t.Fatalf("pool holds %d of 256 tokens after 10 s", p)
 	}
-	during := idleThreads(t, true)
-	for during < before+2 && time.Now().Before(deadline) { // a worker not yet scheduled
+	var mine []string
+	for len(mine) < 2 && time.Now().Before(deadline) { // a worker not yet scheduled
+		mine = mine[:0]
+		for id := range idleThreads(t) {
+			if !before[id] {
+				mine = append(mine, id)
+			}
+		}
 		time.Sleep(5 * time.Millisecond)
-		during = idleThreads(t, true)
 	}
 	s.Close()
-	var after int
-	for i := 0; i < 100; i++ {
-		if after = idleThreads(t, false); after <= before {
+	if len(mine) < 2 {
+		t.Fatalf("new SCHED_IDLE threads with 2 workers running: %v", mine)
+	}
+	main := strconv.Itoa(os.Getpid())
+	for i := 0; ; i++ {
+		now, left := idleThreads(t), []string{}
+		for _, id := range mine {
+			if now[id] && id != main {
+				left = append(left, id)
+			}
+		}
+		if len(left) == 0 {
 			break
 		}
+		if i == 100 {
+			t.Fatalf("worker threads %v still at SCHED_IDLE 1 s after Close", left)
+		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	if during < before+2 {
-		t.Fatalf("SCHED_IDLE threads: %d before New, %d with 2 workers running", before, during)
-	}
-	if after > before {
-		t.Fatalf("SCHED_IDLE threads: %d before New, %d after Close: a worker's thread outlived it", before, after)
 	}
 }

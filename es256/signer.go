@@ -282,28 +282,29 @@ func (s *Signer) signInline(e *elem, sig *[64]byte) (bool, error) {
 	ok := online(&b.toks[0], e, sig)
 	b.toks[0] = token{}
 	s.used.Add(1)
-	if _, err := s.push(b.toks[1:n]); err != nil {
+	if _, _, err := s.push(b.toks[1:n]); err != nil {
 		return false, err
 	}
 	return ok, nil
 }
 
 // push moves toks into the pool as far as it has room, wipes toks, and
-// reports how many were pooled.
-func (s *Signer) push(toks []token) (int, error) {
+// reports how many were pooled and whether the pool is now full.
+func (s *Signer) push(toks []token) (int, bool, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		clear(toks)
 		s.discarded.Add(uint64(len(toks)))
-		return 0, ErrClosed
+		return 0, false, ErrClosed
 	}
 	n := copy(s.pool[s.count:], toks)
 	s.count += n
+	full := s.count == len(s.pool)
 	s.mu.Unlock()
 	clear(toks)
 	s.discarded.Add(uint64(len(toks) - n))
-	return n, nil
+	return n, full, nil
 }
 
 // wake asks a refill worker to run, without blocking.
@@ -350,6 +351,10 @@ func (s *Signer) refill() {
 			if closed || space == 0 {
 				break
 			}
+			if !yield {
+				// Give the P back to the Go scheduler once a batch.
+				runtime.Gosched()
+			}
 			if space > s.batchSize {
 				s.wake() // enough work for another worker too
 			}
@@ -368,14 +373,13 @@ func (s *Signer) refill() {
 			}
 			made := b.finish(n, yield)
 			s.made.Add(uint64(made))
-			_, err := s.push(b.toks[:made])
+			_, full, err := s.push(b.toks[:made])
 			b.wipe()
 			if err != nil {
 				return
 			}
-			if !yield {
-				// Give the P back to the Go scheduler once a batch.
-				runtime.Gosched()
+			if full {
+				break // to the top: wait for the next kick
 			}
 			select {
 			case <-s.stop:
