@@ -323,11 +323,12 @@ func (g *Generator) send(ctx context.Context, w int, led *ledger, rate float64, 
 			due := int(rate*now.Sub(start).Seconds()) + 1 - sent
 			if due <= 0 {
 				next := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
-				if d := next.Sub(now); d > 0 {
+				if d := next.Sub(now); d > pc.early {
 					pc.sleep(d)
+					si--
+					continue
 				}
-				si--
-				continue
+				due = 1 // due within the pacer's resolution: send it now
 			}
 			k = min(k, due)
 		}

@@ -24,9 +24,21 @@ const fineSleepMax = 2 * time.Millisecond
 // is used only with GOMAXPROCS ≥ 2.
 type pacer struct {
 	fine bool
+	// early: an INVITE due within this is sent at once rather than after
+	// a sleep that would cost more than it waits (fine pacing only).
+	early time.Duration
 }
 
-func newPacer() *pacer { return &pacer{fine: runtime.GOMAXPROCS(0) >= 2} }
+// fineEarly is pacer.early for fine pacing: about a system call and a
+// wake-up on a busy core.
+const fineEarly = 20 * time.Microsecond
+
+func newPacer() *pacer {
+	if runtime.GOMAXPROCS(0) < 2 {
+		return &pacer{}
+	}
+	return &pacer{fine: true, early: fineEarly}
+}
 
 // sleep waits d.
 func (p *pacer) sleep(d time.Duration) {
