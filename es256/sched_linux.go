@@ -12,8 +12,10 @@ import "golang.org/x/sys/unix"
 // reports whether the thread is now as asked. The caller must hold the
 // thread (runtime.LockOSThread) for as long as it runs, and exit without
 // unlocking so that the runtime ends the thread instead of reusing it.
-func setThreadIdle(idle bool) bool {
-	tid := unix.Gettid()
+func setThreadIdle(idle bool) bool { return setThreadIdleOf(unix.Gettid(), idle) }
+
+// setThreadIdleOf is setThreadIdle for thread tid of this process.
+func setThreadIdleOf(tid int, idle bool) bool {
 	if !idle {
 		return unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_NORMAL}, 0) == nil &&
 			unix.Setpriority(unix.PRIO_PROCESS, tid, 0) == nil
@@ -23,3 +25,6 @@ func setThreadIdle(idle bool) bool {
 	}
 	return unix.Setpriority(unix.PRIO_PROCESS, tid, 19) == nil
 }
+
+// threadID is the calling OS thread's ID.
+func threadID() int { return unix.Gettid() }

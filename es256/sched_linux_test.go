@@ -86,3 +86,58 @@ func TestRefillWorkerRunsIdle(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// threadPolicy is the scheduling policy of thread tid of this process, or
+// -1 when it cannot be read.
+func threadPolicy(tid string) int {
+	b, err := os.ReadFile("/proc/self/task/" + tid + "/stat")
+	if err != nil {
+		return -1
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) <= 38 {
+		return -1
+	}
+	p, _ := strconv.Atoi(f[38])
+	return p
+}
+
+// TestSignBoostsStarvedWorker: when Sign takes the pool down to a quarter,
+// the idle-priority worker is put back to normal priority at once (work
+// outside the process could otherwise keep it off the CPU), and it lowers
+// itself again once the pool has recovered.
+func TestSignBoostsStarvedWorker(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("leaving SCHED_IDLE needs root or CAP_SYS_NICE")
+	}
+	before := idleThreads(t)
+	s := newSigner(t, newKey(t), Options{PoolSize: 256, Workers: 1, BatchSize: 32})
+	waitPooled(t, s, 256)
+	var tid string
+	for id := range idleThreads(t) {
+		if !before[id] {
+			tid = id
+		}
+	}
+	if tid == "" {
+		t.Fatal("no idle-priority refill thread")
+	}
+	var d [32]byte
+	var sig [64]byte
+	for s.Stats().Pooled > 256/4 {
+		if err := s.Sign(&d, &sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := threadPolicy(tid); p != 0 {
+		t.Fatalf("worker thread policy %d after the pool reached a quarter, want 0 (SCHED_OTHER)", p)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (s.Stats().Pooled < 256 || threadPolicy(tid) != 5) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p := threadPolicy(tid); p != 5 || s.Stats().Pooled < 256 {
+		t.Fatalf("after refill: policy %d, pooled %d; want 5 (SCHED_IDLE), 256", p, s.Stats().Pooled)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -90,6 +91,20 @@ type Signer struct {
 	scratch sync.Pool // *batch of inlineBatch, for inline refill
 
 	made, used, discarded, inline atomic.Uint64
+
+	// Refill workers run at idle priority (refill); critical is the pool
+	// level below which Sign puts them back to normal priority at once
+	// (boost), as other work on the CPU may starve an idle thread.
+	critical int
+	tidMu    sync.Mutex
+	threads  []*refillThread // the workers holding an idle-priority thread
+}
+
+// refillThread is a refill worker's OS thread; boosted tells the worker
+// that Sign raised its priority.
+type refillThread struct {
+	tid     int
+	boosted atomic.Bool
 }
 
 var (
@@ -141,6 +156,7 @@ func New(key *ecdsa.PrivateKey, o Options) (*Signer, error) {
 		batchSize:   o.BatchSize,
 		inlineBatch: min(o.BatchSize, maxInlineBatch),
 		lowWater:    o.PoolSize / 2,
+		critical:    o.PoolSize / 4,
 		pool:        make([]token, o.PoolSize),
 		kick:        make(chan struct{}, 1),
 		stop:        make(chan struct{}),
@@ -247,10 +263,14 @@ func (s *Signer) pop(e *elem, sig *[64]byte) (signed, empty bool, err error) {
 	ok := online(tok, e, sig)
 	*tok = token{}
 	low := s.count < s.lowWater
+	critical := s.count == s.critical
 	s.mu.Unlock()
 	s.used.Add(1)
 	if low {
 		s.wake()
+	}
+	if critical {
+		s.boost()
 	}
 	return ok, false, nil
 }
@@ -307,6 +327,20 @@ func (s *Signer) push(toks []token) (int, bool, error) {
 	return n, full, nil
 }
 
+// boost puts the idle-priority refill workers back to normal priority
+// (where the kernel allows it): the pool has fallen to the critical level,
+// and work outside the process may be keeping idle threads off the CPU.
+// Each worker lowers itself again once the pool is back above that level.
+func (s *Signer) boost() {
+	s.tidMu.Lock()
+	defer s.tidMu.Unlock()
+	for _, t := range s.threads {
+		if setThreadIdleOf(t.tid, false) {
+			t.boosted.Store(true)
+		}
+	}
+}
+
 // wake asks a refill worker to run, without blocking.
 func (s *Signer) wake() {
 	select {
@@ -320,10 +354,10 @@ func (s *Signer) wake() {
 // priority (SCHED_IDLE, or nice 19; setThreadIdle), so the kernel gives the
 // CPU to an event loop the moment the loop has work and refill uses only
 // what the loops leave: a loop never waits behind a batch. Should the pool
-// run below an eighth of its size anyway (the CPU taken by other work), the
-// worker computes its batches at normal priority until the pool is back
-// above that, where the kernel lets it (root or CAP_SYS_NICE); otherwise
-// Sign's inline fallback covers. The thread is never unlocked, so the
+// fall to a quarter of its size anyway (the CPU taken by other work), Sign
+// puts the worker back to normal priority (boost) and the worker computes
+// its batches so until the pool is back above that, where the kernel lets
+// it (root or CAP_SYS_NICE); otherwise Sign's inline fallback covers. The thread is never unlocked, so the
 // runtime ends it with the worker and no other goroutine ever runs at its
 // priority. Where the priority cannot be lowered at all the worker yields
 // after every scalar multiplication instead, so the signing goroutines get
@@ -334,6 +368,19 @@ func (s *Signer) refill() {
 	runtime.LockOSThread()
 	idle := setThreadIdle(true)
 	yield := !idle
+	var me *refillThread
+	if idle {
+		me = &refillThread{tid: threadID()}
+		s.tidMu.Lock()
+		s.threads = append(s.threads, me)
+		s.tidMu.Unlock()
+		// Deregistered before the thread ends: a thread ID can be reused.
+		defer func() {
+			s.tidMu.Lock()
+			s.threads = slices.DeleteFunc(s.threads, func(t *refillThread) bool { return t == me })
+			s.tidMu.Unlock()
+		}()
+	}
 	b := newBatch(s.batchSize)
 	defer b.wipe()
 	for {
@@ -359,8 +406,13 @@ func (s *Signer) refill() {
 				s.wake() // enough work for another worker too
 			}
 			if !yield {
-				// Idle priority unless the pool is nearly empty.
-				if want := len(s.pool)-space >= len(s.pool)/8; want != idle && setThreadIdle(want) {
+				// Idle priority unless the pool is nearly empty (Sign may
+				// have raised it meanwhile: boost).
+				want := len(s.pool)-space >= s.critical
+				if me.boosted.Swap(false) {
+					idle = false
+				}
+				if want != idle && setThreadIdle(want) {
 					idle = want
 				}
 			}
