@@ -406,15 +406,20 @@ func (s *Signer) refill() {
 				s.wake() // enough work for another worker too
 			}
 			if !yield {
-				// Idle priority unless the pool is nearly empty (Sign may
-				// have raised it meanwhile: boost).
-				want := len(s.pool)-space >= s.critical
+				// Idle priority unless the pool is at or below the critical
+				// level. Decided under tidMu, which boost holds too, from a
+				// fresh count: a boost is never undone by a stale decision.
+				s.tidMu.Lock()
 				if me.boosted.Swap(false) {
 					idle = false
 				}
+				s.mu.Lock()
+				want := s.count > s.critical
+				s.mu.Unlock()
 				if want != idle && setThreadIdle(want) {
 					idle = want
 				}
+				s.tidMu.Unlock()
 			}
 			n := min(s.batchSize, space)
 			if err := b.drawK(n); err != nil {
