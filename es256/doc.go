@@ -65,7 +65,15 @@
 // a token and run the online step (well under a microsecond). Refill workers
 // wake when the pool falls below half full and refill it to the top in
 // batches of Options.BatchSize, taking the mutex only to push a finished
-// batch; they yield after every scalar multiplication.
+// batch. Each worker holds an OS thread of its own in the SCHED_IDLE class
+// (nice 19 where that is refused), so the kernel runs an event loop the
+// moment it has work and refill only in the time the loops leave. Work
+// outside the process can starve an idle thread, so when Sign takes the pool
+// down to a quarter it puts the workers back to normal priority (where the
+// kernel allows it: root or CAP_SYS_NICE), and each lowers itself again once
+// the pool is back above that. A worker that cannot lower its priority at
+// all yields after every scalar multiplication instead. The thread ends
+// with the worker (Close), never running other goroutines at idle priority.
 //
 // # Buffers and limits
 //

@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -89,6 +91,20 @@ type Signer struct {
 	scratch sync.Pool // *batch of inlineBatch, for inline refill
 
 	made, used, discarded, inline atomic.Uint64
+
+	// Refill workers run at idle priority (refill); critical is the pool
+	// level below which Sign puts them back to normal priority at once
+	// (boost), as other work on the CPU may starve an idle thread.
+	critical int
+	tidMu    sync.Mutex
+	threads  []*refillThread // the workers holding an idle-priority thread
+}
+
+// refillThread is a refill worker's OS thread; boosted tells the worker
+// that Sign raised its priority.
+type refillThread struct {
+	tid     int
+	boosted atomic.Bool
 }
 
 var (
@@ -140,6 +156,7 @@ func New(key *ecdsa.PrivateKey, o Options) (*Signer, error) {
 		batchSize:   o.BatchSize,
 		inlineBatch: min(o.BatchSize, maxInlineBatch),
 		lowWater:    o.PoolSize / 2,
+		critical:    o.PoolSize / 4,
 		pool:        make([]token, o.PoolSize),
 		kick:        make(chan struct{}, 1),
 		stop:        make(chan struct{}),
@@ -246,10 +263,14 @@ func (s *Signer) pop(e *elem, sig *[64]byte) (signed, empty bool, err error) {
 	ok := online(tok, e, sig)
 	*tok = token{}
 	low := s.count < s.lowWater
+	critical := s.count == s.critical
 	s.mu.Unlock()
 	s.used.Add(1)
 	if low {
 		s.wake()
+	}
+	if critical {
+		s.boost()
 	}
 	return ok, false, nil
 }
@@ -281,28 +302,43 @@ func (s *Signer) signInline(e *elem, sig *[64]byte) (bool, error) {
 	ok := online(&b.toks[0], e, sig)
 	b.toks[0] = token{}
 	s.used.Add(1)
-	if _, err := s.push(b.toks[1:n]); err != nil {
+	if _, _, err := s.push(b.toks[1:n]); err != nil {
 		return false, err
 	}
 	return ok, nil
 }
 
 // push moves toks into the pool as far as it has room, wipes toks, and
-// reports how many were pooled.
-func (s *Signer) push(toks []token) (int, error) {
+// reports how many were pooled and whether the pool is now full.
+func (s *Signer) push(toks []token) (int, bool, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		clear(toks)
 		s.discarded.Add(uint64(len(toks)))
-		return 0, ErrClosed
+		return 0, false, ErrClosed
 	}
 	n := copy(s.pool[s.count:], toks)
 	s.count += n
+	full := s.count == len(s.pool)
 	s.mu.Unlock()
 	clear(toks)
 	s.discarded.Add(uint64(len(toks) - n))
-	return n, nil
+	return n, full, nil
+}
+
+// boost puts the idle-priority refill workers back to normal priority
+// (where the kernel allows it): the pool has fallen to the critical level,
+// and work outside the process may be keeping idle threads off the CPU.
+// Each worker lowers itself again once the pool is back above that level.
+func (s *Signer) boost() {
+	s.tidMu.Lock()
+	defer s.tidMu.Unlock()
+	for _, t := range s.threads {
+		if setThreadIdleOf(t.tid, false) {
+			t.boosted.Store(true)
+		}
+	}
 }
 
 // wake asks a refill worker to run, without blocking.
@@ -314,12 +350,37 @@ func (s *Signer) wake() {
 }
 
 // refill is a background worker. It sleeps until kicked, then fills the
-// pool to the top in batches. It never holds s.mu during the scalar
-// multiplications and yields after each one, so the signing goroutines get
-// the CPU first; "low priority" in effect, as Go has no goroutine
-// priorities.
+// pool to the top in batches. It runs on an OS thread of its own at idle
+// priority (SCHED_IDLE, or nice 19; setThreadIdle), so the kernel gives the
+// CPU to an event loop the moment the loop has work and refill uses only
+// what the loops leave: a loop never waits behind a batch. Should the pool
+// fall to a quarter of its size anyway (the CPU taken by other work), Sign
+// puts the worker back to normal priority (boost) and the worker computes
+// its batches so until the pool is back above that, where the kernel lets
+// it (root or CAP_SYS_NICE); otherwise Sign's inline fallback covers. The thread is never unlocked, so the
+// runtime ends it with the worker and no other goroutine ever runs at its
+// priority. Where the priority cannot be lowered at all the worker yields
+// after every scalar multiplication instead, so the signing goroutines get
+// the CPU first ("low priority" in effect, as Go has no goroutine
+// priorities). It never holds s.mu during the scalar multiplications.
 func (s *Signer) refill() {
 	defer s.wg.Done()
+	runtime.LockOSThread()
+	idle := setThreadIdle(true)
+	yield := !idle
+	var me *refillThread
+	if idle {
+		me = &refillThread{tid: threadID()}
+		s.tidMu.Lock()
+		s.threads = append(s.threads, me)
+		s.tidMu.Unlock()
+		// Deregistered before the thread ends: a thread ID can be reused.
+		defer func() {
+			s.tidMu.Lock()
+			s.threads = slices.DeleteFunc(s.threads, func(t *refillThread) bool { return t == me })
+			s.tidMu.Unlock()
+		}()
+	}
 	b := newBatch(s.batchSize)
 	defer b.wipe()
 	for {
@@ -337,8 +398,28 @@ func (s *Signer) refill() {
 			if closed || space == 0 {
 				break
 			}
+			if !yield {
+				// Give the P back to the Go scheduler once a batch.
+				runtime.Gosched()
+			}
 			if space > s.batchSize {
 				s.wake() // enough work for another worker too
+			}
+			if !yield {
+				// Idle priority unless the pool is at or below the critical
+				// level. Decided under tidMu, which boost holds too, from a
+				// fresh count: a boost is never undone by a stale decision.
+				s.tidMu.Lock()
+				if me.boosted.Swap(false) {
+					idle = false
+				}
+				s.mu.Lock()
+				want := s.count > s.critical
+				s.mu.Unlock()
+				if want != idle && setThreadIdle(want) {
+					idle = want
+				}
+				s.tidMu.Unlock()
 			}
 			n := min(s.batchSize, space)
 			if err := b.drawK(n); err != nil {
@@ -347,12 +428,15 @@ func (s *Signer) refill() {
 				b.wipe()
 				break
 			}
-			made := b.finish(n, true)
+			made := b.finish(n, yield)
 			s.made.Add(uint64(made))
-			_, err := s.push(b.toks[:made])
+			_, full, err := s.push(b.toks[:made])
 			b.wipe()
 			if err != nil {
 				return
+			}
+			if full {
+				break // to the top: wait for the next kick
 			}
 			select {
 			case <-s.stop:

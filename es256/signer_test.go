@@ -81,7 +81,7 @@ func fillPool(t testing.TB, s *Signer) {
 		}
 		made := b.finish(n, false)
 		s.made.Add(uint64(made))
-		if _, err := s.push(b.toks[:made]); err != nil {
+		if _, _, err := s.push(b.toks[:made]); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -196,3 +196,26 @@ func TestGoalsAndSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencyMethodFollowsStamps: the report names what its latency
+// columns measure from what the steps recorded, so a redrawn old run keeps
+// its old description and a new one says kernel stamps.
+func TestLatencyMethodFollowsStamps(t *testing.T) {
+	sum, err := ParseSteps(strings.NewReader(stepSample), 0.1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Run{Setups: []SetupResult{{Setup: Setups[5], Summary: sum}}}
+	if s := Summary(r, ""); !strings.Contains(s, "sink read time − send time, one process clock") || strings.Contains(s, "SO_TIMESTAMPNS") {
+		t.Errorf("old run described as kernel-stamped:\n%s", s)
+	}
+	r.Setups[0].Summary.Steps[0].RxKernelStamped = 1000
+	if s := Summary(r, ""); !strings.Contains(s, "sink kernel RX stamp − send time before sendmmsg") {
+		t.Errorf("receive-stamped run:\n%s", s)
+	}
+	r.Setups[0].Summary.Steps[0].TxKernelStamped = 1000
+	s := Summary(r, "")
+	if !strings.Contains(s, "p50 / p99 at it (µs, sink kernel RX stamp − generator kernel TX stamp)") || !strings.Contains(s, "SO_TIMESTAMPING") {
+		t.Errorf("kernel-stamped run:\n%s", s)
+	}
+}

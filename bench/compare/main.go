@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/shakenline/shakenline/bench/loadgen"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,9 +81,12 @@ func runAll(ctx context.Context, bin, out string, quick bool, only string, log i
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("compare: %w", err)
 	}
+	// Two Ps on the generator's one core: the generator paces each INVITE
+	// with nanosleep instead of 1 ms timer bursts.
+	procs := loadgen.EnableFinePacing()
 	p := DefaultParams(quick)
 	r := Run{Started: time.Now().UTC(), Params: p}
-	r.Env = envInfo(bin, p)
+	r.Env = envInfo(bin, p, procs)
 	tmp, err := os.MkdirTemp("", "shakebench-compare-")
 	if err != nil {
 		return fmt.Errorf("compare: %w", err)

@@ -184,6 +184,42 @@ func floorAt(r *Run, rate float64) *loadgen.Result {
 	return best
 }
 
+// kernelStamped reports whether the run's latencies come from kernel
+// timestamps (runs before the harness used them have none recorded).
+func kernelStamped(r *Run) (rx, tx bool) {
+	for _, s := range r.Setups {
+		for _, st := range s.Summary.Steps {
+			rx = rx || st.RxKernelStamped > 0
+			tx = tx || st.TxKernelStamped > 0
+		}
+	}
+	return rx, tx
+}
+
+// latencyWhat is the short name of what the latency columns measure.
+func latencyWhat(r *Run) string {
+	switch rx, tx := kernelStamped(r); {
+	case rx && tx:
+		return "sink kernel RX stamp − generator kernel TX stamp"
+	case rx:
+		return "sink kernel RX stamp − send time before sendmmsg"
+	default:
+		return "sink read time − send time, one process clock"
+	}
+}
+
+// LatencyMethod is the sentence that says how the run's latency was taken.
+func LatencyMethod(r *Run) string {
+	switch rx, tx := kernelStamped(r); {
+	case rx && tx:
+		return "Latency is one-way per INVITE: the kernel's software receive timestamp at the sink's socket (SO_TIMESTAMPNS) minus the kernel's software transmit timestamp of the generator's datagram (SO_TIMESTAMPING, read from the error queue), both CLOCK_REALTIME; that is the proxy's time plus two loopback hops, without the generator's batching or the sink's scheduling."
+	case rx:
+		return "Latency is one-way per INVITE: the kernel's software receive timestamp at the sink's socket (SO_TIMESTAMPNS) minus the wall-clock time read just before the generator's sendmmsg, both CLOCK_REALTIME."
+	default:
+		return "Latency is one-way, generator → proxy → sink, same process clock (sink read time minus send time: the sink's scheduling and the generator's batching count)."
+	}
+}
+
 // Summary is the headline table and goals (for bench/README.md).
 func Summary(r *Run, prefix string) string {
 	var b strings.Builder
@@ -193,8 +229,8 @@ func Summary(r *Run, prefix string) string {
 	}
 	fmt.Fprintf(&b, "Run of %s, %s, %s (%d cores, kernel %s), load average %s at start and %s at end (cores shared with other work). Full report: [%sREADME.md](%sREADME.md).\n\n",
 		r.Started.Format("2006-01-02 15:04 UTC"), kind, r.Env.CPUModel, r.Env.Cores, r.Env.Kernel, r.Env.LoadStart, r.Env.LoadEnd, prefix, prefix)
-	b.WriteString("Highest clean rate: the highest offered rate whose step lost at most " + fmt.Sprintf("%.1f", r.Params.LossPct) + " % of INVITEs at the sink and, for signing setups, also delivered at least " + fmt.Sprintf("%.1f", 100-r.Params.LossPct) + " % of them signed (a bypassed call counts as lost). Latency is one-way, generator → proxy → sink, same process clock.\n\n")
-	b.WriteString("| setup | highest clean rate (calls/s) | p50 / p99 at it (µs) | at 80 %: rate, p50 / p99 (µs) | SUT CPU per call (µs) | with Identity |\n")
+	b.WriteString("Highest clean rate: the highest offered rate whose step lost at most " + fmt.Sprintf("%.1f", r.Params.LossPct) + " % of INVITEs at the sink and, for signing setups, also delivered at least " + fmt.Sprintf("%.1f", 100-r.Params.LossPct) + " % of them signed (a bypassed call counts as lost). " + LatencyMethod(r) + "\n\n")
+	fmt.Fprintf(&b, "| setup | highest clean rate (calls/s) | p50 / p99 at it (µs, %[1]s) | at 80 %%: rate, p50 / p99 (µs, %[1]s) | SUT CPU per call (µs) | with Identity |\n", latencyWhat(r))
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
 	for i := range r.Setups {
 		s := &r.Setups[i]
@@ -346,6 +382,10 @@ func Markdown(r *Run, prefix, method, plotErr string) string {
 			fmt.Fprintf(&b, "Error: `%s`\n\n", s.Error)
 		}
 		fmt.Fprintf(&b, "Ramp stopped by: %s. Steps retried once: %v. Raw steps: [steps-%s.jsonl](%ssteps-%s.jsonl).\n\n", s.Summary.Stop, s.Retries, s.Setup.Name, prefix, s.Setup.Name)
+		if f := s.Fixed; f != nil && f.Result.RxKernelStamped > 0 {
+			fmt.Fprintf(&b, "Latency of the 80 %% run timed by kernel stamps: receive %d of %d INVITEs, transmit %d of %d; %d arrived stamped before their send time.\n\n",
+				f.Result.RxKernelStamped, f.Result.Received, f.Result.TxKernelStamped, f.Result.Sent, f.Result.LatencyNegative)
+		}
 		b.WriteString("| offered/s | sent/s | loss % | signed % | p50 µs | p90 µs | p99 µs | p99.9 µs | SUT CPU % |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for i, st := range s.Summary.Steps {
 			cpu := "–"
@@ -481,14 +521,14 @@ func plots(dir string, r *Run) string {
 	}
 	ps = append(ps, "x with lines dashtype 2 lc rgb 'gray' title 'offered'")
 	g.WriteString("plot " + strings.Join(ps, ", \\\n  ") + "\n")
-	g.WriteString("set output 'latency-p99.png'\nset title 'p99 one-way latency generator → (proxy) → sink vs offered load'\nset ylabel 'p99 latency (µs)'\n")
+	g.WriteString("set output 'latency-p99.png'\nset title 'p99 one-way latency generator → (proxy) → sink (kernel TX → RX stamp) vs offered load'\nset ylabel 'p99 latency (µs)'\n")
 	ps = ps[:0]
 	for _, n := range names {
 		ps = append(ps, fmt.Sprintf("'steps-%s.dat' using 1:6 with linespoints title '%s'", n, n))
 	}
 	g.WriteString("plot " + strings.Join(ps, ", \\\n  ") + "\n")
 	for _, n := range names {
-		fmt.Fprintf(&g, "set output 'latency-%s.png'\nset title 'Latency percentiles vs offered load: %s'\nset ylabel 'one-way latency (µs)'\n", n, n)
+		fmt.Fprintf(&g, "set output 'latency-%s.png'\nset title 'Latency percentiles vs offered load: %s'\nset ylabel 'one-way latency, kernel TX → RX stamp (µs)'\n", n, n)
 		fmt.Fprintf(&g, "plot 'steps-%[1]s.dat' using 1:4 with linespoints title 'p50', 'steps-%[1]s.dat' using 1:5 with linespoints title 'p90', 'steps-%[1]s.dat' using 1:6 with linespoints title 'p99', 'steps-%[1]s.dat' using 1:7 with linespoints title 'p99.9'\n", n)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "plots.gp"), []byte(g.String()), 0o644); err != nil {

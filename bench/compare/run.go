@@ -667,7 +667,7 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 }
 
 // envInfo fills what is known before the run.
-func envInfo(bin string, p Params) Env {
+func envInfo(bin string, p Params, procs int) Env {
 	e := Env{Go: runtime.Version(), LoadStart: LoadAvg()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -687,8 +687,8 @@ func envInfo(bin string, p Params) Env {
 	e.Kamailio = first(sh("kamailio", "-v"))
 	e.OpenSSL = first(sh("openssl", "version"))
 	e.TopStart = topProcs()
-	e.Layout = fmt.Sprintf("generator, sink and relay (this process, GOMAXPROCS 1) on CPU %d; system under test, openssl speed and the hsmraw benchmark on CPU %d (taskset); Kamailio %d UDP workers; appliance one event loop (GOMAXPROCS 1 under taskset)",
-		p.GenCPU, p.SUTCPU, p.KamailioWorkers)
+	e.Layout = fmt.Sprintf("generator, sink and relay (this process, GOMAXPROCS %d, INVITEs paced with nanosleep) on CPU %d; system under test, openssl speed and the hsmraw benchmark on CPU %d (taskset); Kamailio %d UDP workers; appliance one event loop (GOMAXPROCS 1 under taskset)",
+		procs, p.GenCPU, p.SUTCPU, p.KamailioWorkers)
 	return e
 }
 

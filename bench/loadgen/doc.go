@@ -7,10 +7,12 @@
 // The Generator binds Config.Sockets UDP sockets (many source ports) and
 // sends INVITEs to Config.Target at a target rate (a token bucket per
 // sending worker) or open loop, in sendmmsg(2) batches, bounded by a
-// duration and a call count. Every INVITE is unique: its sequence number
-// sits in the Call-ID, the Via branch and the From tag, and the Call-ID also
-// carries the send time (nanoseconds on the process's monotonic clock) and
-// a per-generator run tag:
+// duration and a call count. With GOMAXPROCS ≥ 2 (EnableFinePacing) a
+// paced worker waits for its next INVITE with nanosleep(2), so INVITEs leave one or two at a time when due rather than in the
+// 1 ms bursts Go's timers would give. Every INVITE is unique: its sequence
+// number sits in the Call-ID, the Via branch and the From tag, and the
+// Call-ID also carries the send time (CLOCK_REALTIME nanoseconds, read just
+// before the sendmmsg that carries it) and a per-generator run tag:
 //
 //	Call-ID: <seq:16 hex>-<send ns:16 hex>-<run:8 hex>@shakebench
 //
@@ -19,11 +21,26 @@
 //
 // The Sink receives in recvmmsg(2) batches, answers by the top Via (honouring
 // received and rport) so responses flow back through a stateless proxy, and
-// for each INVITE of the current run records the one-way added latency
-// (arrival minus send time) and whether an Identity header was present. It
-// can verify a sample of Identity headers against a public key
-// (VerifyIdentity). Generator and Sink must run in one process so the send
-// and arrival clocks agree.
+// for each INVITE of the current run records the one-way latency and
+// whether an Identity header was present. It can verify a sample of Identity
+// headers against a public key (VerifyIdentity).
+//
+// # Latency
+//
+// Both ends are timed by the kernel, so neither the generator's batching nor
+// the sink's scheduling counts. The arrival time is the kernel's software
+// receive timestamp of the datagram at the sink's socket (SO_TIMESTAMPNS,
+// read from recvmmsg's control messages; on loopback it is taken when the
+// proxy hands the datagram to the device). The send time is the kernel's
+// software transmit timestamp of the INVITE (SO_TIMESTAMPING with OPT_ID
+// and OPT_TSONLY, requested per message by a control message and read from
+// the socket's error queue right after each sendmmsg; on loopback it is
+// taken as the datagram reaches the device, one per datagram). Both are
+// CLOCK_REALTIME. Where a transmit stamp is missing (Config.UserSendTime,
+// or a stamp not read) the Call-ID's send time stands in; where a receive
+// stamp is missing, the sink's wall clock after recvmmsg does. Result
+// counts how many INVITEs each stamp timed. Generator and Sink run in one
+// process so a transmit stamp can be matched to its call.
 //
 // Step runs a rate ramp until loss passes a threshold (0.1 % by default)
 // and reports the highest clean rate and each step's Result.
@@ -49,9 +66,9 @@
 //
 // # Limits
 //
-// Each run keeps a ledger of 4 bytes per call it may send (rate × duration,
+// Each run keeps a ledger of 8 bytes per call it may send (rate × duration,
 // or Config.MaxCalls for an open loop, default 10 million). Latency is
-// recorded at 100 ns resolution and saturates at about 214 s; percentiles
+// recorded at 10 ns resolution and saturates at about 21 s; percentiles
 // come from a log-linear histogram with under 1.6 % relative error.
 // Messages over 8 KiB are not scanned. UDP only; Via hosts must be IP
 // literals. Only loopback or test-namespace addresses should be targeted.

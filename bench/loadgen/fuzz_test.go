@@ -2,6 +2,9 @@ package loadgen
 
 import (
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func FuzzScan(f *testing.F) {
@@ -32,6 +35,44 @@ func FuzzScan(f *testing.F) {
 			if seq2, ts2, run2, _ := parseCallID(append(append(append(append(append(buf[:0:0], buf[:16]...), '-'), buf[17:33]...), '-'), append(buf[34:42], callIDSuffix...)...)); seq2 != seq || ts2 != ts || run2 != run {
 				t.Fatal("Call-ID does not round-trip")
 			}
+		}
+	})
+}
+
+// FuzzControlMessages feeds arbitrary control data to the parsers of the
+// kernel's receive (SCM_TIMESTAMPNS) and transmit (error queue) stamps:
+// they must not read past the buffer, and a stamp they accept must come
+// from a control message of the right level and type.
+func FuzzControlMessages(f *testing.F) {
+	rx := make([]byte, unix.CmsgSpace(16))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&rx[0]))
+	h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS
+	h.SetLen(unix.CmsgLen(16))
+	*(*unix.Timespec)(unsafe.Pointer(&rx[unix.SizeofCmsghdr])) = unix.NsecToTimespec(1700000000_000000001)
+	f.Add(rx)
+	tsz, esz := int(unsafe.Sizeof(unix.ScmTimestamping{})), int(unsafe.Sizeof(unix.SockExtendedErr{}))
+	tx := make([]byte, unix.CmsgSpace(tsz)+unix.CmsgSpace(esz+16))
+	h = (*unix.Cmsghdr)(unsafe.Pointer(&tx[0]))
+	h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_TIMESTAMPING
+	h.SetLen(unix.CmsgLen(tsz))
+	(*unix.ScmTimestamping)(unsafe.Pointer(&tx[unix.SizeofCmsghdr])).Ts[0] = unix.NsecToTimespec(1700000000_000000002)
+	e := tx[unix.CmsgSpace(tsz):]
+	h = (*unix.Cmsghdr)(unsafe.Pointer(&e[0]))
+	h.Level, h.Type = unix.SOL_IP, unix.IP_RECVERR
+	h.SetLen(unix.CmsgLen(esz + 16))
+	*(*unix.SockExtendedErr)(unsafe.Pointer(&e[unix.SizeofCmsghdr])) = unix.SockExtendedErr{Errno: uint32(unix.ENOMSG), Origin: unix.SO_EE_ORIGIN_TIMESTAMPING, Data: 7}
+	f.Add(tx)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// Control buffers from the kernel are 8-byte aligned: copy there.
+		buf := make([]uint64, (len(b)+7)/8+1)
+		oob := unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), len(b))
+		copy(oob, b)
+		if at, ok := parseStamp(oob); ok && at <= 0 {
+			t.Fatalf("receive stamp %d accepted", at)
+		}
+		if _, at, ok := parseTxStamp(oob); ok && at <= 0 {
+			t.Fatalf("transmit stamp %d accepted", at)
 		}
 	})
 }

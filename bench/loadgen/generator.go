@@ -53,12 +53,17 @@ type Config struct {
 	// answers (default 1s; the wait ends early when all are in).
 	Drain time.Duration
 	// MaxCalls bounds the calls of a run whose size is not otherwise
-	// bounded (open loop without Count) and so its ledger memory, 4 bytes
+	// bounded (open loop without Count) and so its ledger memory, 8 bytes
 	// per call (default 10,000,000).
 	MaxCalls int
 	// Sink, when set, is the in-process next hop whose arrivals give
 	// latency and loss; without it loss is counted from final answers.
 	Sink *Sink
+	// UserSendTime times each INVITE by the wall clock read just before the
+	// sendmmsg that carries it only, without the kernel's per-datagram
+	// transmit timestamps (SO_TIMESTAMPING, read from the error queue after
+	// each batch). For measuring what the transmit stamps cost and change.
+	UserSendTime bool
 }
 
 // Load is one run: a rate (calls/s; 0 = open loop, as fast as the
@@ -98,7 +103,27 @@ type genSock struct {
 	defRURI []byte
 	m       sipMsg
 	nResp   int
+	// Transmit timestamps (nil with Config.UserSendTime): txNext is the
+	// OPT_ID the kernel gives the next stamped INVITE on this socket, and
+	// txRing the last batches sent, to map IDs back to sequence numbers.
+	tx     *txStamper
+	txNext uint32
+	txRing [txRingLen]txBatch
+	txPos  int
 }
+
+// txBatch is one sent batch: IDs [id, id+k) carried sequence numbers
+// [seq, seq+k), sent at user-space wall time ts.
+type txBatch struct {
+	id   uint32
+	k    uint32
+	seq  uint64
+	ts   int64
+	led  *ledger
+	used bool
+}
+
+const txRingLen = 8
 
 // NewGenerator opens the sockets and starts their receive goroutines.
 func NewGenerator(cfg Config) (*Generator, error) {
@@ -163,6 +188,13 @@ func NewGenerator(cfg Config) (*Generator, error) {
 			copy(s.out.bufs[j], s.tmpl.b)
 			s.out.setLen(j, len(s.tmpl.b))
 			s.out.setDest(j, cfg.Target)
+		}
+		if !cfg.UserSendTime {
+			if s.tx, err = enableTxStamps(s.out); err != nil {
+				_ = uc.Close()
+				g.closeSocks()
+				return nil, err
+			}
 		}
 		s.rb = newRecvBatch(mc, 64, maxMessage)
 		s.resp = newSendBatch(mc, 128, maxMessage+512)
@@ -279,6 +311,7 @@ func (g *Generator) send(ctx context.Context, w int, led *ledger, rate float64, 
 		mine = append(mine, g.socks[i])
 	}
 	var dc dateCache
+	pc := newPacer()
 	sent := 0
 	for si := 0; ; si++ {
 		now := time.Now()
@@ -290,11 +323,12 @@ func (g *Generator) send(ctx context.Context, w int, led *ledger, rate float64, 
 			due := int(rate*now.Sub(start).Seconds()) + 1 - sent
 			if due <= 0 {
 				next := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
-				if d := next.Sub(now); d > 0 {
-					time.Sleep(d)
+				if d := next.Sub(now); d > pc.early {
+					pc.sleep(d)
+					si--
+					continue
 				}
-				si--
-				continue
+				due = 1 // due within the pacer's resolution: send it now
 			}
 			k = min(k, due)
 		}
@@ -316,7 +350,7 @@ func (g *Generator) sendBatch(s *genSock, led *ledger, k int, now time.Time, dc 
 	if k == 0 {
 		return 0, nil
 	}
-	f := callFields{ts: uint64(nowNS()), date: dc.get(now)}
+	f := callFields{date: dc.get(now)}
 	nf, nt := uint64(len(g.from)/11), uint64(len(g.to)/11)
 	for i := 0; i < k; i++ {
 		f.seq = seq + uint64(i)
@@ -326,11 +360,48 @@ func (g *Generator) sendBatch(s *genSock, led *ledger, k int, now time.Time, dc 
 		f.to = g.to[ti*11 : ti*11+11]
 		s.tmpl.patch(s.out.bufs[i], &f)
 	}
+	// The send time goes in last, as close to the sendmmsg as it can be:
+	// latency is the sink's kernel receive timestamp minus this, corrected
+	// by the datagram's own kernel transmit timestamp when there is one.
+	ts := wallNS()
+	for i := 0; i < k; i++ {
+		s.tmpl.patchTS(s.out.bufs[i], uint64(ts))
+	}
+	if s.tx != nil {
+		s.txRing[s.txPos] = txBatch{id: s.txNext, k: uint32(k), seq: seq, ts: ts, led: led, used: true}
+		s.txPos = (s.txPos + 1) % txRingLen
+		s.txNext += uint32(k)
+	}
 	if err := s.out.send(k); err != nil {
 		return 0, err
 	}
 	led.sent.Add(uint64(k))
+	if s.tx != nil {
+		g.readTxStamps(s)
+	}
 	return k, nil
+}
+
+// readTxStamps reads the transmit timestamps queued so far on s (on
+// loopback, those of the batch just sent) and records, per INVITE, how long
+// after the user-space send time the kernel handed it to the device.
+func (g *Generator) readTxStamps(s *genSock) {
+	for {
+		n := s.tx.read()
+		for j := 0; j < n; j++ {
+			id, at := s.tx.ids[j], s.tx.at[j]
+			for r := range s.txRing {
+				b := &s.txRing[r]
+				if d := id - b.id; b.used && d < b.k {
+					b.led.sentStamp(b.seq+uint64(d), at-b.ts)
+					break
+				}
+			}
+		}
+		if n < len(s.tx.hdrs) {
+			return
+		}
+	}
 }
 
 // receive counts the responses arriving on one socket and, in full-call

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -15,6 +16,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
@@ -372,5 +376,175 @@ func TestNumberPool(t *testing.T) {
 		if n := "+" + string(p[i*11:i*11+11]); !validNANP(n) {
 			t.Fatalf("default number %q invalid", n)
 		}
+	}
+}
+
+// TestKernelReceiveStamp sends datagrams to a socket whose receive batch
+// reads SO_TIMESTAMPNS and checks each stamp lies between the wall clock
+// before the send and after the receive: a zero, garbage or other-clock
+// stamp fails.
+func TestKernelReceiveStamp(t *testing.T) {
+	uc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := newMmsgConn(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	rb := newRecvBatch(mc, 8, maxMessage)
+	if err := rb.enableStamps(); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := net.DialUDP("udp4", nil, uc.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	const msgs = 5
+	before := wallNS()
+	for i := 0; i < msgs; i++ {
+		if _, err := tx.Write([]byte("ping " + strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := 0
+	for got < msgs {
+		n, err := rb.recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := wallNS()
+		for i := 0; i < n; i++ {
+			at, ok := rb.stamp(i)
+			if !ok {
+				t.Fatalf("message %d has no kernel timestamp", got+i)
+			}
+			if at < before || at > after {
+				t.Fatalf("kernel timestamp %d outside [%d, %d] (send .. receive)", at, before, after)
+			}
+		}
+		got += n
+	}
+}
+
+// TestParseStamp reads SCM_TIMESTAMPNS out of a control buffer and rejects
+// truncated, foreign and zero ones.
+func TestParseStamp(t *testing.T) {
+	mk := func(level, typ int32, sec, nsec int64) []byte {
+		b := make([]byte, stampSpace)
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = level, typ
+		h.SetLen(unix.CmsgLen(16))
+		ts := (*unix.Timespec)(unsafe.Pointer(&b[unix.SizeofCmsghdr]))
+		ts.Sec, ts.Nsec = sec, nsec
+		return b[:unix.CmsgSpace(16)]
+	}
+	if v, ok := parseStamp(mk(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, 1700000000, 123)); !ok || v != 1700000000_000000123 {
+		t.Fatalf("parseStamp = %d %v", v, ok)
+	}
+	two := append(mk(unix.SOL_IP, unix.IP_TTL, 0, 64), mk(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, 5, 6)...)
+	if v, ok := parseStamp(two); !ok || v != 5_000000006 {
+		t.Fatalf("second cmsg: parseStamp = %d %v", v, ok)
+	}
+	for name, b := range map[string][]byte{
+		"empty":     nil,
+		"other":     mk(unix.SOL_IP, unix.IP_TTL, 1, 1),
+		"zero":      mk(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, 0, 0),
+		"truncated": mk(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, 1, 1)[:unix.SizeofCmsghdr+4],
+	} {
+		if v, ok := parseStamp(b); ok {
+			t.Errorf("%s: parseStamp = %d, true", name, v)
+		}
+	}
+}
+
+// TestKernelStampedLatency runs generator and sink back to back and checks
+// that every arrival was timed by the kernel stamp and the latencies are
+// plausible for loopback with nothing in between: none negative, none of
+// them zero-stamped garbage, all under a generous second.
+//
+// With transmit stamps (the default) every INVITE must carry one too; with
+// UserSendTime none may.
+func TestKernelStampedLatency(t *testing.T) {
+	for _, user := range []bool{false, true} {
+		t.Run(fmt.Sprintf("UserSendTime=%v", user), func(t *testing.T) {
+			sink := newSink(t, SinkConfig{})
+			g := newGen(t, Config{Target: sink.Addr(), Sink: sink, Sockets: 2, Drain: 2 * time.Second, UserSendTime: user})
+			const calls = 400
+			before := sink.Stats()
+			res, err := g.Run(context.Background(), Load{Rate: 4000, Count: calls, Duration: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Log(res)
+			if res.Sent != calls || res.Received != calls {
+				t.Fatalf("sent %d received %d, want %d", res.Sent, res.Received, calls)
+			}
+			if res.RxKernelStamped != calls || res.LatencyNegative != 0 {
+				t.Fatalf("receive-stamped %d negative %d of %d", res.RxKernelStamped, res.LatencyNegative, calls)
+			}
+			if want := uint64(calls); user && res.TxKernelStamped != 0 || !user && res.TxKernelStamped != want {
+				t.Fatalf("transmit-stamped %d of %d (UserSendTime %v)", res.TxKernelStamped, calls, user)
+			}
+			if st := sink.Stats(); st.StampKernel-before.StampKernel != calls || st.StampUser != before.StampUser {
+				t.Fatalf("sink stamps: kernel %d user %d", st.StampKernel-before.StampKernel, st.StampUser-before.StampUser)
+			}
+			l := res.Latency
+			if !(l.P50 > 0 && l.P50 <= l.P99 && l.P99 <= l.Max) || l.Max > 1e6 {
+				t.Fatalf("latency not plausible for loopback: %+v", l)
+			}
+		})
+	}
+}
+
+// TestTxStampsThroughRelay checks that transmit stamps map to the right
+// calls: a relay that holds every 4th INVITE for 20 ms must show up as at
+// least 20 ms in p90..max and not at all in p50.
+func TestTxStampsThroughRelay(t *testing.T) {
+	sink := newSink(t, SinkConfig{})
+	hold := make(chan []byte, 1024)
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 65536)
+		for i := 0; ; i++ {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				close(hold)
+				return
+			}
+			if i%4 == 3 {
+				hold <- append([]byte{}, buf[:n]...)
+				continue
+			}
+			_, _ = c.WriteToUDPAddrPort(buf[:n], sink.Addr())
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for b := range hold {
+			time.Sleep(20 * time.Millisecond)
+			_, _ = c.WriteToUDPAddrPort(b, sink.Addr())
+		}
+	}()
+	t.Cleanup(func() { _ = c.Close(); wg.Wait() })
+	g := newGen(t, Config{Target: c.LocalAddr().(*net.UDPAddr).AddrPort(), Sink: sink, Sockets: 2, Drain: 5 * time.Second})
+	res, err := g.Run(context.Background(), Load{Rate: 400, Count: 80, Duration: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res)
+	if res.Received != 80 || res.TxKernelStamped != 80 {
+		t.Fatalf("received %d transmit-stamped %d, want 80", res.Received, res.TxKernelStamped)
+	}
+	if l := res.Latency; l.P90 < 20000 || l.P50 >= 20000 {
+		t.Fatalf("held quarter not where it belongs: %+v", l)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // testInvite returns a patched INVITE as the sink would receive it.
@@ -11,7 +14,7 @@ func testInvite(seq uint64, run uint32) []byte {
 	tm := buildInvite(netip.MustParseAddrPort("127.0.0.1:40001"), netip.MustParseAddrPort("127.0.0.1:5060"), run)
 	msg := append([]byte{}, tm.b...)
 	var dc dateCache
-	tm.patch(msg, &callFields{seq: seq, ts: uint64(nowNS()), from: []byte("12125550100"), to: []byte("13055550199"), date: dc.get(time.Now())})
+	tm.patch(msg, &callFields{seq: seq, ts: uint64(wallNS()), from: []byte("12125550100"), to: []byte("13055550199"), date: dc.get(time.Now())})
 	return msg
 }
 
@@ -33,21 +36,38 @@ func newTestSinkReader(provisional bool) *sinkReader {
 	}
 }
 
+// stampAll gives every message of rb (made with enableStamps) a kernel
+// receive timestamp at, as recvmmsg would with SO_TIMESTAMPNS on.
+func stampAll(rb *recvBatch, at int64) {
+	for i := range rb.hdrs {
+		b := rb.oob[i*stampSpace:]
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS
+		h.SetLen(unix.CmsgLen(16))
+		*(*unix.Timespec)(unsafe.Pointer(&b[unix.SizeofCmsghdr])) = unix.NsecToTimespec(at)
+		rb.hdrs[i].Hdr.SetControllen(unix.CmsgSpace(16))
+	}
+}
+
 func TestSinkProcessAllocs(t *testing.T) {
 	r := newTestSinkReader(true)
+	if err := r.rb.enableStamps(); err != nil {
+		t.Fatal(err)
+	}
 	led := newLedger(7, 0, 1<<20)
 	r.s.led.Store(led)
 	n := fillRecv(r.rb, testInvite(5, 7))
+	stampAll(r.rb, wallNS())
 	allocs := testing.AllocsPerRun(100, func() {
-		if out := r.process(n, nowNS()); out != 3*n {
+		if out := r.process(n, wallNS()); out != 3*n {
 			t.Fatalf("queued %d answers, want %d", out, 3*n)
 		}
 	})
 	if allocs != 0 {
 		t.Fatalf("sink process allocates %v per batch", allocs)
 	}
-	if led.received.Load() != 1 || led.duplicates.Load() == 0 {
-		t.Fatalf("received %d duplicates %d", led.received.Load(), led.duplicates.Load())
+	if led.received.Load() != 1 || led.duplicates.Load() == 0 || led.kernelStamped.Load() != 1 {
+		t.Fatalf("received %d duplicates %d kernel-stamped %d", led.received.Load(), led.duplicates.Load(), led.kernelStamped.Load())
 	}
 }
 
@@ -55,7 +75,7 @@ func TestSinkProcessAllocs(t *testing.T) {
 func answer200(t testing.TB, msg []byte) []byte {
 	r := newTestSinkReader(false)
 	n := fillRecv(r.rb, msg)
-	if out := r.process(n, nowNS()); out == 0 {
+	if out := r.process(n, wallNS()); out == 0 {
 		t.Fatal("no answer")
 	}
 	return append([]byte{}, r.sb.bufs[0][:r.sb.iovs[0].Len]...)
@@ -126,7 +146,20 @@ func TestSendBatchAllocs(t *testing.T) {
 }
 
 func BenchmarkSendBatch(b *testing.B) {
-	g, sink := newTestGenerator(b)
+	b.Run("tx-stamps", func(b *testing.B) { benchSendBatch(b, false) })
+	b.Run("user-time", func(b *testing.B) { benchSendBatch(b, true) })
+}
+
+func benchSendBatch(b *testing.B, userTime bool) {
+	sink, err := NewSink(SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := NewGenerator(Config{Target: sink.Addr(), Sink: sink, Sockets: 1, UserSendTime: userTime})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.Close(); _ = sink.Close() })
 	led := newLedger(g.run, 0, 1<<16)
 	g.cur.Store(led)
 	sink.led.Store(led)
@@ -153,7 +186,7 @@ func BenchmarkSinkProcess(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg) * n))
 	for b.Loop() {
-		r.process(n, nowNS())
+		r.process(n, wallNS())
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/invite")
 }

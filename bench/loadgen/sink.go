@@ -48,6 +48,10 @@ type SinkStats struct {
 	VerifyOK     uint64 `json:"verify_ok"`
 	VerifyFailed uint64 `json:"verify_failed"`
 	VerifySkip   uint64 `json:"verify_skipped"`
+	// StampKernel and StampUser count the INVITEs of a run timed by their
+	// kernel receive timestamp and by the sink's read time (fallback).
+	StampKernel uint64 `json:"stamp_kernel"`
+	StampUser   uint64 `json:"stamp_user"`
 }
 
 // Sink plays the next hop: it receives requests in recvmmsg batches, records
@@ -64,6 +68,7 @@ type Sink struct {
 
 	invites, withIdentity, acks, byes, other, responses, malformed, unroutable atomic.Uint64
 	verifyOK, verifyFailed, verifySkip                                         atomic.Uint64
+	stampKernel, stampUser                                                     atomic.Uint64
 
 	free  chan *[]byte // identity copies for the checker
 	check chan *[]byte
@@ -120,6 +125,11 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 			return nil, err
 		}
 		s.conns = append(s.conns, mc)
+		mc.stampedRecv = newRecvBatch(mc, cfg.Batch, maxMessage)
+		if err := mc.stampedRecv.enableStamps(); err != nil {
+			s.closeConns()
+			return nil, err
+		}
 	}
 	if cfg.VerifyKey != nil {
 		s.free = make(chan *[]byte, 64)
@@ -148,6 +158,7 @@ func (s *Sink) Stats() SinkStats {
 		Byes: s.byes.Load(), Other: s.other.Load(), Responses: s.responses.Load(),
 		Malformed: s.malformed.Load(), Unroutable: s.unroutable.Load(),
 		VerifyOK: s.verifyOK.Load(), VerifyFailed: s.verifyFailed.Load(), VerifySkip: s.verifySkip.Load(),
+		StampKernel: s.stampKernel.Load(), StampUser: s.stampUser.Load(),
 	}
 }
 
@@ -185,7 +196,7 @@ func (s *Sink) reader(c *mmsgConn) {
 	defer s.rwg.Done()
 	r := &sinkReader{
 		s:       s,
-		rb:      newRecvBatch(c, s.cfg.Batch, maxMessage),
+		rb:      c.stampedRecv,
 		sb:      newSendBatch(c, 3*s.cfg.Batch, maxMessage+1024),
 		contact: []byte("Contact: <sip:sink@" + hostString(s.addr.Addr()) + ":" + fmt.Sprint(s.addr.Port()) + ";transport=udp>\r\n"),
 	}
@@ -194,13 +205,15 @@ func (s *Sink) reader(c *mmsgConn) {
 		if err != nil {
 			return
 		}
-		out := r.process(n, nowNS())
+		out := r.process(n, wallNS())
 		_ = r.sb.send(out) // a failed answer shows up as loss at the generator
 	}
 }
 
 // process handles n received datagrams and queues the answers; it returns
-// how many answers are queued.
+// how many answers are queued. An INVITE's arrival time is its kernel
+// receive timestamp, or now (the wall clock after recvmmsg returned) when it
+// has none.
 func (r *sinkReader) process(n int, now int64) int {
 	s := r.s
 	led := s.led.Load()
@@ -231,7 +244,14 @@ func (r *sinkReader) process(n int, now int64) int {
 			}
 			if led != nil {
 				if seq, ts, run, ok := parseCallID(m.callID); ok && led.owns(seq, run) {
-					led.arrive(seq, now-int64(ts), identity)
+					at, kernel := r.rb.stamp(i)
+					if kernel {
+						s.stampKernel.Add(1)
+					} else {
+						at = now
+						s.stampUser.Add(1)
+					}
+					led.arrive(seq, at-int64(ts), identity, kernel)
 				}
 			}
 			if !dst.IsValid() {

@@ -8,15 +8,13 @@ import (
 	"time"
 )
 
-// epoch is the process clock origin; send and arrival times are
-// nanoseconds since it on the monotonic clock, so generator and sink agree
-// only when they run in the same process.
-var epoch = time.Now()
-
-func nowNS() int64 { return int64(time.Since(epoch)) }
+// wallNS is CLOCK_REALTIME in nanoseconds since the Unix epoch: the clock
+// of the kernel's software receive timestamps (SO_TIMESTAMPNS), so a send
+// time taken here and a receive time stamped by the kernel compare directly.
+func wallNS() int64 { return time.Now().UnixNano() }
 
 // latUnit is the resolution of a recorded latency.
-const latUnit = 100 * time.Nanosecond
+const latUnit = 10 * time.Nanosecond
 
 const (
 	slotIdentity = 1 << 31
@@ -31,14 +29,36 @@ type ledger struct {
 	run   uint32
 	base  uint64
 	slots []uint32
-	next  atomic.Uint64 // next free offset into slots
+	// tx[i] is, for the call in slots[i], 1 + how many latUnits after the
+	// user-space send time (the Call-ID's) the kernel stamped the INVITE's
+	// transmission; 0 when no transmit stamp was read.
+	tx   []uint32
+	next atomic.Uint64 // next free offset into slots
 
 	sent, received, withIdentity, duplicates atomic.Uint64
 	answered, failed, provisional, byeOK     atomic.Uint64
+	// kernelStamped counts arrivals timed by the kernel's receive
+	// timestamp (the rest fell back to the sink's read time); negative
+	// counts arrivals stamped before their send time (clock stepped, or a
+	// broken timestamp), recorded as 0.
+	kernelStamped, negative atomic.Uint64
+	// txStamped counts INVITEs with a kernel transmit timestamp.
+	txStamped atomic.Uint64
 }
 
 func newLedger(run uint32, base uint64, n int) *ledger {
-	return &ledger{run: run, base: base, slots: make([]uint32, n)}
+	return &ledger{run: run, base: base, slots: make([]uint32, n), tx: make([]uint32, n)}
+}
+
+// sentStamp records that the kernel stamped seq's transmission deltaNS
+// after the send time in its Call-ID. Stamps before that time or more than
+// a second after it are not plausible and are ignored.
+func (l *ledger) sentStamp(seq uint64, deltaNS int64) {
+	if seq < l.base || seq-l.base >= uint64(len(l.tx)) || deltaNS < 0 || deltaNS > int64(time.Second) {
+		return
+	}
+	atomic.StoreUint32(&l.tx[seq-l.base], uint32(deltaNS/int64(latUnit))+1)
+	l.txStamped.Add(1)
 }
 
 // take reserves up to want sequence numbers; it returns the first and how
@@ -60,13 +80,14 @@ func (l *ledger) take(want int) (uint64, int) {
 	}
 }
 
-// arrive records the first arrival of seq at the sink.
-func (l *ledger) arrive(seq uint64, latNS int64, identity bool) {
+// arrive records the first arrival of seq at the sink; kernel says the
+// arrival time is the kernel's receive timestamp.
+func (l *ledger) arrive(seq uint64, latNS int64, identity, kernel bool) {
 	if seq < l.base || seq-l.base >= uint64(len(l.slots)) {
 		return
 	}
 	u := latNS/int64(latUnit) + 1
-	if u < 1 {
+	if latNS < 0 {
 		u = 1
 	}
 	if u > slotLatMask {
@@ -83,6 +104,12 @@ func (l *ledger) arrive(seq uint64, latNS int64, identity bool) {
 	l.received.Add(1)
 	if identity {
 		l.withIdentity.Add(1)
+	}
+	if kernel {
+		l.kernelStamped.Add(1)
+	}
+	if latNS < 0 {
+		l.negative.Add(1)
 	}
 }
 
@@ -155,8 +182,10 @@ func (h *histogram) quantile(q float64) uint64 {
 	return h.max
 }
 
-// Latency summarises one-way added latency (sink arrival minus send), in
-// microseconds.
+// Latency summarises one-way latency in microseconds: the kernel's receive
+// timestamp of the INVITE at the sink's socket minus the generator's send
+// time, taken just before the sendmmsg(2) that carried it, both on
+// CLOCK_REALTIME. The sink's own scheduling is not in it.
 type Latency struct {
 	P50  float64 `json:"p50_us"`
 	P90  float64 `json:"p90_us"`
@@ -202,6 +231,16 @@ type Result struct {
 	VerifyOK     uint64  `json:"verify_ok"`
 	VerifyFailed uint64  `json:"verify_failed"`
 	Latency      Latency `json:"latency"`
+	// RxKernelStamped is how many of the Received INVITEs were timed by the
+	// kernel's receive timestamp (the rest by the sink's read time, which
+	// includes its scheduling delay); LatencyNegative how many arrived
+	// stamped before their send time and were recorded as 0.
+	RxKernelStamped uint64 `json:"rx_kernel_stamped"`
+	LatencyNegative uint64 `json:"latency_negative"`
+	// TxKernelStamped is how many of the Sent INVITEs have a kernel transmit
+	// timestamp; for those, latency runs from it instead of from the
+	// user-space time before their sendmmsg.
+	TxKernelStamped uint64 `json:"tx_kernel_stamped"`
 }
 
 // String is the one-line human summary.
@@ -221,6 +260,15 @@ func (r Result) String() string {
 	if r.LossBasis == "sink" {
 		l := r.Latency
 		s += fmt.Sprintf(" latency p50 %.1fus p90 %.1fus p99 %.1fus p99.9 %.1fus max %.1fus", l.P50, l.P90, l.P99, l.P999, l.Max)
+		if r.RxKernelStamped != r.Received {
+			s += fmt.Sprintf(" (receive-stamped %d of %d)", r.RxKernelStamped, r.Received)
+		}
+		if r.TxKernelStamped != 0 && r.TxKernelStamped != r.Sent {
+			s += fmt.Sprintf(" (transmit-stamped %d of %d)", r.TxKernelStamped, r.Sent)
+		}
+		if r.LatencyNegative > 0 {
+			s += fmt.Sprintf(" negative %d", r.LatencyNegative)
+		}
 	}
 	return s
 }
@@ -247,11 +295,18 @@ func (l *ledger) result(target float64, send time.Duration, withSink bool) Resul
 	if withSink {
 		got = r.Received
 		r.LossBasis = "sink"
+		r.RxKernelStamped = l.kernelStamped.Load()
+		r.LatencyNegative = l.negative.Load()
+		r.TxKernelStamped = l.txStamped.Load()
 		var h histogram
 		n := l.next.Load()
 		for i := uint64(0); i < n; i++ {
 			if v := atomic.LoadUint32(&l.slots[i]); v != 0 {
-				h.record(uint64(v&slotLatMask) - 1)
+				lat := uint64(v&slotLatMask) - 1
+				if t := uint64(atomic.LoadUint32(&l.tx[i])); t != 0 {
+					lat -= min(lat, t-1) // from the transmit stamp; rounding may cross 0
+				}
+				h.record(lat)
 			}
 		}
 		r.Latency = h.latency()

@@ -10,7 +10,7 @@ import (
 // that a prebuilt message is patched in place and never changes length.
 const (
 	fSeq  = iota // 16 hex digits: call sequence number
-	fTS   = iota // 16 hex digits: send time, ns since the process clock epoch
+	fTS   = iota // 16 hex digits: send time, CLOCK_REALTIME ns since the Unix epoch
 	fFrom        // 11 digits: calling number without "+"
 	fTo          // 11 digits: called number without "+"
 	fDate        // 29 bytes: RFC 1123 date (RFC 3261 section 20.17)
@@ -59,6 +59,13 @@ func (t *template) patch(msg []byte, f *callFields) {
 	}
 	for _, o := range t.offs[fDate] {
 		copy(msg[o:o+29], f.date)
+	}
+}
+
+// patchTS writes only the send time into msg (a patched copy of t.b).
+func (t *template) patchTS(msg []byte, ts uint64) {
+	for _, o := range t.offs[fTS] {
+		putHex(msg[o:o+16], ts)
 	}
 }
 

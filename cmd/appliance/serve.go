@@ -263,8 +263,11 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		// keep their P until sysmon takes it back (20 us to 10 ms later).
 		// With one P per core, the signer and sender goroutines would queue
 		// behind idle loops; one P per loop on top of one per core keeps
-		// them running. (GOMAXPROCS in the environment wins.)
-		runtime.GOMAXPROCS(runtime.NumCPU() + loops)
+		// them running. One more for the software signer's nonce refill
+		// worker, which holds its P through a batch on an idle-priority
+		// thread (es256): the loops and senders never wait for it at the Go
+		// level either. (GOMAXPROCS in the environment wins.)
+		runtime.GOMAXPROCS(runtime.NumCPU() + loops + 1)
 	}
 	fc := fastpath.Config{
 		Mode: mode, Loops: loops, Builder: builder, Signer: chain, Policy: a.policy, Numbers: numbers,

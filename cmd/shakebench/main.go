@@ -100,6 +100,7 @@ func (s *sinkFlags) start(listen string) (*loadgen.Sink, error) {
 }
 
 func runGen(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	loadgen.EnableFinePacing()
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -124,6 +125,7 @@ func runGen(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 		maxRate          = fs.Float64("max-rate", 1_000_000, "step: highest rate tried")
 		lossPct          = fs.Float64("loss", 0.1, "step: loss threshold in percent")
 		maxSteps         = fs.Int("max-steps", 40, "step: most steps")
+		userSendTime     = fs.Bool("user-send-time", false, "time INVITEs from the wall clock before sendmmsg only, without kernel transmit timestamps")
 	)
 	sf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -135,7 +137,7 @@ func runGen(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	cfg := loadgen.Config{Sockets: *sockets, Workers: *workers, Batch: *batch, FullCall: *fullCall, Drain: *drain, MaxCalls: *maxCalls}
+	cfg := loadgen.Config{Sockets: *sockets, Workers: *workers, Batch: *batch, FullCall: *fullCall, Drain: *drain, MaxCalls: *maxCalls, UserSendTime: *userSendTime}
 	var err error
 	if cfg.FromNumbers, err = numbers(*fromNums); err != nil {
 		return err
