@@ -98,6 +98,7 @@ type Signer struct {
 	critical int
 	tidMu    sync.Mutex
 	threads  []*refillThread // the workers holding an idle-priority thread
+	boosts   atomic.Uint64   // calls of boost (tests)
 }
 
 // refillThread is a refill worker's OS thread; boosted tells the worker
@@ -332,6 +333,7 @@ func (s *Signer) push(toks []token) (int, bool, error) {
 // and work outside the process may be keeping idle threads off the CPU.
 // Each worker lowers itself again once the pool is back above that level.
 func (s *Signer) boost() {
+	s.boosts.Add(1)
 	s.tidMu.Lock()
 	defer s.tidMu.Unlock()
 	for _, t := range s.threads {
