@@ -77,3 +77,25 @@ func LoadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// StealMillis is the time, in milliseconds, the hypervisor kept this
+// machine's vCPUs from running (the steal column of /proc/stat's cpu line,
+// all CPUs), or -1 when it cannot be read. On a virtual machine a stolen
+// slice stalls whatever ran on that vCPU, the proxy included: the report
+// gives it beside the latency of the run it fell in.
+func StealMillis() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[8], 64)
+	if err != nil {
+		return -1
+	}
+	return v * 1000 / clockTick
+}

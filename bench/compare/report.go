@@ -275,6 +275,9 @@ func Summary(r *Run, prefix string) string {
 		if f := floorAt(r, app.Fixed.Rate); f != nil {
 			p99 += fmt.Sprintf(" (generator → sink alone at %.0f/s: %s µs)", f.TargetRate, us(f.Latency.P99))
 		}
+		if app.Fixed.Result.RxKernelStamped > 0 && app.Fixed.StealMs >= 0 {
+			p99 += fmt.Sprintf("; hypervisor steal during that run: %.0f ms", app.Fixed.StealMs)
+		}
 	}
 	fmt.Fprintf(&b, "| added latency p99 at 80 %% of the appliance's highest clean rate | < %.0f µs | %s | %s |\n", goalP99Micros, p99, verdict(g.Known[2], g.OK[2]))
 	return b.String()
@@ -385,6 +388,9 @@ func Markdown(r *Run, prefix, method, plotErr string) string {
 		if f := s.Fixed; f != nil && f.Result.RxKernelStamped > 0 {
 			fmt.Fprintf(&b, "Latency of the 80 %% run timed by kernel stamps: receive %d of %d INVITEs, transmit %d of %d; %d arrived stamped before their send time.\n\n",
 				f.Result.RxKernelStamped, f.Result.Received, f.Result.TxKernelStamped, f.Result.Sent, f.Result.LatencyNegative)
+			if f.StealMs >= 0 {
+				fmt.Fprintf(&b, "Hypervisor steal time (all vCPUs, /proc/stat) during the 80 %% run: %.0f ms of %.1f s.\n\n", f.StealMs, r.Params.Fixed.Seconds())
+			}
 		}
 		b.WriteString("| offered/s | sent/s | loss % | signed % | p50 µs | p90 µs | p99 µs | p99.9 µs | SUT CPU % |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for i, st := range s.Summary.Steps {

@@ -99,6 +99,9 @@ type FixedRun struct {
 	CPUSeconds float64        `json:"cpu_s"`
 	Calls      uint64         `json:"calls"` // signed calls (signing setups) or received calls
 	CPUMicros  float64        `json:"cpu_us_per_call"`
+	// StealMs is the hypervisor steal time of all CPUs during the run
+	// (StealMillis); -1 when unknown.
+	StealMs float64 `json:"steal_ms"`
 }
 
 // SetupResult is what a setup produced besides its step lines.
@@ -623,19 +626,11 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 	if sum.MaxCleanRate > 0 {
 		time.Sleep(2 * p.Pause)
 		rate := p.FixedFraction * sum.MaxCleanRate
-		var perf *exec.Cmd
-		perfData := filepath.Join(out, "perf-"+s.Name+".data")
-		if perfOK && u != nil && s.SUT == "appliance" && s.Signs {
-			perf = exec.Command("perf", "record", "-q", "-F", strconv.Itoa(p.PerfFreq), "-p", strconv.Itoa(u.pgid), "-o", perfData,
-				"--", "sleep", strconv.FormatFloat(p.Fixed.Seconds(), 'f', 1, 64))
-			perf.Stdout, perf.Stderr = io.Discard, io.Discard
-			if perf.Start() != nil {
-				perf = nil
-			}
-		}
+		st0 := StealMillis()
 		c0 := cpu()
 		res, err := g.Run(ctx, loadgen.Load{Rate: rate, Duration: p.Fixed})
 		c1 := cpu()
+		st1 := StealMillis()
 		if err != nil {
 			return fail(err)
 		}
@@ -643,21 +638,20 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		if s.Signs {
 			calls = res.WithIdentity
 		}
-		f := &FixedRun{Rate: rate, Result: res, CPUSeconds: c1 - c0, Calls: calls}
+		f := &FixedRun{Rate: rate, Result: res, CPUSeconds: c1 - c0, Calls: calls, StealMs: -1}
+		if st0 >= 0 && st1 >= 0 {
+			f.StealMs = st1 - st0
+		}
 		if calls > 0 && u != nil {
 			f.CPUMicros = 1e6 * f.CPUSeconds / float64(calls)
 		}
 		r.Fixed = f
-		fmt.Fprintf(os.Stderr, "  %-20s fixed %.0f%%: %s cpu %.2fs\n", s.Name, 100*p.FixedFraction, res.String(), f.CPUSeconds)
-		if perf != nil {
-			_ = perf.Wait()
-			rep, err := exec.Command("perf", "report", "-i", perfData, "--stdio", "--no-children", "--sort", "dso,symbol",
-				"--percent-limit", "0.2", "-q").Output()
-			if err == nil {
-				_ = os.WriteFile(filepath.Join(out, "perf-"+s.Name+".txt"), rep, 0o644)
-				r.Profile, _ = ParsePerfReport(rep)
-			}
-			_ = os.Remove(perfData)
+		fmt.Fprintf(os.Stderr, "  %-20s fixed %.0f%%: %s cpu %.2fs steal %.0fms\n", s.Name, 100*p.FixedFraction, res.String(), f.CPUSeconds, f.StealMs)
+		// The profile is taken in a second run at the same rate: perf's
+		// sampling interrupts and its own process would otherwise sit in
+		// the latency and CPU figures above.
+		if perfOK && u != nil && s.SUT == "appliance" && s.Signs {
+			r.Profile = profile(ctx, g, u.pgid, rate, p, out, s.Name)
 		}
 	}
 	if u != nil && u.api != "" {
@@ -699,4 +693,31 @@ func topProcs() string {
 		lines = lines[:8]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// profile records the appliance (process group pgid) with perf while the
+// generator offers rate for p.Fixed, and returns the report by DSO and
+// symbol (also written to perf-<name>.txt). The run's own results are not
+// kept. Nil when perf fails.
+func profile(ctx context.Context, g *loadgen.Generator, pgid int, rate float64, p Params, out, name string) []PerfEntry {
+	perfData := filepath.Join(out, "perf-"+name+".data")
+	defer os.Remove(perfData)
+	perf := exec.Command("perf", "record", "-q", "-F", strconv.Itoa(p.PerfFreq), "-p", strconv.Itoa(pgid), "-o", perfData,
+		"--", "sleep", strconv.FormatFloat(p.Fixed.Seconds(), 'f', 1, 64))
+	perf.Stdout, perf.Stderr = io.Discard, io.Discard
+	if perf.Start() != nil {
+		return nil
+	}
+	_, _ = g.Run(ctx, loadgen.Load{Rate: rate, Duration: p.Fixed})
+	if perf.Wait() != nil {
+		return nil
+	}
+	rep, err := exec.Command("perf", "report", "-i", perfData, "--stdio", "--no-children", "--sort", "dso,symbol",
+		"--percent-limit", "0.2", "-q").Output()
+	if err != nil {
+		return nil
+	}
+	_ = os.WriteFile(filepath.Join(out, "perf-"+name+".txt"), rep, 0o644)
+	prof, _ := ParsePerfReport(rep)
+	return prof
 }
