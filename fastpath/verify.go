@@ -147,17 +147,34 @@ func (j *job) finishVerify(r VerifyResult) {
 // existingVerstat is the span of a ";verstat=..." parameter already in the
 // URI u (up to the next ';', '@', '>' or the end), empty when there is none.
 func existingVerstat(pkt []byte, u sip.Span) sip.Span {
-	b := u.In(pkt)
+	return findVerstat(pkt, int(u.Start), int(u.End), ";@>?")
+}
+
+// headerVerstat is the span of a ";verstat=..." header parameter of the
+// bare addr-spec u (after u, up to the end of its header value), empty when
+// there is none.
+func headerVerstat(pkt []byte, u sip.Span) sip.Span {
+	end := int(u.End)
+	for end < len(pkt) && pkt[end] != ',' && pkt[end] != '\r' && pkt[end] != '\n' {
+		end++
+	}
+	return findVerstat(pkt, int(u.End), end, ";, \t")
+}
+
+// findVerstat is the first ";verstat=..." in pkt[start:end] (the value
+// running up to a byte of stop or end), empty when there is none.
+func findVerstat(pkt []byte, start, end int, stop string) sip.Span {
+	b := pkt[start:end]
 	const p = ";verstat="
 	for i := 0; i+len(p) <= len(b); i++ {
 		if !strings.EqualFold(string(b[i:i+len(p)]), p) {
 			continue
 		}
 		e := i + len(p)
-		for e < len(b) && b[e] != ';' && b[e] != '@' && b[e] != '>' && b[e] != '?' {
+		for e < len(b) && strings.IndexByte(stop, b[e]) < 0 {
 			e++
 		}
-		return sip.Span{Start: u.Start + int32(i), End: u.Start + int32(e)}
+		return sip.Span{Start: int32(start + i), End: int32(start + e)}
 	}
 	return sip.Span{}
 }
@@ -186,6 +203,12 @@ func verstatAnnotation(pkt []byte, m *sip.Message, param []byte) annotation {
 	}
 	if !bracketed {
 		ann.add(int(u.End), 0, angleClose)
+		// The caller's verstat after a bare addr-spec is a header
+		// parameter by RFC 3261, but lenient parsers read it as the
+		// number's: it goes, so that only ours is left.
+		if old := headerVerstat(pkt, u); old.Len() > 0 {
+			ann.add(int(old.Start), old.Len(), nil)
+		}
 	}
 	return ann
 }
