@@ -119,7 +119,10 @@ func (c *Cache) admit(k *Key, ep uint64) bool {
 		c.mu.Unlock()
 		return true
 	}
-	if k.building {
+	// A key is tabled by one Cache only, the first to admit it: another
+	// verifies it with the owner's table when there is one, without
+	// otherwise (building and the slot are the owner's).
+	if !k.owner.CompareAndSwap(nil, c) && k.owner.Load() != c || k.building {
 		c.mu.Unlock()
 		return false
 	}

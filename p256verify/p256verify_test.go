@@ -425,3 +425,53 @@ func TestCacheConcurrent(t *testing.T) {
 		t.Fatalf("%d tables, max 2", c.Len())
 	}
 }
+
+// TestKeyTwoCaches: a Key handed to two Caches is tabled by one of them
+// only (the first to admit it); the other verifies it correctly without a
+// slot of its own. Before, both admitted it, racing on the key's building
+// flag (run with -race), and an eviction by one left the other holding a
+// slot whose key could never be tabled again.
+func TestKeyTwoCaches(t *testing.T) {
+	p, _ := ecdsa.GenerateKey(curve, rand.Reader)
+	for range 20 {
+		k, err := NewKey(&p.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := NewCache(1), NewCache(1)
+		var wg sync.WaitGroup
+		for _, c := range []*Cache{a, b} {
+			wg.Go(func() {
+				c.Prepare(k)
+				c.Prepare(k)
+			})
+		}
+		wg.Wait()
+		if !k.Tabled() || a.Len()+b.Len() != 1 {
+			t.Fatalf("tabled %v, slots %d + %d, want one slot", k.Tabled(), a.Len(), b.Len())
+		}
+	}
+	// Sequentially: a owns the key; after a evicts it, b does not take it.
+	k, _ := NewKey(&p.PublicKey)
+	a, b := NewCache(1), NewCache(1)
+	if !a.Prepare(k) {
+		t.Fatal("a: not tabled")
+	}
+	p2, _ := ecdsa.GenerateKey(curve, rand.Reader)
+	k2, _ := NewKey(&p2.PublicKey)
+	for range 4 {
+		a.Prepare(k2)
+	}
+	if k.Tabled() || !k2.Tabled() {
+		t.Fatalf("a did not evict k for k2: %v %v", k.Tabled(), k2.Tabled())
+	}
+	if b.Prepare(k); b.Len() != 0 {
+		t.Fatalf("b took a slot for a's key")
+	}
+	d := sha256.Sum256([]byte("two caches"))
+	r, s, _ := ecdsa.Sign(rand.Reader, p, d[:])
+	sig := rawSig(r, s)
+	if !b.Verify(k, &d, &sig) || !a.Verify(k, &d, &sig) {
+		t.Fatal("genuine signature refused")
+	}
+}
