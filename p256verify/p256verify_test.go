@@ -475,3 +475,53 @@ func TestKeyTwoCaches(t *testing.T) {
 		t.Fatal("genuine signature refused")
 	}
 }
+
+// TestVerifyXAboveN: a genuine signature whose R has n <= x(R) < p (r =
+// x - n) is accepted like crypto/ecdsa does, on both paths. Such R cannot
+// be reached with a random nonce (probability about 2^-128), so the key is
+// made to fit: Q = u2⁻¹·(R - u1·G) for chosen u1, u2.
+func TestVerifyXAboveN(t *testing.T) {
+	p := curve.Params().P
+	x := new(big.Int).Set(n)
+	var y *big.Int
+	for ; ; x.Add(x, big.NewInt(1)) {
+		y2 := new(big.Int).Exp(x, big.NewInt(3), p)
+		y2.Sub(y2, new(big.Int).Mul(big.NewInt(3), x))
+		y2.Add(y2, curve.Params().B)
+		y2.Mod(y2, p)
+		if y = new(big.Int).ModSqrt(y2, p); y != nil {
+			break
+		}
+	}
+	for i := range 4 {
+		u1, _ := rand.Int(rand.Reader, n)
+		u2, _ := rand.Int(rand.Reader, n)
+		if u2.Sign() == 0 {
+			continue
+		}
+		gx, gy := curve.ScalarBaseMult(u1.FillBytes(make([]byte, 32)))
+		qx, qy := curve.Add(x, y, gx, new(big.Int).Sub(p, gy)) // R - u1·G
+		u2inv := new(big.Int).ModInverse(u2, n)
+		qx, qy = curve.ScalarMult(qx, qy, u2inv.FillBytes(make([]byte, 32)))
+		pub := &ecdsa.PublicKey{Curve: curve, X: qx, Y: qy}
+		k, err := NewKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := new(big.Int).Sub(x, n)
+		s := new(big.Int).Mul(r, u2inv)
+		s.Mod(s, n)
+		e := new(big.Int).Mul(u1, s)
+		e.Mod(e, n)
+		var digest [32]byte
+		e.FillBytes(digest[:])
+		sig := rawSig(r, s)
+		if !check(t, k, newTable(&k.q), &digest, &sig) {
+			t.Fatalf("case %d: signature with x(R) = r + n refused", i)
+		}
+		sig = rawSig(x, s) // r = x(R) itself is >= n: out of range
+		if check(t, k, newTable(&k.q), &digest, &sig) {
+			t.Fatalf("case %d: r >= n accepted", i)
+		}
+	}
+}
