@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"strconv"
@@ -239,7 +240,14 @@ func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int, bracketed b
 		}
 		return -1
 	}
-	inBrackets := func(u sip.Span) bool { // "<" LWS addr-spec LWS ">"
+	// inBrackets: "<" LWS addr-spec LWS ">". A bracket alone or inside
+	// the URI (a malformed header the parser let through) counts too:
+	// adding a pair there would nest them ("<sip:a@>>") and break the
+	// request.
+	inBrackets := func(u sip.Span) bool {
+		if bytes.ContainsAny(u.In(pkt), "<>") {
+			return true
+		}
 		i, e := int(u.Start)-1, int(u.End)
 		for i >= 0 && (pkt[i] == ' ' || pkt[i] == '\t') {
 			i--
@@ -247,7 +255,7 @@ func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int, bracketed b
 		for e < len(pkt) && (pkt[e] == ' ' || pkt[e] == '\t') {
 			e++
 		}
-		return i >= 0 && e < len(pkt) && pkt[i] == '<' && pkt[e] == '>'
+		return i >= 0 && pkt[i] == '<' || e < len(pkt) && pkt[e] == '>'
 	}
 	for i := 0; i < int(m.NumPAI); i++ {
 		if at := try(m.PAI[i].URI); at >= 0 {
