@@ -384,6 +384,9 @@ func TestCacheAdmission(t *testing.T) {
 	if !nilCache.Verify(keys[0], &d, &sig) {
 		t.Fatal("nil cache refused a genuine signature")
 	}
+	if nilCache.Prepare(keys[0]) != keys[0].Tabled() {
+		t.Fatal("nil cache Prepare")
+	}
 }
 
 // TestCacheConcurrent: many goroutines over more keys than tables, with
