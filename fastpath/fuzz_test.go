@@ -101,5 +101,8 @@ func FuzzVerstatAnnotation(f *testing.F) {
 		if old := existingVerstat(got, u); !bytes.EqualFold(old.In(got), param) {
 			t.Fatalf("identity URI %q carries %q, want %q:\nin:  %q\nout: %q", u.In(got), old.In(got), param, b, got)
 		}
+		if hv := headerVerstat(got, u); hv.Len() > 0 {
+			t.Fatalf("a verstat header parameter %q is left:\nin:  %q\nout: %q", hv.In(got), b, got)
+		}
 	})
 }

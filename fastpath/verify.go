@@ -152,8 +152,8 @@ func existingVerstat(pkt []byte, u sip.Span) sip.Span {
 }
 
 // headerVerstat is the span of a ";verstat=..." header parameter of the
-// bare addr-spec u (after u, up to the end of its header value), empty when
-// there is none.
+// identity whose URI is u (after u, up to the end of its header value),
+// empty when there is none.
 func headerVerstat(pkt []byte, u sip.Span) sip.Span {
 	end := int(u.End)
 	for end < len(pkt) && pkt[end] != ',' && pkt[end] != '\r' && pkt[end] != '\n' {
@@ -204,12 +204,13 @@ func verstatAnnotation(pkt []byte, m *sip.Message, param []byte) annotation {
 	}
 	if !bracketed {
 		ann.add(int(u.End), 0, angleClose)
-		// The caller's verstat after a bare addr-spec is a header
-		// parameter by RFC 3261, but lenient parsers read it as the
-		// number's: it goes, so that only ours is left.
-		if old := headerVerstat(pkt, u); old.Len() > 0 {
-			ann.add(int(old.Start), old.Len(), nil)
-		}
+	}
+	// A verstat the caller put among the header parameters (after the
+	// name-addr, or after a bare addr-spec, where RFC 3261 makes every
+	// parameter the header's) is not the URI's, but lenient parsers read
+	// it as the number's: it goes, so that only ours is left.
+	if old := headerVerstat(pkt, u); old.Len() > 0 {
+		ann.add(int(old.Start), old.Len(), nil)
 	}
 	return ann
 }

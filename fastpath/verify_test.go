@@ -165,6 +165,8 @@ func TestVerstatAnnotation(t *testing.T) {
 		// A caller's verstat after a bare addr-spec (a header parameter by
 		// RFC 3261, read as the number's by lenient parsers) must not
 		// survive beside ours.
+		{"bracketed tel with own verstat header parameter", "From: \"A\" <tel:+12155550100>;Verstat=TN-Validation-Passed;tag=1\r\n",
+			"From: \"A\" <tel:+12155550100;verstat=X>;tag=1\r\n"},
 		{"bare tel with own verstat", "From: tel:+12155550100;verstat=TN-Validation-Passed;tag=1\r\n",
 			"From: <tel:+12155550100;verstat=X>;tag=1\r\n"},
 		{"bare tel with own verstat last", "From: tel:+12155550100;tag=1;VERSTAT=TN-Validation-Passed\r\n",
