@@ -572,7 +572,12 @@ func TestFailureRemembered(t *testing.T) {
 	var mu sync.Mutex
 	nowFn := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
-	v := l.verifier(func(c *Config) { c.Now = nowFn; c.DisableReplay = true; c.FailureTTL = 10 * time.Second; c.CacheSize = 2 })
+	v := l.verifier(func(c *Config) {
+		c.Now = nowFn
+		c.DisableReplay = true
+		c.FailureTTL = 10 * time.Second
+		c.CacheSize = 2
+	})
 	u := l.url("/flaky.pem")
 	verify := func() Result {
 		return v.Verify(context.Background(), Input{Identity: []string{sign(t, l.h.SPKey, u, claims("12025550100", nowFn()))}})
