@@ -59,3 +59,57 @@ func FuzzStampRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerstatAnnotation: the verstat annotation of a request that parses
+// still parses, and its identity URI then carries our verstat only.
+func FuzzVerstatAnnotation(f *testing.F) {
+	seeds(f)
+	for _, h := range []string{
+		"From: tel:+12155550100;verstat=TN-Validation-Passed;tag=1\r\n",
+		"From: <sip:anon@198.18.1.2>;tag=1\r\nP-Asserted-Identity: tel:+12155550100;verstat=x, <sip:+12155550100@198.18.1.2;user=phone>\r\n",
+		"From: \"A\" < tel:+12155550100;verstat=No-TN-Validation >;tag=1\r\n",
+	} {
+		f.Add([]byte("INVITE sip:+12155550123@198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK1\r\n" +
+			h + "To: <sip:+12155550123@198.18.2.2>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	}
+	param := []byte(";verstat=TN-Validation-Failed")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var in, out sip.Message
+		if in.Parse(b) != nil || !in.IsRequest {
+			return
+		}
+		ann := verstatAnnotation(b, &in, param)
+		if u, at, _ := verstatPoint(b, &in); at >= 0 && bytes.ContainsAny(u.In(b), "<>") {
+			// A URI with an angle bracket inside (the parser takes "sip:a@>"
+			// as an addr-spec) cannot be annotated so that it still
+			// parses: only the absence of a panic is checked.
+			return
+		}
+		var ed edits
+		ann.addTo(&ed)
+		got := ed.apply(nil, b)
+		if err := out.Parse(got); err != nil {
+			t.Fatalf("annotated request does not parse: %v\nin:  %q\nout: %q", err, b, got)
+		}
+		if ann.n == 0 {
+			return
+		}
+		u, at, _ := verstatPoint(got, &out)
+		if at < 0 {
+			t.Fatalf("annotated identity lost its number:\nin:  %q\nout: %q", b, got)
+		}
+		if old := existingVerstat(got, u); !bytes.EqualFold(old.In(got), param) {
+			t.Fatalf("identity URI %q carries %q, want %q:\nin:  %q\nout: %q", u.In(got), old.In(got), param, b, got)
+		}
+		// One verstat header parameter is removed; a second one in the
+		// same header value is left (the annotation's edits are bounded).
+		if hv := headerVerstat(got, u); hv.Len() > 0 && countVerstat(b) < 2 {
+			t.Fatalf("a verstat header parameter %q is left:\nin:  %q\nout: %q", hv.In(got), b, got)
+		}
+	})
+}
+
+// countVerstat counts ";verstat=" in b, in any case.
+func countVerstat(b []byte) int {
+	return bytes.Count(bytes.ToLower(b), []byte(";verstat="))
+}

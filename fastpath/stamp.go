@@ -16,18 +16,19 @@ type edit struct {
 }
 
 // edits is a small, fixed set of edits applied in offset order: at most an
-// annotation (three edits), Max-Forwards, our Via, received, rport and one
+// annotation (four edits), Max-Forwards, our Via, received, rport and one
 // header.
 type edits struct {
 	n int
 	e [10]edit
 }
 
-// annotation is up to three edits that annotate one URI, such as a verstat
-// parameter, with the angle brackets an addr-spec needs to carry it.
+// annotation is up to four edits that annotate one URI, such as a verstat
+// parameter, with the angle brackets an addr-spec needs to carry it (and
+// the removal of a verstat header parameter the addr-spec had).
 type annotation struct {
 	n int
-	e [3]edit
+	e [4]edit
 }
 
 func (a *annotation) add(at, del int, ins []byte) {

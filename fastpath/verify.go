@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"strconv"
@@ -157,17 +158,34 @@ func (j *job) finishVerify(r VerifyResult) {
 // existingVerstat is the span of a ";verstat=..." parameter already in the
 // URI u (up to the next ';', '@', '>' or the end), empty when there is none.
 func existingVerstat(pkt []byte, u sip.Span) sip.Span {
-	b := u.In(pkt)
+	return findVerstat(pkt, int(u.Start), int(u.End), ";@>?")
+}
+
+// headerVerstat is the span of a ";verstat=..." header parameter of the
+// identity whose URI is u (after u, up to the end of its header value),
+// empty when there is none.
+func headerVerstat(pkt []byte, u sip.Span) sip.Span {
+	end := int(u.End)
+	for end < len(pkt) && pkt[end] != ',' && pkt[end] != '\r' && pkt[end] != '\n' {
+		end++
+	}
+	return findVerstat(pkt, int(u.End), end, ";, \t")
+}
+
+// findVerstat is the first ";verstat=..." in pkt[start:end] (the value
+// running up to a byte of stop or end), empty when there is none.
+func findVerstat(pkt []byte, start, end int, stop string) sip.Span {
+	b := pkt[start:end]
 	const p = ";verstat="
 	for i := 0; i+len(p) <= len(b); i++ {
 		if !strings.EqualFold(string(b[i:i+len(p)]), p) {
 			continue
 		}
 		e := i + len(p)
-		for e < len(b) && b[e] != ';' && b[e] != '@' && b[e] != '>' && b[e] != '?' {
+		for e < len(b) && strings.IndexByte(stop, b[e]) < 0 {
 			e++
 		}
-		return sip.Span{Start: u.Start + int32(i), End: u.Start + int32(e)}
+		return sip.Span{Start: int32(start + i), End: int32(start + e)}
 	}
 	return sip.Span{}
 }
@@ -196,6 +214,13 @@ func verstatAnnotation(pkt []byte, m *sip.Message, param []byte) annotation {
 	}
 	if !bracketed {
 		ann.add(int(u.End), 0, angleClose)
+	}
+	// A verstat the caller put among the header parameters (after the
+	// name-addr, or after a bare addr-spec, where RFC 3261 makes every
+	// parameter the header's) is not the URI's, but lenient parsers read
+	// it as the number's: it goes, so that only ours is left.
+	if old := headerVerstat(pkt, u); old.Len() > 0 {
+		ann.add(int(old.Start), old.Len(), nil)
 	}
 	return ann
 }
@@ -226,7 +251,14 @@ func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int, bracketed b
 		}
 		return -1
 	}
-	inBrackets := func(u sip.Span) bool { // "<" LWS addr-spec LWS ">"
+	// inBrackets: "<" LWS addr-spec LWS ">". A bracket alone or inside
+	// the URI (a malformed header the parser let through) counts too:
+	// adding a pair there would nest them ("<sip:a@>>") and break the
+	// request.
+	inBrackets := func(u sip.Span) bool {
+		if bytes.ContainsAny(u.In(pkt), "<>") {
+			return true
+		}
 		i, e := int(u.Start)-1, int(u.End)
 		for i >= 0 && (pkt[i] == ' ' || pkt[i] == '\t') {
 			i--
@@ -234,7 +266,7 @@ func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int, bracketed b
 		for e < len(pkt) && (pkt[e] == ' ' || pkt[e] == '\t') {
 			e++
 		}
-		return i >= 0 && e < len(pkt) && pkt[i] == '<' && pkt[e] == '>'
+		return i >= 0 && pkt[i] == '<' || e < len(pkt) && pkt[e] == '>'
 	}
 	for i := 0; i < int(m.NumPAI); i++ {
 		if at := try(m.PAI[i].URI); at >= 0 {

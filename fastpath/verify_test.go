@@ -162,6 +162,17 @@ func TestVerstatAnnotation(t *testing.T) {
 		{"own verstat replaced", "From: <tel:+12155550100;verstat=TN-Validation-Passed>;tag=1\r\n",
 			"From: <tel:+12155550100;verstat=X>;tag=1\r\n"},
 		{"no number", "From: <sip:alice@198.18.1.2>;tag=1\r\n", "From: <sip:alice@198.18.1.2>;tag=1\r\n"},
+		// A caller's verstat after a bare addr-spec (a header parameter by
+		// RFC 3261, read as the number's by lenient parsers) must not
+		// survive beside ours.
+		{"bracketed tel with own verstat header parameter", "From: \"A\" <tel:+12155550100>;Verstat=TN-Validation-Passed;tag=1\r\n",
+			"From: \"A\" <tel:+12155550100;verstat=X>;tag=1\r\n"},
+		{"bare tel with own verstat", "From: tel:+12155550100;verstat=TN-Validation-Passed;tag=1\r\n",
+			"From: <tel:+12155550100;verstat=X>;tag=1\r\n"},
+		{"bare tel with own verstat last", "From: tel:+12155550100;tag=1;VERSTAT=TN-Validation-Passed\r\n",
+			"From: <tel:+12155550100;verstat=X>;tag=1\r\nTo:"},
+		{"bare PAI with own verstat, then another value", "From: <sip:anon@198.18.1.2>;tag=1\r\nP-Asserted-Identity: tel:+12155550100;verstat=TN-Validation-Passed, <sip:+12155550100@198.18.1.2;user=phone>\r\n",
+			"P-Asserted-Identity: <tel:+12155550100;verstat=X>, <sip:+12155550100@198.18.1.2;user=phone>\r\n"},
 	}
 	for _, c := range cases {
 		msg := []byte("INVITE sip:+12155550123@198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK1\r\n" +

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"math/big"
 	"testing"
@@ -49,5 +50,45 @@ func TestDirectSigning(t *testing.T) {
 			}
 		}
 		_ = p.Close()
+	}
+}
+
+// TestSignAfterModuleReleased: a signing call or a recovery attempt that
+// reaches the module after the last signer on it closed (it loaded the
+// token just before Close, or its backoff timer fired then) fails with
+// ErrSessionLost instead of calling into a finalised, unloaded module
+// (miekg/pkcs11's destroyed context, a dangling function list: SIGSEGV).
+func TestSignAfterModuleReleased(t *testing.T) {
+	env := softhsmtest.New(t)
+	tk := env.NewToken("released", nil)
+	u, err := ParseURI(tk.URI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := tk.Cert.PublicKey.(*ecdsa.PublicKey)
+	for _, noDirect := range []bool{false, true} {
+		p, err := OpenPKCS11(u, PKCS11Options{Sessions: 1, Want: pub, NoDirect: noDirect})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d [32]byte
+		var sig [64]byte
+		if err := p.SignDigest(context.Background(), &d, &sig); err != nil {
+			t.Fatal(err)
+		}
+		old := p.tok.Load()
+		_ = p.Close()
+		// The state of a call that loaded the token before Close.
+		p.tok.Store(old)
+		p.pool <- &session{}
+		if err := p.SignDigest(context.Background(), &d, &sig); !errors.Is(err, ErrSessionLost) {
+			t.Fatalf("noDirect=%v: sign after release: %v, want ErrSessionLost", noDirect, err)
+		}
+		if _, err := p.discover(); err == nil {
+			t.Fatalf("noDirect=%v: discover after release succeeded", noDirect)
+		}
+		if _, err := p.mod.reinit(p.mod.gen); err == nil {
+			t.Fatalf("noDirect=%v: reinit after release succeeded", noDirect)
+		}
 	}
 }

@@ -30,7 +30,12 @@ type module struct {
 	mu         sync.RWMutex
 	gen        uint64    // guarded by mu
 	lastReinit time.Time // guarded by mu
+	closed     bool      // guarded by mu: released, ctx destroyed; no call may follow
 }
+
+// errReleased is ErrSessionLost for a call that reached a module after its
+// last signer closed.
+var errReleased = fmt.Errorf("%w: module released", ErrSessionLost)
 
 var modules struct {
 	mu sync.Mutex
@@ -73,6 +78,7 @@ func (m *module) release() {
 	}
 	delete(modules.m, m.path)
 	m.mu.Lock()
+	m.closed = true
 	_ = m.ctx.Finalize()
 	m.ctx.Destroy()
 	m.mu.Unlock()
@@ -83,6 +89,9 @@ func (m *module) release() {
 func (m *module) reinit(seen uint64) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return m.gen, errReleased
+	}
 	if m.gen != seen || time.Since(m.lastReinit) < minReinit {
 		return m.gen, nil
 	}

@@ -223,6 +223,10 @@ func (p *PKCS11) signBatch(ctx context.Context, b *signBuf, n int, errs []error)
 	defer func() { p.pool <- s }()
 	m := p.mod
 	m.mu.RLock()
+	if m.closed { // tk was loaded just before Close
+		m.mu.RUnlock()
+		return errReleased
+	}
 	if m.gen != tk.modGen {
 		// Another signer re-initialised the shared module: every handle
 		// is dead. Rediscover now rather than fail the call.
@@ -232,7 +236,7 @@ func (p *PKCS11) signBatch(ctx context.Context, b *signBuf, n int, errs []error)
 			return err
 		}
 		m.mu.RLock()
-		if m.gen != tk.modGen {
+		if m.closed || m.gen != tk.modGen {
 			m.mu.RUnlock()
 			return ErrSessionLost
 		}
@@ -443,6 +447,9 @@ func (p *PKCS11) discover() (*token, error) {
 	m := p.mod
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if m.closed { // a recovery attempt racing Close
+		return nil, errReleased
+	}
 	c := m.ctx
 	slot, err := p.findSlot()
 	if err != nil {

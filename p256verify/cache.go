@@ -69,10 +69,10 @@ func (c *Cache) Verify(k *Key, digest *[32]byte, sig *[64]byte) bool {
 
 // Prepare counts one use of k and builds its table now if the cache has
 // room (or, when full, on the same terms as Verify). It reports whether k
-// has a table afterwards.
+// has a table afterwards. A nil Cache builds nothing (like Verify).
 func (c *Cache) Prepare(k *Key) bool {
-	if k.tab.Load() != nil {
-		return true
+	if k.tab.Load() != nil || c == nil {
+		return k.Tabled()
 	}
 	ep := c.slow.Load() / epochLen
 	k.touch(ep)
@@ -119,7 +119,10 @@ func (c *Cache) admit(k *Key, ep uint64) bool {
 		c.mu.Unlock()
 		return true
 	}
-	if k.building {
+	// A key is tabled by one Cache only, the first to admit it: another
+	// verifies it with the owner's table when there is one, without
+	// otherwise (building and the slot are the owner's).
+	if !k.owner.CompareAndSwap(nil, c) && k.owner.Load() != c || k.building {
 		c.mu.Unlock()
 		return false
 	}

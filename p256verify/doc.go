@@ -56,5 +56,6 @@
 // current epoch) only with a key used at least twice as often. Tables are
 // immutable; Cache.Verify takes no lock once a key has its table (one
 // atomic add for the use count). Key, Cache and their methods are safe for
-// concurrent use.
+// concurrent use. A Key used with several Caches is tabled by the first
+// that admits it only; the others use that table when it is there.
 package p256verify

@@ -40,7 +40,8 @@ type Key struct {
 	freq atomic.Uint64 // epoch<<32 | uses in that epoch (see Cache)
 	tab  atomic.Pointer[table]
 
-	building bool // guarded by the Cache's mutex
+	owner    atomic.Pointer[Cache] // the one Cache that may table k, set by its first admit
+	building bool                  // guarded by owner's mutex
 }
 
 // NewKey decodes pub. It fails with ErrKey unless pub is a point on P-256

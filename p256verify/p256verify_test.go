@@ -384,6 +384,9 @@ func TestCacheAdmission(t *testing.T) {
 	if !nilCache.Verify(keys[0], &d, &sig) {
 		t.Fatal("nil cache refused a genuine signature")
 	}
+	if nilCache.Prepare(keys[0]) != keys[0].Tabled() {
+		t.Fatal("nil cache Prepare")
+	}
 }
 
 // TestCacheConcurrent: many goroutines over more keys than tables, with
@@ -423,5 +426,105 @@ func TestCacheConcurrent(t *testing.T) {
 	wg.Wait()
 	if c.Len() > 2 {
 		t.Fatalf("%d tables, max 2", c.Len())
+	}
+}
+
+// TestKeyTwoCaches: a Key handed to two Caches is tabled by one of them
+// only (the first to admit it); the other verifies it correctly without a
+// slot of its own. Before, both admitted it, racing on the key's building
+// flag (run with -race), and an eviction by one left the other holding a
+// slot whose key could never be tabled again.
+func TestKeyTwoCaches(t *testing.T) {
+	p, _ := ecdsa.GenerateKey(curve, rand.Reader)
+	for range 20 {
+		k, err := NewKey(&p.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := NewCache(1), NewCache(1)
+		var wg sync.WaitGroup
+		for _, c := range []*Cache{a, b} {
+			wg.Go(func() {
+				c.Prepare(k)
+				c.Prepare(k)
+			})
+		}
+		wg.Wait()
+		if !k.Tabled() || a.Len()+b.Len() != 1 {
+			t.Fatalf("tabled %v, slots %d + %d, want one slot", k.Tabled(), a.Len(), b.Len())
+		}
+	}
+	// Sequentially: a owns the key; after a evicts it, b does not take it.
+	k, _ := NewKey(&p.PublicKey)
+	a, b := NewCache(1), NewCache(1)
+	if !a.Prepare(k) {
+		t.Fatal("a: not tabled")
+	}
+	p2, _ := ecdsa.GenerateKey(curve, rand.Reader)
+	k2, _ := NewKey(&p2.PublicKey)
+	for range 4 {
+		a.Prepare(k2)
+	}
+	if k.Tabled() || !k2.Tabled() {
+		t.Fatalf("a did not evict k for k2: %v %v", k.Tabled(), k2.Tabled())
+	}
+	if b.Prepare(k); b.Len() != 0 {
+		t.Fatalf("b took a slot for a's key")
+	}
+	d := sha256.Sum256([]byte("two caches"))
+	r, s, _ := ecdsa.Sign(rand.Reader, p, d[:])
+	sig := rawSig(r, s)
+	if !b.Verify(k, &d, &sig) || !a.Verify(k, &d, &sig) {
+		t.Fatal("genuine signature refused")
+	}
+}
+
+// TestVerifyXAboveN: a genuine signature whose R has n <= x(R) < p (r =
+// x - n) is accepted like crypto/ecdsa does, on both paths. Such R cannot
+// be reached with a random nonce (probability about 2^-128), so the key is
+// made to fit: Q = u2⁻¹·(R - u1·G) for chosen u1, u2.
+func TestVerifyXAboveN(t *testing.T) {
+	p := curve.Params().P
+	x := new(big.Int).Set(n)
+	var y *big.Int
+	for ; ; x.Add(x, big.NewInt(1)) {
+		y2 := new(big.Int).Exp(x, big.NewInt(3), p)
+		y2.Sub(y2, new(big.Int).Mul(big.NewInt(3), x))
+		y2.Add(y2, curve.Params().B)
+		y2.Mod(y2, p)
+		if y = new(big.Int).ModSqrt(y2, p); y != nil {
+			break
+		}
+	}
+	for i := range 4 {
+		u1, _ := rand.Int(rand.Reader, n)
+		u2, _ := rand.Int(rand.Reader, n)
+		if u2.Sign() == 0 {
+			continue
+		}
+		gx, gy := curve.ScalarBaseMult(u1.FillBytes(make([]byte, 32)))
+		qx, qy := curve.Add(x, y, gx, new(big.Int).Sub(p, gy)) // R - u1·G
+		u2inv := new(big.Int).ModInverse(u2, n)
+		qx, qy = curve.ScalarMult(qx, qy, u2inv.FillBytes(make([]byte, 32)))
+		pub := &ecdsa.PublicKey{Curve: curve, X: qx, Y: qy}
+		k, err := NewKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := new(big.Int).Sub(x, n)
+		s := new(big.Int).Mul(r, u2inv)
+		s.Mod(s, n)
+		e := new(big.Int).Mul(u1, s)
+		e.Mod(e, n)
+		var digest [32]byte
+		e.FillBytes(digest[:])
+		sig := rawSig(r, s)
+		if !check(t, k, newTable(&k.q), &digest, &sig) {
+			t.Fatalf("case %d: signature with x(R) = r + n refused", i)
+		}
+		sig = rawSig(x, s) // r = x(R) itself is >= n: out of range
+		if check(t, k, newTable(&k.q), &digest, &sig) {
+			t.Fatalf("case %d: r >= n accepted", i)
+		}
 	}
 }

@@ -46,8 +46,8 @@
 // no header: Config.DefaultCacheTTL; at most Config.MaxCacheTTL). A failed
 // fetch is remembered for Config.FailureTTL (default 5s): calls naming that
 // URL meanwhile get its error (436) at once instead of each waiting up to
-// FetchTimeout on a repository that is down; at most CacheSize failures are
-// remembered. Stats and the metrics below count hits, misses, fetch
+// FetchTimeout on a repository that is down; a successful fetch of the URL
+// forgets it; at most CacheSize failures are remembered. Stats and the metrics below count hits, misses, fetch
 // failures and calls answered from remembered failures.
 //
 // With Config.CacheDir every cached chain is also written to

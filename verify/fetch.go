@@ -185,6 +185,9 @@ func (v *Verifier) certs(ctx context.Context, x5u string) (*entry, error) {
 			f.putFailure(x5u, err, v.cfg.Now())
 			return nil, err
 		}
+		// A failure remembered meanwhile (by a fetch this caller did not
+		// wait for) is older than this answer.
+		f.clearFailure(x5u)
 		if ttl > 0 {
 			f.put(x5u, e)
 			v.queuePersist(x5u, e)
@@ -280,6 +283,13 @@ func (f *fetcher) putFailure(u string, err error, now time.Time) {
 		}
 	}
 	f.fails[u] = failure{err: err, until: now.Add(f.cfg.FailureTTL)}
+}
+
+// clearFailure forgets a remembered failure of u.
+func (f *fetcher) clearFailure(u string) {
+	f.mu.Lock()
+	delete(f.fails, u)
+	f.mu.Unlock()
 }
 
 // cacheLen is for tests.

@@ -607,3 +607,41 @@ func TestFailureRemembered(t *testing.T) {
 		t.Errorf("%d failures remembered, bound 2", n)
 	}
 }
+
+// TestFailureClearedBySuccess: a fetch that succeeds clears a failure
+// remembered for its URL meanwhile (a caller that missed the failure
+// fetched again), also when the answer is not cacheable (no-store): the
+// calls that follow fetch instead of failing from memory.
+func TestFailureClearedBySuccess(t *testing.T) {
+	l := newLab(t)
+	pem := labpki.EncodeCerts(l.h.SP, l.h.Intermediate.Cert)
+	var fetches atomic.Int64
+	release := make(chan struct{}, 1)
+	entered := make(chan struct{}, 1)
+	l.mux.HandleFunc("/nostore.pem", func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		entered <- struct{}{}
+		<-release
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(pem)
+	})
+	v := l.verifier(func(c *Config) { c.DisableReplay = true; c.FailureTTL = time.Minute })
+	u := l.url("/nostore.pem")
+	verify := func() Result {
+		return v.Verify(context.Background(), Input{Identity: []string{sign(t, l.h.SPKey, u, claims("12025550100", time.Now()))}})
+	}
+	done := make(chan Result, 1)
+	go func() { done <- verify() }()
+	<-entered
+	// An earlier fetch of u failed and was remembered while this one ran.
+	v.fetcher.putFailure(u, ErrFetch, time.Now())
+	release <- struct{}{}
+	if r := <-done; r.Verstat != Passed {
+		t.Fatalf("first call: %+v", r)
+	}
+	release <- struct{}{}
+	if r := verify(); r.Verstat != Passed || fetches.Load() != 2 {
+		t.Fatalf("after a successful fetch: %+v, %d fetches; the stale failure answered", r, fetches.Load())
+	}
+	<-entered
+}
