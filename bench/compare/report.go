@@ -463,7 +463,7 @@ func profileText(r *Run) string {
 				parts = append(parts, fmt.Sprintf("%.0f %% %s", c.Percent, c.Name))
 			}
 		}
-		fmt.Fprintf(&b, "**%s** (perf record at %d Hz on the appliance during the 80 %% run, by DSO and symbol): %s.\n\n",
+		fmt.Fprintf(&b, "**%s** (perf record at %d Hz on the appliance in a second run at the 80 %% rate, not the measured one; by DSO and symbol): %s.\n\n",
 			s.Setup.Title, r.Params.PerfFreq, strings.Join(parts, "; "))
 		b.WriteString("Top symbols:\n\n| % | where | symbol |\n|---:|---|---|\n")
 		for i, e := range s.Profile {
