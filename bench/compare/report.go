@@ -314,30 +314,7 @@ func Markdown(r *Run, prefix, method, plotErr string) string {
 	b.WriteString("\n## softhsm2: raw C_Sign beside the appliance\n\n")
 	if len(r.HSMRaw) > 0 {
 		b.WriteString("`bench/hsmraw` pinned to the same core as the appliance (one core: more sessions cannot add CPU, they show locking and queueing cost).\n\n| sessions | raw C_Sign/s | hsm.Chain sig/s |\n|---:|---:|---:|\n")
-		type row struct{ raw, chain float64 }
-		rows := map[string]*row{}
-		var keys []string
-		for _, l := range r.HSMRaw {
-			kind, sess, ok := strings.Cut(strings.TrimPrefix(l.Name, "Sign/"), "/sessions=")
-			if !ok || !strings.HasPrefix(l.Name, "Sign/") {
-				continue
-			}
-			if rows[sess] == nil {
-				rows[sess] = &row{}
-				keys = append(keys, sess)
-			}
-			if kind == "raw" {
-				rows[sess].raw = l.Metrics["sig/s"]
-			} else {
-				rows[sess].chain = l.Metrics["sig/s"]
-			}
-		}
-		sort.Slice(keys, func(i, j int) bool {
-			return len(keys[i]) < len(keys[j]) || len(keys[i]) == len(keys[j]) && keys[i] < keys[j]
-		})
-		for _, k := range keys {
-			fmt.Fprintf(&b, "| %s | %.0f | %.0f |\n", k, rows[k].raw, rows[k].chain)
-		}
+		writeSessionTable(&b, r.HSMRaw, "Sign/")
 		if h := r.setup("appliance-sign-hsm"); h != nil {
 			fmt.Fprintf(&b, "\nAppliance signed calls/s through softhsm2 (highest clean rate): %s.\n", cleanRate(h))
 		}
@@ -546,4 +523,34 @@ func plots(dir string, r *Run) string {
 		return fmt.Sprintf("gnuplot: %v: %s", err, tail(out, 300))
 	}
 	return ""
+}
+
+// writeSessionTable writes the rows of a raw-versus-chain sessions table
+// from the bench/hsmraw lines named prefix+"raw|chain/sessions=N", in
+// session order.
+func writeSessionTable(b *strings.Builder, lines []BenchLine, prefix string) {
+	type row struct{ raw, chain float64 }
+	rows := map[string]*row{}
+	var keys []string
+	for _, l := range lines {
+		kind, sess, ok := strings.Cut(strings.TrimPrefix(l.Name, prefix), "/sessions=")
+		if !ok || !strings.HasPrefix(l.Name, prefix) {
+			continue
+		}
+		if rows[sess] == nil {
+			rows[sess] = &row{}
+			keys = append(keys, sess)
+		}
+		if kind == "raw" {
+			rows[sess].raw = l.Metrics["sig/s"]
+		} else {
+			rows[sess].chain = l.Metrics["sig/s"]
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return len(keys[i]) < len(keys[j]) || len(keys[i]) == len(keys[j]) && keys[i] < keys[j]
+	})
+	for _, k := range keys {
+		fmt.Fprintf(b, "| %s | %.0f | %.0f |\n", k, rows[k].raw, rows[k].chain)
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -29,30 +28,7 @@ func hsmRatioText(r *Run) string {
 	fmt.Fprintf(&b, "The layout of a network HSM: `p11-kit server` loads SoftHSM in its own process, pinned to CPU %d; the caller loads p11-kit-client.so and runs on CPU %d (bench/hsmraw BenchmarkRemote; the appliance shares CPU %d with the generator). p11-kit forks one p11-kit-remote per connection and it runs that connection's calls one at a time: one process's sessions share one serial executor, more sessions only pipeline requests into the socket.\n\n",
 		r.Params.SUTCPU, r.Params.GenCPU, r.Params.GenCPU)
 	b.WriteString("| sessions | raw C_Sign/s | hsm.Chain sig/s |\n|---:|---:|---:|\n")
-	type row struct{ raw, chain float64 }
-	rows := map[string]*row{}
-	var keys []string
-	for _, l := range r.HSMRemote {
-		kind, sess, ok := strings.Cut(strings.TrimPrefix(l.Name, "Remote/"), "/sessions=")
-		if !ok || !strings.HasPrefix(l.Name, "Remote/") {
-			continue
-		}
-		if rows[sess] == nil {
-			rows[sess] = &row{}
-			keys = append(keys, sess)
-		}
-		if kind == "raw" {
-			rows[sess].raw = l.Metrics["sig/s"]
-		} else {
-			rows[sess].chain = l.Metrics["sig/s"]
-		}
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		return len(keys[i]) < len(keys[j]) || len(keys[i]) == len(keys[j]) && keys[i] < keys[j]
-	})
-	for _, k := range keys {
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f |\n", k, rows[k].raw, rows[k].chain)
-	}
+	writeSessionTable(&b, r.HSMRemote, "Remote/")
 	if h := r.setup(RemoteSetup); h != nil {
 		fmt.Fprintf(&b, "\nAppliance signed calls/s through p11-kit (highest clean rate): %s", cleanRate(h))
 		if best := bestRaw(r.HSMRemote, "Remote/"); best > 0 && h.Summary.MaxCleanRate > 0 {
