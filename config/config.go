@@ -63,6 +63,7 @@ type Signer struct {
 	PKCS11  string        `yaml:"pkcs11"`  // RFC 7512 URI with pin-source=file:...
 	Key     string        `yaml:"key"`     // or a PEM key file (software signer)
 	Timeout time.Duration `yaml:"timeout"` // per-signature timeout
+	Workers int           `yaml:"workers"` // PKCS#11 sessions (signing goroutines); 0: GOMAXPROCS clamped to 4..8
 }
 
 // Default returns the built-in defaults.
@@ -133,6 +134,12 @@ func (c *Config) Validate() error {
 	for i, s := range c.Signers {
 		if (s.Key == "") == (s.PKCS11 == "") {
 			return bad("signers[%d]: set exactly one of key and pkcs11", i)
+		}
+		if s.Workers < 0 || s.Workers > 256 {
+			return bad("signers[%d]: workers %d: want 0 (default) to 256", i, s.Workers)
+		}
+		if s.Timeout < 0 {
+			return bad("signers[%d]: timeout %v: want a positive duration (or none for the default)", i, s.Timeout)
 		}
 	}
 	if c.Cert == "" {

@@ -73,6 +73,8 @@ func TestValidateErrors(t *testing.T) {
 		"country":     func(c *Config) { c.DefaultCountry = "USA" },
 		"inline":      func(c *Config) { c.Mode = "inline" },
 		"both signer": func(c *Config) { c.Signers = []Signer{{Key: "a", PKCS11: "b"}} },
+		"workers":     func(c *Config) { c.Signers = []Signer{{PKCS11: "b", Workers: -1}} },
+		"timeout":     func(c *Config) { c.Signers = []Signer{{PKCS11: "b", Timeout: -time.Second}} },
 		"bad rule":    func(c *Config) { c.Policy.Rules = append(c.Policy.Rules, c.Policy.Rules...); c.Policy.Default = "Z" },
 	} {
 		c := base
@@ -80,6 +82,11 @@ func TestValidateErrors(t *testing.T) {
 		if err := c.Validate(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v", name, err)
 		}
+	}
+	ok := base
+	ok.Signers = []Signer{{PKCS11: "b", Workers: 16, Timeout: 200 * time.Millisecond}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("signer with workers and timeout refused: %v", err)
 	}
 	lab := base
 	lab.X5U, lab.Lab = "http://127.0.0.1/sp.pem", true

@@ -38,7 +38,7 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 	}
 	hc := hsm.Config{Budget: cfg.SignBudget}
 	for i, l := range links {
-		sc := hsm.SignerConfig{Name: l.Name, PKCS11: l.PKCS11, Timeout: l.Timeout}
+		sc := hsm.SignerConfig{Name: l.Name, PKCS11: l.PKCS11, Timeout: l.Timeout, Workers: l.Workers}
 		if l.Key != "" {
 			key, err := loadKey(l.Key)
 			if err != nil {
