@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/shakenline/shakenline/bench/kamailio"
 	"github.com/shakenline/shakenline/bench/loadgen"
+	"github.com/shakenline/shakenline/hsm/softhsmtest"
 )
 
 // Params are the knobs of one run; Quick and full runs differ only here.
@@ -89,9 +93,6 @@ var Setups = []Setup{
 // p11-kit-client.so) shares the generator's core.
 const RemoteSetup = "appliance-sign-hsm-remote"
 
-// p11KitClient is Debian's p11-kit-client.so (package p11-kit-modules).
-const p11KitClient = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
-
 // FixedRun is the run at a fixed fraction of the highest clean rate.
 type FixedRun struct {
 	Rate       float64        `json:"rate"`
@@ -158,6 +159,28 @@ type Run struct {
 type lab struct {
 	dir, key, ecKey, cert, pkcs11URI, softhsmConf string
 	pkcs11RemoteURI                               string // the same key through p11-kit-client.so
+	hsm                                           *softhsmtest.Env
+}
+
+// readECKey reads the lab's PKCS#8 P-256 key.
+func readECKey(path string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("compare: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("compare: %s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("compare: %s: %w", path, err)
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("compare: %s: not an ECDSA key", path)
+	}
+	return ec, nil
 }
 
 const x5u = "https://cert.example.net/sp.pem"
@@ -182,32 +205,22 @@ func makeLab(bin, dir string) (*lab, error) {
 	if _, err := sh("openssl", "ec", "-in", l.key, "-out", l.ecKey); err != nil {
 		return nil, err
 	}
-	l.softhsmConf = filepath.Join(dir, "softhsm2.conf")
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.MkdirAll(tokens, 0o700); err != nil {
-		return nil, fmt.Errorf("compare: %w", err)
+	// The same key in a SoftHSM token, made as the hsm tests make theirs.
+	hsmEnv, err := softhsmtest.NewEnv(dir)
+	if err != nil {
+		return nil, err
 	}
-	conf := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", tokens)
-	if err := os.WriteFile(l.softhsmConf, []byte(conf), 0o600); err != nil {
-		return nil, fmt.Errorf("compare: %w", err)
+	key, err := readECKey(l.key)
+	if err != nil {
+		return nil, err
 	}
-	pin := filepath.Join(dir, "pin")
-	if err := os.WriteFile(pin, []byte("123456"), 0o600); err != nil {
-		return nil, fmt.Errorf("compare: %w", err)
+	tk, err := hsmEnv.CreateToken("shakebench", key)
+	if err != nil {
+		return nil, err
 	}
-	env := append(os.Environ(), "SOFTHSM2_CONF="+l.softhsmConf)
-	for _, args := range [][]string{
-		{"--init-token", "--free", "--label", "shakebench", "--pin", "123456", "--so-pin", "654321"},
-		{"--import", l.key, "--token", "shakebench", "--label", "sp", "--id", "01", "--pin", "123456"},
-	} {
-		c := exec.Command("softhsm2-util", args...)
-		c.Env = env
-		if out, err := c.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("compare: softhsm2-util %s: %w: %s", args[0], err, out)
-		}
-	}
-	l.pkcs11URI = "pkcs11:token=shakebench;object=sp;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:" + pin
-	l.pkcs11RemoteURI = "pkcs11:token=shakebench;object=sp;type=private?module-path=" + p11KitClient + "&pin-source=file:" + pin
+	l.hsm, l.softhsmConf = hsmEnv, hsmEnv.Conf
+	l.pkcs11URI = tk.URI()
+	l.pkcs11RemoteURI = tk.URIWith(softhsmtest.P11KitClient)
 	return l, nil
 }
 
@@ -253,9 +266,11 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 	var hsmSrv *hsmServer
 	if s.Key == "hsm-remote" {
 		// The HSM gets the SUT core; the appliance shares the generator's.
-		if hsmSrv, err = startHSMServer(l, p.SUTCPU, logPath+".p11kit"); err != nil {
-			return nil, listen, err
+		srv, err := l.hsm.StartServer("shakebench", p.SUTCPU)
+		if err != nil {
+			return nil, listen, fmt.Errorf("compare: %w (make deps installs p11-kit p11-kit-modules)", err)
 		}
+		hsmSrv = &hsmServer{srv: srv, logPath: logPath + ".p11kit"}
 		cpu = p.GenCPU
 	}
 	args := []string{"-c", strconv.Itoa(cpu), bin, "serve", "--sip", listen.String(), "--next-hop", next.String(),
@@ -275,7 +290,7 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 	cmd := exec.Command("taskset", args...)
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+l.softhsmConf)
 	if hsmSrv != nil {
-		cmd.Env = append(cmd.Env, "P11_KIT_SERVER_ADDRESS="+hsmSrv.address)
+		cmd.Env = append(cmd.Env, "P11_KIT_SERVER_ADDRESS="+hsmSrv.srv.Address)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -105,6 +105,10 @@ func (s *Server) Stop() {
 	_ = os.Remove(s.Socket)
 }
 
+// Output is what the server and its p11-kit-remote processes printed; read
+// it after Stop.
+func (s *Server) Output() []byte { return s.log.Bytes() }
+
 // Serve starts a server for tk (see StartServer) for the rest of the test
 // and points P11_KIT_SERVER_ADDRESS at it. It skips the test when p11-kit
 // is missing, and fails it when CI=true.
