@@ -14,9 +14,16 @@ import (
 	"github.com/shakenline/shakenline/bench/loadgen"
 )
 
+// labLoopback is this package's own loopback address. The other test
+// packages run at the same time, reserve ports on 127.0.0.1 the same way
+// (bind, close, hand the number on) and send to them; on an address of its
+// own this package's SIPp, Kamailio and sink cannot receive their stray
+// datagrams, nor they ours.
+var labLoopback = netip.MustParseAddr("127.0.81.1")
+
 func freeUDP(t *testing.T) netip.AddrPort {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(labLoopback, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +70,7 @@ func start(t *testing.T, o Options) *Process {
 // bench runs calls INVITEs through target to an in-process sink.
 func bench(t *testing.T, sink *loadgen.Sink, target netip.AddrPort, calls int) loadgen.Result {
 	t.Helper()
-	g, err := loadgen.NewGenerator(loadgen.Config{Target: target, Sink: sink, Sockets: 4, FullCall: true, Drain: 3 * time.Second})
+	g, err := loadgen.NewGenerator(loadgen.Config{Target: target, Local: labLoopback, Sink: sink, Sockets: 4, FullCall: true, Drain: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +85,7 @@ func bench(t *testing.T, sink *loadgen.Sink, target netip.AddrPort, calls int) l
 
 func newSink(t *testing.T, cfg loadgen.SinkConfig) *loadgen.Sink {
 	t.Helper()
-	cfg.Listen = netip.MustParseAddrPort("127.0.0.1:0")
+	cfg.Listen = netip.AddrPortFrom(labLoopback, 0)
 	s, err := loadgen.NewSink(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +151,7 @@ func TestVerifyVariant(t *testing.T) {
 			verifier := start(t, Options{NextHop: sink.Addr(), VerifyKeyPath: tc.pub})
 			signer := start(t, Options{NextHop: verifier.Addr(), Sign: true, KeyPath: priv})
 			const calls = 10
-			g, err := loadgen.NewGenerator(loadgen.Config{Target: signer.Addr(), Sink: sink, Sockets: 2, Drain: 2 * time.Second})
+			g, err := loadgen.NewGenerator(loadgen.Config{Target: signer.Addr(), Local: labLoopback, Sink: sink, Sockets: 2, Drain: 2 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}

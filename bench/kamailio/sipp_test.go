@@ -27,17 +27,39 @@ func TestSIPpThroughKamailio(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const calls = 20
-	uas := exec.CommandContext(ctx, bin, "-sf", filepath.Join(scen, "uas.xml"), "-i", "127.0.0.1",
-		"-p", strconv.Itoa(int(uasAddr.Port())), "-m", strconv.Itoa(calls), "-trace_logs", "-nostdin", "-timeout", "50s")
+	var uasOut strings.Builder
+	uas := exec.CommandContext(ctx, bin, "-sf", filepath.Join(scen, "uas.xml"), "-i", labLoopback.String(),
+		"-p", strconv.Itoa(int(uasAddr.Port())), "-m", strconv.Itoa(calls), "-trace_logs", "-trace_err", "-nostdin", "-timeout", "50s")
 	uas.Dir = dir
+	uas.Stdout, uas.Stderr = &uasOut, &uasOut
+	// On failure, show what the UAS saw: its one line per INVITE (a call it
+	// never logged never reached it) and its error log.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, pat := range []string{"uas_*_logs.log", "uas_*_errors.log"} {
+			files, _ := filepath.Glob(filepath.Join(dir, pat))
+			for _, f := range files {
+				b, _ := os.ReadFile(f)
+				t.Logf("%s:\n%s", filepath.Base(f), b[max(0, len(b)-4000):])
+			}
+		}
+	})
 	if err := uas.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = uas.Process.Kill(); _ = uas.Wait() })
+	t.Cleanup(func() {
+		_ = uas.Process.Kill()
+		_ = uas.Wait()
+		if t.Failed() {
+			t.Logf("UAS output tail:\n%s", uasOut.String()[max(0, uasOut.Len()-2000):])
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	uac := exec.CommandContext(ctx, bin, p.Addr().String(),
 		"-sf", filepath.Join(scen, "uac_invite_only.xml"), "-inf", filepath.Join(scen, "numbers.csv"),
-		"-i", "127.0.0.1", "-p", strconv.Itoa(int(freeUDP(t).Port())), "-m", strconv.Itoa(calls), "-r", "20",
+		"-i", labLoopback.String(), "-p", strconv.Itoa(int(freeUDP(t).Port())), "-m", strconv.Itoa(calls), "-r", "20",
 		"-nostdin", "-timeout", "40s")
 	uac.Dir = dir
 	if out, err := uac.CombinedOutput(); err != nil {

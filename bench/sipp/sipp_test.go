@@ -16,9 +16,14 @@ import (
 	"time"
 )
 
+// lo is this package's own loopback address: other test packages running
+// at the same time reserve ports on 127.0.0.1 by binding and closing them
+// and then send there; here they cannot reach this package's UAS.
+const lo = "127.0.82.1"
+
 func freePort(t *testing.T) int {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(lo)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +44,7 @@ func TestScenariosDirect(t *testing.T) {
 			uasPort, uacPort := freePort(t), freePort(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			uas := exec.CommandContext(ctx, bin, "-sf", filepath.Join(wd, "uas.xml"), "-i", "127.0.0.1",
+			uas := exec.CommandContext(ctx, bin, "-sf", filepath.Join(wd, "uas.xml"), "-i", lo,
 				"-p", strconv.Itoa(uasPort), "-m", "100", "-trace_logs", "-nostdin", "-timeout", "50s")
 			uas.Dir = dir
 			if err := uas.Start(); err != nil {
@@ -47,9 +52,9 @@ func TestScenariosDirect(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = uas.Process.Kill(); _ = uas.Wait() })
 			time.Sleep(300 * time.Millisecond)
-			out, err := exec.CommandContext(ctx, bin, "127.0.0.1:"+strconv.Itoa(uasPort),
+			out, err := exec.CommandContext(ctx, bin, lo+":"+strconv.Itoa(uasPort),
 				"-sf", filepath.Join(wd, uac), "-inf", filepath.Join(wd, "numbers.csv"),
-				"-i", "127.0.0.1", "-p", strconv.Itoa(uacPort), "-m", "100", "-r", "50",
+				"-i", lo, "-p", strconv.Itoa(uacPort), "-m", "100", "-r", "50",
 				"-nostdin", "-timeout", "40s", "-trace_err").CombinedOutput()
 			if err != nil {
 				t.Fatalf("UAC failed: %v\n%s", err, tail(out))
