@@ -61,6 +61,11 @@
 //
 // # Concurrency
 //
+// A caller with idle gaps of its own, an event loop between datagrams, can
+// refill the pool itself with a Refiller, one scalar multiplication per
+// Step: it keeps its CPU instead of sleeping, and no thread switch or wakeup
+// is paid for that refill work.
+//
 // A Signer is safe for concurrent use. Sign holds the pool mutex only to pop
 // a token and run the online step (well under a microsecond). Refill workers
 // wake when the pool falls below half full and refill it to the top in

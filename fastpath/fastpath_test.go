@@ -20,6 +20,7 @@ import (
 
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/e164"
+	"github.com/shakenline/shakenline/es256"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -510,7 +511,7 @@ func TestSignOnLoopWithWarmSoftware(t *testing.T) {
 		c.Signer = chain
 	})
 	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
-	before := mSignedOnLoop.Get()
+	before, stepsBefore := mSignedOnLoop.Get(), mIdleSteps.Get()
 	for i := range 50 {
 		te.send(t, invite(ca, fmt.Sprintf("loop%d", i), ""))
 		got, _ := recv(t, te.next)
@@ -523,6 +524,14 @@ func TestSignOnLoopWithWarmSoftware(t *testing.T) {
 	}
 	if mSignedOnLoop.Get() == before {
 		t.Fatal("no call was signed on the loop")
+	}
+	// One client, so one loop took every call and used more than a
+	// refill batch of its shard's tokens: the pool had room for a whole
+	// batch while later calls came in, and the loop, drained between
+	// them, computed that batch itself (the background worker waits for
+	// the pool to fall below half).
+	if got := mIdleSteps.Get() - stepsBefore; got < es256.RefillerBatch {
+		t.Fatalf("the loop made %d refill steps, want at least a batch (%d)", got, es256.RefillerBatch)
 	}
 }
 

@@ -54,6 +54,9 @@ var (
 	mRecvCalls     = metrics.NewCounter(`shakenline_udp_recvmmsg_calls_total`)
 	mRecvDatagrams = metrics.NewCounter(`shakenline_udp_recvmmsg_datagrams_total`)
 	mRecvWaits     = metrics.NewCounter(`shakenline_udp_poll_waits_total`) // a drained loop waiting for more (rxLinger)
+	// A drained loop refilling the software key's nonce pool instead of
+	// sleeping: one scalar multiplication per step (see loop.idle).
+	mIdleSteps = metrics.NewCounter(`shakenline_loop_idle_refill_steps_total`)
 )
 
 // latencyHistogram is the added latency of signed calls (datagram read to

@@ -340,6 +340,59 @@ func (c *Chain) TrySign(r *Request, shard int) bool {
 	return false
 }
 
+// IdleWork is background work a caller does itself in small slices
+// between its own tasks (an event loop between datagrams): Step does one
+// slice (tens of microseconds at most) and reports whether it did any;
+// false means there is nothing to do now and the caller may sleep. Close
+// wipes what a slice under way holds. Not safe for concurrent use.
+type IdleWork interface {
+	Step() bool
+	Close()
+}
+
+// idleWorker is a signer with IdleWork (the software signer's nonce pools).
+type idleWorker interface {
+	IdleWork(shard int) IdleWork
+}
+
+// IdleWork returns the idle work of the chain's software links for shard
+// (see TrySign), or nil when no link has any. A loop that does it keeps the
+// software key's nonce pool full without ever sleeping while the pool has
+// room.
+func (c *Chain) IdleWork(shard int) IdleWork {
+	var ws idleWorks
+	for _, l := range c.links {
+		if iw, ok := l.s.(idleWorker); ok {
+			ws = append(ws, iw.IdleWork(shard))
+		}
+	}
+	switch len(ws) {
+	case 0:
+		return nil
+	case 1:
+		return ws[0]
+	}
+	return ws
+}
+
+// idleWorks steps the first of several IdleWorks that has work.
+type idleWorks []IdleWork
+
+func (ws idleWorks) Step() bool {
+	for _, w := range ws {
+		if w.Step() {
+			return true
+		}
+	}
+	return false
+}
+
+func (ws idleWorks) Close() {
+	for _, w := range ws {
+		w.Close()
+	}
+}
+
 // dispatch queues r at the first link from index from on that is usable
 // and whose breaker admits it.
 func (c *Chain) dispatch(r *Request, from int) error {

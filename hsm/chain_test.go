@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/es256"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/hsm/signertest"
 	"github.com/shakenline/shakenline/hsm/softhsmtest"
@@ -371,4 +372,61 @@ func TestQueueWaitBeyondBudgetRefused(t *testing.T) {
 		t.Fatalf("only %d of 60 refused up front; %d answered late", refused, late)
 	}
 	t.Logf("%d refused at once, %d queued, %d of those past their deadline", refused, len(submitted), late)
+}
+
+// IdleWork comes from the chain's software links: a chain without one has
+// none, and a software link's work refills the shard's pool until it has no
+// room for another batch.
+func TestChainIdleWork(t *testing.T) {
+	key := newKey(t)
+	cert, _ := softhsmtest.SelfSigned(key, "sp")
+	soft, _ := hsm.NewSoftware("soft", key)
+	t.Cleanup(func() { soft.Close() })
+	h := &hangSigner{Signer: soft, release: make(chan struct{})}
+	close(h.release)
+	c, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: h}}}, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if iw := c.IdleWork(0); iw != nil {
+		t.Fatalf("a chain without a software link has idle work %T", iw)
+	}
+
+	soft2, _ := hsm.NewSoftware("soft2", key)
+	t.Cleanup(func() { soft2.Close() })
+	c2, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: h}, {Signer: soft2}}}, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	iw := c2.IdleWork(0)
+	if iw == nil {
+		t.Fatal("no idle work from a chain with a software link")
+	}
+	defer iw.Close()
+	var d [32]byte
+	var sig [64]byte
+	deadline := time.Now().Add(5 * time.Second)
+	for !soft2.TrySignDigest(0, &d, &sig) { // wait for the pool's first tokens
+		if time.Now().After(deadline) {
+			t.Fatal("the software pool never warmed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 2 * es256.RefillerBatch {
+		soft2.TrySignDigest(0, &d, &sig)
+	}
+	steps := 0
+	for iw.Step() {
+		if steps++; steps > es256.DefaultPoolSize {
+			t.Fatal("idle work never ran out: the pool does not fill")
+		}
+	}
+	if steps == 0 {
+		t.Fatal("no idle work with two batches of room in the pool")
+	}
+	if steps%es256.RefillerBatch != 0 {
+		t.Fatalf("%d steps: not whole batches", steps)
+	}
 }

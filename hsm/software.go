@@ -71,6 +71,14 @@ func (s *Software) TrySignDigest(shard int, digest *[32]byte, sig *[64]byte) boo
 	return ok && err == nil
 }
 
+// IdleWork returns refill work for shard's nonce pool that an event loop
+// does in its idle gaps, one scalar multiplication per Step (see
+// es256.Refiller). The caller owns it: one per loop, closed when the loop
+// ends.
+func (s *Software) IdleWork(shard int) IdleWork {
+	return s.shards[uint(shard)%uint(len(s.shards))].NewRefiller()
+}
+
 // Close stops the nonce workers and wipes the pools.
 func (s *Software) Close() error {
 	for _, sh := range s.shards {
