@@ -29,7 +29,8 @@ func main() {
 var ErrUsage = errors.New("compare: usage")
 
 const usage = "usage: compare run --appliance BIN --out DIR [--quick] [--latest FILE] [--readme FILE]\n" +
-	"       compare report --out DIR [--latest FILE] [--readme FILE]"
+	"       compare report --out DIR [--latest FILE] [--readme FILE]\n" +
+	"       compare stalls [--seconds N]   (run under taskset: the gaps one CPU shows a clock-reading thread)"
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -44,11 +45,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	latest := fs.String("latest", "", "also write the report here, with image paths relative to it")
 	readme := fs.String("readme", "", "replace the results section of this README (between the bench:results markers)")
 	only := fs.String("only", "", "run: only this setup (debugging)")
+	seconds := fs.Float64("seconds", 3, "stalls: how long to measure")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if args[0] == "stalls" {
+		if err := stallsCommand(*seconds, os.Stdout); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		return 0
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, usage)
@@ -110,6 +119,12 @@ func runAll(ctx context.Context, bin, out string, quick bool, only string, log i
 		if s, err := ParseOpenSSLSpeed(o); err == nil {
 			r.OpenSSL = &s
 		}
+	}
+
+	fmt.Fprintf(log, "compare: stalls of CPU %d (%.0f s of clock readings)\n", p.SUTCPU, p.StallSeconds)
+	if r.Stalls, err = sutStalls(p.SUTCPU, p.StallSeconds); err != nil {
+		r.StallsErr = err.Error()
+		fmt.Fprintln(log, err)
 	}
 
 	fmt.Fprintf(log, "compare: softhsm2 C_Sign (bench/hsmraw) on CPU %d\n", p.SUTCPU)

@@ -279,6 +279,9 @@ func Summary(r *Run, prefix string) string {
 			p99 += fmt.Sprintf("; hypervisor steal during that run: %.0f ms", app.Fixed.StealMs)
 		}
 	}
+	if st := r.Stalls; st != nil {
+		p99 += "; " + stallSentence(st)
+	}
 	fmt.Fprintf(&b, "| added latency p99 at 80 %% of the appliance's highest clean rate | < %.0f µs | %s | %s |\n", goalP99Micros, p99, verdict(g.Known[2], g.OK[2]))
 	return b.String()
 }
@@ -293,6 +296,11 @@ func Markdown(r *Run, prefix, method, plotErr string) string {
 		r.Env.CPUModel, r.Env.Cores, r.Env.Kernel, r.Env.Go, r.Env.Layout, r.Env.Appliance, r.Env.Kamailio, r.Env.OpenSSL,
 		r.Params.Start, r.Params.Factor, r.Params.StepDuration, r.Params.LossPct, r.Params.Refine, r.Params.Fixed, 100*r.Params.FixedFraction,
 		r.Started.Format("15:04:05"), r.Finished.Format("15:04:05 UTC"))
+	if st := r.Stalls; st != nil {
+		fmt.Fprintf(&b, "- stall meter on CPU %d before the setups (a thread that only reads the clock, %.0f s; `shakecompare stalls`): %s\n\n", st.CPU, st.Seconds, stallTable(st))
+	} else if r.StallsErr != "" {
+		fmt.Fprintf(&b, "- stall meter: %s\n", r.StallsErr)
+	}
 	fmt.Fprintf(&b, "- other load on the machine at start (ps, %%CPU):\n\n```\n%s\n```\n", r.Env.TopStart)
 
 	b.WriteString("\n## Signing cost separated from SIP cost\n\n")
@@ -553,4 +561,25 @@ func writeSessionTable(b *strings.Builder, lines []BenchLine, prefix string) {
 	for _, k := range keys {
 		fmt.Fprintf(b, "| %s | %.0f | %.0f |\n", k, rows[k].raw, rows[k].chain)
 	}
+}
+
+// stallSentence is the stall meter's result in the p99 verdict: how much of
+// the time the SUT's CPU was away for a millisecond or more.
+func stallSentence(st *Stalls) string {
+	n, us1 := st.AtLeast(1000)
+	_, us100 := st.AtLeast(100)
+	return fmt.Sprintf("the SUT's CPU, measured idle before the runs, stalled ≥ 1 ms %d times in %.0f s (%.2f %% of the time; ≥ 100 µs: %.2f %%)",
+		n, st.Seconds, 100*us1/(st.Seconds*1e6), 100*us100/(st.Seconds*1e6))
+}
+
+// stallTable lists the stall meter's classes inline.
+func stallTable(st *Stalls) string {
+	var parts []string
+	for i, f := range st.Floors {
+		if i >= len(st.Count) || i >= len(st.Micros) {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("≥ %s µs: %d (%.1f ms)", us(f), st.Count[i], st.Micros[i]/1e3))
+	}
+	return strings.Join(parts, ", ")
 }

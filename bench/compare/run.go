@@ -48,6 +48,7 @@ type Params struct {
 	HSMBench        string        `json:"hsm_bench"`
 	HSMBenchtime    string        `json:"hsm_benchtime"`
 	PerfFreq        int           `json:"perf_hz"`
+	StallSeconds    float64       `json:"stall_seconds"` // the stall meter on the SUT's CPU
 }
 
 // DefaultParams returns the full or the quick settings.
@@ -56,12 +57,12 @@ func DefaultParams(quick bool) Params {
 		Quick: quick, Start: 500, Factor: 1.3, StepDuration: 3 * time.Second, Pause: 500 * time.Millisecond,
 		Drain: time.Second, Warmup: time.Second, Fixed: 5 * time.Second, FixedFraction: 0.8, LossPct: 0.1,
 		MaxSteps: 30, Refine: 3, GenCPU: 0, SUTCPU: 1, KamailioWorkers: 2, OpenSSLSeconds: 3,
-		HSMBench: ".", HSMBenchtime: "1s", PerfFreq: 499,
+		HSMBench: ".", HSMBenchtime: "1s", PerfFreq: 499, StallSeconds: 5,
 	}
 	if quick {
 		p.Start, p.Factor, p.StepDuration, p.Pause, p.Drain = 2000, 2, time.Second, 200*time.Millisecond, 500*time.Millisecond
 		p.Warmup, p.Fixed, p.OpenSSLSeconds, p.HSMBench, p.HSMBenchtime = 200*time.Millisecond, 1500*time.Millisecond, 1, "Sign", "100ms"
-		p.MaxSteps, p.Refine = 10, 0
+		p.MaxSteps, p.Refine, p.StallSeconds = 10, 0, 1
 	}
 	return p
 }
@@ -153,6 +154,9 @@ type Run struct {
 	// server on the SUT core, the benchmark on the generator's core.
 	HSMRemote []BenchLine `json:"hsmraw_remote,omitempty"`
 	RemoteErr string      `json:"hsmraw_remote_error,omitempty"`
+	// The stall meter on the SUT's CPU before the setups ran.
+	Stalls    *Stalls `json:"stalls,omitempty"`
+	StallsErr string  `json:"stalls_error,omitempty"`
 }
 
 // lab is the key material shared by all setups.
