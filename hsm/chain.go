@@ -355,41 +355,50 @@ type idleWorker interface {
 	IdleWork(shard int) IdleWork
 }
 
-// IdleWork returns the idle work of the chain's software links for shard
-// (see TrySign), or nil when no link has any. A loop that does it keeps the
-// software key's nonce pool full without ever sleeping while the pool has
-// room.
+// IdleWork returns idle work for shard (see TrySign) that follows the
+// chain's choice of signer, or nil when no link has any. Each Step steps the
+// work of the link TrySign would sign with now (the first usable link whose
+// breaker is closed), and only that: while a software key signs the calls, a
+// loop that refills its nonce pool in its idle gaps never sleeps or wakes for
+// it; while an HSM signs them, the software fallback's pool is left to its
+// background workers at idle priority, and the CPU to the HSM's sessions.
 func (c *Chain) IdleWork(shard int) IdleWork {
-	var ws idleWorks
-	for _, l := range c.links {
+	ci := &chainIdle{c: c, ws: make([]IdleWork, len(c.links))}
+	has := false
+	for i, l := range c.links {
 		if iw, ok := l.s.(idleWorker); ok {
-			ws = append(ws, iw.IdleWork(shard))
+			ci.ws[i] = iw.IdleWork(shard)
+			has = true
 		}
 	}
-	switch len(ws) {
-	case 0:
+	if !has {
 		return nil
-	case 1:
-		return ws[0]
 	}
-	return ws
+	return ci
 }
 
-// idleWorks steps the first of several IdleWorks that has work.
-type idleWorks []IdleWork
+// chainIdle is a Chain's IdleWork: one IdleWork per link, nil where the
+// link has none.
+type chainIdle struct {
+	c  *Chain
+	ws []IdleWork
+}
 
-func (ws idleWorks) Step() bool {
-	for _, w := range ws {
-		if w.Step() {
-			return true
+func (ci *chainIdle) Step() bool {
+	for i, l := range ci.c.links {
+		if !l.usable() || l.br.state.Load() != bClosed {
+			continue
 		}
+		return ci.ws[i] != nil && ci.ws[i].Step()
 	}
 	return false
 }
 
-func (ws idleWorks) Close() {
-	for _, w := range ws {
-		w.Close()
+func (ci *chainIdle) Close() {
+	for _, w := range ci.ws {
+		if w != nil {
+			w.Close()
+		}
 	}
 }
 

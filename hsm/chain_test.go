@@ -374,9 +374,10 @@ func TestQueueWaitBeyondBudgetRefused(t *testing.T) {
 	t.Logf("%d refused at once, %d queued, %d of those past their deadline", refused, len(submitted), late)
 }
 
-// IdleWork comes from the chain's software links: a chain without one has
-// none, and a software link's work refills the shard's pool until it has no
-// room for another batch.
+// IdleWork comes from the chain's software links, and steps only while a
+// software link is the one the chain signs with: behind an HSM that answers,
+// the fallback's pool is left to its background workers. A software link's
+// work refills the shard's pool until it has no room for another batch.
 func TestChainIdleWork(t *testing.T) {
 	key := newKey(t)
 	cert, _ := softhsmtest.SelfSigned(key, "sp")
@@ -393,6 +394,7 @@ func TestChainIdleWork(t *testing.T) {
 		t.Fatalf("a chain without a software link has idle work %T", iw)
 	}
 
+	// An answering signer first, the software key behind it.
 	soft2, _ := hsm.NewSoftware("soft2", key)
 	t.Cleanup(func() { soft2.Close() })
 	c2, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: h}, {Signer: soft2}}}, cert)
@@ -400,23 +402,42 @@ func TestChainIdleWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c2.Close() })
-	iw := c2.IdleWork(0)
-	if iw == nil {
-		t.Fatal("no idle work from a chain with a software link")
-	}
-	defer iw.Close()
 	var d [32]byte
 	var sig [64]byte
-	deadline := time.Now().Add(5 * time.Second)
-	for !soft2.TrySignDigest(0, &d, &sig) { // wait for the pool's first tokens
-		if time.Now().After(deadline) {
-			t.Fatal("the software pool never warmed")
+	drain := func(s *hsm.Software) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !s.TrySignDigest(0, &d, &sig) { // wait for the pool's first tokens
+			if time.Now().After(deadline) {
+				t.Fatal("the software pool never warmed")
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
+		for range 2 * es256.RefillerBatch {
+			s.TrySignDigest(0, &d, &sig)
+		}
 	}
-	for range 2 * es256.RefillerBatch {
-		soft2.TrySignDigest(0, &d, &sig)
+	iw2 := c2.IdleWork(0)
+	if iw2 == nil {
+		t.Fatal("no idle work from a chain with a software link")
 	}
+	defer iw2.Close()
+	drain(soft2)
+	if iw2.Step() {
+		t.Fatal("idle work ran for the fallback while the first signer answers")
+	}
+
+	// The software key signs: its pool's refill is the idle work.
+	soft3, _ := hsm.NewSoftware("soft3", key)
+	t.Cleanup(func() { soft3.Close() })
+	c3, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: soft3}}}, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c3.Close() })
+	iw := c3.IdleWork(0)
+	defer iw.Close()
+	drain(soft3)
 	steps := 0
 	for iw.Step() {
 		if steps++; steps > es256.DefaultPoolSize {
