@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -267,6 +268,32 @@ func TestBypassReason(t *testing.T) {
 	}
 }
 
+// newSoft is a software signer closed when the test ends.
+func newSoft(t *testing.T, name string, key *ecdsa.PrivateKey) *hsm.Software {
+	t.Helper()
+	s, err := hsm.NewSoftware(name, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// newChain is a chain of signers, in order, closed when the test ends.
+func newChain(t *testing.T, cert *x509.Certificate, signers ...hsm.Signer) *hsm.Chain {
+	t.Helper()
+	var cfg hsm.Config
+	for _, s := range signers {
+		cfg.Signers = append(cfg.Signers, hsm.SignerConfig{Signer: s})
+	}
+	c, err := hsm.New(context.Background(), cfg, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // TrySign signs on the caller's goroutine only when the link the chain
 // would pick can do so without blocking: a software key with a warm pool.
 func TestChainTrySign(t *testing.T) {
@@ -296,13 +323,7 @@ func TestChainTrySign(t *testing.T) {
 	// wins and TrySign declines, even though the next link could.
 	h := &hangSigner{Signer: soft, release: make(chan struct{})}
 	close(h.release)
-	soft2, _ := hsm.NewSoftware("soft2", key)
-	t.Cleanup(func() { soft2.Close() })
-	c2, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: h}, {Signer: soft2}}}, cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c2.Close() })
+	c2 := newChain(t, cert, h, newSoft(t, "soft2", key))
 	for range 50 {
 		if c2.TrySign(r, 0) {
 			t.Fatal("TrySign skipped the first signer of the chain")
@@ -381,27 +402,15 @@ func TestQueueWaitBeyondBudgetRefused(t *testing.T) {
 func TestChainIdleWork(t *testing.T) {
 	key := newKey(t)
 	cert, _ := softhsmtest.SelfSigned(key, "sp")
-	soft, _ := hsm.NewSoftware("soft", key)
-	t.Cleanup(func() { soft.Close() })
-	h := &hangSigner{Signer: soft, release: make(chan struct{})}
+	h := &hangSigner{Signer: newSoft(t, "soft", key), release: make(chan struct{})}
 	close(h.release)
-	c, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: h}}}, cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if iw := c.IdleWork(0); iw != nil {
+	if iw := newChain(t, cert, h).IdleWork(0); iw != nil {
 		t.Fatalf("a chain without a software link has idle work %T", iw)
 	}
 
 	// An answering signer first, the software key behind it.
-	soft2, _ := hsm.NewSoftware("soft2", key)
-	t.Cleanup(func() { soft2.Close() })
-	c2, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: h}, {Signer: soft2}}}, cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c2.Close() })
+	soft2 := newSoft(t, "soft2", key)
+	c2 := newChain(t, cert, h, soft2)
 	var d [32]byte
 	var sig [64]byte
 	drain := func(s *hsm.Software) {
@@ -428,14 +437,8 @@ func TestChainIdleWork(t *testing.T) {
 	}
 
 	// The software key signs: its pool's refill is the idle work.
-	soft3, _ := hsm.NewSoftware("soft3", key)
-	t.Cleanup(func() { soft3.Close() })
-	c3, err := hsm.New(context.Background(), hsm.Config{Signers: []hsm.SignerConfig{{Signer: soft3}}}, cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c3.Close() })
-	iw := c3.IdleWork(0)
+	soft3 := newSoft(t, "soft3", key)
+	iw := newChain(t, cert, soft3).IdleWork(0)
 	defer iw.Close()
 	drain(soft3)
 	steps := 0
