@@ -216,8 +216,10 @@ func writeAtomic(path string, b []byte) error {
 
 // ParsePreload reads an x5u preload list: one absolute http or https URL
 // per line; blank lines and lines starting with '#' are skipped;
-// surrounding whitespace is trimmed. Duplicates are dropped. A malformed
-// line is an error naming its number.
+// surrounding whitespace is trimmed. The scheme is written in lower case,
+// its canonical form (RFC 3986 section 6.2.2.1), so that "HTTPS://a/x" and
+// "https://a/x" are one URL; duplicates are dropped. A malformed line is an
+// error naming its number.
 func ParsePreload(r io.Reader) ([]string, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 8192)
@@ -233,6 +235,7 @@ func ParsePreload(r io.Reader) ([]string, error) {
 			strings.ContainsAny(line, " \t") {
 			return nil, fmt.Errorf("%w: line %d: not an http(s) URL", ErrPreload, n)
 		}
+		line = u.Scheme + line[len(u.Scheme):] // url.Parse lower-cases the scheme
 		if seen[line] {
 			continue
 		}

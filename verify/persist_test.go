@@ -153,6 +153,7 @@ func TestParsePreload(t *testing.T) {
 		{in: "# only a comment\n\n", want: nil},
 		{in: "https://a.test/x.pem\r\nhttp://b.test:8080/y\n", want: []string{"https://a.test/x.pem", "http://b.test:8080/y"}},
 		{in: "https://a.test/x\nhttps://a.test/x\n", want: []string{"https://a.test/x"}},
+		{in: "HTTPS://a.test/X\nhttps://a.test/X\nhtTp://0\n", want: []string{"https://a.test/X", "http://0"}}, // scheme only
 		{in: "ftp://a.test/x\n", err: true},
 		{in: "/relative\n", err: true},
 		{in: "https://user:pw@a.test/x\n", err: true},
