@@ -198,7 +198,13 @@ func (u URI) String() string {
 	add(&query, "module-path", u.ModulePath)
 	add(&query, "module-name", u.ModuleName)
 	if u.PINSource != "" {
-		query = append(query, "pin-source=file:"+pctEncode([]byte(u.PINSource)))
+		scheme := "file:"
+		if strings.HasPrefix(u.PINSource, "//") {
+			// ParseURI reads file://x as the file:///path form and drops
+			// the "//": a path that itself starts with "//" needs it twice.
+			scheme = "file://"
+		}
+		query = append(query, "pin-source="+scheme+pctEncode([]byte(u.PINSource)))
 	}
 	s := "pkcs11:" + strings.Join(path, ";")
 	if len(query) > 0 {
