@@ -12,18 +12,24 @@ import (
 	"github.com/shakenline/shakenline/hsm/softhsmtest"
 )
 
+// tokenURI makes a SoftHSM token holding a P-256 key and returns its URI
+// and public key.
+func tokenURI(t *testing.T, label string) (URI, *ecdsa.PublicKey) {
+	t.Helper()
+	tk := softhsmtest.New(t).NewToken(label, nil)
+	u, err := ParseURI(tk.URI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, tk.Cert.PublicKey.(*ecdsa.PublicKey)
+}
+
 // TestDirectSigning checks that the signer reaches SoftHSM's function list
 // (the miekg/pkcs11 context layout it relies on still holds), and that a
 // batch signed in one call and the same digests signed through miekg/pkcs11
 // all verify.
 func TestDirectSigning(t *testing.T) {
-	env := softhsmtest.New(t)
-	tk := env.NewToken("direct", nil)
-	u, err := ParseURI(tk.URI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := tk.Cert.PublicKey.(*ecdsa.PublicKey)
+	u, pub := tokenURI(t, "direct")
 	for _, noDirect := range []bool{false, true} {
 		p, err := OpenPKCS11(u, PKCS11Options{Sessions: 1, Want: pub, NoDirect: noDirect})
 		if err != nil {
@@ -59,13 +65,7 @@ func TestDirectSigning(t *testing.T) {
 // ErrSessionLost instead of calling into a finalised, unloaded module
 // (miekg/pkcs11's destroyed context, a dangling function list: SIGSEGV).
 func TestSignAfterModuleReleased(t *testing.T) {
-	env := softhsmtest.New(t)
-	tk := env.NewToken("released", nil)
-	u, err := ParseURI(tk.URI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := tk.Cert.PublicKey.(*ecdsa.PublicKey)
+	u, pub := tokenURI(t, "released")
 	for _, noDirect := range []bool{false, true} {
 		p, err := OpenPKCS11(u, PKCS11Options{Sessions: 1, Want: pub, NoDirect: noDirect})
 		if err != nil {
