@@ -1,6 +1,8 @@
 package es256
 
 import (
+	"github.com/shakenline/shakenline/internal/cputime"
+
 	"crypto/ecdsa"
 	"crypto/rand"
 	"math"
@@ -40,7 +42,7 @@ func TestSignZeroAllocs(t *testing.T) {
 // signatures per user-CPU second (the divisor `openssl speed` uses by
 // default) and per user+system CPU second.
 func reportPerCore(b *testing.B, user0, total0 time.Duration) {
-	user1, total1 := cpuTime()
+	user1, total1 := cputime.Process()
 	if u := (user1 - user0).Seconds(); u > 0 {
 		b.ReportMetric(float64(b.N)/u, "sign/s/user-cpu")
 	}
@@ -101,7 +103,7 @@ func benchSustained(b *testing.B, o Options) {
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
-	user0, total0 := cpuTime()
+	user0, total0 := cputime.Process()
 	s, err := New(key, o)
 	if err != nil {
 		b.Fatal(err)
@@ -131,7 +133,7 @@ func BenchmarkCryptoECDSA(b *testing.B) {
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
-	user0, total0 := cpuTime()
+	user0, total0 := cputime.Process()
 	for i := 0; i < b.N; i++ {
 		d[0], d[1] = byte(i), byte(i>>8)
 		if _, err := ecdsa.SignASN1(rand.Reader, key, d[:]); err != nil {
@@ -147,7 +149,7 @@ func BenchmarkSignParallel(b *testing.B) {
 	s := newSigner(b, newKey(b), Options{})
 	b.ReportAllocs()
 	b.ResetTimer()
-	user0, total0 := cpuTime()
+	user0, total0 := cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		var d [32]byte
 		var sig [64]byte

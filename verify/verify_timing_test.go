@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"github.com/shakenline/shakenline/internal/cputime"
+
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -207,10 +209,10 @@ func BenchmarkVerifySigTable(b *testing.B) {
 // the core) these are the figures to compare with its verify/s. Linux
 // splits user and system time by tick sampling; their sum is exact.
 func reportUserCPU(b *testing.B) func() {
-	u0, t0 := cpuTime()
+	u0, t0 := cputime.Process()
 	return func() {
 		if b.N > 0 {
-			u1, t1 := cpuTime()
+			u1, t1 := cputime.Process()
 			b.ReportMetric(float64(u1-u0)/float64(b.N)/1e3, "user-µs/op")
 			b.ReportMetric(float64(t1-t0)/float64(b.N)/1e3, "cpu-µs/op")
 		}

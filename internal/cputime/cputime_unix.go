@@ -1,15 +1,13 @@
 //go:build unix
 
-package verify
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime returns the user and total (user+system) CPU time of the whole
-// process, all threads.
-func cpuTime() (user, total time.Duration) {
+func process() (user, total time.Duration) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0, 0
