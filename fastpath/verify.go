@@ -142,7 +142,9 @@ func (j *job) finishVerify(r VerifyResult) {
 	// A verstat the caller wrote into that URI is replaced: only ours
 	// counts.
 	j.hdr = append(append(j.hdr[:0], ";verstat="...), r.Verstat...)
-	ann := verstatAnnotation(j.pkt, &j.msg, j.hdr)
+	param := len(j.hdr)
+	ann, hdr := verstatAnnotation(j.hdr, j.pkt, &j.msg, j.hdr[:param])
+	j.hdr = hdr
 	switch s.cfg.Mode {
 	case Inline:
 		j.sc.ed.n = 0
@@ -155,81 +157,128 @@ func (j *job) finishVerify(r VerifyResult) {
 	j.l.sendq <- j
 }
 
-// existingVerstat is the span of a ";verstat=..." parameter already in the
-// URI u (up to the next ';', '@', '>' or the end), empty when there is none.
-func existingVerstat(pkt []byte, u sip.Span) sip.Span {
-	return findVerstat(pkt, int(u.Start), int(u.End), ";@>?")
-}
-
-// headerVerstat is the span of a ";verstat=..." header parameter of the
-// identity whose URI is u (after u, up to the end of its header value),
-// empty when there is none.
-func headerVerstat(pkt []byte, u sip.Span) sip.Span {
-	end := int(u.End)
-	for end < len(pkt) && pkt[end] != ',' && pkt[end] != '\r' && pkt[end] != '\n' {
-		end++
-	}
-	return findVerstat(pkt, int(u.End), end, ";, \t")
-}
-
-// findVerstat is the first ";verstat=..." in pkt[start:end] (the value
-// running up to a byte of stop or end), empty when there is none.
-func findVerstat(pkt []byte, start, end int, stop string) sip.Span {
-	b := pkt[start:end]
-	const p = ";verstat="
-	for i := 0; i+len(p) <= len(b); i++ {
-		if !strings.EqualFold(string(b[i:i+len(p)]), p) {
+// nextVerstat finds the first verstat parameter in pkt[start:end] and
+// returns its span, from its ';' through its value; s == e == 0 when there
+// is none. The name matches in any case. In a URI (header false) the
+// parameter is ";verstat=value", the value running to the next ';', '@',
+// '>' or '?'. Among header parameters (header true) it is a generic-param
+// of RFC 3261 section 25.1, with white space allowed around ';' and '='
+// (SEMI, EQUAL), the value optional and a token or a quoted-string; it ends
+// before the next ';' or ','.
+func nextVerstat(pkt []byte, start, end int, header bool) (s, e int) {
+	const name = "verstat"
+	for i := start; i < end; i++ {
+		if pkt[i] != ';' {
 			continue
 		}
-		e := i + len(p)
-		for e < len(b) && strings.IndexByte(stop, b[e]) < 0 {
-			e++
+		p := i + 1
+		if header {
+			p = skipWS(pkt, p, end)
 		}
-		return sip.Span{Start: int32(start + i), End: int32(start + e)}
+		if end-p < len(name) || !strings.EqualFold(string(pkt[p:p+len(name)]), name) {
+			continue
+		}
+		p += len(name)
+		if !header {
+			if p >= end || pkt[p] != '=' {
+				continue
+			}
+			for p++; p < end && strings.IndexByte(";@>?", pkt[p]) < 0; p++ {
+			}
+			return i, p
+		}
+		q := skipWS(pkt, p, end)
+		switch {
+		case q >= end || pkt[q] == ';' || pkt[q] == ',':
+			return i, p // a verstat without a value
+		case pkt[q] != '=':
+			continue // another parameter whose name starts with "verstat"
+		}
+		q = skipWS(pkt, q+1, end)
+		if q < end && pkt[q] == '"' {
+			for q++; q < end && pkt[q] != '"'; q++ {
+				if pkt[q] == '\\' {
+					q++
+				}
+			}
+			return i, min(q+1, end)
+		}
+		for q < end && pkt[q] != ';' && pkt[q] != ',' && pkt[q] != ' ' && pkt[q] != '\t' && pkt[q] != '\r' && pkt[q] != '\n' {
+			q++
+		}
+		return i, q
 	}
-	return sip.Span{}
+	return 0, 0
 }
 
-var angleOpen, angleClose = []byte("<"), []byte(">")
+// skipWS skips spaces, tabs and line folds (CRLF or LF followed by white
+// space) from p.
+func skipWS(pkt []byte, p, end int) int {
+	for p < end {
+		switch pkt[p] {
+		case ' ', '\t', '\r', '\n':
+			p++
+		default:
+			return p
+		}
+	}
+	return p
+}
 
-// verstatAnnotation is the edits that put param (";verstat=...") on the
-// identity verstatPoint picks, replacing a verstat already there; it is
-// empty when the call names no number.
-func verstatAnnotation(pkt []byte, m *sip.Message, param []byte) annotation {
+// appendWithoutVerstat appends pkt[start:end] to dst without its verstat
+// parameters (see nextVerstat).
+func appendWithoutVerstat(dst, pkt []byte, start, end int, header bool) []byte {
+	for start < end {
+		s, e := nextVerstat(pkt, start, end, header)
+		if s == e {
+			break
+		}
+		dst = append(dst, pkt[start:s]...)
+		start = e
+	}
+	return append(dst, pkt[start:end]...)
+}
+
+// verstatAnnotation is the edit that puts param (";verstat=...") on the
+// identity verstatPoint picks, and leaves no other verstat on it: each one
+// the caller wrote into that URI goes, and so does each one among the
+// header parameters after it (not the URI's by RFC 3261 section 20.10, but
+// lenient parsers read them as the number's). An addr-spec gains angle
+// brackets so that verstat is a URI parameter and the header's parameters
+// stay the header's. The identity is rewritten into buf, which is returned
+// grown, and the annotation replaces it (from the URI to the end of the
+// header value) with that copy. The annotation is empty when the call
+// names no number.
+func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotation, []byte) {
 	var ann annotation
-	u, at, bracketed := verstatPoint(pkt, m)
+	na, at, bracketed := verstatPoint(pkt, m)
 	if at < 0 {
-		return ann
+		return ann, buf
 	}
+	u := na.URI
+	end := max(int(na.Value.End), int(u.End))
+	start := len(buf)
 	if !bracketed {
-		// An addr-spec's parameters after ';' belong to the header, not
-		// the URI (RFC 3261 section 20.10): the annotated URI takes angle
-		// brackets so that verstat is a URI parameter.
-		ann.add(int(u.Start), 0, angleOpen)
+		buf = append(buf, '<')
 	}
-	if old := existingVerstat(pkt, u); old.Len() > 0 {
-		ann.add(int(old.Start), old.Len(), param)
-	} else {
-		ann.add(at, 0, param)
-	}
+	// at is the URI's first ';' (tel), its '@' (sip) or its end, none of
+	// them inside a verstat parameter.
+	buf = appendWithoutVerstat(buf, pkt, int(u.Start), at, false)
+	buf = append(buf, param...)
+	buf = appendWithoutVerstat(buf, pkt, at, int(u.End), false)
 	if !bracketed {
-		ann.add(int(u.End), 0, angleClose)
+		buf = append(buf, '>')
 	}
-	// A verstat the caller put among the header parameters (after the
-	// name-addr, or after a bare addr-spec, where RFC 3261 makes every
-	// parameter the header's) is not the URI's, but lenient parsers read
-	// it as the number's: it goes, so that only ours is left.
-	if old := headerVerstat(pkt, u); old.Len() > 0 {
-		ann.add(int(old.Start), old.Len(), nil)
-	}
-	return ann
+	buf = appendWithoutVerstat(buf, pkt, int(u.End), end, true)
+	ann.add(int(u.Start), end-int(u.Start), buf[start:])
+	return ann, buf
 }
 
 // verstatPoint is where ";verstat=..." goes: after the number of the first
 // P-Asserted-Identity that is a telephone number, else of From. It returns
-// that URI's span too and whether it is in angle brackets; at is -1 when
-// neither names a number.
-func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int, bracketed bool) {
+// that identity too and whether its URI is in angle brackets; at is -1
+// when neither names a number.
+func verstatPoint(pkt []byte, m *sip.Message) (na sip.NameAddr, at int, bracketed bool) {
 	var raw [64]byte
 	try := func(u sip.Span) int {
 		if _, _, ok := sip.TelephoneNumber(u.In(pkt), raw[:0]); !ok {
@@ -270,10 +319,10 @@ func verstatPoint(pkt []byte, m *sip.Message) (uri sip.Span, at int, bracketed b
 	}
 	for i := 0; i < int(m.NumPAI); i++ {
 		if at := try(m.PAI[i].URI); at >= 0 {
-			return m.PAI[i].URI, at, inBrackets(m.PAI[i].URI)
+			return m.PAI[i], at, inBrackets(m.PAI[i].URI)
 		}
 	}
-	return m.From.URI, try(m.From.URI), inBrackets(m.From.URI)
+	return m.From, try(m.From.URI), inBrackets(m.From.URI)
 }
 
 func reasonPhrase(code int) string {

@@ -171,6 +171,20 @@ func TestVerstatAnnotation(t *testing.T) {
 			"From: <tel:+12155550100;verstat=X>;tag=1\r\n"},
 		{"bare tel with own verstat last", "From: tel:+12155550100;tag=1;VERSTAT=TN-Validation-Passed\r\n",
 			"From: <tel:+12155550100;verstat=X>;tag=1\r\nTo:"},
+		// Every verstat the caller wrote goes, not only the first: in the
+		// URI (user part and URI parameters), among the header parameters,
+		// with white space around ';' and '=' (RFC 3261 SEMI, EQUAL), with
+		// a quoted value or none.
+		{"two verstats in a tel URI", "From: <tel:+12155550100;verstat=TN-Validation-Passed;npdi;VerStat=TN-Validation-Passed>;tag=1\r\n",
+			"From: <tel:+12155550100;verstat=X;npdi>;tag=1\r\n"},
+		{"verstats in a sip URI's user part and parameters", "From: <sip:+12155550100;verstat=a;verstat=b@198.18.1.2;verstat=c;user=phone>;tag=1\r\n",
+			"From: <sip:+12155550100;verstat=X@198.18.1.2;user=phone>;tag=1\r\n"},
+		{"two verstat header parameters", "From: tel:+12155550100;verstat=TN-Validation-Passed;tag=1;verstat=TN-Validation-Passed\r\n",
+			"From: <tel:+12155550100;verstat=X>;tag=1\r\n"},
+		{"verstat header parameters with white space, quotes, no value", "From: <tel:+12155550100> ; verstat = TN-Validation-Passed ;tag=1;verstat=\"TN-Validation-Passed;x\";VERSTAT\r\n",
+			"From: <tel:+12155550100;verstat=X>  ;tag=1\r\n"},
+		{"other parameters that start with verstat stay", "From: <tel:+12155550100;verstatx=1>;verstatus=2;tag=1\r\n",
+			"From: <tel:+12155550100;verstat=X;verstatx=1>;verstatus=2;tag=1\r\n"},
 		{"bare PAI with own verstat, then another value", "From: <sip:anon@198.18.1.2>;tag=1\r\nP-Asserted-Identity: tel:+12155550100;verstat=TN-Validation-Passed, <sip:+12155550100@198.18.1.2;user=phone>\r\n",
 			"P-Asserted-Identity: <tel:+12155550100;verstat=X>, <sip:+12155550100@198.18.1.2;user=phone>\r\n"},
 	}
@@ -181,7 +195,7 @@ func TestVerstatAnnotation(t *testing.T) {
 		if err := m.Parse(msg); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		ann := verstatAnnotation(msg, &m, []byte(";verstat=X"))
+		ann, _ := verstatAnnotation(nil, msg, &m, []byte(";verstat=X"))
 		var ed edits
 		ann.addTo(&ed)
 		got := ed.apply(nil, msg)
