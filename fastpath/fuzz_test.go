@@ -70,6 +70,7 @@ func FuzzVerstatAnnotation(f *testing.F) {
 		"From: <sip:anon@198.18.1.2>;tag=1\r\nP-Asserted-Identity: tel:+12155550100;verstat=x, <sip:+12155550100@198.18.1.2;user=phone>\r\n",
 		"From: \"A\" < tel:+12155550100;verstat=No-TN-Validation >;tag=1\r\n",
 		"From: <tel:+12155550100;verstat=a;VERSTAT=b>;verstat=c ; Verstat = \"d;e\";tag=1;verstat\r\n",
+		"From: <sip:+12155550100;verstat=a@198.18.1.2;user=phone>;verstat=b;tag=1\r\nP-Asserted-Identity: <tel:+12155550100;verstat=c>, <sip:+12155550100;verstat=d@198.18.1.2;user=phone>\r\n",
 	} {
 		f.Add([]byte("INVITE sip:+12155550123@198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK1\r\n" +
 			h + "To: <sip:+12155550123@198.18.2.2>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
@@ -103,11 +104,21 @@ func FuzzVerstatAnnotation(f *testing.F) {
 		// The identity, from its URI to the end of its header value,
 		// carries exactly one verstat parameter, ours, in the URI.
 		id := got[na.URI.Start:max(na.Value.End, na.URI.End)]
-		if n := countVerstatParams(id); n != 1 {
+		if n := countVerstatParams(got, na); n != 1 {
 			t.Fatalf("identity %q carries %d verstat parameters, want 1:\nin:  %q\nout: %q", id, n, b, got)
 		}
 		if !bytes.Contains(bytes.ToLower(na.URI.In(got)), bytes.ToLower(param)) {
 			t.Fatalf("identity URI %q does not carry %q:\nin:  %q\nout: %q", na.URI.In(got), param, b, got)
+		}
+		// The other identities the request names carry none.
+		others := append([]sip.NameAddr{out.From}, out.PAI[:out.NumPAI]...)
+		for _, o := range others {
+			if o.URI.Start == na.URI.Start || o.URI.Empty() {
+				continue
+			}
+			if id := got[o.URI.Start:max(o.Value.End, o.URI.End)]; countVerstatParams(got, o) != 0 {
+				t.Fatalf("identity %q still carries a verstat:\nin:  %q\nout: %q", id, b, got)
+			}
 		}
 	})
 }
@@ -117,11 +128,12 @@ func FuzzVerstatAnnotation(f *testing.F) {
 // end of the parameter.
 var verstatParam = regexp.MustCompile(`(?i);[ \t\r\n]*verstat[ \t\r\n]*(=|;|,|>|$)`)
 
-// countVerstatParams counts the verstat parameters in b outside quoted
-// strings (a display name, or a quoted parameter value, may contain the
-// text).
-func countVerstatParams(b []byte) int {
+// countVerstatParams counts the verstat parameters of the identity na in
+// msg: in its URI, and among its header parameters outside quoted strings
+// (a quoted parameter value may contain the text).
+func countVerstatParams(msg []byte, na sip.NameAddr) int {
 	var plain []byte
+	b := msg[na.URI.End:max(na.Value.End, na.URI.End)]
 	quoted := false
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; {
@@ -134,5 +146,5 @@ func countVerstatParams(b []byte) int {
 			plain = append(plain, c)
 		}
 	}
-	return len(verstatParam.FindAllIndex(plain, -1))
+	return len(verstatParam.FindAllIndex(na.URI.In(msg), -1)) + len(verstatParam.FindAllIndex(plain, -1))
 }

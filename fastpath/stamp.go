@@ -16,19 +16,21 @@ type edit struct {
 }
 
 // edits is a small, fixed set of edits applied in offset order: at most an
-// annotation (four edits), Max-Forwards, our Via, received, rport and one
+// annotation (five edits), Max-Forwards, our Via, received, rport and one
 // header.
 type edits struct {
 	n int
-	e [10]edit
+	e [len(annotation{}.e) + 5]edit
 }
 
-// annotation is up to four edits that annotate one URI, such as a verstat
-// parameter, with the angle brackets an addr-spec needs to carry it (and
-// the removal of a verstat header parameter the addr-spec had).
+// annotation is up to five edits that annotate the identities of a
+// request, such as the verstat of a verification: one rewrites the
+// annotated identity, the others the other identities (From and up to
+// sip.MaxPAI P-Asserted-Identity values, one of which is the annotated
+// one).
 type annotation struct {
 	n int
-	e [4]edit
+	e [1 + sip.MaxPAI]edit
 }
 
 func (a *annotation) add(at, del int, ins []byte) {
@@ -52,7 +54,7 @@ func (es *edits) add(at, del int, ins []byte) {
 }
 
 // apply appends pkt with the edits applied to dst. Edits are sorted by
-// offset (an insertion sort over at most ten); at one offset, pure
+// offset (an insertion sort over at most fifteen); at one offset, pure
 // inserts come before a replacement, which would otherwise move past the
 // offset and swallow them (our Via before a Max-Forwards that is the first
 // header line); otherwise the order of add is kept.

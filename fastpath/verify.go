@@ -158,55 +158,48 @@ func (j *job) finishVerify(r VerifyResult) {
 }
 
 // nextVerstat finds the first verstat parameter in pkt[start:end] and
-// returns its span, from its ';' through its value; s == e == 0 when there
-// is none. The name matches in any case. In a URI (header false) the
-// parameter is ";verstat=value", the value running to the next ';', '@',
-// '>' or '?'. Among header parameters (header true) it is a generic-param
-// of RFC 3261 section 25.1, with white space allowed around ';' and '='
-// (SEMI, EQUAL), the value optional and a token or a quoted-string; it ends
-// before the next ';' or ','.
+// returns its span, from its ';' through its value and the white space
+// after it; s == e == 0 when there is none. The name matches in any case, with white space allowed around
+// ';' and '=' (RFC 3261 SEMI and EQUAL in header parameters; a lenient
+// reader may take it in a URI too) and the value optional. In a URI
+// (header false) the value runs to the next ';', '@', '>', '?' or white
+// space; among header parameters it is a token or a quoted-string
+// (generic-param, RFC 3261 section 25.1).
 func nextVerstat(pkt []byte, start, end int, header bool) (s, e int) {
 	const name = "verstat"
+	stop := ";@>? \t\r\n"
+	if header {
+		stop = ";, \t\r\n"
+	}
 	for i := start; i < end; i++ {
 		if pkt[i] != ';' {
 			continue
 		}
-		p := i + 1
-		if header {
-			p = skipWS(pkt, p, end)
-		}
+		p := skipWS(pkt, i+1, end)
 		if end-p < len(name) || !strings.EqualFold(string(pkt[p:p+len(name)]), name) {
 			continue
 		}
 		p += len(name)
-		if !header {
-			if p >= end || pkt[p] != '=' {
-				continue
-			}
-			for p++; p < end && strings.IndexByte(";@>?", pkt[p]) < 0; p++ {
-			}
-			return i, p
-		}
 		q := skipWS(pkt, p, end)
 		switch {
-		case q >= end || pkt[q] == ';' || pkt[q] == ',':
-			return i, p // a verstat without a value
+		case q >= end || pkt[q] == ';' || pkt[q] == ',' || !header && strings.IndexByte("@>?", pkt[q]) >= 0:
+			return i, q // a verstat without a value
 		case pkt[q] != '=':
 			continue // another parameter whose name starts with "verstat"
 		}
 		q = skipWS(pkt, q+1, end)
-		if q < end && pkt[q] == '"' {
+		if header && q < end && pkt[q] == '"' {
 			for q++; q < end && pkt[q] != '"'; q++ {
 				if pkt[q] == '\\' {
 					q++
 				}
 			}
-			return i, min(q+1, end)
+			return i, skipWS(pkt, min(q+1, end), end)
 		}
-		for q < end && pkt[q] != ';' && pkt[q] != ',' && pkt[q] != ' ' && pkt[q] != '\t' && pkt[q] != '\r' && pkt[q] != '\n' {
+		for q < end && strings.IndexByte(stop, pkt[q]) < 0 {
 			q++
 		}
-		return i, q
+		return i, skipWS(pkt, q, end)
 	}
 	return 0, 0
 }
@@ -247,8 +240,9 @@ func appendWithoutVerstat(dst, pkt []byte, start, end int, header bool) []byte {
 // brackets so that verstat is a URI parameter and the header's parameters
 // stay the header's. The identity is rewritten into buf, which is returned
 // grown, and the annotation replaces it (from the URI to the end of the
-// header value) with that copy. The annotation is empty when the call
-// names no number.
+// header value) with that copy; so are From and the other recorded
+// P-Asserted-Identity values that carry a verstat, without one. The
+// annotation is empty when the call names no number.
 func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotation, []byte) {
 	var ann annotation
 	na, at, bracketed := verstatPoint(pkt, m)
@@ -271,6 +265,29 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 	}
 	buf = appendWithoutVerstat(buf, pkt, int(u.End), end, true)
 	ann.add(int(u.Start), end-int(u.Start), buf[start:])
+	// The other identities the call names (From, the other recorded
+	// P-Asserted-Identity values) lose theirs too: a network that strips
+	// P-Asserted-Identity towards the user would otherwise show a verstat
+	// the caller wrote on From.
+	others := func(o *sip.NameAddr) {
+		if o.URI.Start == u.Start || o.URI.Empty() {
+			return
+		}
+		ou, oe := int(o.URI.Start), max(int(o.Value.End), int(o.URI.End))
+		if s, e := nextVerstat(pkt, ou, int(o.URI.End), false); s == e {
+			if s, e := nextVerstat(pkt, int(o.URI.End), oe, true); s == e {
+				return
+			}
+		}
+		start := len(buf)
+		buf = appendWithoutVerstat(buf, pkt, ou, int(o.URI.End), false)
+		buf = appendWithoutVerstat(buf, pkt, int(o.URI.End), oe, true)
+		ann.add(ou, oe-ou, buf[start:])
+	}
+	others(&m.From)
+	for i := range min(int(m.NumPAI), len(m.PAI)) {
+		others(&m.PAI[i])
+	}
 	return ann, buf
 }
 
