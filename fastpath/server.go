@@ -388,6 +388,7 @@ type loop struct {
 	flow      bpf.Flow // inline mode: the original addresses of the datagram in hand
 	tn        [2][]byte
 	raw       []byte // digits as dialled, before canonicalisation
+	ann       []byte // the identities forwardUnverified rewrites
 	free      chan *job
 	sendq     chan *job
 	hist      *metrics.Histogram
@@ -412,6 +413,7 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		rng:   mrand.NewChaCha8(seed),
 		tn:    [2][]byte{make([]byte, 0, 32), make([]byte, 0, 32)},
 		raw:   make([]byte, 0, 64),
+		ann:   make([]byte, 0, 1024),
 		free:  make(chan *job, s.cfg.MaxInFlight),
 		sendq: make(chan *job, s.cfg.MaxInFlight),
 		hist:  latencyHistogram(idx),
@@ -713,7 +715,10 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	dec := cfg.Policy.Load().Decide(src.Addr(), l.tn[0])
 	switch dec.Action {
 	case policy.Verify, policy.VerifyReject:
-		return l.startVerify(pkt, src, dst, dec.Action == policy.VerifyReject)
+		if l.startVerify(pkt, src, dst, dec.Action == policy.VerifyReject) {
+			return true
+		}
+		return l.forwardUnverified(pkt, src, dst)
 	case policy.Forward:
 		mUnsignedPolicy.Inc()
 		return false
@@ -784,6 +789,35 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	}
 	return true
 }
+
+// forwardUnverified forwards at once an INVITE the policy gives to
+// verification that cannot be verified now (no verifier configured, or the
+// verifiers' queue full), annotated No-TN-Validation: the next hop sees
+// that the call was not verified, and no verstat the caller wrote survives
+// (an overload an attacker provokes must not pass his own
+// TN-Validation-Passed). The call completes, under verify-reject too. In
+// redirect mode it reports false and the caller redirects the call as it
+// is (a 302 carries no verification result).
+func (l *loop) forwardUnverified(pkt []byte, src, dst netip.AddrPort) bool {
+	if l.s.cfg.Mode == Redirect {
+		return false
+	}
+	m := &l.msg
+	ann, buf := verstatAnnotation(l.ann[:0], pkt, m, verstatNoneParam)
+	l.ann = buf
+	mForwarded.Inc()
+	if l.s.cfg.Mode == Inline {
+		l.sc.ed.n = 0
+		ann.addTo(&l.sc.ed)
+		l.out = l.sc.ed.apply(l.out[:0], pkt)
+		l.reinject(l.out)
+		return true
+	}
+	l.queue(l.s.stampRequestEdit(l.outBuf(len(pkt)), pkt, m, src, nil, l.sc, &ann), dst)
+	return true
+}
+
+var verstatNoneParam = []byte(";verstat=" + VerstatNone)
 
 // bypassNow forwards (or, in redirect mode, redirects) the call at once,
 // unsigned, with P-Identity-Bypass.

@@ -34,10 +34,10 @@ const (
 	VerstatNone   = "No-TN-Validation"
 )
 
-// startVerify queues the INVITE in pkt for verification. It returns false
-// when the call is to be forwarded at once by the caller, unverified and
-// counted: no trust store configured, no job free, or redirect mode (a 302
-// carries no verification result).
+// startVerify queues the INVITE in pkt for verification. It returns false,
+// counted, when the call cannot be verified now: no trust store
+// configured, no job free, the verifiers' queue full, or redirect mode (a
+// 302 carries no verification result); see forwardUnverified.
 func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) bool {
 	cfg := &l.s.cfg
 	if cfg.Verifier == nil || cfg.Mode == Redirect {

@@ -212,3 +212,120 @@ func TestVerstatAnnotation(t *testing.T) {
 		}
 	}
 }
+
+// gatedVerifier holds every verification until gate is closed, so that a
+// test can fill the verifiers' queue; the verdicts are the real verifier's.
+type gatedVerifier struct {
+	realVerifier
+	gate chan struct{}
+}
+
+func (g gatedVerifier) Verify(ctx context.Context, ids [][]byte, orig, dest []byte, now time.Time) VerifyResult {
+	<-g.gate
+	return g.realVerifier.Verify(ctx, ids, orig, dest, now)
+}
+
+// callerVerstat puts the caller's own verstat=TN-Validation-Passed on the
+// PAI and From numbers of inv.
+func callerVerstat(inv []byte) []byte {
+	inv = bytes.Replace(inv, []byte("<tel:+1-215-555-0100>"), []byte("<tel:+1-215-555-0100;verstat=TN-Validation-Passed>"), 1)
+	return bytes.Replace(inv, []byte("<sip:+12155550100@198.18.1.2>"), []byte("<sip:+12155550100;verstat=TN-Validation-Passed@198.18.1.2>"), 1)
+}
+
+// TestUnverifiedCallsCarryNoTNValidation: a call the policy gives to
+// verification that cannot be verified (no verifier configured, or the
+// verifiers' queue full) is forwarded at once, annotated No-TN-Validation,
+// under verify-reject too; the caller's own verstat does not survive on
+// PAI or From.
+func TestUnverifiedCallsCarryNoTNValidation(t *testing.T) {
+	rules := policy.Config{Rules: []policy.RuleConfig{{Name: "peer", Action: "verify-reject", Sources: []string{"127.0.0.0/8"}}}}
+	check := func(t *testing.T, got []byte, want string) {
+		t.Helper()
+		pai, from := header(got, "P-Asserted-Identity"), header(got, "From")
+		if len(pai) != 1 || pai[0] != "<tel:+1-215-555-0100;verstat="+want+">" {
+			t.Errorf("PAI = %q, want verstat %s only", pai, want)
+		}
+		if len(from) != 1 || strings.Contains(strings.ToLower(from[0]), "verstat") {
+			t.Errorf("From = %q, want no verstat", from)
+		}
+	}
+
+	t.Run("no verifier", func(t *testing.T) {
+		te := start(t, Proxy, func(c *Config, _ *testEnv) {
+			tbl, err := policy.Build(rules, "C")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Policy.Store(tbl)
+		})
+		ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+		skipped := mVerifyUnavailable.Get()
+		te.send(t, callerVerstat(invite(ca, "nov", "")))
+		got, _ := recv(t, te.next)
+		check(t, got, VerstatNone)
+		if len(header(got, "Via")) != 2 {
+			t.Errorf("not proxied:\n%s", got)
+		}
+		if n := mVerifyUnavailable.Get() - skipped; n != 1 {
+			t.Errorf("verifications skipped (no-verifier) went up by %d, want 1", n)
+		}
+	})
+
+	t.Run("queue full", func(t *testing.T) {
+		sign, _, v := peerIdentity(t)
+		gate := make(chan struct{})
+		te := start(t, Proxy, func(c *Config, _ *testEnv) {
+			c.Verifier = gatedVerifier{realVerifier{v}, gate}
+			c.VerifyWorkers, c.MaxInFlight = 1, 2
+			tbl, err := policy.Build(rules, "C")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Policy.Store(tbl)
+		})
+		released := false
+		defer func() {
+			if !released {
+				close(gate)
+			}
+		}()
+		ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+		// A signature that does not verify: verified calls come out
+		// TN-Validation-Failed (under verify-reject, answered 438),
+		// unverified ones No-TN-Validation; none TN-Validation-Passed.
+		bad := "Identity: " + strings.Replace(sign("12155550100", "12155550123"), ".", ".e", 1) + "\r\n"
+		overload := mVerifyOverload.Get()
+		const calls = 5
+		for i := range calls {
+			te.send(t, callerVerstat(invite(ca, "q"+string(rune('a'+i)), bad)))
+		}
+		// One call waits in the worker, at most MaxInFlight more in the
+		// loop's jobs and the queue: the others are forwarded now.
+		unverified := 0
+		for {
+			_ = te.next.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			buf := make([]byte, 65536)
+			n, _, err := te.next.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			check(t, buf[:n], VerstatNone)
+			unverified++
+		}
+		if unverified < calls-3 || unverified == calls {
+			t.Fatalf("%d of %d calls forwarded unverified while the verifier was held, want %d to %d", unverified, calls, calls-3, calls-1)
+		}
+		if n := mVerifyOverload.Get() - overload; n != uint64(unverified) {
+			t.Errorf("verifications skipped (overload) went up by %d, want %d", n, unverified)
+		}
+		close(gate)
+		released = true
+		// The held calls are verified now and rejected (438).
+		for range calls - unverified {
+			resp, _ := recv(t, te.client)
+			if !bytes.HasPrefix(resp, []byte("SIP/2.0 438 ")) {
+				t.Fatalf("held call: %s", resp)
+			}
+		}
+	})
+}
