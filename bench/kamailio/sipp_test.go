@@ -22,7 +22,12 @@ func TestSIPpThroughKamailio(t *testing.T) {
 	priv, _ := keyPair(t)
 	scen, _ := filepath.Abs("../sipp")
 	uasAddr := freeUDP(t)
-	p := start(t, Options{NextHop: uasAddr, Sign: true, KeyPath: priv})
+	// One worker process: uac_invite_only sends its ACK and BYE back to
+	// back, and two Kamailio workers reading the one socket can forward
+	// them swapped. The UAS then aborts the call on the early BYE, takes
+	// the late ACK for a new call, and, its -m count reached, exits before
+	// the last INVITE (the one call lost in two CI runs).
+	p := start(t, Options{NextHop: uasAddr, Sign: true, KeyPath: priv, Workers: 1})
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
