@@ -139,7 +139,7 @@ func (j *job) finishVerify(r VerifyResult) {
 	}
 	// Annotate: verstat on the identity the caller is shown (RFC 8224
 	// section 6.2.3: P-Asserted-Identity or From, tel or sip user=phone).
-	// A verstat the caller wrote into that URI is replaced: only ours
+	// Every verstat the caller wrote on the identities goes: only ours
 	// counts.
 	j.hdr = append(append(j.hdr[:0], ";verstat="...), r.Verstat...)
 	param := len(j.hdr)
@@ -159,9 +159,10 @@ func (j *job) finishVerify(r VerifyResult) {
 
 // nextVerstat finds the first verstat parameter in pkt[start:end] and
 // returns its span, from its ';' through its value and the white space
-// after it; s == e == 0 when there is none. The name matches in any case, with white space allowed around
-// ';' and '=' (RFC 3261 SEMI and EQUAL in header parameters; a lenient
-// reader may take it in a URI too) and the value optional. In a URI
+// after it; s == e == 0 when there is none. The name matches in any case,
+// with white space allowed around ';' and '=' (RFC 3261 SEMI and EQUAL in
+// header parameters; a lenient reader may take it in a URI too) and the
+// value optional. In a URI
 // (header false) the value runs to the next ';', '@', '>', '?' or white
 // space; among header parameters it is a token or a quoted-string
 // (generic-param, RFC 3261 section 25.1).
@@ -204,8 +205,8 @@ func nextVerstat(pkt []byte, start, end int, header bool) (s, e int) {
 	return 0, 0
 }
 
-// skipWS skips spaces, tabs and line folds (CRLF or LF followed by white
-// space) from p.
+// skipWS skips spaces, tabs, CRs and LFs (line folds, inside a header
+// value) from p up to end.
 func skipWS(pkt []byte, p, end int) int {
 	for p < end {
 		switch pkt[p] {
