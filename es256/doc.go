@@ -32,22 +32,26 @@
 // # Constant time
 //
 // Nothing that depends on k, k⁻¹, d or the tokens selects a branch or a
-// memory index. Scalar and field arithmetic (arith.go) is our own 4-limb
-// Montgomery code built from math/bits Mul64/Add64/Sub64 and mask selects,
-// fuzzed against math/big; filippo.io/bigmod does the same job in constant
-// time but is tuned for RSA sizes and costs about 0.45 µs per 256-bit
-// modular multiplication here, about eight times ours (it remains the
-// cross-check in the tests). Inversion is Fermat exponentiation by the
-// public exponent m-2. The only branches on secret-derived values are
-// the rejection of k ∉ [1, n-1] and of r = 0 or s = 0, each of which discards
-// the value it tested.
+// memory index. Scalar and field arithmetic is our own 4-limb Montgomery
+// code built from math/bits Mul64/Add64/Sub64 and mask selects, fuzzed
+// against math/big: the moduli, Montgomery multiplication, reduction and
+// byte conversion in internal/p256 (shared with package p256verify), modular
+// addition, inversion and batched inversion here (arith.go).
+// filippo.io/bigmod does the same job in constant time but is tuned for RSA
+// sizes and costs about 0.45 µs per 256-bit modular multiplication here,
+// about eight times ours (it remains the cross-check in internal/p256's
+// tests). Inversion is Fermat exponentiation by the public exponent m-2.
+// The only branches on secret-derived values are the rejection of
+// k ∉ [1, n-1] and of r = 0 or s = 0, each of which discards the value it
+// tested.
 //
 // How that was checked: (1) review of every function that touches k, k⁻¹,
-// d or a token (drawK, finish, online, New and everything in arith.go);
-// (2) TestArithmeticBranchFree compiles the package with -gcflags=-S and
-// fails if the leaf arithmetic (montMul, modAdd, reduceOnce, lessThan,
-// isZero, toMont, fromMont, setBytes, putBytes, online, jacobianXZ) contains
-// any conditional jump other than the stack-growth check, or any
+// d or a token (drawK, finish, online, New, everything in arith.go and in
+// internal/p256's arith.go); (2) TestArithmeticBranchFree compiles this
+// package and internal/p256 with -gcflags=-S and fails if the leaf
+// arithmetic (modAdd and online here; MontMul, ReduceOnce, LessThan,
+// IsZero, ToMont, FromMont, SetBytes, PutBytes and JacobianXZ there)
+// contains any conditional jump other than the stack-growth check, or any
 // scaled-index memory access; (3) dudect-style benchmarks in
 // es256_timing_test.go (BenchmarkDudectOnline, BenchmarkDudectOffline, with
 // BenchmarkDudectControl as the positive control) report Welch's |t| for
@@ -55,9 +59,10 @@
 // pass/fail tests.
 //
 // On amd64 and arm64 the batch reads nistec's Jacobian coordinates directly
-// (point_jacobian.go) to avoid one field inversion per point; a size
-// assertion and a self-test against nistec's BytesX guard that, and the
-// portable path (BytesX per point) is used if either fails.
+// (p256.JacobianXZ) to avoid one field inversion per point; a size
+// assertion and a self-test against nistec's BytesX (p256.JacobianOK, run
+// once before the first Signer is built) guard that, and the portable path
+// (BytesX per point) is used if either fails.
 //
 // # Concurrency
 //

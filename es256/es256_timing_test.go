@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"filippo.io/nistec"
+
+	"github.com/shakenline/shakenline/internal/p256"
+	"github.com/shakenline/shakenline/internal/p256/p256test"
 )
 
 // TestSignZeroAllocs: the warm path (a token in the pool) allocates nothing.
@@ -81,8 +84,8 @@ func BenchmarkSignWarm(b *testing.B) {
 
 // BenchmarkOnlineStep is the arithmetic of the online step alone.
 func BenchmarkOnlineStep(b *testing.B) {
-	tok := token{kinv: elem{1, 2, 3, 4}, t: elem{5, 6, 7, 8}, r: [32]byte{1}}
-	e := elem{9, 10, 11, 12}
+	tok := token{kinv: p256.Elem{1, 2, 3, 4}, t: p256.Elem{5, 6, 7, 8}, r: [32]byte{1}}
+	e := p256.Elem{9, 10, 11, 12}
 	var sig [64]byte
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -178,24 +181,16 @@ func BenchmarkScalarBaseMult(b *testing.B) {
 	}
 }
 
-func BenchmarkMontMul(b *testing.B) {
-	x, y := elem{1, 2, 3, 4}, elem{5, 6, 7, 8}
-	for i := 0; i < b.N; i++ {
-		montMul(&x, &x, &y, &orderN)
-	}
-}
-
 func BenchmarkInvert(b *testing.B) {
-	x := elem{1, 2, 3, 4}
+	x := p256.Elem{1, 2, 3, 4}
 	for i := 0; i < b.N; i++ {
-		invert(&x, &x, &fieldP)
+		invert(&x, &x, &p256.FieldP)
 	}
 }
 
 // BenchmarkOfflineToken is the cost per token of drawK+finish for several
 // batch sizes.
 func BenchmarkOfflineToken(b *testing.B) {
-	selfTest()
 	for _, n := range []int{1, 8, 32, 128} {
 		b.Run(itoa(n), func(b *testing.B) {
 			bt := newBatch(n)
@@ -285,16 +280,16 @@ func percentile(xs []float64, p float64) float64 {
 func BenchmarkDudectOnline(b *testing.B) {
 	const slots = 256
 	var fixed [2][slots]token
-	var fixedE [2][slots]elem
+	var fixedE [2][slots]p256.Elem
 	for i := 0; i < slots; i++ {
-		fixed[0][i].kinv = orderN.one // k⁻¹ = 1 (Montgomery form)
-		fixedE[0][i] = elem{1}
+		fixed[0][i].kinv = p256.OrderN.One // k⁻¹ = 1 (Montgomery form)
+		fixedE[0][i] = p256.Elem{1}
 		fixed[1][i].kinv = randomScalar()
 		fixed[1][i].t = randomScalar()
 		fixedE[1][i] = randomScalar()
 	}
 	toks := make([]token, slots)
-	es := make([]elem, slots)
+	es := make([]p256.Elem, slots)
 	var sig [64]byte
 	dudect(b, func(class, i int) {
 		j := i % slots
@@ -305,12 +300,12 @@ func BenchmarkDudectOnline(b *testing.B) {
 	})
 }
 
-func randomScalar() elem {
+func randomScalar() p256.Elem {
 	var kb [32]byte
 	rand.Read(kb[:])
-	var e elem
-	setBytes(&e, &kb)
-	reduceOnce(&e, &e, &orderN)
+	var e p256.Elem
+	p256.SetBytes(&e, &kb)
+	p256.ReduceOnce(&e, &e, &p256.OrderN)
 	return e
 }
 
@@ -318,7 +313,6 @@ func randomScalar() elem {
 // a random k; each sample is one k·G, both inversions and the token
 // arithmetic (a batch of one).
 func BenchmarkDudectOffline(b *testing.B) {
-	selfTest()
 	bt := newBatch(1)
 	bt.dM = randomScalar()
 	const slots = 256
@@ -333,7 +327,7 @@ func BenchmarkDudectOffline(b *testing.B) {
 	dudect(b, func(class, i int) {
 		k := &ks[class][i%slots]
 		copy(bt.kbuf, k[:])
-		setBytes(&bt.k[0], k)
+		p256.SetBytes(&bt.k[0], k)
 		bt.finish(1, false)
 	})
 }
@@ -342,11 +336,11 @@ func BenchmarkDudectOffline(b *testing.B) {
 // variable-time modular exponentiation with a 1-bit exponent (class 0)
 // versus a random 256-bit one (class 1). Expect a very large |t|.
 func BenchmarkDudectControl(b *testing.B) {
-	base := new(big.Int).Sub(bigN, big.NewInt(12345))
+	base := new(big.Int).Sub(p256test.N, big.NewInt(12345))
 	small := big.NewInt(1)
 	random := make([]*big.Int, 256)
 	for i := range random {
-		random[i], _ = rand.Int(rand.Reader, bigN)
+		random[i], _ = rand.Int(rand.Reader, p256test.N)
 	}
 	z := new(big.Int)
 	dudect(b, func(class, i int) {
@@ -354,6 +348,6 @@ func BenchmarkDudectControl(b *testing.B) {
 		if class == 1 {
 			e = random[i%256]
 		}
-		z.Exp(base, e, bigN)
+		z.Exp(base, e, p256test.N)
 	})
 }

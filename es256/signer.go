@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 
 	"filippo.io/nistec"
+
+	"github.com/shakenline/shakenline/internal/p256"
 )
 
 // Errors returned by this package. Wrapped errors keep these as their cause.
@@ -75,7 +77,7 @@ type Stats struct {
 // Signer is a P-256 ECDSA signer with a pool of precomputed nonces. It is
 // safe for concurrent use.
 type Signer struct {
-	dM          elem // private scalar d·2²⁵⁶ mod n; wiped by Close
+	dM          p256.Elem // private scalar d·2²⁵⁶ mod n; wiped by Close
 	batchSize   int
 	inlineBatch int
 	lowWater    int
@@ -108,15 +110,6 @@ type refillThread struct {
 	boosted atomic.Bool
 }
 
-var (
-	jacobianOnce sync.Once
-	jacobianOK   bool
-)
-
-// selfTest decides, once, whether batches may read nistec's Jacobian
-// coordinates. It must run before the first newBatch.
-func selfTest() { jacobianOnce.Do(func() { jacobianOK = jacobianSelfTest() }) }
-
 // New returns a Signer for key, which must be a valid P-256 private key
 // whose public half matches the private scalar. New starts o.Workers
 // refill goroutines that fill the pool in the background; Close stops them.
@@ -139,9 +132,9 @@ func New(key *ecdsa.PrivateKey, o Options) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: public key: %w", ErrKey, err)
 	}
-	var d elem
-	setBytes(&d, (*[32]byte)(db))
-	if lessThan(&d, &orderN)&(1^isZero(&d)) != 1 {
+	var d p256.Elem
+	p256.SetBytes(&d, (*[32]byte)(db))
+	if p256.LessThan(&d, &p256.OrderN)&(1^p256.IsZero(&d)) != 1 {
 		return nil, fmt.Errorf("%w: scalar out of range", ErrKey)
 	}
 	q, err := nistec.NewP256Point().ScalarBaseMult(db)
@@ -151,7 +144,7 @@ func New(key *ecdsa.PrivateKey, o Options) (*Signer, error) {
 	if subtle.ConstantTimeCompare(q.Bytes(), pub) != 1 {
 		return nil, fmt.Errorf("%w: public key does not match the private scalar", ErrKey)
 	}
-	selfTest()
+	p256.JacobianOK() // run the Jacobian self-test before the first batch
 
 	s := &Signer{
 		batchSize:   o.BatchSize,
@@ -162,8 +155,8 @@ func New(key *ecdsa.PrivateKey, o Options) (*Signer, error) {
 		kick:        make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 	}
-	toMont(&s.dM, &d, &orderN)
-	d = elem{}
+	p256.ToMont(&s.dM, &d, &p256.OrderN)
+	d = p256.Elem{}
 	s.scratch.New = func() any { return newBatch(s.inlineBatch) }
 	for i := 0; i < o.Workers; i++ {
 		s.wg.Add(1)
@@ -203,9 +196,9 @@ func (o *Options) fill() error {
 // the rest, so under sustained overload Sign slows to the raw rate rather
 // than failing. The only errors are ErrClosed and ErrRandom.
 func (s *Signer) Sign(digest *[32]byte, sig *[64]byte) error {
-	var e elem
-	setBytes(&e, digest)
-	reduceOnce(&e, &e, &orderN)
+	var e p256.Elem
+	p256.SetBytes(&e, digest)
+	p256.ReduceOnce(&e, &e, &p256.OrderN)
 	for {
 		signed, empty, err := s.pop(&e, sig)
 		switch {
@@ -229,9 +222,9 @@ func (s *Signer) Sign(digest *[32]byte, sig *[64]byte) error {
 // empty it asks a worker to refill and reports false at once, computing
 // nothing, so that the caller can take another path.
 func (s *Signer) TrySign(digest *[32]byte, sig *[64]byte) (bool, error) {
-	var e elem
-	setBytes(&e, digest)
-	reduceOnce(&e, &e, &orderN)
+	var e p256.Elem
+	p256.SetBytes(&e, digest)
+	p256.ReduceOnce(&e, &e, &p256.OrderN)
 	for {
 		signed, empty, err := s.pop(&e, sig)
 		if err != nil || empty {
@@ -246,7 +239,7 @@ func (s *Signer) TrySign(digest *[32]byte, sig *[64]byte) (bool, error) {
 // pop signs e with one pooled token. empty reports an empty pool (a refill
 // has been asked for); signed is false with a token used when s came out 0,
 // and the caller signs again.
-func (s *Signer) pop(e *elem, sig *[64]byte) (signed, empty bool, err error) {
+func (s *Signer) pop(e *p256.Elem, sig *[64]byte) (signed, empty bool, err error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -278,7 +271,7 @@ func (s *Signer) pop(e *elem, sig *[64]byte) (signed, empty bool, err error) {
 
 // signInline computes a batch of tokens on the calling goroutine, signs
 // with the first and pools the rest.
-func (s *Signer) signInline(e *elem, sig *[64]byte) (bool, error) {
+func (s *Signer) signInline(e *p256.Elem, sig *[64]byte) (bool, error) {
 	s.inline.Add(1)
 	b := s.scratch.Get().(*batch)
 	defer func() {
@@ -462,7 +455,7 @@ func (s *Signer) Close() {
 	n := s.count
 	clear(s.pool)
 	s.count = 0
-	s.dM = elem{}
+	s.dM = p256.Elem{}
 	s.mu.Unlock()
 	s.discarded.Add(uint64(n))
 	close(s.stop)
@@ -481,52 +474,4 @@ func (s *Signer) Stats() Stats {
 		InlineFallbacks: s.inline.Load(),
 		Pooled:          pooled,
 	}
-}
-
-// jacobianSelfTest checks the direct read of nistec's Jacobian coordinates
-// (and the batched field inversion) against nistec's own BytesX on a few
-// points, including k = 1, 2 and n-1.
-func jacobianSelfTest() bool {
-	if !jacobianAvailable {
-		return false
-	}
-	scalars := [][32]byte{
-		{31: 1},
-		{31: 2},
-		{31: 3},
-		{0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 31: 0x77},
-	}
-	var nm1 [32]byte
-	nMinus1 := orderN.m
-	nMinus1[0]--
-	putBytes(&nm1, &nMinus1)
-	scalars = append(scalars, nm1)
-
-	n := len(scalars)
-	xs := make([]elem, n)
-	zs := make([]elem, n)
-	tmp := make([]elem, n)
-	want := make([][]byte, n)
-	for i := range scalars {
-		p, err := nistec.NewP256Point().ScalarBaseMult(scalars[i][:])
-		if err != nil {
-			return false
-		}
-		if want[i], err = p.BytesX(); err != nil {
-			return false
-		}
-		jacobianXZ(p, &xs[i], &zs[i])
-		montMul(&zs[i], &zs[i], &zs[i], &fieldP)
-	}
-	batchInvert(zs, zs, tmp, &fieldP)
-	for i := range xs {
-		var got [32]byte
-		montMul(&xs[i], &xs[i], &zs[i], &fieldP)
-		fromMont(&xs[i], &xs[i], &fieldP)
-		putBytes(&got, &xs[i])
-		if string(got[:]) != string(want[i]) {
-			return false
-		}
-	}
-	return true
 }

@@ -19,6 +19,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shakenline/shakenline/internal/p256"
+	"github.com/shakenline/shakenline/internal/p256/p256test"
 )
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
@@ -106,13 +109,13 @@ func waitPooled(t testing.TB, s *Signer, n int) {
 func edgeDigests() [][32]byte {
 	vals := []*big.Int{
 		big.NewInt(0), big.NewInt(1),
-		new(big.Int).Sub(bigN, big.NewInt(1)),
-		new(big.Int).Set(bigN),
-		new(big.Int).Add(bigN, big.NewInt(1)),
-		new(big.Int).Sub(bigR, big.NewInt(1)),
-		new(big.Int).Sub(bigP, big.NewInt(1)),
-		hexBig("ffffffffffffffff"),
-		hexBig("8000000000000000000000000000000000000000000000000000000000000000"),
+		new(big.Int).Sub(p256test.N, big.NewInt(1)),
+		new(big.Int).Set(p256test.N),
+		new(big.Int).Add(p256test.N, big.NewInt(1)),
+		new(big.Int).Sub(p256test.R, big.NewInt(1)),
+		new(big.Int).Sub(p256test.P, big.NewInt(1)),
+		new(big.Int).SetUint64(0xffffffffffffffff),
+		new(big.Int).Lsh(big.NewInt(1), 255),
 	}
 	out := make([][32]byte, 0, len(vals)+2)
 	for _, v := range vals {
@@ -129,9 +132,9 @@ func edgeDigests() [][32]byte {
 func edgeKeys(t *testing.T) []*ecdsa.PrivateKey {
 	ds := []*big.Int{
 		big.NewInt(1), big.NewInt(2),
-		new(big.Int).Sub(bigN, big.NewInt(1)),
-		new(big.Int).Sub(bigN, big.NewInt(2)),
-		new(big.Int).Rsh(bigN, 1),
+		new(big.Int).Sub(p256test.N, big.NewInt(1)),
+		new(big.Int).Sub(p256test.N, big.NewInt(2)),
+		new(big.Int).Rsh(p256test.N, 1),
 	}
 	keys := []*ecdsa.PrivateKey{newKey(t)}
 	for _, d := range ds {
@@ -160,11 +163,10 @@ func TestSignVerifiesWithCryptoECDSA(t *testing.T) {
 // TestPortableMatchesJacobian runs the same nonces through the Jacobian
 // fast path and the portable BytesX path and expects identical tokens.
 func TestPortableMatchesJacobian(t *testing.T) {
-	selfTest()
-	if jacobianAvailable != jacobianOK {
+	if p256.JacobianOK() != p256.JacobianAvailable {
 		t.Fatalf("Jacobian self-test failed on an architecture with the assembly backend")
 	}
-	if !jacobianAvailable {
+	if !p256.JacobianAvailable {
 		t.Skip("no assembly backend: only the portable path exists")
 	}
 	key := newKey(t)
@@ -187,7 +189,7 @@ func TestPortableMatchesJacobian(t *testing.T) {
 		}
 	}
 	fast.wipe()
-	if !bytes.Equal(fast.kbuf, make([]byte, len(fast.kbuf))) || fast.toks[0] != (token{}) || fast.dM != (elem{}) {
+	if !bytes.Equal(fast.kbuf, make([]byte, len(fast.kbuf))) || fast.toks[0] != (token{}) || fast.dM != (p256.Elem{}) {
 		t.Fatal("batch.wipe left secrets behind")
 	}
 }
@@ -269,7 +271,7 @@ func TestCloseWipesAndRefuses(t *testing.T) {
 			t.Fatalf("slot %d survived Close", i)
 		}
 	}
-	if s.dM != (elem{}) {
+	if s.dM != (p256.Elem{}) {
 		t.Fatal("private scalar survived Close")
 	}
 	s.mu.Unlock()

@@ -6,19 +6,21 @@ import (
 	"runtime"
 
 	"filippo.io/nistec"
+
+	"github.com/shakenline/shakenline/internal/p256"
 )
 
 // token is one precomputed ECDSA nonce, used for exactly one signature:
 //
-//	kinv = k⁻¹·2²⁵⁶ mod n (Montgomery form, so montMul(kinv, e) = k⁻¹·e)
+//	kinv = k⁻¹·2²⁵⁶ mod n (Montgomery form, so p256.MontMul(kinv, e) = k⁻¹·e)
 //	t    = k⁻¹·r·d mod n  (plain)
 //	r    = x(k·G) mod n, big-endian
 //
-// The online step is then s = montMul(kinv, e) + t mod n: one Montgomery
+// The online step is then s = p256.MontMul(kinv, e) + t mod n: one Montgomery
 // multiplication and one modular addition. k itself is never stored.
 type token struct {
-	kinv elem
-	t    elem
+	kinv p256.Elem
+	t    p256.Elem
 	r    [32]byte
 }
 
@@ -26,29 +28,29 @@ type token struct {
 // it is wiped by wipe after every use; a batch is owned by one goroutine at
 // a time.
 type batch struct {
-	kbuf []byte // 32 random bytes per token: the candidate k, big-endian
-	k    []elem // k, then k·R, then k⁻¹·R (mod n)
-	x    []elem // Jacobian X, then affine x, then r (mod p, then mod n)
-	z    []elem // Jacobian Z, then Z², then Z⁻² (mod p, Montgomery form)
-	tmp  []elem // batchInvert scratch
+	kbuf []byte      // 32 random bytes per token: the candidate k, big-endian
+	k    []p256.Elem // k, then k·R, then k⁻¹·R (mod n)
+	x    []p256.Elem // Jacobian X, then affine x, then r (mod p, then mod n)
+	z    []p256.Elem // Jacobian Z, then Z², then Z⁻² (mod p, Montgomery form)
+	tmp  []p256.Elem // batchInvert scratch
 	pts  []*nistec.P256Point
 	toks []token
-	dM   elem // copy of the signer's d·R mod n, taken under its lock
+	dM   p256.Elem // copy of the signer's d·R mod n, taken under its lock
 
-	jacobian bool // read Jacobian X, Z from nistec (see point_jacobian.go)
+	jacobian bool // read Jacobian X, Z from nistec (p256.JacobianXZ)
 }
 
 func newBatch(n int) *batch {
 	b := &batch{
 		kbuf: make([]byte, 32*n),
-		k:    make([]elem, n),
-		x:    make([]elem, n),
-		z:    make([]elem, n),
-		tmp:  make([]elem, n),
+		k:    make([]p256.Elem, n),
+		x:    make([]p256.Elem, n),
+		z:    make([]p256.Elem, n),
+		tmp:  make([]p256.Elem, n),
 		pts:  make([]*nistec.P256Point, n),
 		toks: make([]token, n),
 
-		jacobian: jacobianAvailable && jacobianOK,
+		jacobian: p256.JacobianOK(),
 	}
 	for i := range b.pts {
 		b.pts[i] = nistec.NewP256Point()
@@ -66,7 +68,7 @@ func (b *batch) wipe() {
 	clear(b.z)
 	clear(b.tmp)
 	clear(b.toks)
-	b.dM = elem{}
+	b.dM = p256.Elem{}
 	for _, p := range b.pts {
 		p.Set(infinity)
 	}
@@ -83,8 +85,8 @@ func (b *batch) drawK(n int) error {
 	for i := 0; i < n; i++ {
 		kb := (*[32]byte)(b.kbuf[32*i : 32*i+32])
 		for {
-			setBytes(&b.k[i], kb)
-			if lessThan(&b.k[i], &orderN)&(1^isZero(&b.k[i])) == 1 {
+			p256.SetBytes(&b.k[i], kb)
+			if p256.LessThan(&b.k[i], &p256.OrderN)&(1^p256.IsZero(&b.k[i])) == 1 {
 				break
 			}
 			if _, err := rand.Read(kb[:]); err != nil {
@@ -125,13 +127,13 @@ func (b *batch) complete(n int) int {
 	// Affine x = X/Z² with one field inversion for the whole batch.
 	if b.jacobian {
 		for i := 0; i < n; i++ {
-			jacobianXZ(b.pts[i], &b.x[i], &b.z[i])
-			montMul(&b.z[i], &b.z[i], &b.z[i], &fieldP)
+			p256.JacobianXZ(b.pts[i], &b.x[i], &b.z[i])
+			p256.MontMul(&b.z[i], &b.z[i], &b.z[i], &p256.FieldP)
 		}
-		batchInvert(b.z[:n], b.z[:n], b.tmp[:n], &fieldP)
+		batchInvert(b.z[:n], b.z[:n], b.tmp[:n], &p256.FieldP)
 		for i := 0; i < n; i++ {
-			montMul(&b.x[i], &b.x[i], &b.z[i], &fieldP) // x·R
-			fromMont(&b.x[i], &b.x[i], &fieldP)         // x
+			p256.MontMul(&b.x[i], &b.x[i], &b.z[i], &p256.FieldP) // x·R
+			p256.FromMont(&b.x[i], &b.x[i], &p256.FieldP)         // x
 		}
 	} else {
 		for i := 0; i < n; i++ {
@@ -141,34 +143,34 @@ func (b *batch) complete(n int) int {
 				panic("es256: k·G is the point at infinity")
 			}
 			copy(xb[:], bx)
-			setBytes(&b.x[i], &xb)
+			p256.SetBytes(&b.x[i], &xb)
 			clear(xb[:])
 		}
 	}
 
 	// r = x mod n (x < p < 2n).
 	for i := 0; i < n; i++ {
-		reduceOnce(&b.x[i], &b.x[i], &orderN)
+		p256.ReduceOnce(&b.x[i], &b.x[i], &p256.OrderN)
 	}
 
 	// k⁻¹ for the whole batch with one scalar inversion.
 	for i := 0; i < n; i++ {
-		toMont(&b.k[i], &b.k[i], &orderN)
+		p256.ToMont(&b.k[i], &b.k[i], &p256.OrderN)
 	}
-	batchInvert(b.k[:n], b.k[:n], b.tmp[:n], &orderN)
+	batchInvert(b.k[:n], b.k[:n], b.tmp[:n], &p256.OrderN)
 
 	made := 0
 	for i := 0; i < n; i++ {
-		if isZero(&b.x[i]) == 1 {
+		if p256.IsZero(&b.x[i]) == 1 {
 			// r = 0 (probability ~2⁻²⁵⁶): the nonce must not be used. The
 			// branch reveals only that this discarded nonce was bad.
 			continue
 		}
 		tok := &b.toks[made]
 		tok.kinv = b.k[i]
-		montMul(&tok.t, &b.k[i], &b.dM, &orderN)  // (k⁻¹R)(dR)/R = k⁻¹·d·R
-		montMul(&tok.t, &tok.t, &b.x[i], &orderN) // (k⁻¹dR)(r)/R = k⁻¹·r·d
-		putBytes(&tok.r, &b.x[i])
+		p256.MontMul(&tok.t, &b.k[i], &b.dM, &p256.OrderN)  // (k⁻¹R)(dR)/R = k⁻¹·d·R
+		p256.MontMul(&tok.t, &tok.t, &b.x[i], &p256.OrderN) // (k⁻¹dR)(r)/R = k⁻¹·r·d
+		p256.PutBytes(&tok.r, &b.x[i])
 		made++
 	}
 	clear(b.kbuf[:32*n])
@@ -180,11 +182,11 @@ func (b *batch) complete(n int) int {
 
 // online computes the signature (r, s) for the reduced digest e with tok and
 // reports whether s is non-zero (a zero s must not be released).
-func online(tok *token, e *elem, sig *[64]byte) bool {
-	var s elem
-	montMul(&s, &tok.kinv, e, &orderN) // k⁻¹·e
-	modAdd(&s, &s, &tok.t, &orderN)    // k⁻¹·(e + r·d)
+func online(tok *token, e *p256.Elem, sig *[64]byte) bool {
+	var s p256.Elem
+	p256.MontMul(&s, &tok.kinv, e, &p256.OrderN) // k⁻¹·e
+	modAdd(&s, &s, &tok.t, &p256.OrderN)         // k⁻¹·(e + r·d)
 	*(*[32]byte)(sig[:32]) = tok.r
-	putBytes((*[32]byte)(sig[32:]), &s)
-	return isZero(&s) == 0
+	p256.PutBytes((*[32]byte)(sig[32:]), &s)
+	return p256.IsZero(&s) == 0
 }

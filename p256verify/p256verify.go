@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"filippo.io/nistec"
+
+	"github.com/shakenline/shakenline/internal/p256"
 )
 
 // ErrKey reports a public key that is not an ECDSA P-256 point.
@@ -54,7 +56,7 @@ func NewKey(pub *ecdsa.PublicKey) (*Key, error) {
 	if err != nil {
 		return nil, ErrKey
 	}
-	jacobianTestRun.Do(jacobianSelfTest)
+	jacobianTestRun.Do(func() { useJacobian = p256.JacobianOK() })
 	k := &Key{pub: pub}
 	if _, err := k.q.SetBytes(b); err != nil || len(b) != 65 { // SetBytes checks again
 		return nil, ErrKey
@@ -87,7 +89,7 @@ func newTable(q *nistec.P256Point) *table {
 // signed digit. The digit selects the table entry directly and its sign
 // decides a negation (variable time: u is derived from public data only).
 // nistec's Add is complete, so no digit pattern is exceptional.
-func mulTable(p *nistec.P256Point, t *table, u *scalar) {
+func mulTable(p *nistec.P256Point, t *table, u *p256.Elem) {
 	p.Set(nistec.NewP256Point())
 	var neg nistec.P256Point
 	carry := uint(0)
@@ -110,7 +112,7 @@ func mulTable(p *nistec.P256Point, t *table, u *scalar) {
 
 // rawDigit returns bits [w·i, w·i+w) of the little-endian u (zero past bit
 // 255).
-func rawDigit(u *scalar, i int) uint {
+func rawDigit(u *p256.Elem, i int) uint {
 	bit := uint(i * window)
 	if bit >= 256 {
 		return 0
@@ -125,21 +127,21 @@ func rawDigit(u *scalar, i int) uint {
 
 // scalars checks r and s and returns r (plain) and u1 = e/s, u2 = r/s mod n
 // (plain), or ok = false when r or s is not in [1, n-1].
-func scalars(digest *[32]byte, sig *[64]byte) (r, u1, u2 scalar, ok bool) {
-	var s, e, w scalar
-	r.setBytes(sig[:32])
-	s.setBytes(sig[32:])
-	if r.isZero() || s.isZero() || !less(&r, &orderN) || !less(&s, &orderN) {
+func scalars(digest *[32]byte, sig *[64]byte) (r, u1, u2 p256.Elem, ok bool) {
+	var s, e, w p256.Elem
+	p256.SetBytes(&r, (*[32]byte)(sig[:32]))
+	p256.SetBytes(&s, (*[32]byte)(sig[32:]))
+	if p256.IsZero(&r)|p256.IsZero(&s) == 1 || p256.LessThan(&r, &p256.OrderN)&p256.LessThan(&s, &p256.OrderN) == 0 {
 		return r, u1, u2, false
 	}
 	// e is the digest as an integer (SHA-256 is exactly as long as n, so no
 	// truncation, FIPS 186-5 section 6.4.2), reduced mod n.
-	e.setBytes(digest[:])
-	reduceOnce(&e, &e, &orderN)
-	invertVartime(&w, &s, &orderN)       // s⁻¹
-	montMul(&w, &w, &orderN.rr, &orderN) // s⁻¹·R
-	montMul(&u1, &e, &w, &orderN)        // e·s⁻¹ (plain)
-	montMul(&u2, &r, &w, &orderN)        // r·s⁻¹ (plain)
+	p256.SetBytes(&e, digest)
+	p256.ReduceOnce(&e, &e, &p256.OrderN)
+	invertVartime(&w, &s, &p256.OrderN)     // s⁻¹
+	p256.ToMont(&w, &w, &p256.OrderN)       // s⁻¹·R
+	p256.MontMul(&u1, &e, &w, &p256.OrderN) // e·s⁻¹ (plain)
+	p256.MontMul(&u2, &r, &w, &p256.OrderN) // r·s⁻¹ (plain)
 	return r, u1, u2, true
 }
 
@@ -153,14 +155,14 @@ func (k *Key) verify(t *table, digest *[32]byte, sig *[64]byte) bool {
 	}
 	var b [32]byte
 	var p1, p2 nistec.P256Point
-	u1.putBytes(&b)
+	p256.PutBytes(&b, &u1)
 	if _, err := p1.ScalarBaseMult(b[:]); err != nil {
 		return false
 	}
 	if t != nil {
 		mulTable(&p2, t, &u2)
 	} else {
-		u2.putBytes(&b)
+		p256.PutBytes(&b, &u2)
 		if _, err := p2.ScalarMult(&k.q, b[:]); err != nil {
 			return false
 		}
@@ -169,90 +171,58 @@ func (k *Key) verify(t *table, digest *[32]byte, sig *[64]byte) bool {
 	return xModNEquals(&p1, &r)
 }
 
-// useJacobian is set by jacobianSelfTest when jacobianXZ agrees with
-// nistec's BytesX.
+// useJacobian is set, once by the first NewKey, when p256.JacobianXZ may be
+// used (p256.JacobianOK).
 var (
 	useJacobian     bool
 	jacobianTestRun sync.Once
 )
 
 // pMinusN is p - n: r + n < p exactly when r < p - n.
-var pMinusN = scalar{0x0c46353d039cdaae, 0x4319055358e8617b, 0, 0}
+var pMinusN = p256.Elem{0x0c46353d039cdaae, 0x4319055358e8617b, 0, 0}
 
 // xModNEquals reports whether p is not the point at infinity and its affine
 // x coordinate reduced mod n equals r (r < n).
-func xModNEquals(p *nistec.P256Point, r *scalar) bool {
+func xModNEquals(p *nistec.P256Point, r *p256.Elem) bool {
 	if useJacobian {
 		return xModNEqualsJacobian(p, r)
 	}
 	return xModNEqualsAffine(p, r)
 }
 
-func xModNEqualsAffine(p *nistec.P256Point, r *scalar) bool {
+func xModNEqualsAffine(p *nistec.P256Point, r *p256.Elem) bool {
 	xb, err := p.BytesX() // fails for the point at infinity
 	if err != nil {
 		return false
 	}
-	var x scalar
-	x.setBytes(xb)
-	reduceOnce(&x, &x, &orderN)
+	var x p256.Elem
+	p256.SetBytes(&x, (*[32]byte)(xb))
+	p256.ReduceOnce(&x, &x, &p256.OrderN)
 	return x == *r
 }
 
 // xModNEqualsJacobian: x = X/Z² is r or r + n (the only values < p that
 // are r mod n, the latter when r + n < p) exactly when X = x·Z², all in
 // the Montgomery domain mod p. Z = 0 is the point at infinity.
-func xModNEqualsJacobian(p *nistec.P256Point, r *scalar) bool {
-	x, z := jacobianXZ(p)
-	if z.isZero() {
+func xModNEqualsJacobian(p *nistec.P256Point, r *p256.Elem) bool {
+	var x, z p256.Elem
+	p256.JacobianXZ(p, &x, &z)
+	if p256.IsZero(&z) == 1 {
 		return false
 	}
-	var zz, t scalar
-	montMul(&zz, &z, &z, &fieldP)
-	montMul(&t, r, &fieldP.rr, &fieldP)
-	montMul(&t, &t, &zz, &fieldP)
+	var zz, t p256.Elem
+	p256.MontMul(&zz, &z, &z, &p256.FieldP)
+	p256.ToMont(&t, r, &p256.FieldP)
+	p256.MontMul(&t, &t, &zz, &p256.FieldP)
 	if t == x {
 		return true
 	}
 	if !lessScalar(r, &pMinusN) {
 		return false
 	}
-	var rn scalar
-	addNoCarry(&rn, r, &orderN.m)
-	montMul(&t, &rn, &fieldP.rr, &fieldP)
-	montMul(&t, &t, &zz, &fieldP)
+	var rn p256.Elem
+	addNoCarry(&rn, r, &p256.OrderN.M)
+	p256.ToMont(&t, &rn, &p256.FieldP)
+	p256.MontMul(&t, &t, &zz, &p256.FieldP)
 	return t == x
-}
-
-// jacobianSelfTest turns the Jacobian comparison on if it agrees with
-// BytesX on points with Z ≠ 1, and both are refused for the point at
-// infinity.
-func jacobianSelfTest() {
-	if !jacobianAvailable {
-		return
-	}
-	p := nistec.NewP256Point().SetGenerator()
-	for i := 0; i < 8; i++ {
-		p.Double(p)
-		p.Add(p, nistec.NewP256Point().SetGenerator())
-		xb, err := p.BytesX()
-		if err != nil {
-			return
-		}
-		var r scalar
-		r.setBytes(xb)
-		reduceOnce(&r, &r, &orderN)
-		if !xModNEqualsJacobian(p, &r) {
-			return
-		}
-		r[0] ^= 1
-		if xModNEqualsJacobian(p, &r) {
-			return
-		}
-	}
-	var zero scalar
-	if xModNEqualsJacobian(nistec.NewP256Point(), &zero) {
-		return
-	}
-	useJacobian = true
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"filippo.io/nistec"
+
+	"github.com/shakenline/shakenline/internal/p256"
 )
 
 var (
@@ -200,15 +202,15 @@ func TestXModN(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r, r1 scalar
+		var r, r1 p256.Elem
 		var rb [32]byte
 		new(big.Int).Sub(x, n).FillBytes(rb[:])
-		r.setBytes(rb[:])
+		p256.SetBytes(&r, &rb)
 		r1 = r
 		r1[0] ^= 1
-		for name, f := range map[string]func(*nistec.P256Point, *scalar) bool{
+		for name, f := range map[string]func(*nistec.P256Point, *p256.Elem) bool{
 			"affine": xModNEqualsAffine, "jacobian": xModNEqualsJacobian, "chosen": xModNEquals} {
-			if name == "jacobian" && !jacobianAvailable {
+			if name == "jacobian" && !p256.JacobianAvailable {
 				continue
 			}
 			if !f(pt, &r) {
@@ -217,7 +219,7 @@ func TestXModN(t *testing.T) {
 			if f(pt, &r1) {
 				t.Fatalf("%s: x = %x: x - n ^ 1 matched", name, x)
 			}
-			if f(nistec.NewP256Point(), &r) || f(nistec.NewP256Point(), &scalar{}) {
+			if f(nistec.NewP256Point(), &r) || f(nistec.NewP256Point(), &p256.Elem{}) {
 				t.Fatalf("%s: point at infinity matched", name)
 			}
 			// The same point with Z ≠ 1: 2·pt - pt.
@@ -227,13 +229,13 @@ func TestXModN(t *testing.T) {
 				t.Fatalf("%s: Z != 1: x - n not matched", name)
 			}
 		}
-		jacobianTestRun.Do(jacobianSelfTest)
-		if jacobianAvailable && !useJacobian {
+		jacobianTestRun.Do(func() { useJacobian = p256.JacobianOK() })
+		if p256.JacobianAvailable && !useJacobian {
 			t.Error("Jacobian self-test failed on an assembly backend")
 		}
 		pn := new(big.Int).Sub(curve.Params().P, n).FillBytes(make([]byte, 32))
-		var pns scalar
-		pns.setBytes(pn)
+		var pns p256.Elem
+		p256.SetBytes(&pns, (*[32]byte)(pn))
 		if pns != pMinusN {
 			t.Errorf("pMinusN = %x, want %x", pMinusN, pns)
 		}
@@ -242,7 +244,7 @@ func TestXModN(t *testing.T) {
 	t.Fatal("no point with n <= x < p found")
 }
 
-// TestScalarArith checks invert and montMul mod n against math/big.
+// TestScalarArith checks invertVartime mod n against math/big.
 func TestScalarArith(t *testing.T) {
 	for i := range 300 {
 		a, _ := rand.Int(rand.Reader, n)
@@ -257,16 +259,16 @@ func TestScalarArith(t *testing.T) {
 		if a.Sign() == 0 {
 			continue
 		}
-		var s, w, one, p scalar
-		s.setBytes(a.FillBytes(make([]byte, 32)))
-		invertVartime(&w, &s, &orderN)
-		montMul(&p, &w, &orderN.rr, &orderN) // w·R
-		montMul(&p, &p, &s, &orderN)         // w·s
-		if one = (scalar{1}); p != one {
-			t.Fatalf("montMul(1/%x, %x) = %x, want 1", a, a, p)
+		var s, w, one, p p256.Elem
+		p256.SetBytes(&s, (*[32]byte)(a.FillBytes(make([]byte, 32))))
+		invertVartime(&w, &s, &p256.OrderN)
+		p256.ToMont(&p, &w, &p256.OrderN)      // w·R
+		p256.MontMul(&p, &p, &s, &p256.OrderN) // w·s
+		if one = (p256.Elem{1}); p != one {
+			t.Fatalf("MontMul(1/%x, %x) = %x, want 1", a, a, p)
 		}
 		var wb [32]byte
-		w.putBytes(&wb)
+		p256.PutBytes(&wb, &w)
 		if want := new(big.Int).ModInverse(a, n); new(big.Int).SetBytes(wb[:]).Cmp(want) != 0 {
 			t.Fatalf("1/%x = %x, want %x", a, wb, want)
 		}
@@ -314,8 +316,8 @@ func TestTableEntries(t *testing.T) {
 					ub[b] ^= 0x40 // alternate digit signs
 				}
 			}
-			var us scalar
-			us.setBytes(ub[:])
+			var us p256.Elem
+			p256.SetBytes(&us, &ub)
 			var got nistec.P256Point
 			mulTable(&got, tab, &us)
 			red := new(big.Int).Mod(new(big.Int).SetBytes(ub[:]), n)
