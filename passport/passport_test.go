@@ -12,20 +12,9 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+
+	"github.com/shakenline/shakenline/hsm/signertest"
 )
-
-// keySigner signs with an in-memory key through crypto/ecdsa.
-type keySigner struct{ k *ecdsa.PrivateKey }
-
-func (s keySigner) SignDigest(_ context.Context, d *[32]byte, sig *[64]byte) error {
-	r, ss, err := ecdsa.Sign(rand.Reader, s.k, d[:])
-	if err != nil {
-		return err
-	}
-	r.FillBytes(sig[:32])
-	ss.FillBytes(sig[32:])
-	return nil
-}
 
 // fixedKey is the P-256 key of RFC 6979 appendix A.2.5.
 func fixedKey() *ecdsa.PrivateKey {
@@ -136,7 +125,7 @@ func TestRoundTrip(t *testing.T) {
 		if _, err := rand.Read(c.OrigID[:]); err != nil {
 			t.Fatal(err)
 		}
-		v, err := Sign(context.Background(), keySigner{k}, b, c)
+		v, err := Sign(context.Background(), signertest.CryptoSigner{Key: k}, b, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +144,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("origid %q not a v4 UUID", u)
 		}
 	}
-	if _, err := Sign(context.Background(), keySigner{k}, b, &Claims{Attest: 'D'}); !errors.Is(err, ErrBadClaims) {
+	if _, err := Sign(context.Background(), signertest.CryptoSigner{Key: k}, b, &Claims{Attest: 'D'}); !errors.Is(err, ErrBadClaims) {
 		t.Errorf("attest D: %v", err)
 	}
 }
@@ -283,7 +272,7 @@ func TestExtensions(t *testing.T) {
 	if string(js) != want {
 		t.Errorf("ext payload\n got %s\nwant %s", js, want)
 	}
-	v, err := SignExt(context.Background(), keySigner{k}, b, fixedClaims(), ext)
+	v, err := SignExt(context.Background(), signertest.CryptoSigner{Key: k}, b, fixedClaims(), ext)
 	if err != nil {
 		t.Fatal(err)
 	}

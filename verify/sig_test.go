@@ -11,6 +11,8 @@ import (
 
 	"github.com/shakenline/shakenline/p256verify"
 	"github.com/shakenline/shakenline/passport"
+
+	"github.com/shakenline/shakenline/hsm/signertest"
 )
 
 // TestVerifySigMatchesPassport: verifySig agrees with
@@ -35,7 +37,7 @@ func TestVerifySigMatchesPassport(t *testing.T) {
 		id := &passport.Identity{SigningInput: []byte{byte(i), 'x'}}
 		var raw [64]byte
 		d := sha256.Sum256(id.SigningInput)
-		keySigner{key}.SignDigest(t.Context(), &d, &raw)
+		signertest.CryptoSigner{Key: key}.SignDigest(t.Context(), &d, &raw)
 		cases := [][]byte{raw[:], append([]byte{}, raw[:63]...)}
 		bad := raw
 		bad[i%64] ^= 1

@@ -24,19 +24,9 @@ import (
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/tnauth"
+
+	"github.com/shakenline/shakenline/hsm/signertest"
 )
-
-type keySigner struct{ k *ecdsa.PrivateKey }
-
-func (s keySigner) SignDigest(_ context.Context, d *[32]byte, sig *[64]byte) error {
-	r, ss, err := ecdsa.Sign(rand.Reader, s.k, d[:])
-	if err != nil {
-		return err
-	}
-	r.FillBytes(sig[:32])
-	ss.FillBytes(sig[32:])
-	return nil
-}
 
 // lab is a trust hierarchy plus an x5u server on 127.0.0.1.
 type lab struct {
@@ -104,7 +94,7 @@ func sign(t testing.TB, key *ecdsa.PrivateKey, x5u string, c *passport.Claims) s
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := passport.Sign(context.Background(), keySigner{key}, b, c)
+	s, err := passport.Sign(context.Background(), signertest.CryptoSigner{Key: key}, b, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +108,7 @@ func rawIdentity(key *ecdsa.PrivateKey, hdr, pay, params string) string {
 	si := enc.EncodeToString([]byte(hdr)) + "." + enc.EncodeToString([]byte(pay))
 	var sig [64]byte
 	d := sha256.Sum256([]byte(si))
-	keySigner{key}.SignDigest(context.Background(), &d, &sig)
+	signertest.CryptoSigner{Key: key}.SignDigest(context.Background(), &d, &sig)
 	return si + "." + enc.EncodeToString(sig[:]) + params
 }
 

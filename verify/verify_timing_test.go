@@ -13,6 +13,8 @@ import (
 
 	"github.com/shakenline/shakenline/p256verify"
 	"github.com/shakenline/shakenline/passport"
+
+	"github.com/shakenline/shakenline/hsm/signertest"
 )
 
 // BenchmarkVerifyWarm measures one verification with the x5u chain and its
@@ -190,7 +192,7 @@ func BenchmarkVerifySigTable(b *testing.B) {
 	c.Prepare(k)
 	id := &passport.Identity{SigningInput: make([]byte, 300), Signature: make([]byte, 64)}
 	d := sha256.Sum256(id.SigningInput)
-	if err := (keySigner{key}).SignDigest(context.Background(), &d, (*[64]byte)(id.Signature)); err != nil {
+	if err := (signertest.CryptoSigner{Key: key}).SignDigest(context.Background(), &d, (*[64]byte)(id.Signature)); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

@@ -19,6 +19,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shakenline/shakenline/hsm/signertest"
 )
 
 var loopback = netip.MustParseAddrPort("127.0.0.1:0")
@@ -152,14 +154,11 @@ func signIdentity(t *testing.T, key *ecdsa.PrivateKey, orig, dest string) string
 	h := enc.EncodeToString([]byte(`{"alg":"ES256","ppt":"shaken","typ":"passport","x5u":"http://127.0.0.1/sp.pem"}`))
 	p := enc.EncodeToString([]byte(`{"attest":"A","dest":{"tn":["` + dest + `"]},"iat":1700000000,"orig":{"tn":"` + orig + `"},"origid":"123e4567-e89b-12d3-a456-426614174000"}`))
 	d := sha256.Sum256([]byte(h + "." + p))
-	r, s, err := ecdsa.Sign(rand.Reader, key, d[:])
-	if err != nil {
+	var sig [64]byte
+	if err := (signertest.CryptoSigner{Key: key}).SignDigest(t.Context(), &d, &sig); err != nil {
 		t.Fatal(err)
 	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return h + "." + p + "." + enc.EncodeToString(sig) + ";info=<http://127.0.0.1/sp.pem>;alg=ES256;ppt=shaken"
+	return h + "." + p + "." + enc.EncodeToString(sig[:]) + ";info=<http://127.0.0.1/sp.pem>;alg=ES256;ppt=shaken"
 }
 
 // TestIdentityCountedAndVerified puts a signing relay in front of the sink.

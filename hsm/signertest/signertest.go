@@ -2,6 +2,9 @@
 // signatures verify with the public key, concurrent use is safe, signatures
 // of one digest differ (ECDSA is randomised), and a Dispatcher over the
 // signer signs every request. Run it from each signer's tests.
+//
+// It also holds CryptoSigner, the reference signer tests use where a
+// signature in the r||s form is needed from an in-memory key.
 package signertest
 
 import (
@@ -24,6 +27,30 @@ func Verify(pub *ecdsa.PublicKey, digest *[32]byte, sig *[64]byte) bool {
 	r := new(big.Int).SetBytes(sig[:32])
 	s := new(big.Int).SetBytes(sig[32:])
 	return ecdsa.Verify(pub, digest[:], r, s)
+}
+
+// CryptoSigner is an hsm.Signer that signs through crypto/ecdsa with an
+// in-memory P-256 key and writes r||s (RFC 7518 section 3.4): the stand-in
+// for another carrier's signer in tests, or the baseline a benchmark
+// compares with; never the appliance's own signer.
+type CryptoSigner struct{ Key *ecdsa.PrivateKey }
+
+// Name is "crypto/ecdsa".
+func (s CryptoSigner) Name() string { return "crypto/ecdsa" }
+
+// Public returns the key's public half.
+func (s CryptoSigner) Public() *ecdsa.PublicKey { return &s.Key.PublicKey }
+
+// SignDigest signs digest with crypto/ecdsa and writes r||s, each 32 bytes,
+// big-endian, left-padded.
+func (s CryptoSigner) SignDigest(_ context.Context, digest *[32]byte, sig *[64]byte) error {
+	r, ss, err := ecdsa.Sign(rand.Reader, s.Key, digest[:])
+	if err != nil {
+		return err
+	}
+	r.FillBytes(sig[:32])
+	ss.FillBytes(sig[32:])
+	return nil
 }
 
 // Run runs the suite on s.

@@ -23,6 +23,16 @@ func TestSoftware(t *testing.T) {
 	signertest.Run(t, s)
 }
 
+// TestCryptoSigner runs the suite on the reference signer other packages'
+// tests use.
+func TestCryptoSigner(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signertest.Run(t, signertest.CryptoSigner{Key: key})
+}
+
 func TestSoftHSM(t *testing.T) {
 	env := softhsmtest.New(t)
 	tk := env.NewToken("conformance", nil)
