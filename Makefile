@@ -36,7 +36,7 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/appliance
 
 -include bpf/Makefile.inc
--include interop/Makefile.inc
+-include bench/interop/Makefile.inc
 -include deploy/ansible/Makefile.inc
 
 ## check-generated: regenerate the committed BPF objects and fail when they are stale

@@ -30,7 +30,7 @@ if [ "$(nproc)" -lt 2 ]; then echo "bench: needs 2 cores (generator and system u
 
 cd "$ROOT"
 mkdir -p bin
-"$GO" build -o bin/shakecompare ./bench/compare
+"$GO" build -o bin/shakecompare ./cmd/shakecompare
 
 if [ "${QUICK:-}" = 1 ] || [ "${QUICK:-}" = true ]; then
   OUT=bench/results/tmp/quick

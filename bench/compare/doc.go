@@ -1,8 +1,10 @@
-// Command compare runs the side-by-side benchmark behind `make bench`
+// Package compare runs the side-by-side benchmark behind `make bench`
 // (bench/run.sh) and turns its raw data into the report in bench/results/.
+// Its command is cmd/shakecompare (bin/shakecompare):
 //
-//	compare run    --appliance bin/appliance --out DIR [--quick] [--latest FILE] [--readme FILE]
-//	compare report --out DIR [--latest FILE] [--readme FILE]
+//	shakecompare run    --appliance bin/appliance --out DIR [--quick] [--latest FILE] [--readme FILE]
+//	shakecompare report --out DIR [--latest FILE] [--readme FILE]
+//	shakecompare stalls [--seconds N]
 //
 // # What it owns
 //
@@ -34,7 +36,7 @@
 // `shakebench step --json`; ParseSteps, ParseOpenSSLSpeed, ParseGoBench and
 // ParsePerfReport read the raw outputs back, and report writes the Markdown
 // table, the goals, the profile summary and gnuplot PNGs from files alone,
-// so `compare report` can redo a report without rerunning anything.
+// so `shakecompare report` can redo a report without rerunning anything.
 //
 // # Concurrency
 //
@@ -47,4 +49,4 @@
 // files in /tmp only by convention. CPU time comes from /proc/PID/stat at
 // clock-tick resolution (10 ms), so fixed runs last seconds. Nothing here
 // asserts a speed: the goals are reported, not enforced.
-package main
+package compare

@@ -1,4 +1,4 @@
-package main
+package compare
 
 import (
 	"encoding/json"
@@ -69,9 +69,10 @@ func (s Stalls) AtLeast(floor float64) (n int, micros float64) {
 	return n, micros
 }
 
-// stallsCommand is "compare stalls --seconds N": it prints Stalls as JSON.
-// The bench runs it under taskset on the system under test's CPU.
-func stallsCommand(seconds float64, w io.Writer) error {
+// PrintStalls is "shakecompare stalls --seconds N": it measures Stalls for
+// seconds and prints them as JSON. The bench runs it under taskset on the
+// system under test's CPU (sutStalls).
+func PrintStalls(seconds float64, w io.Writer) error {
 	if seconds <= 0 || seconds > 60 {
 		return fmt.Errorf("%w: --seconds must be in (0, 60]", ErrUsage)
 	}
@@ -79,7 +80,9 @@ func stallsCommand(seconds float64, w io.Writer) error {
 }
 
 // sutStalls runs the stall meter on cpu for seconds, in a process of its
-// own so that nothing else of this process shares that CPU.
+// own so that nothing else of this process shares that CPU: the running
+// binary again, with the arguments "stalls --seconds N" (cmd/shakecompare
+// answers them with PrintStalls).
 func sutStalls(cpu int, seconds float64) (*Stalls, error) {
 	self, err := os.Executable()
 	if err != nil {

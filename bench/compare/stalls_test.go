@@ -1,4 +1,4 @@
-package main
+package compare
 
 import (
 	"bytes"
@@ -55,7 +55,7 @@ func TestStallsAtLeastAndReport(t *testing.T) {
 
 func TestStallsCommand(t *testing.T) {
 	var b bytes.Buffer
-	if err := stallsCommand(0.05, &b); err != nil {
+	if err := PrintStalls(0.05, &b); err != nil {
 		t.Fatal(err)
 	}
 	var st Stalls
@@ -63,7 +63,7 @@ func TestStallsCommand(t *testing.T) {
 		t.Fatalf("%v %+v", err, st)
 	}
 	for _, bad := range []float64{0, -1, 61} {
-		if err := stallsCommand(bad, &b); !errors.Is(err, ErrUsage) {
+		if err := PrintStalls(bad, &b); !errors.Is(err, ErrUsage) {
 			t.Errorf("--seconds %v: %v", bad, err)
 		}
 	}

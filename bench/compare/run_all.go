@@ -1,4 +1,4 @@
-package main
+package compare
 
 import (
 	"github.com/shakenline/shakenline/bench/loadgen"
@@ -6,83 +6,23 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 )
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stderr)
-	stop()
-	os.Exit(code)
-}
 
 // ErrUsage marks a command-line error (exit code 2).
 var ErrUsage = errors.New("compare: usage")
 
-const usage = "usage: compare run --appliance BIN --out DIR [--quick] [--latest FILE] [--readme FILE]\n" +
-	"       compare report --out DIR [--latest FILE] [--readme FILE]\n" +
-	"       compare stalls [--seconds N]   (run under taskset: the gaps one CPU shows a clock-reading thread)"
-
-func run(ctx context.Context, args []string, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, usage)
-		return 2
-	}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	bin := fs.String("appliance", "bin/appliance", "appliance binary")
-	out := fs.String("out", "", "results directory (required)")
-	quick := fs.Bool("quick", false, "short run (QUICK=1)")
-	latest := fs.String("latest", "", "also write the report here, with image paths relative to it")
-	readme := fs.String("readme", "", "replace the results section of this README (between the bench:results markers)")
-	only := fs.String("only", "", "run: only this setup (debugging)")
-	seconds := fs.Float64("seconds", 3, "stalls: how long to measure")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if args[0] == "stalls" {
-		if err := stallsCommand(*seconds, os.Stdout); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 2
-		}
-		return 0
-	}
-	if *out == "" {
-		fmt.Fprintln(stderr, usage)
-		return 2
-	}
-	var err error
-	switch args[0] {
-	case "run":
-		err = runAll(ctx, *bin, *out, *quick, *only, stderr)
-	case "report":
-	default:
-		fmt.Fprintln(stderr, usage)
-		return 2
-	}
-	if err == nil {
-		err = Report(*out, *latest, *readme)
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	return 0
-}
-
-func runAll(ctx context.Context, bin, out string, quick bool, only string, log io.Writer) error {
+// RunAll runs every setup (or only the one named only) with the appliance
+// binary bin and writes run.json, the step files and the raw tool outputs
+// to out; Report then turns them into the report. quick selects the short
+// steps of QUICK=1. Progress goes to log.
+func RunAll(ctx context.Context, bin, out string, quick bool, only string, log io.Writer) error {
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		return fmt.Errorf("compare: %w", err)

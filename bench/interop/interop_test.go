@@ -22,7 +22,7 @@ func buildAppliance(t *testing.T) string {
 	}
 	out := filepath.Join(t.TempDir(), "appliance")
 	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/appliance")
-	cmd.Dir = ".."
+	cmd.Dir = "../.." // the module root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build appliance: %v\n%s", err, b)
 	}

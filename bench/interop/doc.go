@@ -33,7 +33,7 @@
 //     calls.csv and latency.png (gnuplot) with the per-pair matrix, the
 //     per-case, per-attest and per-country tables, timings and findings.
 //
-// Command interop/cmd/interop runs it; it exits 1 when any call or counter
+// Command cmd/interop runs it; it exits 1 when any call or counter
 // differs from the expectation and 2 when the lab cannot be run.
 //
 // # Concurrency, cleanup, limits

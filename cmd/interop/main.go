@@ -1,5 +1,5 @@
 // Command interop runs the global STIR/SHAKEN interoperability proof of
-// concept (package interop) and writes its report. Exit status: 0 when
+// concept (package bench/interop) and writes its report. Exit status: 0 when
 // every call ended as expected, 1 when some did not, 2 when the lab could
 // not be run (usage, missing prerequisite, setup failure).
 package main
@@ -14,7 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/shakenline/shakenline/interop"
+	"github.com/shakenline/shakenline/bench/interop"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -23,7 +23,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("interop", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	appliance := fs.String("appliance", "bin/appliance", "appliance `BINARY`")
-	out := fs.String("out", "interop/results", "results `DIR` (report.md, report.html, results.json, calls.csv, latency.png)")
+	out := fs.String("out", "bench/interop/results", "results `DIR` (report.md, report.html, results.json, calls.csv, latency.png)")
 	work := fs.String("work", "", "work `DIR` for certificates, configs and logs (default: a new temporary directory)")
 	conc := fs.Int("concurrency", 8, "calls in flight")
 	if err := fs.Parse(args); err != nil {
