@@ -2,8 +2,9 @@
 # make bench: the side-by-side benchmark of issue 8 (bench/README.md).
 #   bash bench/run.sh [bin/appliance]           full run, < 15 min
 #   QUICK=1 bash bench/run.sh [bin/appliance]   short run, < 2 min
-# Full runs write bench/results/<UTC date-time>/, bench/results/latest.md and
-# the results section of bench/README.md; quick runs write
+# Full runs write bench/results/<UTC date-time>/ (raw data, git-ignored),
+# bench/results/latest.md (the report, committed) and the run's row in
+# bench/results/history.md (committed); quick runs write
 # bench/results/tmp/quick/ (git-ignored) only.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +41,7 @@ if [ "${QUICK:-}" = 1 ] || [ "${QUICK:-}" = true ]; then
 else
   OUT=bench/results/$(date -u +%Y-%m-%d-%H%M)
   taskset -c "$GEN_CPU" bin/shakecompare run --appliance "$BIN" --out "$OUT" \
-    --latest bench/results/latest.md --readme bench/README.md
+    --latest bench/results/latest.md --history bench/results/history.md
 fi
 echo
 sed -n '/^| setup/,/^## Machine/p' "$OUT/README.md" | sed '$d'

@@ -189,7 +189,7 @@ func TestGoalsAndSummary(t *testing.T) {
 	if g.P99 != 800 || !g.OK[2] {
 		t.Errorf("p99 %v ok %v", g.P99, g.OK[2])
 	}
-	s := Summary(r, "x/")
+	s := Summary(r, "x/", false)
 	for _, want := range []string{"| 4.0× | **not met** |", "50.0 µs / 25 µs = 2.00×", "| 800 µs | **met** |", "| appliance, signing, software key | 2000 | 45 / 151 |"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
@@ -206,15 +206,15 @@ func TestLatencyMethodFollowsStamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Run{Setups: []SetupResult{{Setup: Setups[5], Summary: sum}}}
-	if s := Summary(r, ""); !strings.Contains(s, "sink read time − send time, one process clock") || strings.Contains(s, "SO_TIMESTAMPNS") {
+	if s := Summary(r, "", false); !strings.Contains(s, "sink read time − send time, one process clock") || strings.Contains(s, "SO_TIMESTAMPNS") {
 		t.Errorf("old run described as kernel-stamped:\n%s", s)
 	}
 	r.Setups[0].Summary.Steps[0].RxKernelStamped = 1000
-	if s := Summary(r, ""); !strings.Contains(s, "sink kernel RX stamp − send time before sendmmsg") {
+	if s := Summary(r, "", false); !strings.Contains(s, "sink kernel RX stamp − send time before sendmmsg") {
 		t.Errorf("receive-stamped run:\n%s", s)
 	}
 	r.Setups[0].Summary.Steps[0].TxKernelStamped = 1000
-	s := Summary(r, "")
+	s := Summary(r, "", false)
 	if !strings.Contains(s, "p50 / p99 at it (µs, sink kernel RX stamp − generator kernel TX stamp)") || !strings.Contains(s, "SO_TIMESTAMPING") {
 		t.Errorf("kernel-stamped run:\n%s", s)
 	}

@@ -1,9 +1,13 @@
 // Package compare runs the side-by-side benchmark behind `make bench`
-// (bench/run.sh) and turns its raw data into the report in bench/results/.
-// Its command is cmd/shakecompare (bin/shakecompare):
+// (bench/run.sh) and turns its raw data into the reports in bench/results/:
+// a full run's raw data and its own report stay in its run directory,
+// which git ignores; only bench/results/latest.md (the newest run's report,
+// detached from the raw data) and bench/results/history.md (one row per
+// run, UpdateHistory) are committed. Its command is cmd/shakecompare
+// (bin/shakecompare):
 //
-//	shakecompare run    --appliance bin/appliance --out DIR [--quick] [--latest FILE] [--readme FILE]
-//	shakecompare report --out DIR [--latest FILE] [--readme FILE]
+//	shakecompare run    --appliance bin/appliance --out DIR [--quick] [--latest FILE] [--history FILE]
+//	shakecompare report --out DIR [--latest FILE] [--history FILE]
 //	shakecompare stalls [--seconds N]
 //
 // # What it owns

@@ -1,7 +1,6 @@
 package compare
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -16,12 +15,6 @@ import (
 	"github.com/shakenline/shakenline/bench/loadgen"
 )
 
-// Markers delimiting the generated section of bench/README.md.
-const (
-	markStart = "<!-- bench:results:start -->"
-	markEnd   = "<!-- bench:results:end -->"
-)
-
 // Goal targets of issue 8.
 const (
 	goalSpeedup   = 5.0    // appliance signed calls/s over Kamailio + secsipid
@@ -30,18 +23,42 @@ const (
 )
 
 // Report reads run.json and the step files in dir and writes dir/README.md
-// and the plots; latest (if set) gets the same report with paths relative
-// to its own directory; readme (if set) gets its results section replaced.
-func Report(dir, latest, readme string) error {
+// and the plots there. latest (if set) gets the same report, detached from
+// the raw files (see Markdown): the copy that is committed. history (if
+// set) gets the run's row (UpdateHistory).
+func Report(dir, latest, history string) error {
+	r, err := LoadRun(dir)
+	if err != nil {
+		return err
+	}
+	plotErr := plots(dir, r)
+	md := Markdown(r, "", methodLink(dir), plotErr, false)
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(md), 0o644); err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	if latest != "" {
+		md := Markdown(r, displayDir(dir), methodLink(filepath.Dir(latest)), plotErr, true)
+		if err := os.WriteFile(latest, []byte(md), 0o644); err != nil {
+			return fmt.Errorf("compare: %w", err)
+		}
+	}
+	if history != "" {
+		return UpdateHistory(history, r)
+	}
+	return nil
+}
+
+// LoadRun reads run.json of the run directory dir, with the ramps read back
+// from its step files (the raw record).
+func LoadRun(dir string) (*Run, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "run.json"))
 	if err != nil {
-		return fmt.Errorf("compare: %w", err)
+		return nil, fmt.Errorf("compare: %w", err)
 	}
 	var r Run
 	if err := json.Unmarshal(b, &r); err != nil {
-		return fmt.Errorf("compare: run.json: %w", err)
+		return nil, fmt.Errorf("compare: %s/run.json: %w", dir, err)
 	}
-	// The step files are the raw record; read the ramps back from them.
 	for i := range r.Setups {
 		f, err := os.Open(filepath.Join(dir, "steps-"+r.Setups[i].Setup.Name+".jsonl"))
 		if err != nil {
@@ -53,46 +70,22 @@ func Report(dir, latest, readme string) error {
 			r.Setups[i].Summary = sum
 		}
 	}
-	plotErr := plots(dir, &r)
-	md := Markdown(&r, "", methodLink(dir), plotErr)
-	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte(md), 0o644); err != nil {
-		return fmt.Errorf("compare: %w", err)
-	}
-	if latest != "" {
-		rel, err := filepath.Rel(filepath.Dir(latest), dir)
-		if err != nil {
-			return fmt.Errorf("compare: %w", err)
-		}
-		if err := os.WriteFile(latest, []byte(Markdown(&r, rel+"/", methodLink(filepath.Dir(latest)), plotErr)), 0o644); err != nil {
-			return fmt.Errorf("compare: %w", err)
-		}
-	}
-	if readme != "" {
-		rel, err := filepath.Rel(filepath.Dir(readme), dir)
-		if err != nil {
-			return fmt.Errorf("compare: %w", err)
-		}
-		if err := replaceSection(readme, Summary(&r, rel+"/")); err != nil {
-			return err
-		}
-	}
-	return nil
+	return &r, nil
 }
 
-func replaceSection(path, body string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("compare: %w", err)
+// displayDir is dir as a reader finds it: relative to the module root
+// (bench/results/2026-11-23-2142/) where it lies below it, else as given;
+// with a trailing slash.
+func displayDir(dir string) string {
+	shown := dir
+	if root, err := moduleRoot(); err == nil {
+		if abs, err := filepath.Abs(dir); err == nil {
+			if rel, err := filepath.Rel(root, abs); err == nil && !strings.HasPrefix(rel, "..") {
+				shown = rel
+			}
+		}
 	}
-	i, j := bytes.Index(b, []byte(markStart)), bytes.Index(b, []byte(markEnd))
-	if i < 0 || j < i {
-		return fmt.Errorf("compare: %s has no %s ... %s section", path, markStart, markEnd)
-	}
-	var out bytes.Buffer
-	out.Write(b[:i+len(markStart)])
-	out.WriteString("\n" + body + "\n")
-	out.Write(b[j:])
-	return os.WriteFile(path, out.Bytes(), 0o644)
+	return filepath.ToSlash(shown) + "/"
 }
 
 func (r *Run) setup(name string) *SetupResult {
@@ -220,15 +213,21 @@ func LatencyMethod(r *Run) string {
 	}
 }
 
-// Summary is the headline table and goals (for bench/README.md).
-func Summary(r *Run, prefix string) string {
+// Summary is the headline table and goals. prefix leads from the report to
+// the run directory; detached says the run directory's files are not beside
+// the report (Markdown).
+func Summary(r *Run, prefix string, detached bool) string {
 	var b strings.Builder
 	kind := "full run"
 	if r.Params.Quick {
 		kind = "QUICK run (short steps: indicative only)"
 	}
-	fmt.Fprintf(&b, "Run of %s, %s, %s (%d cores, kernel %s), load average %s at start and %s at end (cores shared with other work). Full report: [%sREADME.md](%sREADME.md).\n\n",
-		r.Started.Format("2006-01-02 15:04 UTC"), kind, r.Env.CPUModel, r.Env.Cores, r.Env.Kernel, r.Env.LoadStart, r.Env.LoadEnd, prefix, prefix)
+	full := fmt.Sprintf("Full report: [%sREADME.md](%sREADME.md).", prefix, prefix)
+	if detached {
+		full = fmt.Sprintf("Full report with plots: `%sREADME.md` on the machine that ran it (not in git).", prefix)
+	}
+	fmt.Fprintf(&b, "Run of %s, %s, %s (%d cores, kernel %s), load average %s at start and %s at end (cores shared with other work). %s\n\n",
+		r.Started.Format("2006-01-02 15:04 UTC"), kind, r.Env.CPUModel, r.Env.Cores, r.Env.Kernel, r.Env.LoadStart, r.Env.LoadEnd, full)
 	b.WriteString("Highest clean rate: the highest offered rate whose step lost at most " + fmt.Sprintf("%.1f", r.Params.LossPct) + " % of INVITEs at the sink and, for signing setups, also delivered at least " + fmt.Sprintf("%.1f", 100-r.Params.LossPct) + " % of them signed (a bypassed call counts as lost). " + LatencyMethod(r) + "\n\n")
 	fmt.Fprintf(&b, "| setup | highest clean rate (calls/s) | p50 / p99 at it (µs, %[1]s) | at 80 %%: rate, p50 / p99 (µs, %[1]s) | SUT CPU per call (µs) | with Identity |\n", latencyWhat(r))
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
@@ -286,12 +285,21 @@ func Summary(r *Run, prefix string) string {
 	return b.String()
 }
 
-// Markdown is the full report; prefix is prepended to image and file links.
-func Markdown(r *Run, prefix, method, plotErr string) string {
+// Markdown is the full report; prefix is prepended to image and file links
+// ("" in the run directory). A detached report (detached true, prefix the
+// run directory as a reader finds it) is the one committed as
+// bench/results/latest.md, while the run directory stays out of git: it
+// shows no images, links no raw file, and says how to regenerate them.
+func Markdown(r *Run, prefix, method, plotErr string, detached bool) string {
 	var b strings.Builder
 	b.WriteString("# Shakenline side-by-side benchmark\n\n")
 	b.WriteString("Generated by `make bench` (bench/run.sh, bench/compare); method in [bench/README.md](" + method + ").\n\n")
-	b.WriteString(Summary(r, prefix))
+	if detached {
+		fmt.Fprintf(&b, "This is the summary of the newest full run that is kept in git; each full run also adds its row to history.md beside it. "+
+			"The raw data (run.json, steps-*.jsonl, plots, tool outputs, logs) stays in `%s` and out of git: "+
+			"`make bench` measures a new run, and `bin/shakecompare report --out %s --latest bench/results/latest.md` redraws this report from that directory.\n\n", prefix, prefix)
+	}
+	b.WriteString(Summary(r, prefix, detached))
 	fmt.Fprintf(&b, "\n## Machine and layout\n\n- CPU: %s, %d cores; kernel %s; %s\n- %s\n- %s; %s; %s\n- ramp: from %.0f calls/s, ×%.2f per step, %v per step, stop when loss > %.1f %% (a failing step is retried once), then %d bisection steps between the last clean and the first failing rate; then %v at %.0f %% of the highest clean rate for CPU and latency\n- run from %s to %s\n",
 		r.Env.CPUModel, r.Env.Cores, r.Env.Kernel, r.Env.Go, r.Env.Layout, r.Env.Appliance, r.Env.Kamailio, r.Env.OpenSSL,
 		r.Params.Start, r.Params.Factor, r.Params.StepDuration, r.Params.LossPct, r.Params.Refine, r.Params.Fixed, 100*r.Params.FixedFraction,
@@ -352,9 +360,12 @@ func Markdown(r *Run, prefix, method, plotErr string) string {
 	b.WriteString(profileText(r))
 
 	b.WriteString("\n## Plots\n\n")
-	if plotErr != "" {
+	switch {
+	case plotErr != "":
 		fmt.Fprintf(&b, "Plots not drawn: %s\n", plotErr)
-	} else {
+	case detached:
+		fmt.Fprintf(&b, "`throughput.png`, `latency-p99.png` and `latency-<setup>.png` in `%s` (not in git).\n", prefix)
+	default:
 		fmt.Fprintf(&b, "![throughput](%sthroughput.png)\n\n![p99 latency](%slatency-p99.png)\n\n", prefix, prefix)
 		for _, s := range r.Setups {
 			if len(s.Summary.Steps) > 0 {
@@ -369,7 +380,11 @@ func Markdown(r *Run, prefix, method, plotErr string) string {
 		if s.Error != "" {
 			fmt.Fprintf(&b, "Error: `%s`\n\n", s.Error)
 		}
-		fmt.Fprintf(&b, "Ramp stopped by: %s. Steps retried once: %v. Raw steps: [steps-%s.jsonl](%ssteps-%s.jsonl).\n\n", s.Summary.Stop, s.Retries, s.Setup.Name, prefix, s.Setup.Name)
+		raw := fmt.Sprintf("[steps-%s.jsonl](%ssteps-%s.jsonl)", s.Setup.Name, prefix, s.Setup.Name)
+		if detached {
+			raw = fmt.Sprintf("`%ssteps-%s.jsonl`", prefix, s.Setup.Name)
+		}
+		fmt.Fprintf(&b, "Ramp stopped by: %s. Steps retried once: %v. Raw steps: %s.\n\n", s.Summary.Stop, s.Retries, raw)
 		if f := s.Fixed; f != nil && f.Result.RxKernelStamped > 0 {
 			fmt.Fprintf(&b, "Latency of the 80 %% run timed by kernel stamps: receive %d of %d INVITEs, transmit %d of %d; %d arrived stamped before their send time.\n\n",
 				f.Result.RxKernelStamped, f.Result.Received, f.Result.TxKernelStamped, f.Result.Sent, f.Result.LatencyNegative)

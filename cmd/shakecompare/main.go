@@ -2,8 +2,8 @@
 // (package bench/compare; bench/run.sh builds it as bin/shakecompare) and
 // writes its report.
 //
-//	shakecompare run    --appliance bin/appliance --out DIR [--quick] [--latest FILE] [--readme FILE]
-//	shakecompare report --out DIR [--latest FILE] [--readme FILE]
+//	shakecompare run    --appliance bin/appliance --out DIR [--quick] [--latest FILE] [--history FILE]
+//	shakecompare report --out DIR [--latest FILE] [--history FILE]
 //	shakecompare stalls [--seconds N]
 //
 // stalls is also how a run measures the system under test's CPU: it starts
@@ -31,8 +31,8 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = "usage: shakecompare run --appliance BIN --out DIR [--quick] [--latest FILE] [--readme FILE]\n" +
-	"       shakecompare report --out DIR [--latest FILE] [--readme FILE]\n" +
+const usage = "usage: shakecompare run --appliance BIN --out DIR [--quick] [--latest FILE] [--history FILE]\n" +
+	"       shakecompare report --out DIR [--latest FILE] [--history FILE]\n" +
 	"       shakecompare stalls [--seconds N]   (run under taskset: the gaps one CPU shows a clock-reading thread)"
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -45,8 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("appliance", "bin/appliance", "appliance binary")
 	out := fs.String("out", "", "results directory (required)")
 	quick := fs.Bool("quick", false, "short run (QUICK=1)")
-	latest := fs.String("latest", "", "also write the report here, with image paths relative to it")
-	readme := fs.String("readme", "", "replace the results section of this README (between the bench:results markers)")
+	latest := fs.String("latest", "", "also write the report here, detached from the raw data (bench/results/latest.md)")
+	history := fs.String("history", "", "add the run's row to this history table (bench/results/history.md)")
 	only := fs.String("only", "", "run: only this setup (debugging)")
 	seconds := fs.Float64("seconds", 3, "stalls: how long to measure")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err == nil {
-		err = compare.Report(*out, *latest, *readme)
+		err = compare.Report(*out, *latest, *history)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
