@@ -32,6 +32,9 @@
 //   - The report (report.go): report.md, report.html, results.json,
 //     calls.csv and latency.png (gnuplot) with the per-pair matrix, the
 //     per-case, per-attest and per-country tables, timings and findings.
+//     In bench/interop/results only report.md, the summary, is kept in
+//     git; it names the plot instead of embedding it, as the other files
+//     are git-ignored.
 //
 // Command cmd/interop runs it; it exits 1 when any call or counter
 // differs from the expectation and 2 when the lab cannot be run.

@@ -127,6 +127,19 @@ func TestReport(t *testing.T) {
 	if !strings.Contains(string(h), `<td class="bad">`) || !strings.Contains(string(h), "<b>interop FAIL") {
 		t.Errorf("report.html lacks the failure marking")
 	}
+	// report.md is the summary kept in git without the plot: it names the
+	// plot and embeds nothing; report.html, beside the plot, shows it.
+	if _, err := os.Stat(filepath.Join(dir, "latency.png")); err == nil {
+		if strings.Contains(string(md), "![") || !strings.Contains(string(md), "`latency.png`, beside this report") {
+			t.Errorf("report.md embeds or does not name the plot")
+		}
+		if !strings.Contains(string(h), `<img src="latency.png"`) {
+			t.Errorf("report.html lost the plot")
+		}
+	}
+	if !strings.Contains(string(md), "the only file of it kept in git") {
+		t.Errorf("report.md does not say which files are kept in git")
+	}
 }
 
 // TestReplayPairs: a replay repeats its first call's numbers, so only the

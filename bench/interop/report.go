@@ -53,8 +53,8 @@ func (d *doc) markdown() []byte {
 			fmt.Fprintf(&b, "%s\n\n", bl.text)
 		case "pre":
 			fmt.Fprintf(&b, "```\n%s\n```\n\n", bl.text)
-		case "img":
-			fmt.Fprintf(&b, "![%s](%s)\n\n", bl.text, bl.image)
+		case "img": // the image is not committed beside report.md: name it only
+			fmt.Fprintf(&b, "Plot (%s): `%s`, beside this report.\n\n", bl.text, bl.image)
 		case "table":
 			hs := make([]string, len(bl.head))
 			seps := make([]string, len(bl.head))
@@ -312,6 +312,7 @@ func build(r *Result, plotErr error) *doc {
 	d.h1("Global STIR/SHAKEN interoperability proof of concept")
 	d.p("**%s**", Headline(r))
 	d.p("Run started %s on this host with `make interop`. Every number below comes from calls placed in this run.", r.Started.UTC().Format(time.RFC3339))
+	d.p("The run wrote report.md (this summary, the only file of it kept in git), report.html, results.json, calls.csv and latency.png, which git ignores; `make interop` writes them all again.")
 
 	d.h2("What was tested")
 	d.p("Whether unmodified IETF (RFC 8224, 8225, 8226, 8588) and ATIS (ATIS-1000074, -1000080) STIR/SHAKEN works across borders when numbers come from many national numbering plans in E.164 form and a **non-jurisdictional Global Certificate Authority** issues provider certificates beside national ones. Nothing in the protocol was changed: the same PASSporT, Identity header, TNAuthList certificate extension and verstat are used everywhere; only governance (who admits providers and who is trusted) differs.")
