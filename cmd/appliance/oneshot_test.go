@@ -87,3 +87,26 @@ func TestSignThenVerify(t *testing.T) {
 		t.Fatalf("anonymous: exit %d %q", code, errs)
 	}
 }
+
+func signArgsFor(pki string) []string {
+	return []string{"sign", "--key", filepath.Join(pki, "sp.key"), "--cert", filepath.Join(pki, "sp.pem"),
+		"--x5u", "https://cert.example.org/sp.pem"}
+}
+
+// TestSignJSONNumbers: `appliance sign` takes JSON TNs as the API does
+// (E.164 as given, never a default country; docs/API.md, "Telephone
+// numbers").
+func TestSignJSONNumbers(t *testing.T) {
+	signArgs := signArgsFor(labPKI(t))
+	code, out, errs := runIn(t, `{"attest":"A","dest":{"tn":["442079460123"]},"orig":{"tn":"+1 202 555 0143"}}`, signArgs...)
+	id, err := passport.ParseIdentity(strings.TrimSpace(out))
+	if code != 0 || err != nil || id.Payload.Dest.TN[0] != "442079460123" || id.Payload.Orig.TN != "12025550143" {
+		t.Fatalf("JSON: exit %d %s %v %+v", code, errs, err, id)
+	}
+	for _, tn := range []string{"2025550143x", "2155550123", "02079460123"} {
+		code, _, errs := runIn(t, `{"attest":"A","dest":{"tn":["`+tn+`"]},"orig":{"tn":"12025550143"}}`, signArgs...)
+		if code != 2 || !strings.Contains(errs, "dest.tn") {
+			t.Fatalf("JSON dest %q: exit %d %q, want refused", tn, code, errs)
+		}
+	}
+}

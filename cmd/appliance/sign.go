@@ -138,18 +138,19 @@ func claimsFromJSON(in []byte, defAttest string, e env) (passport.Claims, map[st
 		return c, nil, fmt.Errorf("attest %q: want A, B or C", si.Attest)
 	}
 	c.Attest = si.Attest[0]
-	orig, ok := tnDigits(si.Orig.TN)
-	if !ok {
-		return c, nil, fmt.Errorf("orig.tn %q is not a telephone number", si.Orig.TN)
+	// E.164 as given, the API's rule (docs/API.md, "Telephone numbers").
+	orig, err := e164.AppendGiven(nil, si.Orig.TN)
+	if err != nil {
+		return c, nil, fmt.Errorf("orig.tn %q: %w", si.Orig.TN, err)
 	}
 	c.Orig = orig
 	if len(si.Dest.TN) == 0 {
 		return c, nil, errors.New("dest.tn is required")
 	}
 	for _, d := range si.Dest.TN {
-		dd, ok := tnDigits(d)
-		if !ok {
-			return c, nil, fmt.Errorf("dest.tn %q is not a telephone number", d)
+		dd, err := e164.AppendGiven(nil, d)
+		if err != nil {
+			return c, nil, fmt.Errorf("dest.tn %q: %w", d, err)
 		}
 		c.Dest = append(c.Dest, dd)
 	}
@@ -167,21 +168,6 @@ func claimsFromJSON(in []byte, defAttest string, e env) (passport.Claims, map[st
 		_, _ = rand.Read(c.OrigID[:])
 	}
 	return c, ext, nil
-}
-
-// tnDigits strips '+' and visual separators from a TN given in E.164.
-func tnDigits(s string) ([]byte, bool) {
-	var out []byte
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= '0' && c <= '9':
-			out = append(out, c)
-		case c == '+' && i == 0, c == '-', c == '.', c == ' ', c == '(', c == ')':
-		default:
-			return nil, false
-		}
-	}
-	return out, len(out) > 0 && len(out) <= 15
 }
 
 func parseUUID(s string) ([16]byte, error) {
