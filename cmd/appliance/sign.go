@@ -211,8 +211,27 @@ func claimsFromSIP(in []byte, c config.Config, e env) (passport.Claims, error) {
 	if err != nil {
 		return cl, err
 	}
+	// The Date rules of the fast path (RFC 8224 sections 4.1 and 6.1). The
+	// INVITE itself is not printed, so the Date it must carry is told on
+	// stderr when it differs from what it has.
+	stale, err := fastpath.ParseStaleDate(c.StaleDate)
+	if err != nil {
+		return cl, err
+	}
+	iat, act := fastpath.DateRule(in, &m, e.now(), c.Freshness, stale)
+	date := string(sip.AppendDate(nil, iat))
+	switch act {
+	case fastpath.DateStale:
+		return cl, fmt.Errorf("the INVITE's Date %q is outside the %v freshness window: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in), c.Freshness)
+	case fastpath.DateBad:
+		return cl, fmt.Errorf("the INVITE's Date %q is not an RFC 3261 date: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in))
+	case fastpath.DateAdd:
+		fmt.Fprintf(e.stderr, "the INVITE has no Date: send it with \"Date: %s\" (the PASSporT's iat, RFC 8224 section 6.1)\n", date)
+	case fastpath.DateReplace:
+		fmt.Fprintf(e.stderr, "stale_date: replace: send the INVITE with \"Date: %s\" in place of %q (the PASSporT's iat)\n", date, m.Date.In(in))
+	}
 	d := tbl.Decide(netipZero, orig)
-	cl = passport.Claims{Attest: d.Attest, Orig: orig, Dest: [][]byte{dest}, IAT: fastpath.IAT(in, &m, e.now(), c.Freshness)}
+	cl = passport.Claims{Attest: d.Attest, Orig: orig, Dest: [][]byte{dest}, IAT: iat}
 	_, _ = rand.Read(cl.OrigID[:])
 	return cl, nil
 }
