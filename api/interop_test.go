@@ -119,7 +119,7 @@ const worldLoopback = "127.0.83.2"
 // Identity header.
 func TestKamailioVerifiesWorldwide(t *testing.T) {
 	prereq.Need(t, kamailio.Available())
-	e := newEnv(t, nil)
+	e := newEnv(t, roomyBudget)
 	pub := publicKeyFile(t, e)
 	next, client := udpOn(t, worldLoopback), udpOn(t, worldLoopback)
 	lc := udpOn(t, worldLoopback)
