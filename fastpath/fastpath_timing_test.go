@@ -391,6 +391,26 @@ func BenchmarkStampRequest(b *testing.B) {
 	}
 }
 
+// BenchmarkStampRequestDateAdded is BenchmarkStampRequest for an INVITE
+// without Date: the Date rule, the IMF-fixdate and its insertion with the
+// Identity header (RFC 8224 section 6.1). Compare the two in one run.
+func BenchmarkStampRequestDateAdded(b *testing.B) {
+	l, src := benchLoop(b, nil)
+	inv := invite(src, "stamp", "")
+	if err := l.msg.Parse(inv); err != nil {
+		b.Fatal(err)
+	}
+	hdr := []byte("Identity: eyJhbGciOiJFUzI1NiJ9.eyJhdHRlc3QiOiJBIn0.c2lnbmF0dXJl;info=<https://cert.example.org/sp.pem>;alg=ES256;ppt=shaken\r\n")
+	j := newJob(l)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(inv)))
+	for b.Loop() {
+		iat, act := DateRule(inv, &l.msg, benchNow, time.Minute, StaleRefuse)
+		j.setDate(&l.msg, iat, act)
+		l.out = l.s.stampRequestEdit(l.out[:0], inv, &l.msg, src, hdr, l.sc, nil, &j.date)
+	}
+}
+
 // A flood of malformed datagrams costs no allocation and takes no lock once
 // the first one has been logged.
 func TestAllocsMalformed(t *testing.T) {
