@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/audit"
-	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
@@ -92,16 +91,12 @@ func newEnv(t testing.TB, mut func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	num, err := e164.New("US")
-	if err != nil {
-		t.Fatal(err)
-	}
 	toks, err := NewTokens(testToken)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := hsm.NewPool(ctx, soft, 2, 4096)
-	cfg := Config{Builder: b, Signer: pool, Policy: testPolicy(t), Numbers: num, Verifier: testVerifier(t, h),
+	cfg := Config{Builder: b, Signer: pool, Policy: testPolicy(t), Verifier: testVerifier(t, h),
 		Tokens: toks, CertFingerprint: audit.Fingerprint(h.SP), Ready: []Check{SignerCheck(pool, time.Second)},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if mut != nil {
@@ -215,7 +210,7 @@ func checkErr(t *testing.T, r resp, status int, kind, id string, vars ...string)
 func TestSignThenVerify(t *testing.T) {
 	e := newEnv(t, nil)
 	now := time.Now().Unix()
-	r := e.do(t, "POST", "/stir/v1/signing", signBody("A", "+1 215-555-0100", []string{"2155550199", "+442079460018"}, now, ""),
+	r := e.do(t, "POST", "/stir/v1/signing", signBody("A", "+1 215-555-0100", []string{"12155550199", "+442079460018"}, now, ""),
 		"X-RequestID", "req-42")
 	if r.status != 200 {
 		t.Fatalf("signing: %d %s", r.status, r.body)
@@ -426,7 +421,7 @@ func TestAttestation(t *testing.T) {
 	e := newEnv(t, nil)
 	for _, tc := range []struct{ body, attest, rule string }{
 		{`{"attestationRequest":{"orig":{"tn":"+12155550100"},"dest":{"tn":["12155550199"]},"source":"198.18.1.7"}}`, "A", "retail"},
-		{`{"attestationRequest":{"orig":{"tn":"2155550100"}}}`, "A", "retail"},
+		{`{"attestationRequest":{"orig":{"tn":"12155550100"}}}`, "A", "retail"},
 		{`{"attestationRequest":{"orig":{"tn":"+442079460018"},"source":"198.18.3.7"}}`, "B", "wholesale"},
 		{`{"attestationRequest":{"orig":{"tn":"+442079460018"},"source":"::ffff:198.18.3.7"}}`, "B", "wholesale"},
 		{`{"attestationRequest":{"orig":{"tn":"+442079460018"},"source":"198.18.3.8"}}`, "C", "default"},

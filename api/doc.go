@@ -20,9 +20,13 @@
 // Signing: attest, dest, iat and orig are mandatory; origid is optional (a
 // random version 4 UUID is made when absent; a given one must be a version 4
 // UUID, since it is signed as given). iat must be within Config.Freshness
-// (60s) of now: a stale iat would be refused by every verifier. TNs may carry
-// '+' and the separators " -.()"; they are canonicalised to E.164 digits
-// with the default country (Config.Numbers). The extension claims div, rcd,
+// (60s) of now (RFC 8224 section 4.1): a stale iat is SVC4005, never
+// replaced (the client's INVITE carries the Date). TNs (signing orig and
+// dest, verification from and to, attestation orig and dest) are E.164 as
+// given: e164.AppendGiven, an optional leading '+' and the separators
+// " -.()" removed, never a default country added; anything else is SVC4005
+// with the TN and the reason (docs/API.md, "Telephone numbers"). The
+// extension claims div, rcd,
 // rcdi and crn are signed when given; any other member is refused. The
 // attestation is the client's (the audit rule is "request"). The request goes
 // through the same hsm.Dispatcher, budget (Config.Budget) and failure mapping
@@ -52,7 +56,8 @@
 //	SVC4003 404 unknown path
 //	SVC4004 415 Content-Type is not application/json (absent is accepted)
 //	SVC4005 400 invalid parameter value (wrong type, unknown attest, stale
-//	            iat, unknown member, not a TN, bad configuration on reload);
+//	            iat, unknown member, a TN that is not E.164, bad
+//	            configuration on reload);
 //	            401 for an unknown bearer token
 //	SVC4006 400 body is not one JSON object; 413 over Config.MaxBody
 //	SVC4007 411 no Content-Length (chunked body)

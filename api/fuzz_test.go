@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ func FuzzSigningRequest(f *testing.F) {
 	now := time.Now().Unix()
 	for _, s := range []string{
 		signBody("A", "12155550100", []string{"12155550199"}, now, ""),
-		signBody("B", "+44 20 7946 0018", []string{"(215) 555-0199", "+33142278186"}, now, `,"rcd":{"nam":"x"}`),
+		signBody("B", "+44 20 7946 0018", []string{"1 (215) 555-0199", "+33142278186"}, now, `,"rcd":{"nam":"x"}`),
 		`{"signingRequest":{"attest":1}}`, `{"signingRequest":null}`, `{`, `[]`, `{"signingRequest":{"dest":{"tn":[null]}}}`,
 		`{"signingRequest":{"origid":"123e4567-e89b-42d3-a456-42661417400g"}}`,
 	} {
@@ -52,13 +53,13 @@ func FuzzSigningRequest(f *testing.F) {
 }
 
 func FuzzAppendTN(f *testing.F) {
-	for _, s := range []string{"+1 215-555-0100", "2155550100", "(215) 555.0100", "+", "", "1+2", "abc", strings.Repeat("9", 60)} {
+	for _, s := range []string{"+1 215-555-0100", "2155550100", "1 (215) 555.0100", "+44 (0)20", "02079460123", "+", "", "1+2", "abc", strings.Repeat("9", 60)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, tn string) {
-		out, err := appendTN(nil, nil, tn)
-		if err == nil {
-			if len(out) == 0 || len(out) > 15 {
+		out, e := appendTN(nil, "orig", tn)
+		if e == nil {
+			if len(out) < 6 || len(out) > 15 || out[0] == '0' {
 				t.Fatalf("%q -> %q", tn, out)
 			}
 			for _, c := range out {
@@ -66,6 +67,8 @@ func FuzzAppendTN(f *testing.F) {
 					t.Fatalf("%q -> %q", tn, out)
 				}
 			}
+		} else if e.msg != svc4005 || len(e.vars) != 2 || e.vars[0] != "orig" || !strings.Contains(e.vars[1], strconv.Quote(tn)) {
+			t.Fatalf("%q: refused with %v", tn, e)
 		}
 		var id [16]byte
 		_ = parseUUID(tn, &id)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/shakenline/shakenline/e164"
@@ -106,37 +107,17 @@ func kindName(k string) string {
 	return "a " + k
 }
 
-// appendTN canonicalises one TN as given in a request ("+1 215-555-0100",
-// "12155550100", "2155550100") into E.164 digits appended to dst.
-func appendTN(dst []byte, num *e164.Canonicalizer, tn string) ([]byte, error) {
-	var buf [48]byte
-	d := buf[:0]
-	global := false
-	for i := 0; i < len(tn); i++ {
-		c := tn[i]
-		switch {
-		case c >= '0' && c <= '9':
-			if len(d) == len(buf) {
-				return dst, e164.ErrTooLong
-			}
-			d = append(d, c)
-		case c == '+' && len(d) == 0 && !global:
-			global = true
-		case c == ' ' || c == '-' || c == '.' || c == '(' || c == ')':
-		default:
-			return dst, e164.ErrNotNumber
-		}
+// appendTN appends the E.164 digits of one TN as given in a request: an
+// ATIS-1000082 TN is E.164 already (country code first, no '+'), so it is
+// taken as it is (e164.AppendGiven: a leading '+' and the separators
+// " -.()" removed, never a default country added; docs/API.md, "Telephone
+// numbers"). A refusal is SVC4005 for param, with the TN and the reason.
+func appendTN(dst []byte, param, tn string) ([]byte, *apiError) {
+	out, err := e164.AppendGiven(dst, tn)
+	if err != nil {
+		return dst, newErr(svc4005, param, strconv.Quote(tn)+" "+err.Error())
 	}
-	if len(d) == 0 {
-		return dst, e164.ErrNotNumber
-	}
-	if num == nil {
-		if len(d) > 15 {
-			return dst, e164.ErrTooLong
-		}
-		return append(dst, d...), nil
-	}
-	return num.Append(dst, d, global)
+	return out, nil
 }
 
 // parseUUID parses an 8-4-4-4-12 hex UUID.

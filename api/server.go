@@ -18,7 +18,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/shakenline/shakenline/audit"
-	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -49,10 +48,6 @@ type Config struct {
 	Builder *passport.Builder
 	Signer  hsm.Dispatcher
 	Policy  *policy.Holder
-	// Numbers canonicalises TNs given in requests (national numbers get
-	// the default country's code). Nil: only '+' and the visual separators
-	// " -.()" are removed.
-	Numbers *e164.Canonicalizer
 	// Verifier serves verification requests; nil answers them with POL5000
 	// (503). SetVerifier swaps it (trust store reload).
 	Verifier *verify.Verifier

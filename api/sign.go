@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/audit"
+	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/verify"
@@ -104,19 +105,21 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	// centuries away and pass the check.
 	w := int64(s.cfg.Freshness / time.Second)
 	if d := *f.IAT - now.Unix(); *f.IAT <= 0 || d > w || d < -w {
-		return newErr(svc4005, "iat", fmt.Sprintf("%d is outside the %v freshness window", *f.IAT, s.cfg.Freshness))
+		return newErr(svc4005, "iat", fmt.Sprintf("%d is outside the %v freshness window (the appliance's time is %d): "+
+			"RFC 8224 section 4.1, no PASSporT for a stale Date", *f.IAT, s.cfg.Freshness, now.Unix()))
 	}
 	c.IAT = *f.IAT
 	var err error
+	var e *apiError
 	tns := j.tns[:0]
-	if tns, err = appendTN(tns, s.cfg.Numbers, *f.Orig.TN); err != nil {
-		return newErr(svc4005, "orig", err.Error())
+	if tns, e = appendTN(tns, "orig", *f.Orig.TN); e != nil {
+		return e
 	}
 	origEnd := len(tns)
 	ends := [MaxDest]int{}
 	for i, tn := range f.Dest.TN {
-		if tns, err = appendTN(tns, s.cfg.Numbers, tn); err != nil {
-			return newErr(svc4005, "dest", err.Error())
+		if tns, e = appendTN(tns, "dest", tn); e != nil {
+			return e
 		}
 		ends[i] = len(tns)
 	}
@@ -309,16 +312,16 @@ type verifyIn struct {
 func verifyInput(s *Server, f *verificationFields) verifyIn {
 	var in verifyIn
 	in.Identity = []string{*f.Identity}
-	orig, err := appendTN(nil, s.cfg.Numbers, *f.From.TN)
-	if err != nil {
-		in.err = newErr(svc4005, "from", err.Error())
+	orig, e := appendTN(nil, "from", *f.From.TN)
+	if e != nil {
+		in.err = e
 		return in
 	}
 	in.OrigTN = string(orig)
 	for _, tn := range f.To.TN {
-		d, err := appendTN(nil, s.cfg.Numbers, tn)
-		if err != nil {
-			in.err = newErr(svc4005, "to", err.Error())
+		d, e := appendTN(nil, "to", tn)
+		if e != nil {
+			in.err = e
 			return in
 		}
 		in.DestTNs = append(in.DestTNs, string(d))
@@ -351,9 +354,9 @@ func (s *Server) attestation(w http.ResponseWriter, r *http.Request, body []byte
 		return
 	}
 	var buf [32]byte
-	orig, err := appendTN(buf[:0], s.cfg.Numbers, *f.Orig.TN)
-	if err != nil {
-		s.fail(w, r, newErr(svc4005, "orig", err.Error()))
+	orig, e := appendTN(buf[:0], "orig", *f.Orig.TN)
+	if e != nil {
+		s.fail(w, r, e)
 		return
 	}
 	if f.Dest != nil {
@@ -362,13 +365,15 @@ func (s *Server) attestation(w http.ResponseWriter, r *http.Request, body []byte
 			return
 		}
 		for _, tn := range f.Dest.TN {
-			if _, err := appendTN(nil, s.cfg.Numbers, tn); err != nil {
-				s.fail(w, r, newErr(svc4005, "dest", err.Error()))
+			var d [e164.MaxGiven]byte
+			if _, e := appendTN(d[:0], "dest", tn); e != nil {
+				s.fail(w, r, e)
 				return
 			}
 		}
 	}
 	var src netip.Addr
+	var err error
 	if f.Source != nil {
 		if src, err = netip.ParseAddr(*f.Source); err != nil {
 			s.fail(w, r, newErr(svc4005, "source", "must be an IPv4 or IPv6 address"))

@@ -16,8 +16,10 @@
 //	  - call: the first 16 bytes of SHA-256(Call-ID) in lowercase hex. For
 //	    HTTP signing requests (which have no Call-ID) the api package hashes the
 //	    X-RequestID header when the client sent one, else the PASSporT origid.
-//	  - orig, dest: E.164 digits as signed; several dest numbers are joined with
-//	    ','. Longer than MaxTN bytes are cut (E.164 numbers have at most 15).
+//	  - orig, dest: E.164 digits as signed (the PASSporT's orig and dest, from
+//	    a SIP INVITE or an API request by the rules of docs/API.md,
+//	    "Telephone numbers"); several dest numbers are joined with ','.
+//	    Longer than MaxTN bytes are cut (E.164 numbers have at most 15).
 //	  - attest: A, B or C.
 //	  - rule: the policy rule that decided the attestation ("default" when none
 //	    matched; "request" when an HTTP client gave the attestation itself).

@@ -49,6 +49,7 @@ type Config struct {
 
 	Loops        int           `yaml:"loops"`         // event loops, default one per core
 	Freshness    time.Duration `yaml:"freshness"`     // iat window, default 60s
+	StaleDate    string        `yaml:"stale_date"`    // a Date outside freshness: refuse (forward unsigned, RFC 8224 4.1) | replace (deviation: Date replaced by now, signed)
 	SignBudget   time.Duration `yaml:"sign_budget"`   // per-call budget before P-Identity-Bypass, default 100ms
 	ResignSigned bool          `yaml:"resign_signed"` // sign INVITEs already carrying a SHAKEN Identity
 	MaxInFlight  int           `yaml:"max_in_flight"` // signing jobs per loop
@@ -74,6 +75,7 @@ func Default() Config {
 		Attest:         "C",
 		DefaultCountry: "US",
 		Freshness:      60 * time.Second,
+		StaleDate:      "refuse",
 		SignBudget:     100 * time.Millisecond,
 		LogLevel:       "info",
 		SteerPort:      5099,
@@ -156,6 +158,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Freshness <= 0 || c.SignBudget <= 0 {
 		return bad("freshness and sign_budget must be positive")
+	}
+	switch c.StaleDate {
+	case "", "refuse", "replace":
+	default:
+		return bad("stale_date %q: want refuse (RFC 8224 section 4.1, the default) or replace", c.StaleDate)
 	}
 	return nil
 }

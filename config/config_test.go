@@ -36,11 +36,18 @@ policy:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.SignBudget != 250*time.Millisecond || c.Freshness != 60*time.Second || c.DefaultCountry != "US" {
+	if c.SignBudget != 250*time.Millisecond || c.Freshness != 60*time.Second || c.DefaultCountry != "US" || c.StaleDate != "refuse" {
 		t.Fatalf("defaults/overrides wrong: %+v", c)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStaleDate(t *testing.T) {
+	c, err := Load(write(t, "stale_date: replace\nfreshness: 30s\n"))
+	if err != nil || c.StaleDate != "replace" || c.Freshness != 30*time.Second {
+		t.Fatalf("stale_date: replace: %v %+v", err, c)
 	}
 }
 
@@ -76,6 +83,7 @@ func TestValidateErrors(t *testing.T) {
 		"workers":     func(c *Config) { c.Signers = []Signer{{PKCS11: "b", Workers: -1}} },
 		"timeout":     func(c *Config) { c.Signers = []Signer{{PKCS11: "b", Timeout: -time.Second}} },
 		"bad rule":    func(c *Config) { c.Policy.Rules = append(c.Policy.Rules, c.Policy.Rules...); c.Policy.Default = "Z" },
+		"stale date":  func(c *Config) { c.StaleDate = "ignore" },
 	} {
 		c := base
 		mut(&c)

@@ -3,6 +3,13 @@
 // default region, using the numbering-plan metadata of
 // github.com/nyaruka/phonenumbers (a port of Google's libphonenumber).
 //
+// It owns the two rules of docs/API.md, "Telephone numbers": a
+// Canonicalizer reads a number out of a SIP URI, dialled in a default
+// region (rule S, below); AppendGiven and AppendGivenPrefix take a number
+// already written in E.164 (rule G: the HTTP API, JSON claims, the policy
+// inventory), never adding a country code, and refuse what is not E.164
+// with a *GivenError whose text a client can act on (given.go).
+//
 // # Canonicalise, do not judge
 //
 // A Canonicalizer never rejects a number because a numbering plan calls it

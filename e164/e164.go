@@ -64,6 +64,9 @@ var (
 	metaOnce sync.Once
 	metaErr  error
 	metaByID map[string]*phonenumbers.PhoneMetadata
+	// countryCodes[cc] is set for every country calling code of the
+	// metadata, geographic or not (AppendGiven).
+	countryCodes [1000]bool
 )
 
 // loadMetadata decodes the phonenumbers territory metadata once; the
@@ -78,6 +81,9 @@ func loadMetadata() error {
 		}
 		metaByID = make(map[string]*phonenumbers.PhoneMetadata, len(coll.GetMetadata()))
 		for _, md := range coll.GetMetadata() {
+			if cc := md.GetCountryCode(); cc > 0 && cc < int32(len(countryCodes)) {
+				countryCodes[cc] = true
+			}
 			if id := md.GetId(); len(id) == 2 { // skip "001", non-geographic entities
 				metaByID[id] = md
 			}

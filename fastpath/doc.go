@@ -19,7 +19,9 @@
 //     ours, ours removed. Only initial INVITEs (no To tag) are signed.
 //   - redirect: each initial INVITE is answered with 302 Moved Temporarily,
 //     Contact the original Request-URI, plus the Identity header (the
-//     ClearIP/Neustar style); the SBC copies the header into its own INVITE.
+//     ClearIP/Neustar style) and a Date header equal to the iat; the SBC
+//     copies the headers into its own INVITE (docs/ARCHITECTURE.md,
+//     redirect mode, says why the Date).
 //   - inline: INVITEs steered to us by the XDP program in package bpf are
 //     stamped and reinjected towards their original destination with their
 //     original source address.
@@ -43,6 +45,16 @@
 // "requests from all loops gathered and spread over the sessions"), and the
 // terminating side's verification queue (a verification costs about 100 µs;
 // the channel operation is noise beside it).
+//
+// Date rules (RFC 8224 sections 4.1 and 6.1, DateRule in claims.go): an
+// INVITE without Date is signed with iat = now and leaves with a Date of
+// that second; a Date within Config.Freshness is the iat; a Date outside it
+// (or one that does not parse) is not signed and leaves as it came, counted
+// (shakenline_calls_unsigned_total{reason="stale-date"|"bad-date"}) and
+// logged at most once a minute, unless Config.StaleDate is StaleReplace:
+// then the Date is replaced by now and signed (a deviation from the RFC).
+// The Date is added or replaced by the same edit that inserts the Identity
+// header (job.setDate, stamp.go), in every mode.
 //
 // Failure rules: a malformed message never stops a loop (it is forwarded
 // unsigned in proxy mode, answered 400 in redirect mode when it can be

@@ -242,33 +242,6 @@ func TestProxySignsInitialInvite(t *testing.T) {
 	}
 }
 
-func TestStaleDateNotCopied(t *testing.T) {
-	te := start(t, Proxy, nil)
-	stale := time.Now().Add(-10 * time.Minute).UTC()
-	te.send(t, invite(te.client.LocalAddr().(*net.UDPAddr).AddrPort(), "stale", "Date: "+stale.Format(sipDate)+"\r\n"))
-	got, _ := recv(t, te.next)
-	m := parse(t, got)
-	id, err := passport.ParseIdentity(string(m.Identity[0].In(got)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if id.Payload.IAT == stale.Unix() || time.Since(time.Unix(id.Payload.IAT, 0)) > 5*time.Second {
-		t.Errorf("iat = %d: stale Date copied or not now", id.Payload.IAT)
-	}
-}
-
-func TestFreshDateCopied(t *testing.T) {
-	te := start(t, Proxy, nil)
-	d := time.Now().Add(-20 * time.Second).UTC().Truncate(time.Second)
-	te.send(t, invite(te.client.LocalAddr().(*net.UDPAddr).AddrPort(), "fresh", "Date: "+d.Format(sipDate)+"\r\n"))
-	got, _ := recv(t, te.next)
-	m := parse(t, got)
-	id, _ := passport.ParseIdentity(string(m.Identity[0].In(got)))
-	if id == nil || id.Payload.IAT != d.Unix() {
-		t.Fatalf("iat not taken from Date %v", d)
-	}
-}
-
 func TestUnsignedCases(t *testing.T) {
 	te := start(t, Proxy, nil)
 	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()

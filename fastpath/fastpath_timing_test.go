@@ -33,6 +33,13 @@ func (d syncDispatcher) Submit(r *hsm.Request) error {
 	return nil
 }
 
+// benchDate is the Date of the INVITEs the allocation tests and benchmarks
+// send; benchNow, 5 s later, is their loops' clock for dates (cfg.Now), so
+// such a Date is always fresh and becomes the iat.
+const benchDate = "Mon, 23 Nov 2026 16:33:39 GMT"
+
+var benchNow = time.Date(2026, 11, 23, 16, 33, 44, 0, time.UTC)
+
 // benchLoop builds a Server and one loop around a real UDP socket on
 // loopback, without gnet, so handle can be driven directly. A goroutine
 // drains the next hop.
@@ -88,6 +95,8 @@ func testLoop(tb testing.TB, d hsm.Dispatcher) (*loop, *net.UDPConn) {
 		Listen: sock.LocalAddr().(*net.UDPAddr).AddrPort(), NextHop: next.LocalAddr().(*net.UDPAddr).AddrPort(),
 		Builder: b, Signer: d, Policy: policy.NewHolder(tbl), Numbers: num,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// The Date clock: benchDate is fresh whenever the tests run.
+		Now: func() time.Time { return benchNow },
 		// Few jobs, so that every job is reused many times in a run: an
 		// allocation on reuse cannot hide behind a large pool.
 		MaxInFlight: 16,
@@ -134,19 +143,45 @@ var optionsMsg = []byte("OPTIONS sip:198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.
 
 func TestAllocsPerPacket(t *testing.T) {
 	l, src := benchLoop(t, nil)
-	inv := invite(src, "alloc", "Date: Mon, 23 Nov 2026 16:33:39 GMT\r\n")
+	inv := invite(src, "alloc", "Date: "+benchDate+"\r\n")
 	// A source that differs from the Via's sent-by adds received= too.
 	other := netip.MustParseAddrPort("198.18.9.9:5070")
+	// RFC 8224 sections 4.1 and 6.1: a Date added, a stale one forwarded
+	// unsigned (and logged once), or replaced.
+	noDate := invite(src, "alloc-nodate", "")
+	stale := invite(src, "alloc-stale", "Date: Sat, 01 Jan 2000 00:00:00 GMT\r\n")
+	lr, srcr := benchLoop(t, nil)
+	lr.s.cfg.StaleDate = StaleReplace
 	for name, c := range map[string]struct {
+		l   *loop
 		pkt []byte
 		src netip.AddrPort
-	}{"invite-signed": {inv, src}, "invite-received-rport": {inv, other}, "options-forwarded": {optionsMsg, src}} {
-		pkt, src := c.pkt, c.src
+	}{"invite-signed": {l, inv, src}, "invite-received-rport": {l, inv, other}, "options-forwarded": {l, optionsMsg, src},
+		"invite-date-added": {l, noDate, src}, "invite-stale-date-unsigned": {l, stale, src}, "invite-stale-date-replaced": {lr, stale, srcr}} {
+		l, pkt, src := c.l, c.pkt, c.src
 		for range 100 { // warm up: the latency histogram allocates its buckets once
 			l.handle(pkt, src)
 		}
+		added, replaced, unsigned, signed := mDateAdded.Get(), mDateReplaced.Get(), mUnsignedStale.Get(), mSignedA.Get()
 		if n := testing.AllocsPerRun(2000, func() { l.handle(pkt, src) }); n != 0 {
 			t.Errorf("%s: %.2f allocations per packet, want 0", name, n)
+		}
+		// Each case did what its name says (2001 runs: AllocsPerRun warms
+		// up once; with only 16 jobs in this loop's pool some signed calls
+		// are bypassed as overload, and leave with their Date as it came).
+		for _, w := range []struct {
+			when     string
+			got      uint64
+			min, max uint64
+		}{
+			{"invite-date-added", mDateAdded.Get() - added, 16, 2001},
+			{"invite-stale-date-replaced", mDateReplaced.Get() - replaced, 16, 2001},
+			{"invite-stale-date-unsigned", mUnsignedStale.Get() - unsigned, 2001, 2001},
+			{"invite-stale-date-unsigned", mSignedA.Get() - signed, 0, 0},
+		} {
+			if w.when == name && (w.got < w.min || w.got > w.max) {
+				t.Errorf("%s: counter rose by %d, want %d to %d", name, w.got, w.min, w.max)
+			}
 		}
 	}
 	// The same through the real chain with a warm software key, signed on
@@ -279,7 +314,7 @@ func (fixedSig) TrySign(r *hsm.Request, _ int) bool { r.SignedBy = "fixed"; retu
 
 func BenchmarkLoopInviteStamp(b *testing.B) {
 	l, src := benchLoop(b, nil)
-	inv := invite(src, "bench", "Date: Mon, 23 Nov 2026 16:33:39 GMT\r\n")
+	inv := invite(src, "bench", "Date: "+benchDate+"\r\n")
 	b.ReportAllocs()
 	b.SetBytes(int64(len(inv)))
 	for b.Loop() {
@@ -353,6 +388,26 @@ func BenchmarkStampRequest(b *testing.B) {
 	b.SetBytes(int64(len(inv)))
 	for b.Loop() {
 		l.out = l.s.stampRequest(l.out[:0], inv, &l.msg, src, hdr, l.sc)
+	}
+}
+
+// BenchmarkStampRequestDateAdded is BenchmarkStampRequest for an INVITE
+// without Date: the Date rule, the IMF-fixdate and its insertion with the
+// Identity header (RFC 8224 section 6.1). Compare the two in one run.
+func BenchmarkStampRequestDateAdded(b *testing.B) {
+	l, src := benchLoop(b, nil)
+	inv := invite(src, "stamp", "")
+	if err := l.msg.Parse(inv); err != nil {
+		b.Fatal(err)
+	}
+	hdr := []byte("Identity: eyJhbGciOiJFUzI1NiJ9.eyJhdHRlc3QiOiJBIn0.c2lnbmF0dXJl;info=<https://cert.example.org/sp.pem>;alg=ES256;ppt=shaken\r\n")
+	j := newJob(l)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(inv)))
+	for b.Loop() {
+		iat, act := DateRule(inv, &l.msg, benchNow, time.Minute, StaleRefuse)
+		j.setDate(&l.msg, iat, act)
+		l.out = l.s.stampRequestEdit(l.out[:0], inv, &l.msg, src, hdr, l.sc, nil, &j.date)
 	}
 }
 

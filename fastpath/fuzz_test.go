@@ -5,7 +5,9 @@ import (
 	"net/netip"
 	"regexp"
 	"testing"
+	"time"
 
+	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/sip"
 )
 
@@ -147,4 +149,47 @@ func countVerstatParams(msg []byte, na sip.NameAddr) int {
 		}
 	}
 	return len(verstatParam.FindAllIndex(na.URI.In(msg), -1)) + len(verstatParam.FindAllIndex(plain, -1))
+}
+
+// FuzzStampDate: a request that parses, signed under the Date rules
+// (stale_date: replace, so every Date is kept, added or replaced), still
+// parses once stamped in proxy mode; its (first) Date is the iat's when
+// added or replaced and the one it had when kept, the Identity is added
+// and the dialog and body are untouched.
+func FuzzStampDate(f *testing.F) {
+	seeds(f)
+	src := netip.MustParseAddrPort("198.18.1.2:5060")
+	for _, d := range []string{"Date: " + benchDate + "\r\n", "Date:\r\n", "Date: yesterday\r\n", "Date: Sat, 01 Jan 2000 00:00:00 GMT\r\nDate: x\r\n",
+		"Date: Mon, 23 Nov 2026\r\n 16:33:40 GMT\r\n"} {
+		f.Add(invite(src, "d", d))
+	}
+	l, _ := benchLoop(f, nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var in, out sip.Message
+		if in.Parse(b) != nil || !in.IsRequest || in.MaxForwards == 0 {
+			return
+		}
+		iat, act := DateRule(b, &in, benchNow, time.Minute, StaleReplace)
+		j := newJob(l)
+		j.setDate(&in, iat, act)
+		j.input = append(j.input[:0], "e30.e30"...)
+		stamped := j.stamp(nil, b, &in, &hsm.Request{})
+		if err := out.Parse(stamped); err != nil {
+			t.Fatalf("stamped request does not parse: %v\nin:  %q\nout: %q", err, b, stamped)
+		}
+		want := in.Date.In(b)
+		if act != DateKeep {
+			want = sip.AppendDate(nil, iat)
+		}
+		if !out.HasDate || !bytes.Equal(out.Date.In(stamped), want) {
+			t.Fatalf("Date %q after %d, want %q\nin:  %q\nout: %q", out.Date.In(stamped), act, want, b, stamped)
+		}
+		if d, ok := sip.ParseDate(out.Date.In(stamped)); !ok || d != iat {
+			t.Fatalf("Date %q is not the iat %d\nout: %q", out.Date.In(stamped), iat, stamped)
+		}
+		if out.TotalIdentity != in.TotalIdentity+1 || !bytes.Equal(out.CallID.In(stamped), in.CallID.In(b)) ||
+			out.CSeq != in.CSeq || !bytes.Equal(out.Body.In(stamped), in.Body.In(b)) {
+			t.Fatalf("Identity not added, or dialog or body changed:\nin:  %q\nout: %q", b, stamped)
+		}
+	})
 }

@@ -29,9 +29,12 @@ type job struct {
 	destv    [1][]byte
 	claims   passport.Claims
 	decision policy.Decision
-	input    []byte // PASSporT signing input
-	hdr      []byte // "Identity: ...\r\n" or "P-Identity-Bypass: ...\r\n"
-	out      []byte // the datagram to send
+	input    []byte     // PASSporT signing input
+	hdr      []byte     // "Identity: ...\r\n" or "P-Identity-Bypass: ...\r\n"
+	dateLine []byte     // "Date: <iat as IMF-fixdate>\r\n"
+	date     edit       // what signing does to the Date header (ins points into dateLine)
+	dateAct  DateAction // DateAdd or DateReplace: date is applied when signed; else none
+	out      []byte     // the datagram to send
 	sc       *scratch
 	req      hsm.Request
 	rec      audit.Record
@@ -40,17 +43,39 @@ type job struct {
 
 func newJob(l *loop) *job {
 	j := &job{
-		l:     l,
-		pkt:   make([]byte, 0, 2048),
-		orig:  make([]byte, 0, 16),
-		dest:  make([]byte, 0, 16),
-		input: make([]byte, 0, 512),
-		hdr:   make([]byte, 0, 1024),
-		out:   make([]byte, 0, 4096),
-		sc:    newScratch(),
+		l:        l,
+		pkt:      make([]byte, 0, 2048),
+		orig:     make([]byte, 0, 16),
+		dest:     make([]byte, 0, 16),
+		input:    make([]byte, 0, 512),
+		hdr:      make([]byte, 0, 1024),
+		dateLine: make([]byte, 0, dateLineCap),
+		out:      make([]byte, 0, 4096),
+		sc:       newScratch(),
 	}
 	j.req.Done = j.done
 	return j
+}
+
+// dateLineCap holds "Date: " + an IMF-fixdate + CRLF.
+const dateLineCap = len("Date: ") + sip.DateLen + len("\r\n")
+
+// setDate records the call's Date decision (DateRule): dateLine is the
+// Date header of the iat, which a 302 carries; for DateAdd it is inserted
+// as a header (before Identity), for DateReplace its value replaces the
+// value of the INVITE's Date header. m is the parse of the datagram the
+// job will stamp (offsets hold in its copy).
+func (j *job) setDate(m *sip.Message, iat int64, act DateAction) {
+	j.dateLine = append(j.dateLine[:0], "Date: "...)
+	j.dateLine = sip.AppendDate(j.dateLine, iat)
+	j.dateLine = append(j.dateLine, "\r\n"...)
+	j.dateAct = act
+	switch act {
+	case DateAdd:
+		j.date = edit{at: int(m.HeadersEnd), ins: j.dateLine}
+	case DateReplace:
+		j.date = edit{at: int(m.Date.Start), del: m.Date.Len(), ins: j.dateLine[len("Date: ") : len(j.dateLine)-2]}
+	}
 }
 
 // done runs on a signer goroutine when the request is answered: it stamps
@@ -103,16 +128,36 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 	} else {
 		j.hdr = append(j.hdr[:0], bypassHeader(r.Err)...)
 	}
+	// The Date the PASSporT's iat was taken from goes with it; a bypassed
+	// call leaves as it came.
+	var date *edit
+	if r.Err == nil && (j.dateAct == DateAdd || j.dateAct == DateReplace) {
+		date = &j.date
+		if j.dateAct == DateAdd {
+			mDateAdded.Inc()
+		} else {
+			mDateReplaced.Inc()
+			if ok, n := s.limit.allow(logDateReplaced); ok {
+				s.log.Warn("fastpath: INVITE Date outside the freshness window replaced by now and signed (stale_date: replace, a deviation from RFC 8224 section 4.1)",
+					"date", string(m.Date.In(pkt)), "suppressed_since_last", n)
+			}
+		}
+	}
 	switch s.cfg.Mode {
 	case Inline:
 		mForwarded.Inc()
-		return stampInline(dst, pkt, m, j.hdr)
+		return stampInline(dst, pkt, m, j.hdr, date, j.sc)
 	case Redirect:
 		mRedirects.Inc()
-		return appendResponse(dst, pkt, m, 302, "Moved Temporarily", j.contact(pkt, m), j.hdr)
+		if r.Err != nil {
+			return appendResponse(dst, pkt, m, 302, "Moved Temporarily", j.contact(pkt, m), j.hdr)
+		}
+		// The 302 carries Date: iat, for the SBC to copy with the
+		// Identity (docs/ARCHITECTURE.md, redirect mode).
+		return appendResponse(dst, pkt, m, 302, "Moved Temporarily", j.contact(pkt, m), j.dateLine, j.hdr)
 	}
 	mForwarded.Inc()
-	return s.stampRequest(dst, pkt, m, j.src, j.hdr, j.sc)
+	return s.stampRequestEdit(dst, pkt, m, j.src, j.hdr, j.sc, nil, date)
 }
 
 func (j *job) contact(pkt []byte, m *sip.Message) []byte {

@@ -16,6 +16,9 @@ const (
 	logMalformedRequest
 	logMalformedResponse
 	logReinject
+	logStaleDate
+	logBadDate
+	logDateReplaced
 	nLogKeys
 )
 

@@ -18,6 +18,15 @@ var (
 	mUnsignedNoDest = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="no-dest-tn"}`)
 	mUnsignedSigned = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="already-signed"}`)
 	mUnsignedBad    = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="malformed"}`)
+	// RFC 8224 section 4.1: a Date outside the freshness window, or one
+	// that does not parse, is not signed (stale_date: refuse).
+	mUnsignedStale   = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="stale-date"}`)
+	mUnsignedBadDate = metrics.NewCounter(`shakenline_calls_unsigned_total{reason="bad-date"}`)
+	// What signing did to the Date header of signed calls: added (the
+	// INVITE had none, RFC 8224 section 6.1) or replaced (stale_date:
+	// replace).
+	mDateAdded      = metrics.NewCounter(`shakenline_calls_date_total{action="added"}`)
+	mDateReplaced   = metrics.NewCounter(`shakenline_calls_date_total{action="replaced"}`)
 	mBypassOverload = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="overload"}`)
 	mBypassTimeout  = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="timeout"}`)
 	mBypassDown     = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="signer-down"}`)

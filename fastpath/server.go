@@ -78,6 +78,7 @@ type Config struct {
 	Numbers *e164.Canonicalizer
 
 	Freshness    time.Duration // a Date within this of now becomes iat; default 60s
+	StaleDate    StaleDate     // a Date outside Freshness: StaleRefuse (forward unsigned, default) or StaleReplace
 	Budget       time.Duration // per-call signing budget before P-Identity-Bypass; default 100ms
 	ResignSigned bool          // also sign INVITEs that already carry a SHAKEN Identity
 	MaxInFlight  int           // signing jobs per loop; default 4096
@@ -735,16 +736,23 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 		mUnsignedNoDest.Inc()
 		return false
 	}
+	// RFC 8224 sections 4.1 and 6.1: a Date outside freshness is not
+	// signed (unless stale_date: replace); a missing one is added.
+	now := cfg.Now()
+	iat, dact := DateRule(pkt, m, now, cfg.Freshness, cfg.StaleDate)
+	if dact == DateStale || dact == DateBad {
+		l.staleDate(pkt, m, src, dact, now)
+		return false
+	}
 	// The call is prepared in the loop's workspace job: when it is signed
 	// here, on the loop, neither the datagram nor its parse is copied and
 	// no job changes hands.
 	j := l.ws
 	j.start = time.Now()
-	now := cfg.Now()
 	j.src, j.dst, j.flow = src, dst, l.flow
 	j.orig = append(j.orig[:0], l.tn[0]...)
 	j.dest = append(j.dest[:0], l.tn[1]...)
-	iat := IAT(pkt, m, now, cfg.Freshness)
+	j.setDate(m, iat, dact)
 	j.decision = dec
 	j.reject = false
 	j.claims = passport.Claims{Attest: j.decision.Attest, Orig: j.orig, Dest: j.destv[:], IAT: iat}
@@ -752,7 +760,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	_, _ = l.rng.Read(j.claims.OrigID[:])
 	j.input = cfg.Builder.AppendSigningInput(j.input[:0], &j.claims)
 	j.req.Digest = sha256.Sum256(j.input)
-	j.req.Deadline = now.Add(cfg.Budget)
+	j.req.Deadline = j.start.Add(cfg.Budget) // the signers' clock, not cfg.Now (the dates' clock)
 	j.req.Err, j.req.SignedBy = nil, ""
 	// A signer that can sign at once (a warm software nonce pool: about
 	// 0.1 µs) costs less than the two hand-offs of the asynchronous path,
@@ -790,6 +798,26 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	return true
 }
 
+// staleDate counts and logs (at most once a minute) an INVITE that is not
+// signed because of its Date: outside the freshness window (RFC 8224
+// section 4.1) or not a date at all. The caller forwards it unsigned.
+func (l *loop) staleDate(pkt []byte, m *sip.Message, src netip.AddrPort, act DateAction, now time.Time) {
+	if act == DateBad {
+		mUnsignedBadDate.Inc()
+		if ok, n := l.s.limit.allow(logBadDate); ok {
+			l.s.log.Warn("fastpath: INVITE with a Date that does not parse forwarded unsigned (RFC 8224 section 4.1; stale_date: replace would replace it)",
+				"from", src, "date", string(m.Date.In(pkt)), "suppressed_since_last", n)
+		}
+		return
+	}
+	mUnsignedStale.Inc()
+	if ok, n := l.s.limit.allow(logStaleDate); ok {
+		d, _ := sip.ParseDate(m.Date.In(pkt))
+		l.s.log.Warn("fastpath: INVITE with a Date outside the freshness window forwarded unsigned (RFC 8224 section 4.1; stale_date: replace would replace it)",
+			"from", src, "date", string(m.Date.In(pkt)), "skew_seconds", d-now.Unix(), "freshness", l.s.cfg.Freshness, "suppressed_since_last", n)
+	}
+}
+
 // forwardUnverified forwards at once an INVITE the policy gives to
 // verification that cannot be verified now (no verifier configured, or the
 // verifiers' queue full), annotated No-TN-Validation: the next hop sees
@@ -813,7 +841,7 @@ func (l *loop) forwardUnverified(pkt []byte, src, dst netip.AddrPort) bool {
 		l.reinject(l.out)
 		return true
 	}
-	l.queue(l.s.stampRequestEdit(l.outBuf(len(pkt)), pkt, m, src, nil, l.sc, &ann), dst)
+	l.queue(l.s.stampRequestEdit(l.outBuf(len(pkt)), pkt, m, src, nil, l.sc, &ann, nil), dst)
 	return true
 }
 
@@ -825,7 +853,7 @@ func (l *loop) bypassNow(pkt []byte, src, dst netip.AddrPort, hdr []byte) {
 	m := &l.msg
 	if l.s.cfg.Mode == Inline {
 		mForwarded.Inc()
-		l.out = stampInline(l.out[:0], pkt, m, hdr)
+		l.out = stampInline(l.out[:0], pkt, m, hdr, nil, l.sc)
 		l.reinject(l.out)
 		return
 	}

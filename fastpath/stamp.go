@@ -16,11 +16,11 @@ type edit struct {
 }
 
 // edits is a small, fixed set of edits applied in offset order: at most an
-// annotation (five edits), Max-Forwards, our Via, received, rport and one
-// header.
+// annotation (five edits), Max-Forwards, our Via, received, rport, the
+// Date (added or replaced) and one header.
 type edits struct {
 	n int
-	e [len(annotation{}.e) + 5]edit
+	e [len(annotation{}.e) + 6]edit
 }
 
 // annotation is up to five edits that annotate the identities of a
@@ -108,14 +108,18 @@ func lineEnd(b []byte, off int) int {
 // Max-Forwards decremented (or 70 added), and hdr (a whole header line, for
 // example "Identity: ...\r\n", or nil) inserted as the last header.
 func (s *Server) stampRequest(dst, pkt []byte, m *sip.Message, src netip.AddrPort, hdr []byte, sc *scratch) []byte {
-	return s.stampRequestEdit(dst, pkt, m, src, hdr, sc, nil)
+	return s.stampRequestEdit(dst, pkt, m, src, hdr, sc, nil, nil)
 }
 
 // stampRequestEdit is stampRequest with an annotation (nil: none), such as
-// a verstat parameter.
-func (s *Server) stampRequestEdit(dst, pkt []byte, m *sip.Message, src netip.AddrPort, hdr []byte, sc *scratch, ann *annotation) []byte {
+// a verstat parameter, and a Date edit (nil: none; see job.setDate), which
+// goes before hdr when both are inserted at the end of the headers.
+func (s *Server) stampRequestEdit(dst, pkt []byte, m *sip.Message, src netip.AddrPort, hdr []byte, sc *scratch, ann *annotation, date *edit) []byte {
 	sc.ed.n = 0
 	ann.addTo(&sc.ed)
+	if date != nil {
+		sc.ed.add(date.at, date.del, date.ins)
+	}
 	sc.via = append(sc.via[:0], s.viaPrefix...)
 	sc.via = appendBranch(sc.via, pkt, m)
 	sc.via = append(sc.via, "\r\n"...)
@@ -241,11 +245,15 @@ func (s *Server) isOurVia(pkt []byte, m *sip.Message) bool {
 }
 
 // stampInline appends pkt with hdr inserted as its last header and nothing
-// else changed (inline mode: the appliance is a wire).
-func stampInline(dst, pkt []byte, m *sip.Message, hdr []byte) []byte {
-	dst = append(dst, pkt[:m.HeadersEnd]...)
-	dst = append(dst, hdr...)
-	return append(dst, pkt[m.HeadersEnd:]...)
+// else changed (inline mode: the appliance is a wire) but the Date edit
+// (nil: none; see job.setDate).
+func stampInline(dst, pkt []byte, m *sip.Message, hdr []byte, date *edit, sc *scratch) []byte {
+	sc.ed.n = 0
+	if date != nil {
+		sc.ed.add(date.at, date.del, date.ins)
+	}
+	sc.ed.add(int(m.HeadersEnd), 0, hdr)
+	return sc.ed.apply(dst, pkt)
 }
 
 // stampResponse appends the response in pkt without our top Via.

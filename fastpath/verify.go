@@ -151,7 +151,7 @@ func (j *job) finishVerify(r VerifyResult) {
 		ann.addTo(&j.sc.ed)
 		j.out = j.sc.ed.apply(j.out[:0], j.pkt)
 	default:
-		j.out = s.stampRequestEdit(j.out[:0], j.pkt, &j.msg, j.src, nil, j.sc, &ann)
+		j.out = s.stampRequestEdit(j.out[:0], j.pkt, &j.msg, j.src, nil, j.sc, &ann, nil)
 	}
 	mForwarded.Inc()
 	j.l.sendq <- j

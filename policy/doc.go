@@ -3,7 +3,11 @@
 //
 // A rule matches on the source address of the INVITE (the trunk: a host or a
 // prefix) and/or on the calling number against an inventory of numbers the
-// provider itself assigned (exact numbers, prefixes, and ranges). Rules are
+// provider itself assigned (exact numbers, prefixes, and ranges). The
+// inventory is written in E.164 as given (docs/API.md, "Telephone
+// numbers": e164.AppendGiven and AppendGivenPrefix); Build refuses a
+// national number, which could never match the E.164 calling numbers
+// Decide is given. Rules are
 // tried in order and the first match wins; when none matches the configured
 // default applies. This keeps the attestation decision with the provider (the
 // FCC own-certificate rule) while the signing itself may happen anywhere.

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/shakenline/shakenline/e164"
 )
 
 // Errors returned by Build.
@@ -80,7 +82,7 @@ type RuleConfig struct {
 	Action  string   `yaml:"action"`  // sign (default) | verify | verify-reject | forward
 	Attest  string   `yaml:"attest"`  // for sign; may be empty for the other actions
 	Sources []string `yaml:"sources"` // IP addresses or CIDR prefixes of the trunk
-	Numbers []string `yaml:"numbers"` // caller TN inventory: "E164", "prefix*", "start-end"
+	Numbers []string `yaml:"numbers"` // caller TN inventory, E.164 as given: "E164", "prefix*", "start-end" (see addNumber)
 }
 
 // Table is a compiled, immutable policy.
@@ -209,49 +211,49 @@ func mergeRanges(in []tnRange) []tnRange {
 	return out
 }
 
-// digits strips '+' and visual separators and checks what is left is 1-15
-// digits (E.164's maximum).
-func digits(s string) (string, bool) {
-	var b strings.Builder
-	for _, c := range strings.TrimSpace(s) {
-		switch {
-		case c >= '0' && c <= '9':
-			b.WriteRune(c)
-		case c == '+' || c == '-' || c == '.' || c == ' ' || c == '(' || c == ')':
-		default:
-			return "", false
-		}
-	}
-	d := b.String()
-	return d, len(d) >= 1 && len(d) <= 15
-}
-
+// addNumber adds one inventory pattern. Numbers are E.164 as given, the
+// rule of the HTTP API (e164.AppendGiven: an optional leading '+', the
+// separators " -.()" ignored, country code first, 6 to 15 digits, never a
+// default country added; docs/API.md, "Telephone numbers"), because the
+// calling numbers Decide sees are E.164 already:
+//
+//   - "PREFIX*": every number starting with PREFIX (e164.AppendGivenPrefix:
+//     1 to 15 digits, starting with a country code or with the start of
+//     one);
+//   - "LOW-HIGH": a range, two numbers of the same length joined by one
+//     '-', LOW first: a pattern with exactly one '-' is a range;
+//   - anything else: one number (its '-', two or more, are separators:
+//     "+1-215-555-0100").
 func (r *rule) addNumber(pat string) error {
-	bad := func() error { return fmt.Errorf("%w %q", ErrNumber, pat) }
+	bad := func(err error) error { return fmt.Errorf("%w %q: %w", ErrNumber, pat, err) }
 	switch {
 	case strings.HasSuffix(pat, "*"):
-		d, ok := digits(strings.TrimSuffix(pat, "*"))
-		if !ok {
-			return bad()
+		d, err := e164.AppendGivenPrefix(nil, strings.TrimSpace(strings.TrimSuffix(pat, "*")))
+		if err != nil {
+			return bad(err)
 		}
-		r.prefixes = append(r.prefixes, d)
-	case strings.Contains(strings.TrimPrefix(pat, "+"), "-") && !strings.Contains(pat, " "):
-		lo, hi, ok := strings.Cut(strings.TrimPrefix(pat, "+"), "-")
-		if !ok {
-			return bad()
+		r.prefixes = append(r.prefixes, string(d))
+	case strings.Count(pat, "-") == 1:
+		lo, hi, _ := strings.Cut(pat, "-")
+		lo, hi = strings.TrimSpace(lo), strings.TrimSpace(hi)
+		a, err := e164.AppendGiven(nil, lo)
+		if err != nil {
+			return bad(fmt.Errorf("range start (a pattern with one '-' is a range): %w", err))
 		}
-		a, ok1 := digits(lo)
-		b, ok2 := digits(hi)
-		if !ok1 || !ok2 || len(a) != len(b) || a > b {
+		b, err := e164.AppendGiven(nil, hi)
+		if err != nil {
+			return bad(fmt.Errorf("range end: %w", err))
+		}
+		if len(a) != len(b) || string(a) > string(b) {
 			return fmt.Errorf("%w %q: a range needs two numbers of the same length, low first", ErrNumber, pat)
 		}
-		r.ranges = append(r.ranges, tnRange{n: len(a), lo: atou(a), hi: atou(b)})
+		r.ranges = append(r.ranges, tnRange{n: len(a), lo: atou(string(a)), hi: atou(string(b))})
 	default:
-		d, ok := digits(pat)
-		if !ok {
-			return bad()
+		d, err := e164.AppendGiven(nil, strings.TrimSpace(pat))
+		if err != nil {
+			return bad(err)
 		}
-		r.exact = append(r.exact, d)
+		r.exact = append(r.exact, string(d))
 	}
 	return nil
 }

@@ -49,19 +49,21 @@ func TestDecideFirstMatchWins(t *testing.T) {
 }
 
 func TestRangesMergedAndDisjoint(t *testing.T) {
+	// 11-digit ranges (NANP) and one of 10 digits (DE)
 	tb := mustBuild(t, Config{Rules: []RuleConfig{{Name: "r", Attest: "A", Numbers: []string{
-		"1000-1999", "1500-2500", "2501-2600", "5000-5000", "100-199",
+		"12025551000-12025551999", "12025551500-12025552500", "+1 202 555 2501 - +1 202 555 2600", "12025555000-12025555000",
+		"4930901100-4930901199",
 	}}}}, "C")
 	r := tb.rules[0]
-	if len(r.ranges) != 3 { // 100-199 (3 digits), 1000-2600, 5000-5000
+	if len(r.ranges) != 3 { // 4930901100-199 (10 digits), 12025551000-2600, 12025555000
 		t.Fatalf("ranges = %+v", r.ranges)
 	}
-	for _, tn := range []string{"1000", "2000", "2600", "5000", "150"} {
+	for _, tn := range []string{"12025551000", "12025552000", "12025552600", "12025555000", "4930901150"} {
 		if tb.Decide(netip.MustParseAddr("198.18.0.1"), []byte(tn)).Attest != 'A' {
 			t.Errorf("%s not matched", tn)
 		}
 	}
-	for _, tn := range []string{"999", "2601", "4999", "5001", "1500x", "15000"} {
+	for _, tn := range []string{"12025550999", "12025552601", "12025554999", "12025555001", "12025551500x", "120255515000"} {
 		if tb.Decide(netip.MustParseAddr("198.18.0.1"), []byte(tn)).Attest != 'C' {
 			t.Errorf("%s matched", tn)
 		}
@@ -80,7 +82,18 @@ func TestBuildErrors(t *testing.T) {
 		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"12ab"}}}}, ErrNumber},
 		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"200-100"}}}}, ErrNumber},
 		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"100-1000"}}}}, ErrNumber},
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"12025552000-12025551000"}}}}, ErrNumber},
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"12025551000-120255519999"}}}}, ErrNumber},
 		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"1234567890123456"}}}}, ErrNumber},
+		// E.164 as given: national numbers are refused, never completed
+		// with a default country (they would never match a caller)
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"2155550143"}}}}, ErrNumber},
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"02079460123"}}}}, ErrNumber},
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"215555*"}}}}, ErrNumber},
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"0*"}}}}, ErrNumber},
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"2155550100-2155550199"}}}}, ErrNumber},
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"1+2025550143"}}}}, ErrNumber},
+		{Config{Rules: []RuleConfig{{Name: "x", Attest: "A", Numbers: []string{"+4930-901820"}}}}, ErrNumber}, // one '-': a range
 	}
 	for i, c := range cases {
 		if _, err := Build(c.cfg, "C"); !errors.Is(err, c.want) {

@@ -1,5 +1,31 @@
 package sip
 
+// DateLen is the length of a date written by AppendDate.
+const DateLen = len("Sun, 06 Nov 1994 08:49:37 GMT")
+
+// AppendDate appends unix (seconds since 1970, UTC) as an RFC 7231 section
+// 7.1.1.1 IMF-fixdate, the form RFC 3261 section 20.17 requires for the SIP
+// Date header: "Sun, 06 Nov 1994 08:49:37 GMT", always DateLen bytes, in
+// GMT. It does not allocate when dst has room. Dates before 1970 are
+// written as 1970-01-01 00:00:00 and after 9999 as 9999-12-31 23:59:59
+// (the years ParseDate reads back).
+func AppendDate(dst []byte, unix int64) []byte {
+	const maxUnix = 253402300799 // 9999-12-31 23:59:59
+	unix = min(max(unix, 0), maxUnix)
+	days, secs := unix/86400, int(unix%86400)
+	y, m, d := civilFromDays(days)
+	const wk, mon = "ThuFriSatSunMonTueWed", "JanFebMarAprMayJunJulAugSepOctNovDec"
+	w := int(days%7) * 3 // 1970-01-01 was a Thursday
+	dst = append(dst, wk[w:w+3]...)
+	dst = append(dst, ',', ' ', byte('0'+d/10), byte('0'+d%10), ' ')
+	dst = append(dst, mon[(m-1)*3:m*3]...)
+	dst = append(dst, ' ', byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), ' ')
+	h, mi, se := secs/3600, secs/60%60, secs%60
+	dst = append(dst, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':',
+		byte('0'+se/10), byte('0'+se%10))
+	return append(dst, " GMT"...)
+}
+
 // ParseDate parses a SIP Date header value (RFC 3261 section 20.17, the
 // RFC 1123 form of RFC 2616 section 3.3.1), for example
 // "Mon, 23 Nov 2026 16:33:39 GMT", and returns Unix seconds. It does not
@@ -101,6 +127,27 @@ func daysIn(month, year int) int {
 		return 30
 	}
 	return 31
+}
+
+// civilFromDays is the inverse of daysFromCivil for days >= 0 (Howard
+// Hinnant's civil_from_days).
+func civilFromDays(days int64) (y, m, d int) {
+	z := days + 719468
+	era := z / 146097
+	doe := int(z - era*146097)
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d = doy - (153*mp+2)/5 + 1
+	m = mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	y = yoe + int(era)*400
+	if m <= 2 {
+		y++
+	}
+	return y, m, d
 }
 
 // daysFromCivil returns days since 1970-01-01 of a proleptic Gregorian date

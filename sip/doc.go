@@ -2,7 +2,8 @@
 // fast path. It owns the Message type (offsets into a packet for the
 // headers that signing and stateless forwarding need), the URI helpers that
 // pull a telephone number out of a From, To or P-Asserted-Identity URI
-// (URIUser, Param, TelephoneNumber) and the Date parser (ParseDate).
+// (URIUser, Param, TelephoneNumber) and the Date parser and formatter
+// (ParseDate, AppendDate).
 //
 // # What Parse reads
 //
@@ -19,7 +20,7 @@
 //
 // Single-valued headers that repeat (From, To, Call-ID, CSeq,
 // Content-Length, Max-Forwards) make Parse fail rather than pick one; a
-// repeated Date keeps the first. A request must carry Via, From, To,
+// repeated Date keeps the first (HasDate tells an empty Date from none). A request must carry Via, From, To,
 // Call-ID and CSeq (section 8.1.1), and its CSeq method must equal the
 // request method (section 20.16). Responses need no particular header.
 //
@@ -57,7 +58,7 @@
 //
 // # Concurrency and buffer lifetime
 //
-// Parse, TelephoneNumber, ParseDate, URIUser and Param do not allocate
+// Parse, TelephoneNumber, ParseDate, AppendDate, URIUser and Param do not allocate
 // (when the destination slice has room) and keep no reference to their
 // input: a Message holds offsets, not slices, so it stays valid for any
 // byte-identical copy of the packet (for example one copied out of a gnet

@@ -89,6 +89,7 @@ type Message struct {
 	CSeqMethod     Method
 	CSeqMethodName Span // the method token of CSeq
 	Date           Span
+	HasDate        bool // a Date header was seen (Date may still be empty: "Date:" with no value)
 
 	Identity      [MaxIdentity]Span // header values, RFC 8224 section 4.1
 	NumIdentity   int32             // values recorded in Identity (at most MaxIdentity)

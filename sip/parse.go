@@ -413,9 +413,10 @@ func (m *Message) parseHeader(b []byte, start, end, next int) (uint16, error) {
 	case hdrCSeq:
 		return kind, m.parseCSeq(b, vs, ve)
 	case hdrDate:
-		// The first Date wins; its value is checked by ParseDate when used.
-		if m.Date.Empty() {
-			m.Date = Span{int32(vs), int32(ve)}
+		// The first Date wins, even an empty one; its value is checked by
+		// ParseDate when used.
+		if !m.HasDate {
+			m.Date, m.HasDate = Span{int32(vs), int32(ve)}, true
 		}
 	case hdrIdentity:
 		return kind, m.parseIdentity(b, vs, ve)

@@ -291,7 +291,7 @@ func TestParseReuseResets(t *testing.T) {
 	if err := m.Parse(inviteSIPp); err != nil {
 		t.Fatal(err)
 	}
-	if m.NumPAI != 0 || !m.Date.Empty() || m.ViaCount != 1 {
+	if m.NumPAI != 0 || !m.Date.Empty() || m.HasDate || m.ViaCount != 1 {
 		t.Errorf("state leaked between parses: %+v", m)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/shakenline/shakenline/api"
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/config"
-	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 )
 
@@ -27,11 +26,10 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 		return api.New(api.Config{Addr: cfg.API, MonitorOnly: true, Logger: log, Policy: a.policy,
 			Ready: signerReady(a), Health: signerHealth(a)})
 	}
-	numbers, err := e164.New(cfg.DefaultCountry)
-	if err != nil {
-		return nil, fmt.Errorf("api: default-country: %w", err)
-	}
+	// TNs in API requests are E.164 as given: default_country does not
+	// apply (docs/API.md, "Telephone numbers").
 	var tokens *api.TokenSet
+	var err error
 	if cfg.APITokenFile != "" {
 		if tokens, err = api.LoadTokens(cfg.APITokenFile); err != nil {
 			return nil, err
@@ -43,7 +41,7 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 	}
 	var s *api.Server
 	s, err = api.New(api.Config{
-		Addr: cfg.API, Builder: a.builder, Signer: signer, Policy: a.policy, Numbers: numbers, Verifier: a.verifier,
+		Addr: cfg.API, Builder: a.builder, Signer: signer, Policy: a.policy, Verifier: a.verifier,
 		Tokens: tokens, Lab: cfg.Lab, Logger: log, Budget: cfg.SignBudget, Freshness: cfg.Freshness,
 		CertFingerprint: audit.Fingerprint(a.certs[0]),
 		Audit:           a.audit,

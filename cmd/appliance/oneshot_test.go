@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,5 +87,61 @@ func TestSignThenVerify(t *testing.T) {
 	// No number to sign: a clear error, exit 2.
 	if code, _, errs := runIn(t, strings.Replace(invite, "P-Asserted-Identity: <tel:01632960123>\n", "", 1), signArgs...); code != 2 || !strings.Contains(errs, "no calling telephone number") {
 		t.Fatalf("anonymous: exit %d %q", code, errs)
+	}
+}
+
+func signArgsFor(pki string) []string {
+	return []string{"sign", "--key", filepath.Join(pki, "sp.key"), "--cert", filepath.Join(pki, "sp.pem"),
+		"--x5u", "https://cert.example.org/sp.pem"}
+}
+
+// TestSignJSONNumbers: `appliance sign` takes JSON TNs as the API does
+// (E.164 as given, never a default country; docs/API.md, "Telephone
+// numbers").
+func TestSignJSONNumbers(t *testing.T) {
+	signArgs := signArgsFor(labPKI(t))
+	code, out, errs := runIn(t, `{"attest":"A","dest":{"tn":["442079460123"]},"orig":{"tn":"+1 202 555 0143"}}`, signArgs...)
+	id, err := passport.ParseIdentity(strings.TrimSpace(out))
+	if code != 0 || err != nil || id.Payload.Dest.TN[0] != "442079460123" || id.Payload.Orig.TN != "12025550143" {
+		t.Fatalf("JSON: exit %d %s %v %+v", code, errs, err, id)
+	}
+	for _, tn := range []string{"2025550143x", "2155550123", "02079460123"} {
+		code, _, errs := runIn(t, `{"attest":"A","dest":{"tn":["`+tn+`"]},"orig":{"tn":"12025550143"}}`, signArgs...)
+		if code != 2 || !strings.Contains(errs, "dest.tn") {
+			t.Fatalf("JSON dest %q: exit %d %q, want refused", tn, code, errs)
+		}
+	}
+}
+
+// TestSignSIPDate: `appliance sign` applies the fast path's Date rules to a
+// SIP INVITE: no Date, iat now and the Date to send on stderr; a stale
+// Date refused (exit 2) unless stale_date: replace.
+func TestSignSIPDate(t *testing.T) {
+	signArgs := signArgsFor(labPKI(t))
+	invite := func(date string) string {
+		return "INVITE sip:+442079460123@198.18.2.2 SIP/2.0\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK1\n" +
+			"From: <sip:+12025550143@198.18.1.2>;tag=1\nTo: <sip:+442079460123@198.18.2.2>\n" +
+			"Call-ID: c1\nCSeq: 1 INVITE\n" + date + "Content-Length: 0\n\n"
+	}
+	code, out, errs := runIn(t, invite(""), signArgs...)
+	id, err := passport.ParseIdentity(strings.TrimSpace(out))
+	if code != 0 || err != nil || !strings.Contains(errs, "no Date") {
+		t.Fatalf("no Date: exit %d %q %v", code, errs, err)
+	}
+	if want := "Date: " + time.Unix(id.Payload.IAT, 0).UTC().Format(http.TimeFormat); !strings.Contains(errs, want) {
+		t.Fatalf("no Date: stderr %q does not name %q", errs, want)
+	}
+	stale := "Date: " + time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat) + "\n"
+	if code, _, errs := runIn(t, invite(stale), signArgs...); code != 2 || !strings.Contains(errs, "freshness") {
+		t.Fatalf("stale Date: exit %d %q, want refused", code, errs)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(cfg, []byte("stale_date: replace\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runIn(t, invite(stale), append(signArgs, "--config", cfg)...)
+	id, err = passport.ParseIdentity(strings.TrimSpace(out))
+	if code != 0 || err != nil || !strings.Contains(errs, "stale_date: replace") || time.Since(time.Unix(id.Payload.IAT, 0)) > 5*time.Second {
+		t.Fatalf("stale Date, replace: exit %d %q %v", code, errs, err)
 	}
 }

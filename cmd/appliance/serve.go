@@ -254,6 +254,10 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, err
 	}
+	staleDate, err := fastpath.ParseStaleDate(cfg.StaleDate)
+	if err != nil {
+		return nil, err
+	}
 	loops := cfg.Loops
 	if loops <= 0 {
 		loops = runtime.NumCPU()
@@ -271,7 +275,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	}
 	fc := fastpath.Config{
 		Mode: mode, Loops: loops, Builder: builder, Signer: chain, Policy: a.policy, Numbers: numbers,
-		Freshness: cfg.Freshness, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
+		Freshness: cfg.Freshness, StaleDate: staleDate, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
 		MaxInFlight: cfg.MaxInFlight, Logger: log,
 	}
 	if verifier != nil {

@@ -138,18 +138,19 @@ func claimsFromJSON(in []byte, defAttest string, e env) (passport.Claims, map[st
 		return c, nil, fmt.Errorf("attest %q: want A, B or C", si.Attest)
 	}
 	c.Attest = si.Attest[0]
-	orig, ok := tnDigits(si.Orig.TN)
-	if !ok {
-		return c, nil, fmt.Errorf("orig.tn %q is not a telephone number", si.Orig.TN)
+	// E.164 as given, the API's rule (docs/API.md, "Telephone numbers").
+	orig, err := e164.AppendGiven(nil, si.Orig.TN)
+	if err != nil {
+		return c, nil, fmt.Errorf("orig.tn %q: %w", si.Orig.TN, err)
 	}
 	c.Orig = orig
 	if len(si.Dest.TN) == 0 {
 		return c, nil, errors.New("dest.tn is required")
 	}
 	for _, d := range si.Dest.TN {
-		dd, ok := tnDigits(d)
-		if !ok {
-			return c, nil, fmt.Errorf("dest.tn %q is not a telephone number", d)
+		dd, err := e164.AppendGiven(nil, d)
+		if err != nil {
+			return c, nil, fmt.Errorf("dest.tn %q: %w", d, err)
 		}
 		c.Dest = append(c.Dest, dd)
 	}
@@ -167,21 +168,6 @@ func claimsFromJSON(in []byte, defAttest string, e env) (passport.Claims, map[st
 		_, _ = rand.Read(c.OrigID[:])
 	}
 	return c, ext, nil
-}
-
-// tnDigits strips '+' and visual separators from a TN given in E.164.
-func tnDigits(s string) ([]byte, bool) {
-	var out []byte
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= '0' && c <= '9':
-			out = append(out, c)
-		case c == '+' && i == 0, c == '-', c == '.', c == ' ', c == '(', c == ')':
-		default:
-			return nil, false
-		}
-	}
-	return out, len(out) > 0 && len(out) <= 15
 }
 
 func parseUUID(s string) ([16]byte, error) {
@@ -225,8 +211,27 @@ func claimsFromSIP(in []byte, c config.Config, e env) (passport.Claims, error) {
 	if err != nil {
 		return cl, err
 	}
+	// The Date rules of the fast path (RFC 8224 sections 4.1 and 6.1). The
+	// INVITE itself is not printed, so the Date it must carry is told on
+	// stderr when it differs from what it has.
+	stale, err := fastpath.ParseStaleDate(c.StaleDate)
+	if err != nil {
+		return cl, err
+	}
+	iat, act := fastpath.DateRule(in, &m, e.now(), c.Freshness, stale)
+	date := string(sip.AppendDate(nil, iat))
+	switch act {
+	case fastpath.DateStale:
+		return cl, fmt.Errorf("the INVITE's Date %q is outside the %v freshness window: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in), c.Freshness)
+	case fastpath.DateBad:
+		return cl, fmt.Errorf("the INVITE's Date %q is not an RFC 3261 date: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in))
+	case fastpath.DateAdd:
+		fmt.Fprintf(e.stderr, "the INVITE has no Date: send it with \"Date: %s\" (the PASSporT's iat, RFC 8224 section 6.1)\n", date)
+	case fastpath.DateReplace:
+		fmt.Fprintf(e.stderr, "stale_date: replace: send the INVITE with \"Date: %s\" in place of %q (the PASSporT's iat)\n", date, m.Date.In(in))
+	}
 	d := tbl.Decide(netipZero, orig)
-	cl = passport.Claims{Attest: d.Attest, Orig: orig, Dest: [][]byte{dest}, IAT: fastpath.IAT(in, &m, e.now(), c.Freshness)}
+	cl = passport.Claims{Attest: d.Attest, Orig: orig, Dest: [][]byte{dest}, IAT: iat}
 	_, _ = rand.Read(cl.OrigID[:])
 	return cl, nil
 }
