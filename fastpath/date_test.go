@@ -209,8 +209,8 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // Identity header last, nothing else changed.
 func TestDateStampInline(t *testing.T) {
 	l, src := benchLoop(t, nil)
-	l.s.cfg.Mode = Inline
-	defer func() { l.s.cfg.Mode = Proxy }()
+	l.eg = inlineEgress{}
+	defer func() { l.eg = proxyEgress{} }()
 	const iat = 1796653236
 	const date = "Mon, 07 Dec 2026 14:20:36 GMT"
 	for _, c := range []struct {

@@ -28,7 +28,7 @@ func FuzzHandle(f *testing.F) {
 	l, src := benchLoop(f, nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		before := mPanics.Get()
-		l.handle(b, src)
+		l.routeNow(b, src)
 		if mPanics.Get() != before {
 			t.Fatalf("the loop panicked on %q", b)
 		}

@@ -44,6 +44,6 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	// A dual-stack socket reports IPv4 peers v4-mapped; policy prefixes,
 	// the next-hop comparison and received= all want the plain address.
 	ap := ua.AddrPort()
-	h.s.loopFor(c.Fd()).burst(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	h.s.loopFor(c.Fd()).drainSocket(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	return gnet.None
 }

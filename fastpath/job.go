@@ -105,7 +105,7 @@ func (j *job) complete(r *hsm.Request) {
 
 // stamp appends to dst the datagram to send for the answered request r:
 // the INVITE in pkt (parsed in m) with its Identity header, or with
-// P-Identity-Bypass when r failed, as the mode wants it.
+// P-Identity-Bypass when r failed, as the mode's egress wants it.
 func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 	s := j.l.s
 	if r.Err == nil {
@@ -143,21 +143,7 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 			}
 		}
 	}
-	switch s.cfg.Mode {
-	case Inline:
-		mForwarded.Inc()
-		return stampInline(dst, pkt, m, j.hdr, date, j.sc)
-	case Redirect:
-		mRedirects.Inc()
-		if r.Err != nil {
-			return appendResponse(dst, pkt, m, 302, "Moved Temporarily", j.contact(pkt, m), j.hdr)
-		}
-		// The 302 carries Date: iat, for the SBC to copy with the
-		// Identity (docs/ARCHITECTURE.md, redirect mode).
-		return appendResponse(dst, pkt, m, 302, "Moved Temporarily", j.contact(pkt, m), j.dateLine, j.hdr)
-	}
-	mForwarded.Inc()
-	return s.stampRequestEdit(dst, pkt, m, j.src, j.hdr, j.sc, nil, date)
+	return j.l.eg.stampCall(j, dst, pkt, m, r.Err == nil, date)
 }
 
 func (j *job) contact(pkt []byte, m *sip.Message) []byte {

@@ -3,7 +3,6 @@ package fastpath
 import (
 	"crypto/rand"
 	mrand "math/rand/v2"
-	"net/netip"
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sys/unix"
@@ -39,6 +38,7 @@ func (s *Server) loopFor(fd int) *loop {
 // except sendq/free (channels) and the job objects it lends out.
 type loop struct {
 	s     *Server
+	eg    egress // the mode's (New)
 	fd    int
 	idx   int // 0..loops-1, in the order loops saw their first datagram
 	msg   sip.Message
@@ -51,8 +51,8 @@ type loop struct {
 	ws    *job         // the call being signed; taken from free only when it goes asynchronous
 	idle  hsm.IdleWork // the signer's refill work, done when the socket is drained (nil: none)
 
-	bursts    uint64 // calls of burst
-	handedOff uint64 // the last burst that gave a call to a signer or verifier goroutine (see burst)
+	bursts    uint64 // calls of drainSocket
+	handedOff uint64 // the last burst that gave a call to a signer or verifier goroutine (see drainSocket)
 	rng       *mrand.ChaCha8
 	flow      bpf.Flow // inline mode: the original addresses of the datagram in hand
 	tn        [2][]byte
@@ -72,6 +72,7 @@ func (s *Server) newLoop(fd, idx int) *loop {
 	_, _ = rand.Read(seed[:])
 	l := &loop{
 		s:     s,
+		eg:    s.eg,
 		fd:    fd,
 		idx:   idx,
 		out:   make([]byte, 0, sip.MaxMessage+outSlack),
@@ -96,7 +97,7 @@ func (s *Server) newLoop(fd, idx int) *loop {
 	}
 	l.bursts = lingerQuiet // no hand-off yet: the loop may linger from the start
 	s.wg.Add(1)
-	go l.sender(newBatch(fd, v6), s.stopSenders)
+	go l.runSender(newBatch(fd, v6), s.stopSenders)
 	return l
 }
 
@@ -107,11 +108,4 @@ func (l *loop) getJob() *job {
 	default:
 		return nil
 	}
-}
-
-// handle processes one datagram from src and sends what it produced; pkt
-// is only valid during the call. (The event loop goes through burst.)
-func (l *loop) handle(pkt []byte, src netip.AddrPort) {
-	l.process(pkt, src)
-	l.flush()
 }

@@ -118,7 +118,7 @@ func (r *rx) wait() bool {
 	return errno == 0 && n == 1 && r.pfd.Revents&unix.POLLIN != 0
 }
 
-// burst handles first (gnet's datagram, valid only during this call; nil
+// drainSocket routes first (gnet's datagram, valid only during this call; nil
 // for none), then drains the socket with recvmmsg(2), sending what each
 // round produced in shared sendmmsg(2) calls (sooner when the loop's send
 // batch or arena fills). With the socket drained, the loop does one step of
@@ -132,17 +132,17 @@ func (r *rx) wait() bool {
 // idles, and they need Ps the waiting loop would hold, whereas gnet's idle
 // path (runtime.Gosched) lets them run at once. Waiting pays where the
 // loop does all the work itself: signing on the loop with a software key.
-func (l *loop) burst(first []byte, src netip.AddrPort) {
+func (l *loop) drainSocket(first []byte, src netip.AddrPort) {
 	l.bursts++
 	if len(first) > 0 {
-		l.dispatch(first, src)
+		l.routeDatagram(first, src)
 		l.flush()
 	}
 	for range rxRounds {
 		n := l.rx.read()
 		for i := range n {
 			if pkt, src, ok := l.rx.datagram(i); ok && len(pkt) > 0 {
-				l.dispatch(pkt, src)
+				l.routeDatagram(pkt, src)
 			}
 		}
 		// Nothing queued points into the receive buffers (queue copies
@@ -172,5 +172,5 @@ func (l *loop) burst(first []byte, src netip.AddrPort) {
 }
 
 // lingerQuiet is how many bursts without a hand-off to another goroutine
-// a loop waits for before it lingers again (see burst).
+// a loop waits for before it lingers again (see drainSocket).
 const lingerQuiet = 1024

@@ -1,25 +1,54 @@
 package fastpath
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/shakenline/shakenline/sip"
 )
 
-func (l *loop) dispatch(pkt []byte, src netip.AddrPort) {
-	if l.s.cfg.Mode == Inline {
-		l.inline(pkt)
-		return
-	}
-	l.process(pkt, src)
+// egress is what one mode does with the messages a loop receives and the
+// calls it decides: how a request, a response and a malformed message are
+// routed, and how a signed, bypassed, unverified or verified call leaves.
+// New chooses it once, from Config.Mode (proxy.go, redirect.go,
+// inline.go); the loops, the signers' callbacks, the verifiers and the
+// senders call it and never test the mode. The implementations are empty
+// structs: a call through the interface allocates nothing.
+type egress interface {
+	// route takes one datagram from src to its outcome (pkt is valid only
+	// during the call): forwarded, answered, handed to handleInvite, or
+	// dropped, counted.
+	route(l *loop, pkt []byte, src netip.AddrPort)
+	// sendSigned sends, from the loop, the call in the loop's workspace
+	// job j that a signer answered at once (pkt and m are the datagram in
+	// hand and its parse).
+	sendSigned(l *loop, j *job, pkt []byte, m *sip.Message)
+	// stampCall appends to dst the message that carries call j once its
+	// signer has answered: signed (j.hdr the Identity header, date the
+	// Date edit or nil) or not (j.hdr the P-Identity-Bypass header).
+	stampCall(j *job, dst, pkt []byte, m *sip.Message, signed bool, date *edit) []byte
+	// bypass sends the call in pkt at once, unsigned, with hdr (a
+	// P-Identity-Bypass header line).
+	bypass(l *loop, pkt []byte, src, dst netip.AddrPort, hdr []byte)
+	// forwardUnverified sends at once a call the policy gives to
+	// verification that cannot be verified now, annotated
+	// No-TN-Validation. It reports false when the caller is to handle the
+	// call as unsigned instead (a 302 carries no verification result).
+	forwardUnverified(l *loop, pkt []byte, src, dst netip.AddrPort) bool
+	// stampVerified builds in j.out the verified call annotated with ann
+	// (its verstat), for the loop's sender.
+	stampVerified(j *job, ann *annotation)
+	// sendJob sends a finished job from the loop's sender goroutine, or
+	// queues it in tx (flushed by the sender). It reports false when the
+	// job's destination cannot be reached from the loop's socket.
+	sendJob(tx *batch, j *job) bool
 }
 
-// process handles one datagram from src: what it sends is queued in the
-// loop's batch (see queue) until the caller flushes. pkt is only valid
-// during the call.
-func (l *loop) process(pkt []byte, src netip.AddrPort) {
+// routeDatagram takes one datagram from src through the mode's egress:
+// what it sends is queued in the loop's batch (see queue) until the caller
+// flushes. pkt is only valid during the call. A panic drops the datagram,
+// counted and logged, and never the loop.
+func (l *loop) routeDatagram(pkt []byte, src netip.AddrPort) {
 	defer func() {
 		if r := recover(); r != nil {
 			mPanics.Inc()
@@ -29,151 +58,29 @@ func (l *loop) process(pkt []byte, src netip.AddrPort) {
 		}
 	}()
 	mPackets.Inc()
-	m := &l.msg
-	if err := m.Parse(pkt); err != nil {
-		l.malformed(pkt, src, err)
-		return
-	}
-	if !m.IsRequest {
-		l.response(pkt)
-		return
-	}
-	if l.s.cfg.Mode == Redirect {
-		l.redirectRequest(pkt, src)
-		return
-	}
-	l.proxyRequest(pkt, src)
+	l.eg.route(l, pkt, src)
 }
 
-func (l *loop) malformed(pkt []byte, src netip.AddrPort, err error) {
-	isResp := len(pkt) >= 8 && string(pkt[:8]) == "SIP/2.0 "
-	if isResp {
-		mMalformedResp.Inc()
-		if ok, n := l.s.limit.allow(logMalformedResponse); ok {
-			l.s.log.Warn("fastpath: malformed SIP response dropped", "from", src, "err", err, "suppressed_since_last", n)
-		}
-		return
+// dropMalformedResponse counts, logs (at most once a minute) and drops a
+// datagram that did not parse when it looks like a response, and reports
+// whether it did: a response that cannot be parsed cannot be routed.
+func (l *loop) dropMalformedResponse(pkt []byte, src netip.AddrPort, err error) bool {
+	if len(pkt) < 8 || string(pkt[:8]) != "SIP/2.0 " {
+		return false
 	}
-	mMalformedReq.Inc()
-	switch l.s.cfg.Mode {
-	case Redirect:
-		// Answer 400 when the request names enough to be answered.
-		m := &l.msg
-		if m.IsRequest && !m.Via.Value.Empty() && !m.CallID.Empty() && !m.From.Value.Empty() && !m.To.Value.Empty() {
-			l.reply(pkt, src, 400, "Bad Request", l.s.reasonHeader(err))
-		}
-		if ok, n := l.s.limit.allow(logMalformedRequest); ok {
-			l.s.log.Warn("fastpath: malformed SIP request answered 400 where possible", "from", src, "err", err, "suppressed_since_last", n)
-		}
-	default:
-		// A stateless proxy that cannot parse a request forwards it as it
-		// is: its Via still routes the responses straight to the sender.
-		mUnsignedBad.Inc()
-		if l.s.cfg.NextHop.IsValid() {
-			l.queue(append(l.outBuf(len(pkt)), pkt...), l.s.cfg.NextHop)
-		} else {
-			mUnroutable.Inc()
-		}
-		if ok, n := l.s.limit.allow(logMalformedRequest); ok {
-			l.s.log.Warn("fastpath: malformed SIP request forwarded unsigned", "from", src, "err", err, "suppressed_since_last", n)
-		}
+	mMalformedResp.Inc()
+	if ok, n := l.s.limit.allow(logMalformedResponse); ok {
+		l.s.log.Warn("fastpath: malformed SIP response dropped", "from", src, "err", err, "suppressed_since_last", n)
 	}
+	return true
 }
 
-// reasonHeader is a Warning-free explanation for a 400 (no per-packet
-// formatting: the text is the sentinel's).
-func (s *Server) reasonHeader(err error) []byte {
-	switch {
-	case errors.Is(err, sip.ErrTooLarge):
-		return []byte("Reason: SIP;cause=400;text=\"message too large\"\r\n")
-	case errors.Is(err, sip.ErrTruncated):
-		return []byte("Reason: SIP;cause=400;text=\"truncated message\"\r\n")
-	}
-	return []byte("Reason: SIP;cause=400;text=\"malformed message\"\r\n")
+// sendSignedOnSocket is sendSigned for the modes that answer or forward
+// through the loop's socket (proxy, redirect): the call is stamped in the
+// send arena and queued in the loop's batch.
+func sendSignedOnSocket(l *loop, j *job, pkt []byte, m *sip.Message) {
+	l.queue(j.stamp(l.outBuf(len(pkt)), pkt, m, &j.req), j.dst)
 }
 
-func (l *loop) response(pkt []byte) {
-	m := &l.msg
-	if l.s.cfg.Mode != Proxy || !l.s.isOurVia(pkt, m) {
-		mNotOurVia.Inc()
-		return
-	}
-	// The Via under ours, parsed with the rest of the message, is where
-	// the response goes once ours is removed.
-	if m.Via2.Value.Empty() {
-		mUnroutable.Inc()
-		return
-	}
-	dst, ok := viaTarget(pkt, &m.Via2)
-	if !ok {
-		mUnroutable.Inc()
-		return
-	}
-	mResponses.Inc()
-	l.queue(stampResponse(l.outBuf(len(pkt)), pkt, m, l.sc), dst)
-}
-
-func (l *loop) proxyRequest(pkt []byte, src netip.AddrPort) {
-	m := &l.msg
-	if m.MaxForwards == 0 {
-		mTooManyHops.Inc()
-		if m.Method != sip.MethodAck {
-			l.reply(pkt, src, 483, "Too Many Hops")
-		}
-		return
-	}
-	// To the next hop; from the next hop, or without one, by the
-	// Request-URI (RFC 3261 section 16.5; IP literal hosts only).
-	dst := l.s.cfg.NextHop
-	if !dst.IsValid() || src == dst {
-		var ok bool
-		if dst, ok = requestURITarget(pkt, m); !ok || dst == l.s.advertise {
-			mUnroutable.Inc()
-			return
-		}
-	}
-	if m.Method == sip.MethodInvite && m.To.Tag.Empty() {
-		mInvites.Inc()
-		if l.sign(pkt, src, dst) {
-			return
-		}
-	}
-	mForwarded.Inc()
-	l.queue(l.s.stampRequest(l.outBuf(len(pkt)), pkt, m, src, nil, l.sc), dst)
-}
-
-func (l *loop) redirectRequest(pkt []byte, src netip.AddrPort) {
-	m := &l.msg
-	switch {
-	case m.Method == sip.MethodInvite && m.To.Tag.Empty():
-		mInvites.Inc()
-		if !l.sign(pkt, src, src) {
-			// Unsigned (no number): still redirect, so the call proceeds.
-			l.reply(pkt, src, 302, "Moved Temporarily", l.contact(pkt, m))
-		}
-	case m.Method == sip.MethodAck:
-		mAckAbsorbed.Inc()
-	case m.Method == sip.MethodOptions, m.Method == sip.MethodCancel:
-		l.reply(pkt, src, 200, "OK")
-	default:
-		l.reply(pkt, src, 405, "Method Not Allowed", []byte("Allow: INVITE, ACK, CANCEL, OPTIONS\r\n"))
-	}
-}
-
-func (l *loop) contact(pkt []byte, m *sip.Message) []byte {
-	b := append(l.sc.via[:0], "Contact: <"...)
-	b = append(b, m.RequestURI.In(pkt)...)
-	b = append(b, ">\r\n"...)
-	l.sc.via = b
-	return b
-}
-
-// reply sends a locally generated response to src.
-func (l *loop) reply(pkt []byte, src netip.AddrPort, code int, reason string, extra ...[]byte) {
-	mLocalReplies.Inc()
-	n := len(pkt)
-	for _, x := range extra {
-		n += len(x)
-	}
-	l.queue(appendResponse(l.outBuf(n), pkt, &l.msg, code, reason, extra...), src)
-}
+// sendJobOnSocket is sendJob for the same modes: the sender's batch.
+func sendJobOnSocket(tx *batch, j *job) bool { return tx.add(j.out, j.dst) }

@@ -1,10 +1,11 @@
 package fastpath
 
-// sender batches finished jobs into sendmmsg calls and returns them to the
+// runSender sends finished jobs through the mode's egress (sendmmsg
+// batches on the loop's socket, or reinjection) and returns them to the
 // free list. It stops when the server stops; sendq is never closed, so a
 // signer finishing late never sends on a closed channel (the queue holds
 // every job the loop owns, so that send never blocks either).
-func (l *loop) sender(tx *batch, stop <-chan struct{}) {
+func (l *loop) runSender(tx *batch, stop <-chan struct{}) {
 	defer l.s.wg.Done()
 	var held [maxBatch]*job
 	for {
@@ -16,17 +17,7 @@ func (l *loop) sender(tx *batch, stop <-chan struct{}) {
 		}
 		n := 0
 		for j != nil && n < maxBatch {
-			if l.s.cfg.Mode == Inline {
-				// One socket per original source: nothing to batch across
-				// sources, so each goes out with its own sendmsg.
-				if err := l.s.cfg.Reinjector.Send(j.flow, j.out); err != nil {
-					mSendErrors.Inc()
-				} else {
-					mSent.Inc()
-				}
-				held[n] = j
-				n++
-			} else if tx.add(j.out, j.dst) {
+			if l.eg.sendJob(tx, j) {
 				held[n] = j
 				n++
 			} else {

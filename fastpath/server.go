@@ -31,6 +31,10 @@ type Server struct {
 	byFD  [1024]atomic.Pointer[loop]
 	wg    sync.WaitGroup // sender goroutines
 
+	eg        egress   // the mode's, chosen in New
+	verifier  Verifier // cfg.Verifier where the mode carries a verification result, else nil
+	heartbeat bool     // the loops tick (inline mode: the XDP heartbeat)
+
 	verifyq     chan *job // verification jobs of every loop (verification is rarer and slower than signing)
 	eng         gnet.Engine
 	booted      chan struct{}
@@ -45,9 +49,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if !cfg.Listen.IsValid() {
 		return nil, errors.New("fastpath: a listen address is required")
-	}
-	if cfg.Mode == Inline && (cfg.Steering == nil || cfg.Reinjector == nil) {
-		return nil, errors.New("fastpath: inline mode needs the XDP steering and a reinjector")
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.GOMAXPROCS(0)
@@ -74,11 +75,30 @@ func New(cfg Config) (*Server, error) {
 	if !adv.IsValid() {
 		adv = cfg.Listen
 	}
-	if adv.Addr().IsUnspecified() && cfg.Mode != Inline { // inline adds no Via
-		return nil, errors.New("fastpath: listening on an unspecified address needs an advertised address for Via")
-	}
 	s := &Server{cfg: cfg, advertise: adv, log: cfg.Logger, loops: map[int]*loop{},
 		booted: make(chan struct{}), stopSenders: make(chan struct{})}
+	// The mode is chosen here, once: the loops call its egress and never
+	// test it (route.go).
+	needAdvertise := true // an address for our Via; inline adds none
+	switch cfg.Mode {
+	case Proxy:
+		s.eg, s.verifier = proxyEgress{}, cfg.Verifier
+	case Redirect:
+		// A 302 carries no verification result: no verifier.
+		s.eg = redirectEgress{}
+	case Inline:
+		if cfg.Steering == nil || cfg.Reinjector == nil {
+			return nil, errors.New("fastpath: inline mode needs the XDP steering and a reinjector")
+		}
+		// The loops tick to keep the XDP program's view of them fresh
+		// (handler.go).
+		s.eg, s.verifier, s.heartbeat, needAdvertise = inlineEgress{}, cfg.Verifier, true, false
+	default:
+		return nil, fmt.Errorf("fastpath: unknown mode %v", cfg.Mode)
+	}
+	if needAdvertise && adv.Addr().IsUnspecified() {
+		return nil, errors.New("fastpath: listening on an unspecified address needs an advertised address for Via")
+	}
 	host := adv.Addr().Unmap().String()
 	if adv.Addr().Is6() && !adv.Addr().Is4In6() {
 		host = "[" + host + "]"
@@ -110,7 +130,7 @@ func (s *Server) Run(ctx context.Context) error {
 		<-ctx.Done()
 		s.Stop()
 	}()
-	if s.cfg.Verifier != nil {
+	if s.verifier != nil {
 		for range s.cfg.VerifyWorkers {
 			s.wg.Add(1)
 			go s.verifyWorker(ctx)
@@ -125,7 +145,7 @@ func (s *Server) Run(ctx context.Context) error {
 		gnet.WithSocketRecvBuffer(s.cfg.SocketBuffer),
 		gnet.WithSocketSendBuffer(s.cfg.SocketBuffer),
 		gnet.WithLogger(gnetLogger{s.log}),
-		gnet.WithTicker(s.cfg.Mode == Inline),
+		gnet.WithTicker(s.heartbeat),
 	)
 	close(s.stopSenders)
 	s.wg.Wait()

@@ -18,12 +18,14 @@ type syncSigner interface {
 	TrySign(r *hsm.Request, shard int) bool
 }
 
-// sign handles an initial INVITE as the policy decides: signing (on the
-// loop or queued), verification (queued), or neither. It returns false when
-// the caller is to forward the call unsigned and untouched (policy
-// "forward", no number to sign, already signed, or verification not
-// possible); every other outcome, bypass included, is handled here.
-func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
+// handleInvite decides what becomes of an initial INVITE (l.msg, parsed
+// from pkt), as the policy says: verification (queued; see verify.go),
+// signing (signInvite), or neither. It returns false when the caller is to
+// forward the call unsigned and untouched (policy "forward", no number to
+// sign, already signed, a Date outside the freshness window, or
+// verification not possible where the mode carries no verification
+// result); every other outcome, bypass included, is handled here.
+func (l *loop) handleInvite(pkt []byte, src, dst netip.AddrPort) bool {
 	m := &l.msg
 	cfg := &l.s.cfg
 	var ok bool
@@ -37,7 +39,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 		if l.startVerify(pkt, src, dst, dec.Action == policy.VerifyReject) {
 			return true
 		}
-		return l.forwardUnverified(pkt, src, dst)
+		return l.eg.forwardUnverified(l, pkt, src, dst)
 	case policy.Forward:
 		mUnsignedPolicy.Inc()
 		return false
@@ -62,6 +64,16 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 		l.staleDate(pkt, m, src, dact, now)
 		return false
 	}
+	return l.signInvite(pkt, src, dst, dec, iat, dact)
+}
+
+// signInvite signs the INVITE in hand for the claims in l.tn, dec's
+// attestation and iat: on the loop when the signer can sign at once, else
+// by a signer goroutine (the job goes back to the loop's sender), or
+// bypassed at once when neither can take it. The mode's egress sends it.
+func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decision, iat int64, dact DateAction) bool {
+	m := &l.msg
+	cfg := &l.s.cfg
 	// The call is prepared in the loop's workspace job: when it is signed
 	// here, on the loop, neither the datagram nor its parse is copied and
 	// no job changes hands.
@@ -85,12 +97,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	// so the call is finished here, on the loop. Otherwise, and for every
 	// HSM, the request is queued and the loop goes on.
 	if ss, ok := cfg.Signer.(syncSigner); ok && ss.TrySign(&j.req, l.idx) {
-		if cfg.Mode == Inline {
-			l.out = j.stamp(l.out[:0], pkt, m, &j.req)
-			l.reinject(l.out)
-		} else {
-			l.queue(j.stamp(l.outBuf(len(pkt)), pkt, m, &j.req), j.dst)
-		}
+		l.eg.sendSigned(l, j, pkt, m)
 		l.hist.UpdateDuration(j.start)
 		mSignedOnLoop.Inc()
 		return true
@@ -100,7 +107,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	nj := l.getJob()
 	if nj == nil {
 		mBypassOverload.Inc()
-		l.bypassNow(pkt, src, dst, bypassHeaders[bypassOverload])
+		l.eg.bypass(l, pkt, src, dst, bypassHeaders[bypassOverload])
 		return true
 	}
 	l.ws = nj
@@ -111,7 +118,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 		// Submit refused (queue full, or no signer usable): Done will not
 		// be called, so the call is bypassed here, now.
 		l.free <- j
-		l.bypassNow(pkt, src, dst, bypassHeader(err))
+		l.eg.bypass(l, pkt, src, dst, bypassHeader(err))
 	}
 	return true
 }
@@ -134,53 +141,6 @@ func (l *loop) staleDate(pkt []byte, m *sip.Message, src netip.AddrPort, act Dat
 		l.s.log.Warn("fastpath: INVITE with a Date outside the freshness window forwarded unsigned (RFC 8224 section 4.1; stale_date: replace would replace it)",
 			"from", src, "date", string(m.Date.In(pkt)), "skew_seconds", d-now.Unix(), "freshness", l.s.cfg.Freshness, "suppressed_since_last", n)
 	}
-}
-
-var verstatNoneParam = []byte(";verstat=" + VerstatNone)
-
-// forwardUnverified forwards at once an INVITE the policy gives to
-// verification that cannot be verified now (no verifier configured, or the
-// verifiers' queue full), annotated No-TN-Validation: the next hop sees
-// that the call was not verified, and no verstat the caller wrote survives
-// (an overload an attacker provokes must not pass his own
-// TN-Validation-Passed). The call completes, under verify-reject too. In
-// redirect mode it reports false and the caller redirects the call as it
-// is (a 302 carries no verification result).
-func (l *loop) forwardUnverified(pkt []byte, src, dst netip.AddrPort) bool {
-	if l.s.cfg.Mode == Redirect {
-		return false
-	}
-	m := &l.msg
-	ann, buf := verstatAnnotation(l.ann[:0], pkt, m, verstatNoneParam)
-	l.ann = buf
-	mForwarded.Inc()
-	if l.s.cfg.Mode == Inline {
-		l.sc.ed.n = 0
-		ann.addTo(&l.sc.ed)
-		l.out = l.sc.ed.apply(l.out[:0], pkt)
-		l.reinject(l.out)
-		return true
-	}
-	l.queue(l.s.stampRequestEdit(l.outBuf(len(pkt)), pkt, m, src, nil, l.sc, &ann, nil), dst)
-	return true
-}
-
-// bypassNow forwards (or, in redirect mode, redirects) the call at once,
-// unsigned, with P-Identity-Bypass.
-func (l *loop) bypassNow(pkt []byte, src, dst netip.AddrPort, hdr []byte) {
-	m := &l.msg
-	if l.s.cfg.Mode == Inline {
-		mForwarded.Inc()
-		l.out = stampInline(l.out[:0], pkt, m, hdr, nil, l.sc)
-		l.reinject(l.out)
-		return
-	}
-	if l.s.cfg.Mode == Redirect {
-		l.reply(pkt, src, 302, "Moved Temporarily", l.contact(pkt, m), hdr)
-		return
-	}
-	mForwarded.Inc()
-	l.queue(l.s.stampRequest(l.outBuf(len(pkt)+len(hdr)), pkt, m, src, hdr, l.sc), dst)
 }
 
 // hasShakenIdentity reports whether one of the Identity headers is a SHAKEN

@@ -37,10 +37,11 @@ const (
 // startVerify queues the INVITE in pkt for verification. It returns false,
 // counted, when the call cannot be verified now: no trust store
 // configured, no job free, the verifiers' queue full, or redirect mode (a
-// 302 carries no verification result); see forwardUnverified.
+// 302 carries no verification result: New leaves s.verifier nil); see
+// egress.forwardUnverified.
 func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) bool {
 	cfg := &l.s.cfg
-	if cfg.Verifier == nil || cfg.Mode == Redirect {
+	if l.s.verifier == nil {
 		mVerifyUnavailable.Inc()
 		return false
 	}
@@ -105,14 +106,16 @@ func (s *Server) verifyWorker(ctx context.Context) {
 		// verifier decides) rather than holding a worker while the queue
 		// behind it fills.
 		vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyBudget)
-		r := s.cfg.Verifier.Verify(vctx, ids, j.orig, j.dest, s.cfg.Now())
+		r := s.verifier.Verify(vctx, ids, j.orig, j.dest, s.cfg.Now())
 		cancel()
 		j.finishVerify(r)
 	}
 }
 
+// finishVerify acts on the verifier's result for job j: a reject per
+// policy, answered back to the caller, or the call annotated with its
+// verstat and forwarded by the mode's egress.
 func (j *job) finishVerify(r VerifyResult) {
-	s := j.l.s
 	switch r.Verstat {
 	case VerstatPassed:
 		mVerifyPassed.Inc()
@@ -145,16 +148,23 @@ func (j *job) finishVerify(r VerifyResult) {
 	param := len(j.hdr)
 	ann, hdr := verstatAnnotation(j.hdr, j.pkt, &j.msg, j.hdr[:param])
 	j.hdr = hdr
-	switch s.cfg.Mode {
-	case Inline:
-		j.sc.ed.n = 0
-		ann.addTo(&j.sc.ed)
-		j.out = j.sc.ed.apply(j.out[:0], j.pkt)
-	default:
-		j.out = s.stampRequestEdit(j.out[:0], j.pkt, &j.msg, j.src, nil, j.sc, &ann, nil)
-	}
-	mForwarded.Inc()
+	j.l.eg.stampVerified(j, &ann)
 	j.l.sendq <- j
+}
+
+var verstatNoneParam = []byte(";verstat=" + VerstatNone)
+
+// unverified is the annotation of the INVITE in hand when the policy gives
+// it to verification and it cannot be verified now (no verifier
+// configured, or the verifiers' queue full): No-TN-Validation, so the next
+// hop sees that the call was not verified, and no verstat the caller
+// wrote survives (an overload an attacker provokes must not pass his own
+// TN-Validation-Passed). The mode's egress forwards the call with it
+// (forwardUnverified), under verify-reject too.
+func (l *loop) unverified(pkt []byte) annotation {
+	ann, buf := verstatAnnotation(l.ann[:0], pkt, &l.msg, verstatNoneParam)
+	l.ann = buf
+	return ann
 }
 
 // nextVerstat finds the first verstat parameter in pkt[start:end] and
