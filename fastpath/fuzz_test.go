@@ -84,7 +84,7 @@ func FuzzVerstatAnnotation(f *testing.F) {
 			return
 		}
 		ann, _ := verstatAnnotation(nil, b, &in, param)
-		if na, at, _ := verstatPoint(b, &in); at >= 0 && bytes.ContainsAny(na.URI.In(b), "<>") {
+		if na, at, _ := sip.VerstatPoint(b, &in); at >= 0 && bytes.ContainsAny(na.URI.In(b), "<>") {
 			// A URI with an angle bracket inside (the parser takes "sip:a@>"
 			// as an addr-spec) cannot be annotated so that it still
 			// parses: only the absence of a panic is checked.
@@ -99,7 +99,7 @@ func FuzzVerstatAnnotation(f *testing.F) {
 		if ann.n == 0 {
 			return
 		}
-		na, at, _ := verstatPoint(got, &out)
+		na, at, _ := sip.VerstatPoint(got, &out)
 		if at < 0 {
 			t.Fatalf("annotated identity lost its number:\nin:  %q\nout: %q", b, got)
 		}

@@ -1,11 +1,9 @@
 package fastpath
 
 import (
-	"bytes"
 	"context"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/shakenline/shakenline/sip"
@@ -167,84 +165,8 @@ func (l *loop) unverified(pkt []byte) annotation {
 	return ann
 }
 
-// nextVerstat finds the first verstat parameter in pkt[start:end] and
-// returns its span, from its ';' through its value and the white space
-// after it; s == e == 0 when there is none. The name matches in any case,
-// with white space allowed around ';' and '=' (RFC 3261 SEMI and EQUAL in
-// header parameters; a lenient reader may take it in a URI too) and the
-// value optional. In a URI
-// (header false) the value runs to the next ';', '@', '>', '?' or white
-// space; among header parameters it is a token or a quoted-string
-// (generic-param, RFC 3261 section 25.1).
-func nextVerstat(pkt []byte, start, end int, header bool) (s, e int) {
-	const name = "verstat"
-	stop := ";@>? \t\r\n"
-	if header {
-		stop = ";, \t\r\n"
-	}
-	for i := start; i < end; i++ {
-		if pkt[i] != ';' {
-			continue
-		}
-		p := skipWS(pkt, i+1, end)
-		if end-p < len(name) || !strings.EqualFold(string(pkt[p:p+len(name)]), name) {
-			continue
-		}
-		p += len(name)
-		q := skipWS(pkt, p, end)
-		switch {
-		case q >= end || pkt[q] == ';' || pkt[q] == ',' || !header && strings.IndexByte("@>?", pkt[q]) >= 0:
-			return i, q // a verstat without a value
-		case pkt[q] != '=':
-			continue // another parameter whose name starts with "verstat"
-		}
-		q = skipWS(pkt, q+1, end)
-		if header && q < end && pkt[q] == '"' {
-			for q++; q < end && pkt[q] != '"'; q++ {
-				if pkt[q] == '\\' {
-					q++
-				}
-			}
-			return i, skipWS(pkt, min(q+1, end), end)
-		}
-		for q < end && strings.IndexByte(stop, pkt[q]) < 0 {
-			q++
-		}
-		return i, skipWS(pkt, q, end)
-	}
-	return 0, 0
-}
-
-// skipWS skips spaces, tabs, CRs and LFs (line folds, inside a header
-// value) from p up to end.
-func skipWS(pkt []byte, p, end int) int {
-	for p < end {
-		switch pkt[p] {
-		case ' ', '\t', '\r', '\n':
-			p++
-		default:
-			return p
-		}
-	}
-	return p
-}
-
-// appendWithoutVerstat appends pkt[start:end] to dst without its verstat
-// parameters (see nextVerstat).
-func appendWithoutVerstat(dst, pkt []byte, start, end int, header bool) []byte {
-	for start < end {
-		s, e := nextVerstat(pkt, start, end, header)
-		if s == e {
-			break
-		}
-		dst = append(dst, pkt[start:s]...)
-		start = e
-	}
-	return append(dst, pkt[start:end]...)
-}
-
 // verstatAnnotation is the edit that puts param (";verstat=...") on the
-// identity verstatPoint picks, and leaves no other verstat on it: each one
+// identity sip.VerstatPoint picks, and leaves no other verstat on it: each one
 // the caller wrote into that URI goes, and so does each one among the
 // header parameters after it (not the URI's by RFC 3261 section 20.10, but
 // lenient parsers read them as the number's). An addr-spec gains angle
@@ -256,7 +178,7 @@ func appendWithoutVerstat(dst, pkt []byte, start, end int, header bool) []byte {
 // annotation is empty when the call names no number.
 func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotation, []byte) {
 	var ann annotation
-	na, at, bracketed := verstatPoint(pkt, m)
+	na, at, bracketed := sip.VerstatPoint(pkt, m)
 	if at < 0 {
 		return ann, buf
 	}
@@ -268,13 +190,13 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 	}
 	// at is the URI's first ';' (tel), its '@' (sip) or its end, none of
 	// them inside a verstat parameter.
-	buf = appendWithoutVerstat(buf, pkt, int(u.Start), at, false)
+	buf = sip.AppendWithoutVerstat(buf, pkt, int(u.Start), at, false)
 	buf = append(buf, param...)
-	buf = appendWithoutVerstat(buf, pkt, at, int(u.End), false)
+	buf = sip.AppendWithoutVerstat(buf, pkt, at, int(u.End), false)
 	if !bracketed {
 		buf = append(buf, '>')
 	}
-	buf = appendWithoutVerstat(buf, pkt, int(u.End), end, true)
+	buf = sip.AppendWithoutVerstat(buf, pkt, int(u.End), end, true)
 	ann.add(int(u.Start), end-int(u.Start), buf[start:])
 	// The other identities the call names (From, the other recorded
 	// P-Asserted-Identity values) lose theirs too: a network that strips
@@ -285,14 +207,14 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 			return
 		}
 		ou, oe := int(o.URI.Start), max(int(o.Value.End), int(o.URI.End))
-		if s, e := nextVerstat(pkt, ou, int(o.URI.End), false); s == e {
-			if s, e := nextVerstat(pkt, int(o.URI.End), oe, true); s == e {
+		if s, e := sip.NextVerstat(pkt, ou, int(o.URI.End), false); s == e {
+			if s, e := sip.NextVerstat(pkt, int(o.URI.End), oe, true); s == e {
 				return
 			}
 		}
 		start := len(buf)
-		buf = appendWithoutVerstat(buf, pkt, ou, int(o.URI.End), false)
-		buf = appendWithoutVerstat(buf, pkt, int(o.URI.End), oe, true)
+		buf = sip.AppendWithoutVerstat(buf, pkt, ou, int(o.URI.End), false)
+		buf = sip.AppendWithoutVerstat(buf, pkt, int(o.URI.End), oe, true)
 		ann.add(ou, oe-ou, buf[start:])
 	}
 	others(&m.From)
@@ -300,57 +222,6 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 		others(&m.PAI[i])
 	}
 	return ann, buf
-}
-
-// verstatPoint is where ";verstat=..." goes: after the number of the first
-// P-Asserted-Identity that is a telephone number, else of From. It returns
-// that identity too and whether its URI is in angle brackets; at is -1
-// when neither names a number.
-func verstatPoint(pkt []byte, m *sip.Message) (na sip.NameAddr, at int, bracketed bool) {
-	var raw [64]byte
-	try := func(u sip.Span) int {
-		if _, _, ok := sip.TelephoneNumber(u.In(pkt), raw[:0]); !ok {
-			return -1
-		}
-		b := u.In(pkt)
-		if len(b) > 4 && (b[0] == 't' || b[0] == 'T') { // tel:number;params
-			for i, c := range b {
-				if c == ';' {
-					return int(u.Start) + i
-				}
-			}
-			return int(u.End)
-		}
-		for i, c := range b { // sip:user@host: the parameter joins the user part
-			if c == '@' {
-				return int(u.Start) + i
-			}
-		}
-		return -1
-	}
-	// inBrackets: "<" LWS addr-spec LWS ">". A bracket alone or inside
-	// the URI (a malformed header the parser let through) counts too:
-	// adding a pair there would nest them ("<sip:a@>>") and break the
-	// request.
-	inBrackets := func(u sip.Span) bool {
-		if bytes.ContainsAny(u.In(pkt), "<>") {
-			return true
-		}
-		i, e := int(u.Start)-1, int(u.End)
-		for i >= 0 && (pkt[i] == ' ' || pkt[i] == '\t') {
-			i--
-		}
-		for e < len(pkt) && (pkt[e] == ' ' || pkt[e] == '\t') {
-			e++
-		}
-		return i >= 0 && pkt[i] == '<' || e < len(pkt) && pkt[e] == '>'
-	}
-	for i := 0; i < int(m.NumPAI); i++ {
-		if at := try(m.PAI[i].URI); at >= 0 {
-			return m.PAI[i], at, inBrackets(m.PAI[i].URI)
-		}
-	}
-	return m.From, try(m.From.URI), inBrackets(m.From.URI)
 }
 
 func reasonPhrase(code int) string {
