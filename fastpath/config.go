@@ -10,6 +10,7 @@ import (
 
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -63,12 +64,12 @@ type Config struct {
 	Policy  *policy.Holder
 	Numbers *e164.Canonicalizer
 
-	Freshness    time.Duration // a Date within this of now becomes iat; default 60s
-	StaleDate    StaleDate     // a Date outside Freshness: StaleRefuse (forward unsigned, default) or StaleReplace
-	Budget       time.Duration // per-call signing budget before P-Identity-Bypass; default 100ms
-	ResignSigned bool          // also sign INVITEs that already carry a SHAKEN Identity
-	MaxInFlight  int           // signing jobs per loop; default 4096
-	SocketBuffer int           // SO_RCVBUF/SO_SNDBUF bytes; default 4 MiB
+	Freshness    time.Duration    // a Date within this of now becomes iat; default 60s
+	StaleDate    claims.StaleDate // a Date outside Freshness: claims.StaleRefuse (forward unsigned, default) or claims.StaleReplace
+	Budget       time.Duration    // per-call signing budget before P-Identity-Bypass; default 100ms
+	ResignSigned bool             // also sign INVITEs that already carry a SHAKEN Identity
+	MaxInFlight  int              // signing jobs per loop; default 4096
+	SocketBuffer int              // SO_RCVBUF/SO_SNDBUF bytes; default 4 MiB
 
 	// Inline mode: where steered INVITEs come from and how they leave.
 	Audit           *audit.Log      // one record per signed call; nil: none

@@ -46,12 +46,12 @@
 // terminating side's verification queue (a verification costs about 100 µs;
 // the channel operation is noise beside it).
 //
-// Date rules (RFC 8224 sections 4.1 and 6.1, DateRule in claims.go): an
+// Date rules (RFC 8224 sections 4.1 and 6.1, package claims): an
 // INVITE without Date is signed with iat = now and leaves with a Date of
 // that second; a Date within Config.Freshness is the iat; a Date outside it
 // (or one that does not parse) is not signed and leaves as it came, counted
 // (shakenline_calls_unsigned_total{reason="stale-date"|"bad-date"}) and
-// logged at most once a minute, unless Config.StaleDate is StaleReplace:
+// logged at most once a minute, unless Config.StaleDate is claims.StaleReplace:
 // then the Date is replaced by now and signed (a deviation from the RFC).
 // The Date is added or replaced by the same edit that inserts the Identity
 // header (job.setDate, stamp.go), in every mode.

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -159,7 +160,7 @@ func TestAllocsPerPacket(t *testing.T) {
 	noDate := invite(src, "alloc-nodate", "")
 	stale := invite(src, "alloc-stale", "Date: Sat, 01 Jan 2000 00:00:00 GMT\r\n")
 	lr, srcr := benchLoop(t, nil)
-	lr.s.cfg.StaleDate = StaleReplace
+	lr.s.cfg.StaleDate = claims.StaleReplace
 	for name, c := range map[string]struct {
 		l   *loop
 		pkt []byte
@@ -413,7 +414,7 @@ func BenchmarkStampRequestDateAdded(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(inv)))
 	for b.Loop() {
-		iat, act := DateRule(inv, &l.msg, benchNow, time.Minute, StaleRefuse)
+		iat, act := claims.DateRule(inv, &l.msg, benchNow, time.Minute, claims.StaleRefuse)
 		j.setDate(&l.msg, iat, act)
 		l.out = l.s.stampRequestEdit(l.out[:0], inv, &l.msg, src, hdr, l.sc, nil, &j.date)
 	}

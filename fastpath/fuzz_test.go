@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/sip"
 )
@@ -169,7 +170,7 @@ func FuzzStampDate(f *testing.F) {
 		if in.Parse(b) != nil || !in.IsRequest || in.MaxForwards == 0 {
 			return
 		}
-		iat, act := DateRule(b, &in, benchNow, time.Minute, StaleReplace)
+		iat, act := claims.DateRule(b, &in, benchNow, time.Minute, claims.StaleReplace)
 		j := newJob(l)
 		j.setDate(&in, iat, act)
 		j.input = append(j.input[:0], "e30.e30"...)
@@ -178,7 +179,7 @@ func FuzzStampDate(f *testing.F) {
 			t.Fatalf("stamped request does not parse: %v\nin:  %q\nout: %q", err, b, stamped)
 		}
 		want := in.Date.In(b)
-		if act != DateKeep {
+		if act != claims.DateKeep {
 			want = sip.AppendDate(nil, iat)
 		}
 		if !out.HasDate || !bytes.Equal(out.Date.In(stamped), want) {

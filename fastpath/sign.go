@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -29,7 +30,7 @@ func (l *loop) handleInvite(pkt []byte, src, dst netip.AddrPort) bool {
 	m := &l.msg
 	cfg := &l.s.cfg
 	var ok bool
-	l.tn[0], ok = OrigTN(l.tn[0][:0], l.raw, pkt, m, cfg.Numbers)
+	l.tn[0], ok = claims.OrigTN(l.tn[0][:0], l.raw, pkt, m, cfg.Numbers)
 	if !ok {
 		l.tn[0] = l.tn[0][:0]
 	}
@@ -52,15 +53,15 @@ func (l *loop) handleInvite(pkt []byte, src, dst netip.AddrPort) bool {
 		mUnsignedNoOrig.Inc()
 		return false
 	}
-	if l.tn[1], ok = DestTN(l.tn[1][:0], l.raw, pkt, m, cfg.Numbers); !ok {
+	if l.tn[1], ok = claims.DestTN(l.tn[1][:0], l.raw, pkt, m, cfg.Numbers); !ok {
 		mUnsignedNoDest.Inc()
 		return false
 	}
 	// RFC 8224 sections 4.1 and 6.1: a Date outside freshness is not
 	// signed (unless stale_date: replace); a missing one is added.
 	now := cfg.Now()
-	iat, dact := DateRule(pkt, m, now, cfg.Freshness, cfg.StaleDate)
-	if dact == DateStale || dact == DateBad {
+	iat, dact := claims.DateRule(pkt, m, now, cfg.Freshness, cfg.StaleDate)
+	if dact == claims.DateStale || dact == claims.DateBad {
 		l.staleDate(pkt, m, src, dact, now)
 		return false
 	}
@@ -71,7 +72,7 @@ func (l *loop) handleInvite(pkt []byte, src, dst netip.AddrPort) bool {
 // attestation and iat: on the loop when the signer can sign at once, else
 // by a signer goroutine (the job goes back to the loop's sender), or
 // bypassed at once when neither can take it. The mode's egress sends it.
-func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decision, iat int64, dact DateAction) bool {
+func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decision, iat int64, dact claims.DateAction) bool {
 	m := &l.msg
 	cfg := &l.s.cfg
 	// The call is prepared in the loop's workspace job: when it is signed
@@ -126,8 +127,8 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 // staleDate counts and logs (at most once a minute) an INVITE that is not
 // signed because of its Date: outside the freshness window (RFC 8224
 // section 4.1) or not a date at all. The caller forwards it unsigned.
-func (l *loop) staleDate(pkt []byte, m *sip.Message, src netip.AddrPort, act DateAction, now time.Time) {
-	if act == DateBad {
+func (l *loop) staleDate(pkt []byte, m *sip.Message, src netip.AddrPort, act claims.DateAction, now time.Time) {
+	if act == claims.DateBad {
 		mUnsignedBadDate.Inc()
 		if ok, n := l.s.limit.allow(logBadDate); ok {
 			l.s.log.Warn("fastpath: INVITE with a Date that does not parse forwarded unsigned (RFC 8224 section 4.1; stale_date: replace would replace it)",

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/sip"
 )
 
@@ -64,10 +65,10 @@ func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) boo
 	j.msg = *m
 	j.reject = reject
 	var ok bool
-	if j.orig, ok = OrigTN(j.orig[:0], l.raw, pkt, m, cfg.Numbers); !ok {
+	if j.orig, ok = claims.OrigTN(j.orig[:0], l.raw, pkt, m, cfg.Numbers); !ok {
 		j.orig = j.orig[:0]
 	}
-	if j.dest, ok = DestTN(j.dest[:0], l.raw, pkt, m, cfg.Numbers); !ok {
+	if j.dest, ok = claims.DestTN(j.dest[:0], l.raw, pkt, m, cfg.Numbers); !ok {
 		j.dest = j.dest[:0]
 	}
 	select {

@@ -20,6 +20,7 @@ import (
 	"github.com/shakenline/shakenline/api"
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/config"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/fastpath"
@@ -254,7 +255,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, err
 	}
-	staleDate, err := fastpath.ParseStaleDate(cfg.StaleDate)
+	staleDate, err := claims.ParseStaleDate(cfg.StaleDate)
 	if err != nil {
 		return nil, err
 	}
