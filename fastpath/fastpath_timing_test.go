@@ -16,6 +16,7 @@ import (
 	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
+	"github.com/shakenline/shakenline/hsm/signertest"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
 )
@@ -383,21 +384,12 @@ func BenchmarkLoopChainSoftware(b *testing.B) {
 // library's ECDSA (hedged nonce, inversion and k·G per signature) in place
 // of es256: the same loop, the same syscalls, only the signer differs.
 func BenchmarkLoopCryptoECDSA(b *testing.B) {
-	l, src := benchLoop(b, stdSigner{newKey(b)})
+	l, src := benchLoop(b, signertest.CryptoSigner{Key: newKey(b)})
 	inv := invite(src, "bench", "")
 	b.ReportAllocs()
 	for b.Loop() {
 		l.routeNow(inv, src)
 	}
-}
-
-// stdSigner signs with crypto/ecdsa (for the comparison benchmark only).
-type stdSigner struct{ k *ecdsa.PrivateKey }
-
-func (s stdSigner) Name() string             { return "crypto/ecdsa" }
-func (s stdSigner) Public() *ecdsa.PublicKey { return &s.k.PublicKey }
-func (s stdSigner) SignDigest(ctx context.Context, d *[32]byte, sig *[64]byte) error {
-	return softSigner{s.k}.SignDigest(ctx, d, sig)
 }
 
 func BenchmarkStampRequest(b *testing.B) {

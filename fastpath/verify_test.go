@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/hsm/signertest"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -60,7 +61,7 @@ func peerIdentity(t *testing.T) (func(orig, dest string) string, *x509.CertPool,
 	sign := func(orig, dest string) string {
 		c := passport.Claims{Attest: 'A', Orig: []byte(orig), Dest: [][]byte{[]byte(dest)}, IAT: time.Now().Unix()}
 		_, _ = rand.Read(c.OrigID[:])
-		id, err := passport.Sign(context.Background(), softSigner{key}, b, &c)
+		id, err := passport.Sign(context.Background(), signertest.CryptoSigner{Key: key}, b, &c)
 		if err != nil {
 			t.Fatal(err)
 		}
