@@ -8,6 +8,11 @@
 // (VerstatPoint) and how one is found and removed (NextVerstat,
 // AppendWithoutVerstat).
 //
+// Files: parse.go (Parse, the start line, header dispatch, the errors),
+// via.go (Via), header.go (From, To, P-Asserted-Identity, Identity, CSeq),
+// lex.go (the basic rules of RFC 3261 section 25.1: LWS, tokens, quoted
+// strings, list elements), uri.go, date.go, verstat.go.
+//
 // # What Parse reads
 //
 // The start line (RFC 3261 section 7.1 / 7.2) and these headers, by full or
