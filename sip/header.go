@@ -1,8 +1,6 @@
 package sip
 
-import (
-	"bytes"
-)
+import "bytes"
 
 // parseNameAddr parses a From, To or P-Asserted-Identity value b[s:e]
 // (RFC 3261 section 20.10 and 20.20, RFC 3325 section 9.1):

@@ -1,8 +1,6 @@
 package sip
 
-import (
-	"bytes"
-)
+import "bytes"
 
 // listElemEnd returns the offset of the comma ending the list element that
 // starts at p, or e if the element runs to e. Commas inside quoted strings

@@ -1,8 +1,6 @@
 package sip
 
-import (
-	"bytes"
-)
+import "bytes"
 
 // parseViaLine records one Via header line whose value is b[vs:ve]
 // (RFC 3261 section 20.42): Via = ( "Via" / "v" ) HCOLON via-parm *(COMMA via-parm).
