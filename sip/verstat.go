@@ -7,7 +7,7 @@ import (
 
 // The verstat parameter carries the terminating side's verification result
 // on the caller's number (values TN-Validation-Passed, TN-Validation-Failed,
-// No-TN-Validation; 3GPP TS 24.229 section 7.2A.20, ATIS-1000074; where it
+// No-TN-Validation; 3GPP TS 24.229, ATIS-1000074; where it
 // goes and which ones are removed: docs/STANDARDS.md, "verstat"). These
 // functions find, remove and place it without allocating.
 
