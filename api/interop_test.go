@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/bench/kamailio"
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // TestKamailioVerifiesHTTPSigned has an HTTP-signed PASSporT checked by an

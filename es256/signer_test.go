@@ -16,10 +16,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/shakenline/shakenline/internal/prereq"
-
 	"github.com/shakenline/shakenline/internal/p256"
 	"github.com/shakenline/shakenline/internal/p256/p256test"
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {

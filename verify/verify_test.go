@@ -19,11 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/hsm/signertest"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/tnauth"
-
-	"github.com/shakenline/shakenline/hsm/signertest"
 )
 
 // lab is a trust hierarchy plus an x5u server on 127.0.0.1.

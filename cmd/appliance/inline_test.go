@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"io"
 	"net"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/bpf/nettest"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/passport"
 )
 
