@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -21,9 +20,11 @@ import (
 	"github.com/shakenline/shakenline/bpf/nettest"
 )
 
-// fwdFrameLen is the size of the generated frames on the veth (no FCS):
-// 14 Ethernet + 20 IPv4 + 8 UDP + 22 payload bytes.
-const fwdFrameLen = 64
+// fwdFrameLens are the sizes of the generated frames on the veth (no
+// FCS): 14 Ethernet + 20 IPv4 + 8 UDP + 22 payload bytes (the smallest
+// Ethernet frame), and + 200 payload bytes (an RTP packet: 12-byte header,
+// 20 ms of G.711), the first also TestTrafficGenForwarding's.
+var fwdFrameLens = []int{64, 242}
 
 // fwdPort is the UDP port of the generated traffic: RTP-like, not SIP, so
 // the steering program forwards it.
@@ -36,7 +37,8 @@ const fwdPort = 40000
 //
 // Source: xdp_trafficgen (trafficgen.c) run with BPF_PROG_TEST_RUN in
 // live-frame mode in the client namespace, ingress c0: each frame is
-// XDP_TX'd out of c0 for real, 64-byte IPv4/UDP to 198.18.2.2:40000.
+// XDP_TX'd out of c0 for real, IPv4/UDP to 198.18.2.2:40000, one
+// sub-benchmark per size in fwdFrameLens.
 // Sink: xdp_sink (sink.c) on s0 counts and drops them, so neither the
 // sender's nor the receiver's socket stack limits the rate.
 //
@@ -44,7 +46,10 @@ const fwdPort = 40000
 //
 //   - source: xdp_sink on ac0, once, first: the generator and one veth
 //     hop alone, the ceiling of the other two;
-//   - xdp: Attach on ac0 and as0 (bpf_fib_lookup + devmap redirect);
+//   - xdp: Attach on ac0 and as0 (bpf_fib_lookup + devmap redirect;
+//     xdp_sink on s0 makes as0 a redirect target, and as ac0 is a native
+//     veth the program proves each frame's UDP checksum complete before
+//     redirecting it, the cost the checksum rule adds);
 //   - kernel: nothing attached on the appliance links, the kernel's
 //     ip_forward carries the frames (GRO is on on ac0 so that the veth
 //     has NAPI, which frames sent into a veth by XDP need).
@@ -65,13 +70,19 @@ const fwdPort = 40000
 // that CPU removed, see fwdRate); source-pps; xdp-fwd-ns, kernel-fwd-ns
 // (CPU time per forwarded packet minus the source mode's) and
 // fwd-cost-ratio (kernel ns / xdp ns). Run with -benchtime=1x; it takes
-// about 12 s.
+// about 12 s per frame size.
 func BenchmarkForwarding(b *testing.B) {
+	for _, n := range fwdFrameLens {
+		b.Run(fmt.Sprintf("frame=%d", n), func(b *testing.B) { benchmarkForwarding(b, n) })
+	}
+}
+
+func benchmarkForwarding(b *testing.B, frameLen int) {
 	const (
 		fwdPhase  = 2 * time.Second
 		fwdRounds = 2
 	)
-	r := newFwdRig(b)
+	r := newFwdRig(b, frameLen)
 	measure := func() fwdRate {
 		m, err := r.measure(fwdPhase)
 		if err != nil {
@@ -146,7 +157,7 @@ func (r fwdRate) add(m fwdRate, n int) fwdRate {
 // kernel and by the steering program (which counts them as forwarded).
 func TestTrafficGenForwarding(t *testing.T) {
 	const n = 256 // four batches: fits the veth rings even if NAPI lags
-	r := newFwdRig(t)
+	r := newFwdRig(t, fwdFrameLens[0])
 	waitFor := func(mode string, base uint64) {
 		t.Helper()
 		deadline := time.Now().Add(2 * time.Second)
@@ -191,7 +202,7 @@ type fwdRig struct {
 	ifindex int // c0 in the client namespace
 }
 
-func newFwdRig(tb testing.TB) *fwdRig {
+func newFwdRig(tb testing.TB, frameLen int) *fwdRig {
 	tb.Helper()
 	r := &fwdRig{tb: tb, topo: nettest.New(tb, nettest.Options{})}
 	if err := loadSinkObjects(&r.sink, nil); err != nil {
@@ -200,27 +211,28 @@ func newFwdRig(tb testing.TB) *fwdRig {
 	tb.Cleanup(func() { r.sink.Close() })
 	l := r.attachSink(r.topo.Server, nettest.ServerIf)
 	tb.Cleanup(func() { l.Close() })
-	if err := r.topo.Appliance.Do(func() error { return setGRO(nettest.ApplianceClientIf, true) }); err != nil {
-		tb.Fatal(err)
-	}
-	r.loadGenerator()
+	// The generator's frames reach ac0 by XDP_TX out of c0, which needs
+	// NAPI on ac0: GRO gives it one in kernel mode (the rig's doing, not
+	// the appliance's: its own XDP program gives ac0 one anyway).
+	r.topo.Appliance.SetGRO(tb, nettest.ApplianceClientIf, true)
+	r.loadGenerator(frameLen)
 	return r
 }
 
 // loadGenerator loads xdp_trafficgen with the headers of the rig's frame
 // (c0 to ac0's MAC, 198.18.1.2:40000 to 198.18.2.2:40000, TTL 64).
-func (r *fwdRig) loadGenerator() {
+func (r *fwdRig) loadGenerator(frameLen int) {
 	tb := r.tb
 	spec, err := loadTrafficgen()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	payload := make([]byte, fwdFrameLen-42)
+	payload := make([]byte, frameLen-42)
 	payload[0] = 0x80 // RTP version 2
 	r.frame = frame{dstMAC: nettest.ApplianceClientMAC, srcMAC: nettest.ClientMAC,
 		src: netip.AddrPortFrom(nettest.ClientV4, fwdPort), dst: netip.AddrPortFrom(nettest.ServerV4, fwdPort),
 		payload: payload}.bytes()
-	if len(r.frame) != fwdFrameLen || binary.BigEndian.Uint16(r.frame[12:]) != unix.ETH_P_IP {
+	if len(r.frame) != frameLen || binary.BigEndian.Uint16(r.frame[12:]) != unix.ETH_P_IP {
 		tb.Fatalf("unexpected frame layout (%d bytes)", len(r.frame))
 	}
 	var tmpl [42]byte
@@ -466,30 +478,4 @@ func liveFramesError(err error) error {
 		return fmt.Errorf("BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (Linux >= 5.18): %w", err)
 	}
 	return fmt.Errorf("live-frame run: %w", err)
-}
-
-// setGRO is `ethtool -K dev gro on|off` (ETHTOOL_SGRO). On a veth, GRO
-// enables NAPI, which lets the peer XDP_TX or XDP_REDIRECT into it
-// without an XDP program attached.
-func setGRO(dev string, on bool) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("ethtool socket: %w", err)
-	}
-	defer unix.Close(fd)
-	val := struct{ cmd, data uint32 }{cmd: unix.ETHTOOL_SGRO}
-	if on {
-		val.data = 1
-	}
-	var ifr struct {
-		name [unix.IFNAMSIZ]byte
-		data unsafe.Pointer
-		_    [16]byte
-	}
-	copy(ifr.name[:], dev)
-	ifr.data = unsafe.Pointer(&val)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return fmt.Errorf("ETHTOOL_SGRO %s: %w", dev, errno)
-	}
-	return nil
 }

@@ -12,6 +12,12 @@
 // are static, so nothing depends on ARP/NDP timing. Namespaces are removed
 // by t.Cleanup, also when the test fails.
 //
+// The client and server veths are left as ip-link creates them (no XDP
+// program, GRO off, TX checksum offload on), like the ordinary hosts of a
+// container or VM host, unless Options.NeighbourGRO tunes them. RTPStream
+// and TCPExchange check media and SIP-over-TCP traffic across the
+// appliance, byte for byte, bounded in count and time.
+//
 // Tests need root and iproute2. Without them the test is skipped, unless
 // CI=true, where a missing prerequisite fails the test.
 //
