@@ -205,6 +205,7 @@ type fwdRig struct {
 func newFwdRig(tb testing.TB, frameLen int) *fwdRig {
 	tb.Helper()
 	r := &fwdRig{tb: tb, topo: nettest.New(tb, nettest.Options{})}
+	requireLiveFrames(tb, r.topo)
 	if err := loadSinkObjects(&r.sink, nil); err != nil {
 		tb.Fatal(err)
 	}

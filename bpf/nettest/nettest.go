@@ -68,11 +68,14 @@ type Topology struct {
 
 var seq atomic.Int64
 
-// Require skips the test when root or the ip tool is missing, or fails it
-// when CI=true.
+// Require skips the test when root, its privileges or the ip tool are
+// missing, or fails it when CI=true; the message names what is missing.
+// Namespaces need CAP_SYS_ADMIN (ip netns add mounts), links and XDP
+// CAP_NET_ADMIN.
 func Require(t testing.TB) {
 	t.Helper()
 	prereq.Root(t)
+	prereq.Caps(t, prereq.CapSysAdmin, prereq.CapNetAdmin)
 	prereq.Tool(t, "ip")
 }
 
