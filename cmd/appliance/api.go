@@ -18,14 +18,14 @@ import (
 // policy holder.
 //
 // Without --api-token-file and without --lab the STIR and admin routes are
-// not served (only /healthz, /readyz, /metrics, with a warning), so an
+// not served (only /healthz, /readyz, /metrics, /status, with a warning), so an
 // unauthenticated signing API is never exposed.
 func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error) {
 	log = log.With("component", "api")
 	if cfg.APITokenFile == "" && !cfg.Lab {
-		log.Warn("no api_token_file: serving only /healthz, /readyz and /metrics (STIR and admin routes need tokens)")
+		log.Warn("no api_token_file: serving only /healthz, /readyz, /metrics and /status (STIR and admin routes need tokens)")
 		return api.New(api.Config{Addr: cfg.API, MonitorOnly: true, Logger: log, Policy: a.policy,
-			Ready: signerReady(a), Health: signerHealth(a)})
+			Ready: a.ready, Health: signerHealth(a), Status: a.status})
 	}
 	numbers, err := e164.New(cfg.DefaultCountry)
 	if err != nil {
@@ -47,8 +47,9 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 		Tokens: tokens, Lab: cfg.Lab, Logger: log, Budget: cfg.SignBudget, Freshness: cfg.Freshness,
 		CertFingerprint: audit.Fingerprint(a.certs[0]),
 		Audit:           a.audit,
-		Ready:           signerReady(a),
+		Ready:           a.ready,
 		Health:          signerHealth(a),
+		Status:          a.status,
 		// POST /admin/reload re-reads the token file itself and then runs
 		// the appliance's reload (policy, trust stores), set by serve with
 		// SetReload so that SIGHUP and the API share one path.
