@@ -19,7 +19,9 @@ import (
 // that shows it (the shakenline_cert_* gauges, GET /status) reads it here,
 // so a renewal that swaps the certificate at run time (ACME) stores the new
 // leaf with Store and every view follows.
-type certInUse struct{ p atomic.Pointer[x509.Certificate] }
+type certInUse struct {
+	p atomic.Pointer[x509.Certificate]
+}
 
 func (c *certInUse) Load() *x509.Certificate   { return c.p.Load() }
 func (c *certInUse) Store(x *x509.Certificate) { c.p.Store(x) }
