@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/shakenline/shakenline/api"
@@ -58,7 +60,9 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 }
 
 // signerReady is the /readyz conditions: a real probe signature through
-// the chain, and in inline mode the XDP program attached and answering.
+// the chain, and in inline mode the XDP program attached to every
+// interface (its link still attached, not only attached at start) and its
+// counters readable.
 func signerReady(a *appliance) []api.Check {
 	checks := []api.Check{api.SignerCheck(a.signer, time.Second)}
 	if a.signer == nil {
@@ -69,8 +73,19 @@ func signerReady(a *appliance) []api.Check {
 			if _, err := st.Counters(); err != nil {
 				return fmt.Errorf("XDP steering not readable: %w", err)
 			}
-			if len(st.Modes()) != len(a.cfg.Ifaces) {
-				return fmt.Errorf("XDP attached to %d of %d interfaces", len(st.Modes()), len(a.cfg.Ifaces))
+			att := st.Attached()
+			if len(att) != len(a.cfg.Ifaces) {
+				return fmt.Errorf("XDP attached to %d of %d interfaces", len(att), len(a.cfg.Ifaces))
+			}
+			var off []string
+			for name, ok := range att {
+				if !ok {
+					off = append(off, name)
+				}
+			}
+			if len(off) > 0 {
+				sort.Strings(off)
+				return fmt.Errorf("XDP detached from %s: INVITEs there pass unsigned", strings.Join(off, ", "))
 			}
 			return nil
 		}})
