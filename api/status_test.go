@@ -78,7 +78,7 @@ func TestStatusPage(t *testing.T) {
 	for _, want := range []string{
 		`<meta http-equiv="refresh" content="5">`, "sl-test-1", "v9.9-test", "inline", "OK: signing normally",
 		`<b class="signer-name">hsm-a</b>`, "&lt;soft&amp;fallback&gt;", // names escaped
-		">200</div><div class=\"l\">signed calls/s", ">50.0</div><div class=\"l\">verified calls/s",
+		">200</div><div class=\"l\">signed calls/s (10 s)", ">50.0</div><div class=\"l\">verified calls/s (10 s)",
 		"<polyline", "expires in", cert.Subject.String(), ">eth0<", "attached", "up <b>1 h 30 min</b>",
 	} {
 		if !strings.Contains(page, want) {

@@ -103,7 +103,7 @@ type statusPage struct {
 	Refresh                                   int
 	Level                                     string // ok, warn, crit
 	Headline                                  string
-	Problems                                  []string
+	Problems                                  []problem
 	Tiles                                     []tile
 	Graphs                                    []graph
 	Signers                                   []signerRow
@@ -116,6 +116,9 @@ type statusPage struct {
 }
 
 type tile struct{ Label, Value, Level string }
+
+// problem is one line of the banner: crit (needs action) or warn.
+type problem struct{ Text, Level string }
 
 type graph struct {
 	Title      string
@@ -230,10 +233,10 @@ func (st *Status) page(ready []Check) *statusPage {
 		warn = append(warn, fmt.Sprintf("%.2f%% of calls bypassed in the last minute", 100*ratio))
 	}
 	p.Tiles = []tile{
-		{"signed calls/s", fmtRate(signed), "ok"},
-		{"bypassed calls/s", fmtRate(bypassed), map[bool]string{true: "crit", false: "ok"}[bypassed > 0]},
-		{"unsigned calls/s", fmtRate(unsigned), "ok"},
-		{"verified calls/s", fmtRate(verified), "ok"},
+		{"signed calls/s (10 s)", fmtRate(signed), "ok"},
+		{"bypassed calls/s (10 s)", fmtRate(bypassed), map[bool]string{true: "crit", false: "ok"}[bypassed > 0]},
+		{"unsigned calls/s (10 s)", fmtRate(unsigned), "ok"},
+		{"verified calls/s (10 s)", fmtRate(verified), "ok"},
 		{"bypass ratio (1 min)", fmt.Sprintf("%.2f%%", 100*ratio), bypassLevel},
 	}
 	p.Graphs = []graph{
@@ -307,7 +310,12 @@ func (st *Status) page(ready []Check) *statusPage {
 		}
 	}
 
-	p.Problems = append(crit, warn...)
+	for _, c := range crit {
+		p.Problems = append(p.Problems, problem{c, "crit"})
+	}
+	for _, w := range warn {
+		p.Problems = append(p.Problems, problem{w, "warn"})
+	}
 	switch {
 	case len(crit) > 0:
 		p.Level, p.Headline = "crit", "ACTION NEEDED"
