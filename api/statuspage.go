@@ -335,13 +335,22 @@ func window(ss []sample, n int) []sample {
 	return ss
 }
 
-// sumAt sums the values of the keys match selects in s.
-func sumAt(keys []seriesKey, s *sample, match func(*seriesKey) bool) float64 {
-	var v float64
+// selectKeys returns the indices of the keys match selects.
+func selectKeys(keys []seriesKey, match func(*seriesKey) bool) []int {
+	var idx []int
 	for i := range keys {
 		if match(&keys[i]) {
-			v += s.val(i)
+			idx = append(idx, i)
 		}
+	}
+	return idx
+}
+
+// sumAt sums the values of the keys idx in s.
+func sumAt(idx []int, s *sample) float64 {
+	var v float64
+	for _, i := range idx {
+		v += s.val(i)
 	}
 	return v
 }
@@ -356,7 +365,8 @@ func rateOver(keys []seriesKey, ss []sample, match func(*seriesKey) bool) float6
 	if dt <= 0 {
 		return 0
 	}
-	return max(sumAt(keys, b, match)-sumAt(keys, a, match), 0) / dt
+	idx := selectKeys(keys, match)
+	return max(sumAt(idx, b)-sumAt(idx, a), 0) / dt
 }
 
 // latencyOver returns the median and 99th percentile of the signer's
@@ -493,13 +503,14 @@ func drawGraph(title string, keys []seriesKey, ss []sample, now time.Time, span 
 	series := make([][]pt, len(outcomes))
 	ymax := 0.0
 	for oi, o := range outcomes {
+		idx := selectKeys(keys, o.match)
 		for j := 1; j < len(ss); j++ {
 			a, b := &ss[j-1], &ss[j]
 			dt := b.at.Sub(a.at).Seconds()
 			if dt <= 0 || b.at.Before(start) {
 				continue
 			}
-			v := max(sumAt(keys, b, o.match)-sumAt(keys, a, o.match), 0) / dt
+			v := max(sumAt(idx, b)-sumAt(idx, a), 0) / dt
 			series[oi] = append(series[oi], pt{b.at, v})
 			ymax = max(ymax, v)
 		}
@@ -510,32 +521,39 @@ func drawGraph(title string, keys []seriesKey, ss []sample, now time.Time, span 
 		g.XLabels = append(g.XLabels, axisLabel{X: g.Left + i*g.PlotW/(len(xl)-1), Text: t})
 	}
 	g.Empty = true
+	var buf []byte
 	for oi, o := range outcomes {
-		var b strings.Builder
+		pts := series[oi]
 		var lastV float64
-		for _, p := range series[oi] {
-			x := float64(g.Left) + float64(g.PlotW)*p.t.Sub(start).Seconds()/span.Seconds()
-			y := float64(g.Top+g.PlotH) - float64(g.PlotH)*p.v/top
-			fmt.Fprintf(&b, "%.1f,%.1f ", x, y)
-			lastV = p.v
-		}
-		if len(series[oi]) > 0 {
+		if len(pts) > 0 {
 			g.Empty = false
+			lastV = pts[len(pts)-1].v
 		}
 		// A line that stayed at zero the whole time is left out of the
 		// drawing (it would hide the axis) but stays in the legend.
 		allZero := true
-		for _, p := range series[oi] {
+		for _, p := range pts {
 			if p.v > 0 {
 				allZero = false
 				break
 			}
 		}
-		pts := strings.TrimSpace(b.String())
-		if allZero {
-			pts = ""
+		line := graphLine{Label: o.label, Color: o.color, Now: fmtRate(lastV)}
+		if !allZero {
+			buf = buf[:0]
+			for i, p := range pts {
+				if i > 0 {
+					buf = append(buf, ' ')
+				}
+				x := float64(g.Left) + float64(g.PlotW)*p.t.Sub(start).Seconds()/span.Seconds()
+				y := float64(g.Top+g.PlotH) - float64(g.PlotH)*p.v/top
+				buf = strconv.AppendFloat(buf, x, 'f', 1, 64)
+				buf = append(buf, ',')
+				buf = strconv.AppendFloat(buf, y, 'f', 1, 64)
+			}
+			line.Points = string(buf)
 		}
-		g.Lines = append(g.Lines, graphLine{Label: o.label, Color: o.color, Points: pts, Now: fmtRate(lastV)})
+		g.Lines = append(g.Lines, line)
 	}
 	if g.Empty {
 		g.LegendNote = "collecting samples"
