@@ -30,6 +30,10 @@ type Status struct {
 	Signers func() []SignerStatus
 	// XDP returns the state of each XDP interface (inline mode only).
 	XDP func() []XDPStatus
+	// Ready returns the latest results of the readiness checks, evaluated
+	// elsewhere so that a render never waits for a probe; nil: the page
+	// runs Config.Ready itself on each request.
+	Ready func() []CheckResult
 
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -47,6 +51,12 @@ type SignerStatus struct {
 	Sessions  int
 	Queue     int
 	LastError string
+}
+
+// CheckResult is the outcome of one readiness check (Err nil: passed).
+type CheckResult struct {
+	Name string
+	Err  error
 }
 
 // XDPStatus is one inline-mode interface.
@@ -89,18 +99,19 @@ type sample struct {
 // history is the sampler's memory. keys only grow: the registry's series
 // are fixed at start (per signer, per interface, per reason).
 type history struct {
-	mu     sync.Mutex
-	keys   []seriesKey
-	index  map[string]int
-	minute [minuteSamples]sample // ring, next write at mNext
-	mNext  int
-	mLen   int
-	hour   [hourSamples]sample
-	hNext  int
-	hLen   int
-	ticks  int
-	last   []time.Time // per key: when it last increased (zero: never seen to)
-	buf    bytes.Buffer
+	sampleMu sync.Mutex   // one Sample at a time; guards buf
+	buf      bytes.Buffer // the exposition being sampled
+	mu       sync.Mutex   // guards the rest
+	keys     []seriesKey
+	index    map[string]int
+	minute   [minuteSamples]sample // ring, next write at mNext
+	mNext    int
+	mLen     int
+	hour     [hourSamples]sample
+	hNext    int
+	hLen     int
+	ticks    int
+	last     []time.Time // per key: when it last increased (zero: never seen to)
 }
 
 // seriesKey is one sampled series, split once when first seen.
@@ -141,11 +152,13 @@ func (st *Status) Run(ctx context.Context) {
 // Sample takes one sample now (Run calls it every second).
 func (st *Status) Sample() {
 	h := st.history()
+	h.sampleMu.Lock()
+	defer h.sampleMu.Unlock()
+	h.buf.Reset()
+	metrics.WritePrometheus(&h.buf, false)
 	now := st.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.buf.Reset()
-	metrics.WritePrometheus(&h.buf, false)
 	prev := h.latest()
 	vals := make([]float64, len(h.keys), len(h.keys)+8)
 	for line := range bytes.SplitSeq(h.buf.Bytes(), []byte{'\n'}) {

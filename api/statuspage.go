@@ -194,11 +194,19 @@ func (st *Status) page(ready []Check) *statusPage {
 	var crit, warn []string
 
 	// Readiness.
-	for _, c := range ready {
+	var results []CheckResult
+	if st.Ready != nil {
+		results = st.Ready()
+	} else {
+		for _, c := range ready {
+			results = append(results, CheckResult{Name: c.Name, Err: c.Fn()})
+		}
+	}
+	for _, c := range results {
 		row := checkRow{Name: c.Name, Result: "ok", Level: "ok"}
-		if err := c.Fn(); err != nil {
-			row.Result, row.Level = err.Error(), "crit"
-			crit = append(crit, "not ready: "+c.Name)
+		if c.Err != nil {
+			row.Result, row.Level = c.Err.Error(), "crit"
+			crit = append(crit, "not ready: "+c.Name+": "+c.Err.Error())
 		}
 		p.Checks = append(p.Checks, row)
 	}

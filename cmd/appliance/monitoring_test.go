@@ -434,11 +434,12 @@ scrape_configs:
 
 	// Detach the XDP link of ac0 behind the appliance's back.
 	detachXDP(t, topo.Appliance, nettest.ApplianceClientIf)
-	waitUntil(t, 10*time.Second, "shakenline_xdp_attached 0 on /metrics", func() bool {
+	waitUntil(t, 10*time.Second, "shakenline_xdp_attached 0 and shakenline_ready{check=\"xdp\"} 0 on /metrics", func() bool {
 		_, m := httpGet(t, sigC, "http://"+signerAPI+"/metrics")
 		return regexp.MustCompile(`(?m)^shakenline_xdp_attached\{iface="ac0",mode="[a-z]+"\} 0$`).MatchString(m) &&
 			regexp.MustCompile(`(?m)^shakenline_xdp_fail_open\{iface="ac0"\} 1$`).MatchString(m) &&
-			regexp.MustCompile(`(?m)^shakenline_xdp_attached\{iface="as0",mode="[a-z]+"\} 1$`).MatchString(m)
+			regexp.MustCompile(`(?m)^shakenline_xdp_attached\{iface="as0",mode="[a-z]+"\} 1$`).MatchString(m) &&
+			regexp.MustCompile(`(?m)^shakenline_ready\{check="xdp"\} 0$`).MatchString(m)
 	})
 	if code, body := httpGet(t, sigC, "http://"+signerAPI+"/readyz"); code != 503 || !strings.Contains(body, "xdp") {
 		t.Errorf("/readyz with ac0 detached: %d %s", code, body)

@@ -33,12 +33,55 @@ var (
 	registerGauges sync.Once
 )
 
-// observe makes a the appliance the gauges report and registers the
-// gauges' writer once per process. The returned func withdraws a.
+// readyEvery is how often the readiness checks run for the shakenline_ready
+// gauges and GET /status (each run of the signer check is a real probe
+// signature). /readyz runs them itself on every request.
+const readyEvery = 2 * time.Second
+
+// observe makes a the appliance the gauges report, registers the gauges'
+// writer once per process and evaluates the readiness checks now and every
+// readyEvery, so that neither a scrape nor a status render waits for a
+// probe. The returned func stops that and withdraws a.
 func (a *appliance) observe() func() {
 	registerGauges.Do(func() { metrics.RegisterMetricsWriter(writeApplianceMetrics) })
+	a.evalReady()
 	serving.Store(a)
-	return func() { serving.CompareAndSwap(a, nil) }
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(readyEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				a.evalReady()
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		serving.CompareAndSwap(a, nil)
+	}
+}
+
+func (a *appliance) evalReady() {
+	checks := a.readyChecks()
+	res := make([]api.CheckResult, len(checks))
+	for i, c := range checks {
+		res[i] = api.CheckResult{Name: c.Name, Err: c.Fn()}
+	}
+	a.lastReady.Store(&res)
+}
+
+// readyResults are the latest readiness results (nil before the first).
+func (a *appliance) readyResults() []api.CheckResult {
+	if r := a.lastReady.Load(); r != nil {
+		return *r
+	}
+	return nil
 }
 
 // writeApplianceMetrics writes the gauges docs/METRICS.md lists under
@@ -54,12 +97,8 @@ func writeApplianceMetrics(w io.Writer) {
 		metrics.WriteGaugeUint64(w, "shakenline_cert_not_after_seconds", uint64(c.NotAfter.Unix()))
 		metrics.WriteGaugeUint64(w, "shakenline_cert_not_before_seconds", uint64(max(c.NotBefore.Unix(), 0)))
 	}
-	for _, c := range a.readyChecks() {
-		v := uint64(1)
-		if c.Fn() != nil {
-			v = 0
-		}
-		metrics.WriteGaugeUint64(w, fmt.Sprintf(`shakenline_ready{check=%q}`, c.Name), v)
+	for _, c := range a.readyResults() {
+		metrics.WriteGaugeUint64(w, fmt.Sprintf(`shakenline_ready{check=%q}`, c.Name), b2u(c.Err == nil))
 	}
 	if a.signer != nil {
 		for i, h := range a.signer.Health() {
@@ -146,7 +185,8 @@ func (a *appliance) xdpStatus() []api.XDPStatus {
 // newStatus is the GET /status view of a.
 func newStatus(a *appliance, started time.Time) *api.Status {
 	node, _ := os.Hostname()
-	st := &api.Status{Node: node, Mode: a.cfg.Mode, Version: version, Started: started, Cert: a.cert.Load}
+	st := &api.Status{Node: node, Mode: a.cfg.Mode, Version: version, Started: started, Cert: a.cert.Load,
+		Ready: a.readyResults}
 	if a.signer != nil {
 		st.Signers = func() []api.SignerStatus {
 			hs := a.signer.Health()

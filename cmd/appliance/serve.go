@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -204,6 +205,8 @@ type appliance struct {
 	closers []func()
 	ready   []api.Check // /readyz conditions besides the policy (signerReady)
 	status  *api.Status // GET /status; nil without --api
+
+	lastReady atomic.Pointer[[]api.CheckResult] // readiness as last evaluated (observe.go)
 
 	verifier  *verify.Verifier // nil without --trust
 	audit     *audit.Log       // nil without audit_log
