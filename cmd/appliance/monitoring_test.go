@@ -415,8 +415,15 @@ scrape_configs:
 			if r.Health != "ok" {
 				t.Errorf("rule %s: health %q: %s", r.Name, r.Health, r.LastError)
 			}
-			if r.State == "firing" || r.State == "pending" {
-				t.Errorf("alert %s is %s on a healthy fleet", r.Name, r.State)
+			// Firing is a wiring error (or a real fault) on a healthy fleet.
+			// Pending is logged only: an alert with a for: clause can be
+			// pending for a real, transient reason on a loaded CI machine
+			// (a starved loop's stale heartbeat, a signer timeout).
+			switch r.State {
+			case "firing":
+				t.Errorf("alert %s is firing on a healthy fleet", r.Name)
+			case "pending":
+				t.Logf("alert %s is pending", r.Name)
 			}
 		}
 	}
