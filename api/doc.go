@@ -91,7 +91,8 @@
 // what needs action (not ready, bypass ratio over 1 % in the last minute,
 // XDP detached or failing open, certificate expiring within 3 days or
 // expired), an amber one what is degraded (any bypass, a breaker not
-// closed, an error in the last minute, certificate within 14 days).
+// closed, an error in the last minute other than a call failing
+// verification, certificate within 14 days).
 //
 // # Exposition
 //
