@@ -1,9 +1,18 @@
 // Package ansible holds the Ansible role (roles/appliance), the sample
 // inventory and the playbooks (site.yml, rolling-upgrade.yml) that install,
 // configure, tune, supervise and upgrade the appliance. The Go code here is
-// only its test harness: ansible_test.go applies the role for real to test
-// hosts made on this machine and runs the rolling upgrade under live SIP
-// traffic.
+// only its test harness, which applies the role for real to test hosts made
+// on this machine and runs the rolling upgrade under live SIP traffic:
+//
+//   - harness_test.go: the prerequisites, the secrets given to the role,
+//     building the appliance;
+//   - hosts_test.go: the test hosts (namespace, veth, sshd, overlays) and
+//     what the tests read from them;
+//   - playbook_test.go: the inventory and running ansible-playbook;
+//   - traffic_test.go: the SBC (INVITEs round-robin over the hosts in
+//     service), the next hop that counts them, the counter sampler;
+//   - upgrade_test.go: TestRoleAndRollingUpgrade, monitoring_test.go:
+//     TestMonitoringTag, systemd_test.go: TestUnitVerifies.
 //
 // Test hosts: one network namespace per host (veth to the root namespace,
 // 198.19.N.0/30 addresses from the benchmarking range), each running its

@@ -1,0 +1,233 @@
+package ansible
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// host is one test host: a network namespace with its own sshd in a
+// private mount namespace.
+type host struct {
+	name     string // inventory name
+	ns       string
+	addr     string // address inside the namespace
+	peer     string // root-namespace side of the veth
+	sshd     *exec.Cmd
+	sshdLog  string
+	nsDir    string
+	drainDir string
+}
+
+// lab is the set of test hosts plus the controller-side files.
+type lab struct {
+	t       *testing.T
+	dir     string
+	key     string // ssh client key
+	octet   int
+	hosts   []*host
+	invDir  string
+	ansible string // deploy/ansible
+}
+
+func newLab(t *testing.T, n int) *lab {
+	t.Helper()
+	dir := t.TempDir()
+	l := &lab{t: t, dir: dir, octet: 1 + os.Getpid()%250, ansible: filepath.Join(repoRoot(t), "deploy", "ansible")}
+	l.key = filepath.Join(dir, "id_ed25519")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", l.key)
+	pub, err := os.ReadFile(l.key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(auth, pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		l.hosts = append(l.hosts, l.addHost(i, auth))
+	}
+	return l
+}
+
+func (l *lab) addHost(i int, auth string) *host {
+	t := l.t
+	pid := os.Getpid() % 100000
+	h := &host{
+		name:  fmt.Sprintf("sl%d", i+1),
+		ns:    fmt.Sprintf("slans%d-%d", pid, i),
+		addr:  fmt.Sprintf("198.19.%d.%d", l.octet, 4*i+2),
+		peer:  fmt.Sprintf("198.19.%d.%d", l.octet, 4*i+1),
+		nsDir: filepath.Join(l.dir, fmt.Sprintf("host%d", i+1)),
+	}
+	veth := fmt.Sprintf("sla%d%c", pid, 'a'+i)
+	run(t, "ip", "netns", "add", h.ns)
+	t.Cleanup(func() { h.destroy(t) })
+	run(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", veth+"p")
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", veth).Run() })
+	run(t, "ip", "link", "set", veth+"p", "netns", h.ns)
+	run(t, "ip", "-n", h.ns, "link", "set", veth+"p", "name", "eth0")
+	run(t, "ip", "addr", "add", h.peer+"/30", "dev", veth)
+	run(t, "ip", "link", "set", veth, "up")
+	run(t, "ip", "-n", h.ns, "addr", "add", h.addr+"/30", "dev", "eth0")
+	run(t, "ip", "-n", h.ns, "link", "set", "eth0", "up")
+	run(t, "ip", "-n", h.ns, "link", "set", "lo", "up")
+	run(t, "ip", "-n", h.ns, "route", "add", "default", "via", h.peer)
+	// Something for the NIC tuning to do: GRO on, as on a physical NIC.
+	run(t, "ip", "netns", "exec", h.ns, "ethtool", "-K", "eth0", "generic-receive-offload", "on")
+
+	if err := os.MkdirAll(h.nsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	hostKey := filepath.Join(h.nsDir, "ssh_host_ed25519_key")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey)
+	cfg := filepath.Join(h.nsDir, "sshd_config")
+	conf := fmt.Sprintf(`ListenAddress %s:22
+HostKey %s
+PidFile none
+AuthorizedKeysFile %s
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+MaxStartups 50
+MaxSessions 50
+Subsystem sftp /usr/lib/openssh/sftp-server
+`, h.addr, hostKey, auth)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The host's own view of the filesystem: overlays whose upper layers
+	// live in nsDir, a fresh /run.
+	var sh strings.Builder
+	sh.WriteString("set -e\n")
+	for _, d := range []string{"etc", "var", "usr/local", "opt", "root"} {
+		up := filepath.Join(h.nsDir, "upper", d)
+		wk := filepath.Join(h.nsDir, "work", d)
+		fmt.Fprintf(&sh, "mkdir -p %s %s\nmount -t overlay overlay -o lowerdir=/%s,upperdir=%s,workdir=%s /%s\n", up, wk, d, up, wk, d)
+	}
+	sh.WriteString("mount -t tmpfs -o mode=0755 tmpfs /run\nmkdir -p /run/sshd\nchmod 0755 /run/sshd\n")
+	fmt.Fprintf(&sh, "exec /usr/sbin/sshd -D -e -f %s\n", cfg)
+	h.sshdLog = filepath.Join(h.nsDir, "sshd.log")
+	logf, err := os.Create(h.sshdLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sshd = exec.Command("ip", "netns", "exec", h.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", sh.String())
+	h.sshd.Stdout, h.sshd.Stderr = logf, logf
+	if err := h.sshd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = h.sshd.Wait(); logf.Close() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", h.addr+":22", 300*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(h.sshdLog)
+			t.Fatalf("%s: sshd did not come up: %v\n%s", h.name, err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return h
+}
+
+// destroy kills everything in the host's namespace and removes it.
+func (h *host) destroy(t *testing.T) {
+	for range 3 {
+		out, _ := exec.Command("ip", "netns", "pids", h.ns).Output()
+		pids := strings.Fields(string(out))
+		if len(pids) == 0 {
+			break
+		}
+		for _, p := range pids {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = syscallKill(pid)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if h.sshd != nil && h.sshd.Process != nil {
+		_ = h.sshd.Process.Kill()
+	}
+	if err := exec.Command("ip", "netns", "del", h.ns).Run(); err != nil {
+		t.Logf("ip netns del %s: %v", h.ns, err)
+	}
+}
+
+// in runs a command in the host's network and mount namespaces.
+func (h *host) in(t *testing.T, args ...string) string {
+	t.Helper()
+	a := append([]string{"-t", strconv.Itoa(h.sshd.Process.Pid), "-m", "-n", "--"}, args...)
+	return strings.TrimSpace(run(t, "nsenter", a...))
+}
+
+// exists reports whether path exists in the host's filesystem view.
+func (h *host) exists(t *testing.T, path string) bool {
+	t.Helper()
+	err := exec.Command("nsenter", "-t", strconv.Itoa(h.sshd.Process.Pid), "-m", "-n", "--", "test", "-e", path).Run()
+	return err == nil
+}
+
+func (h *host) pid(t *testing.T) string {
+	return h.in(t, "cat", "/run/shakenline/appliance.pid")
+}
+
+func (h *host) version(t *testing.T) string {
+	return h.in(t, "/usr/local/bin/appliance", "version")
+}
+
+func (h *host) log(t *testing.T) string {
+	return h.in(t, "cat", "/var/log/shakenline/appliance.log")
+}
+
+func (h *host) get(path string) (int, string, error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://%s:%d%s", h.addr, apiPort, path))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b), err
+}
+
+var signedRE = regexp.MustCompile(`(?m)^shakenline_calls_signed_total\{[^}]*\} ([0-9]+)`)
+
+// signed is the host's signed-call counter (all attestation levels), -1 when
+// the API does not answer.
+func (h *host) signed() int {
+	code, body, err := h.get("/metrics")
+	if err != nil || code != 200 {
+		return -1
+	}
+	n := 0
+	for _, m := range signedRE.FindAllStringSubmatch(body, -1) {
+		v, _ := strconv.Atoi(m[1])
+		n += v
+	}
+	return n
+}
+
+func fileSum(t *testing.T, h *host, path string) string {
+	sum := sha256.Sum256([]byte(h.in(t, "cat", path)))
+	return hex.EncodeToString(sum[:8])
+}
