@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shakenline/shakenline/internal/netns"
 	"github.com/shakenline/shakenline/labpki"
 )
 
@@ -118,7 +119,7 @@ func (r *Result) CountersFailed() int {
 type carrierHost struct {
 	Carrier
 	idx                   int
-	ns                    netns
+	ns                    *netns.NS
 	dir                   string
 	cred, expired, revoke *Credential
 	uas                   *uas
