@@ -14,8 +14,9 @@
 //   - upgrade_test.go: TestRoleAndRollingUpgrade, monitoring_test.go:
 //     TestMonitoringTag, systemd_test.go: TestUnitVerifies.
 //
-// Test hosts: one network namespace per host (veth to the root namespace,
-// 198.19.N.0/30 addresses from the benchmarking range), each running its
+// Test hosts: one network namespace per host (internal/netns; veth to the
+// root namespace, 198.19.N.0/30 addresses from the benchmarking range; a
+// killed run's namespaces are removed by the next), each running its
 // own sshd reached by ansible-playbook over SSH. Each sshd runs in a private
 // mount namespace where /etc, /var, /usr/local, /opt and /root are overlays
 // (upper layers under the test's temporary directory) and /run is a fresh

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/internal/netns"
 	"github.com/shakenline/shakenline/internal/prereq"
 )
 
@@ -32,24 +33,27 @@ const (
 	grafanaDir   = "/var/lib/grafana/dashboards/shakenline"
 )
 
-// requireTools skips (or, with CI=true, fails) when a prerequisite is missing.
+// requireTools skips (or, with CI=true, fails) when a prerequisite is
+// missing: root and the namespace privileges (internal/netns), the tools,
+// sshd and the softhsm2 module.
 func requireTools(t *testing.T) {
 	t.Helper()
-	missing := func(what string) { prereq.Need(t, fmt.Errorf("ansible test: %s", what)) }
-	if os.Geteuid() != 0 {
-		missing("root")
-	}
-	for _, p := range []string{"ansible-playbook", "ssh", "ssh-keygen", "ip", "unshare", "nsenter", "softhsm2-util",
-		"setpriv", "start-stop-daemon", "systemd-analyze", "ethtool", "go", "pkcs11-tool"} {
-		if _, err := exec.LookPath(p); err != nil {
-			missing(p)
+	netns.Require(t)
+	prereq.Tools(t, "ansible-playbook", "ssh", "ssh-keygen", "unshare", "nsenter", "softhsm2-util",
+		"setpriv", "start-stop-daemon", "systemd-analyze", "ethtool", "go", "pkcs11-tool")
+	for _, f := range []string{"/usr/sbin/sshd (apt-get install openssh-server)", "/usr/lib/softhsm/libsofthsm2.so (apt-get install softhsm2)"} {
+		path, _, _ := strings.Cut(f, " ")
+		if _, err := os.Stat(path); err != nil {
+			prereq.Need(t, fmt.Errorf("ansible test: %s", f))
 		}
 	}
-	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		missing("/usr/sbin/sshd (apt-get install openssh-server)")
-	}
-	if _, err := os.Stat("/usr/lib/softhsm/libsofthsm2.so"); err != nil {
-		missing("softhsm2 module")
+}
+
+// must fails the test on err.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -7,24 +7,25 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 	"testing"
 	"time"
-)
 
-func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+	"github.com/shakenline/shakenline/internal/netns"
+)
 
 // host is one test host: a network namespace with its own sshd in a
 // private mount namespace.
 type host struct {
 	name     string // inventory name
-	ns       string
+	ns       *netns.NS
 	addr     string // address inside the namespace
 	peer     string // root-namespace side of the veth
 	sshd     *exec.Cmd
@@ -38,16 +39,28 @@ type lab struct {
 	t       *testing.T
 	dir     string
 	key     string // ssh client key
+	prefix  string // of the namespaces' names (netns.Prefix)
 	octet   int
 	hosts   []*host
 	invDir  string
 	ansible string // deploy/ansible
 }
 
+// nsTag starts the test hosts' namespace names: slans<pid>-<n>-<i>.
+const nsTag = "slans"
+
+// sweep removes, once per process, the test hosts a killed run left.
+var sweep sync.Once
+
 func newLab(t *testing.T, n int) *lab {
 	t.Helper()
+	sweep.Do(func() {
+		if gone, err := netns.RemoveLeftovers(nsTag); len(gone) > 0 || err != nil {
+			t.Logf("removed the test hosts of killed runs: %v (%v)", gone, err)
+		}
+	})
 	dir := t.TempDir()
-	l := &lab{t: t, dir: dir, octet: 1 + os.Getpid()%250, ansible: filepath.Join(repoRoot(t), "deploy", "ansible")}
+	l := &lab{t: t, dir: dir, prefix: netns.Prefix(nsTag), octet: 1 + os.Getpid()%250, ansible: filepath.Join(repoRoot(t), "deploy", "ansible")}
 	l.key = filepath.Join(dir, "id_ed25519")
 	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", l.key)
 	pub, err := os.ReadFile(l.key + ".pub")
@@ -66,29 +79,24 @@ func newLab(t *testing.T, n int) *lab {
 
 func (l *lab) addHost(i int, auth string) *host {
 	t := l.t
-	pid := os.Getpid() % 100000
 	h := &host{
 		name:  fmt.Sprintf("sl%d", i+1),
-		ns:    fmt.Sprintf("slans%d-%d", pid, i),
 		addr:  fmt.Sprintf("198.19.%d.%d", l.octet, 4*i+2),
 		peer:  fmt.Sprintf("198.19.%d.%d", l.octet, 4*i+1),
 		nsDir: filepath.Join(l.dir, fmt.Sprintf("host%d", i+1)),
 	}
-	veth := fmt.Sprintf("sla%d%c", pid, 'a'+i)
-	run(t, "ip", "netns", "add", h.ns)
-	t.Cleanup(func() { h.destroy(t) })
-	run(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", veth+"p")
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", veth).Run() })
-	run(t, "ip", "link", "set", veth+"p", "netns", h.ns)
-	run(t, "ip", "-n", h.ns, "link", "set", veth+"p", "name", "eth0")
-	run(t, "ip", "addr", "add", h.peer+"/30", "dev", veth)
-	run(t, "ip", "link", "set", veth, "up")
-	run(t, "ip", "-n", h.ns, "addr", "add", h.addr+"/30", "dev", "eth0")
-	run(t, "ip", "-n", h.ns, "link", "set", "eth0", "up")
-	run(t, "ip", "-n", h.ns, "link", "set", "lo", "up")
-	run(t, "ip", "-n", h.ns, "route", "add", "default", "via", h.peer)
+	// Its removal (t.Cleanup) kills what runs inside: sshd, the appliance.
+	h.ns = netns.New(t, fmt.Sprintf("%s-%d", l.prefix, i))
+	// The controller's end of the host's link, in this process's namespace.
+	veth := fmt.Sprintf("sla%d%c", os.Getpid(), 'a'+i)
+	self := &netns.NS{}
+	must(t, netns.Veth(netns.End{Name: veth}, netns.End{NS: h.ns, Name: "eth0"}))
+	t.Cleanup(func() { _ = self.IP("link", "del", veth) })
+	must(t, self.AddAddr(veth, netip.MustParsePrefix(h.peer+"/30")))
+	must(t, h.ns.AddAddr("eth0", netip.MustParsePrefix(h.addr+"/30")))
+	must(t, h.ns.IP("route", "add", "default", "via", h.peer))
 	// Something for the NIC tuning to do: GRO on, as on a physical NIC.
-	run(t, "ip", "netns", "exec", h.ns, "ethtool", "-K", "eth0", "generic-receive-offload", "on")
+	must(t, h.ns.SetGRO("eth0", true))
 
 	if err := os.MkdirAll(h.nsDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -128,7 +136,7 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.sshd = exec.Command("ip", "netns", "exec", h.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", sh.String())
+	h.sshd = h.ns.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", sh.String())
 	h.sshd.Stdout, h.sshd.Stderr = logf, logf
 	if err := h.sshd.Start(); err != nil {
 		t.Fatal(err)
@@ -148,29 +156,6 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 		time.Sleep(50 * time.Millisecond)
 	}
 	return h
-}
-
-// destroy kills everything in the host's namespace and removes it.
-func (h *host) destroy(t *testing.T) {
-	for range 3 {
-		out, _ := exec.Command("ip", "netns", "pids", h.ns).Output()
-		pids := strings.Fields(string(out))
-		if len(pids) == 0 {
-			break
-		}
-		for _, p := range pids {
-			if pid, err := strconv.Atoi(p); err == nil {
-				_ = syscallKill(pid)
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if h.sshd != nil && h.sshd.Process != nil {
-		_ = h.sshd.Process.Kill()
-	}
-	if err := exec.Command("ip", "netns", "del", h.ns).Run(); err != nil {
-		t.Logf("ip netns del %s: %v", h.ns, err)
-	}
 }
 
 // in runs a command in the host's network and mount namespaces.

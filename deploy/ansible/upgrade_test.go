@@ -56,7 +56,7 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 	t.Logf("test hosts up: %v", time.Since(labStart).Round(100*time.Millisecond))
 	s := newSink(t)
 	l.writeInventory(v1, s.port(), pki)
-	t.Logf("lab: %d hosts in network namespaces %s.. (198.19.%d.0/24), sink port %d", nHosts, l.hosts[0].ns, l.octet, s.port())
+	t.Logf("lab: %d hosts in network namespaces %s.. (198.19.%d.0/24), sink port %d", nHosts, l.hosts[0].ns.Name, l.octet, s.port())
 
 	// 1. First run: bare host -> appliance.
 	out, rc, took := l.mustPlaybook("site.yml")
