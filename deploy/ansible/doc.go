@@ -8,7 +8,9 @@
 //     building the appliance;
 //   - hosts_test.go: the test hosts (namespace, veth, sshd, overlays) and
 //     what the tests read from them;
-//   - playbook_test.go: the inventory and running ansible-playbook;
+//   - inventory_test.go: the inventory the role is applied with;
+//   - playbook_test.go: running ansible-playbook within its limit, timing
+//     its tasks;
 //   - traffic_test.go: the SBC (INVITEs round-robin over the hosts in
 //     service), the next hop that counts them, the counter sampler;
 //   - upgrade_test.go: TestRoleAndRollingUpgrade, monitoring_test.go:
@@ -29,7 +31,10 @@
 //
 // Concurrency: the test is sequential; the traffic generator, the SIP sink
 // and the metrics sampler are goroutines stopped before the test returns.
-// Limits: two hosts, traffic bounded in rate (100 INVITEs/s) and count.
+// Limits: two hosts, traffic bounded in rate (100 INVITEs/s) and count,
+// each ansible-playbook run bounded by playLimit (4 minutes scaled by the
+// load, within go test -timeout); a run stopped there fails naming the task
+// it was running.
 // Cleanup: processes in the namespaces, sshd, namespaces and files are
 // removed with t.Cleanup even when the test fails.
 package ansible

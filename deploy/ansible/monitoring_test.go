@@ -80,13 +80,13 @@ func TestMonitoringTag(t *testing.T) {
 	l.writeInventory("/nonexistent/appliance", 5070, map[string]string{"sp.key": "-", "sp.pem": "-", "root.pem": "-"})
 	h1, h2 := l.hosts[0], l.hosts[1]
 	startPrometheus(t, h1)
-	out, rc, took := l.mustPlaybook("site.yml", "--tags", "monitoring")
-	t.Logf("monitoring run: %v %+v", took.Round(100*time.Millisecond), rc)
-	if !strings.Contains(out, "Reload Prometheus") {
-		t.Errorf("monitoring run: Prometheus was not reloaded:\n%s", steps(out))
+	p := l.mustPlaybook("site.yml", "--tags", "monitoring")
+	t.Logf("monitoring run: %v", p)
+	if !strings.Contains(p.out, "Reload Prometheus") {
+		t.Errorf("monitoring run: Prometheus was not reloaded:\n%s", steps(p.out))
 	}
 	// Only the monitoring tasks ran (and the role's argument check).
-	for _, m := range regexp.MustCompile(`(?m)^TASK \[appliance : ([^\]]+)\]`).FindAllStringSubmatch(out, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^TASK \[appliance : ([^\]]+)\]`).FindAllStringSubmatch(p.out, -1) {
 		if !monitoringTasks[m[1]] {
 			t.Errorf("--tags monitoring ran %q", m[1])
 		}
@@ -114,10 +114,10 @@ func TestMonitoringTag(t *testing.T) {
 		!strings.Contains(groups, `"name":"shakenline.recording"`) {
 		t.Errorf("Prometheus on %s did not load the rules: %.300s", h1.name, groups)
 	}
-	out, rc, _ = l.mustPlaybook("site.yml", "--tags", "monitoring")
+	p = l.mustPlaybook("site.yml", "--tags", "monitoring")
 	for _, h := range l.hosts {
-		if rc[h.name].changed != 0 {
-			t.Errorf("%s: second monitoring run changed=%d, want 0\n%s", h.name, rc[h.name].changed, steps(out))
+		if p.recap[h.name].changed != 0 {
+			t.Errorf("%s: second monitoring run changed=%d, want 0\n%s", h.name, p.recap[h.name].changed, steps(p.out))
 		}
 	}
 	// A rule file promtool refuses is not installed; the running rules stay.
@@ -127,9 +127,9 @@ func TestMonitoringTag(t *testing.T) {
 		t.Fatal(err)
 	}
 	badVars, _ := json.Marshal(map[string]any{"appliance_prometheus_rules_files": []string{badRules}})
-	out, _, _, err := l.playbook("site.yml", "--tags", "monitoring", "-e", string(badVars))
-	if err == nil || !strings.Contains(out, "failed to validate") {
-		t.Errorf("a rule file promtool refuses was not refused:\n%s", tail(out, 30))
+	p = l.playbook("site.yml", "--tags", "monitoring", "-e", string(badVars))
+	if p.err == nil || !strings.Contains(p.out, "failed to validate") {
+		t.Errorf("a rule file promtool refuses was not refused:\n%s", tail(p.out, 30))
 	}
 	if got := h1.in(t, "sha256sum", promRulesDir+"/shakenline-alerts.yml"); !strings.HasPrefix(got, sha(t, filepath.Join(repo, "prometheus", "shakenline-alerts.yml"))) {
 		t.Errorf("the refused rule file replaced the installed one")

@@ -2,140 +2,225 @@ package ansible
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
 	"time"
 )
 
-// writeInventory writes the inventory the role is applied with.
-func (l *lab) writeInventory(bin string, sinkPort int, pki map[string]string) {
-	t := l.t
-	l.invDir = filepath.Join(l.dir, "inventory")
-	if err := os.MkdirAll(filepath.Join(l.invDir, "group_vars"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	hosts := map[string]any{}
-	for _, h := range l.hosts {
-		h.drainDir = filepath.Join(l.dir, "drain")
-		hosts[h.name] = map[string]any{
-			"ansible_host":       h.addr,
-			"appliance_sip":      fmt.Sprintf("%s:%d", h.addr, sipPort),
-			"appliance_api":      fmt.Sprintf("%s:%d", h.addr, apiPort),
-			"appliance_next_hop": fmt.Sprintf("%s:%d", h.peer, sinkPort),
-		}
-	}
-	if err := os.MkdirAll(filepath.Join(l.dir, "drain"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	inv := map[string]any{"all": map[string]any{"children": map[string]any{"appliances": map[string]any{"hosts": hosts}}}}
-	vars := map[string]any{
-		"ansible_user":                 "root",
-		"ansible_ssh_private_key_file": l.key,
-		"ansible_python_interpreter":   "/usr/bin/python3",
-		"appliance_binary_src":         bin,
-		"appliance_supervisor":         "pidfile",
-		"appliance_mode":               "proxy",
-		"appliance_x5u":                fmt.Sprintf("http://198.19.%d.1/sp.pem", l.octet),
-		"appliance_lab":                true,
-		"appliance_loops":              1,
-		"appliance_attest":             "C",
-		"appliance_hsm":                "softhsm",
-		"appliance_pkcs11_pin":         testPIN,
-		"appliance_softhsm_so_pin":     testSOPIN,
-		"appliance_softhsm_import_key": "sp",
-		"appliance_keys":               map[string]string{"sp": pki["sp.key"]},
-		"appliance_cert_pem":           pki["sp.pem"],
-		"appliance_signers": []map[string]any{
-			{"name": "hsm", "pkcs11": true, "timeout": "200ms"},
-			{"name": "soft", "key": "sp", "timeout": "100ms"},
-		},
-		"appliance_trust_stores": map[string]string{"lab": pki["root.pem"]},
-		"appliance_api_tokens":   []string{testToken},
-		"appliance_policy": map[string]any{"default": "B", "rules": []map[string]any{
-			{"name": "lab-trunks", "attest": "A", "sources": []string{fmt.Sprintf("198.19.%d.0/24", l.octet)}},
-		}},
-		// Only the per-namespace sysctls can be set inside a test host.
-		"appliance_sysctl": map[string]int{
-			"net.ipv4.udp_rmem_min": 8192, "net.ipv4.udp_wmem_min": 8192, "net.core.somaxconn": 8192,
-		},
-		"appliance_nic_ifaces":      []string{"eth0"},
-		"appliance_drain_command":   "touch " + filepath.Join(l.dir, "drain") + "/{{ inventory_hostname }}",
-		"appliance_undrain_command": "rm -f " + filepath.Join(l.dir, "drain") + "/{{ inventory_hostname }}",
-		"appliance_drain_delegate":  "localhost",
-		"appliance_drain_wait":      1,
-		// --tags monitoring (never by default): rules into the Prometheus
-		// on sl1, the dashboard into a provisioning directory on sl2.
-		"appliance_prometheus_host":           l.hosts[0].name,
-		"appliance_prometheus_rules_dir":      promRulesDir,
-		"appliance_prometheus_reload_command": "curl -fsS -X POST http://" + promAddr + "/-/reload",
-		"appliance_prometheus_url":            "http://" + promAddr,
-		"appliance_grafana_host":              l.hosts[len(l.hosts)-1].name,
-		"appliance_grafana_dashboards_dir":    grafanaDir,
-	}
-	writeJSON(t, filepath.Join(l.invDir, "hosts.yml"), inv)
-	writeJSON(t, filepath.Join(l.invDir, "group_vars", "appliances.yml"), vars)
-}
+// playBase is the limit of one ansible-playbook run on an idle machine;
+// playLimit scales it with the load, at most by playMaxScale.
+const (
+	playBase     = 4 * time.Minute
+	playMaxScale = 4
+)
 
 type recap struct{ ok, changed, unreachable, failed int }
 
 var recapRE = regexp.MustCompile(`(?m)^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)`)
 
-// playbook runs ansible-playbook and returns its output, the per-host recap,
-// how long it took and whether it succeeded.
-func (l *lab) playbook(name string, args ...string) (string, map[string]recap, time.Duration, error) {
+// play is one ansible-playbook run.
+type play struct {
+	out   string
+	recap map[string]recap // per host, from PLAY RECAP
+	took  time.Duration
+	tasks []task // in the order they started
+	err   error
+}
+
+// task is a task or handler of a run, timed by when its banner and the
+// next one were printed (the hosts run it in parallel).
+type task struct {
+	name        string // TASK [appliance : Install the appliance binary]
+	start, took time.Duration
+}
+
+// taskClock collects ansible-playbook's output and times its task banners
+// as they arrive.
+type taskClock struct {
+	start time.Time
+	mu    sync.Mutex
+	out   bytes.Buffer
+	line  []byte
+	tasks []task
+}
+
+func (c *taskClock) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Since(c.start)
+	c.out.Write(p)
+	for rest := p; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			c.line = append(c.line, rest...)
+			break
+		}
+		c.line = append(c.line, rest[:i]...)
+		c.banner(now, string(c.line))
+		c.line, rest = c.line[:0], rest[i+1:]
+	}
+	return len(p), nil
+}
+
+// banner ends the running task at a task, handler or recap banner and
+// starts the next.
+func (c *taskClock) banner(now time.Duration, line string) {
+	if !strings.HasPrefix(line, "TASK [") && !strings.HasPrefix(line, "RUNNING HANDLER [") && !strings.HasPrefix(line, "PLAY RECAP") {
+		return
+	}
+	c.stop(now)
+	if !strings.HasPrefix(line, "PLAY RECAP") {
+		c.tasks = append(c.tasks, task{name: strings.TrimRight(line, " *"), start: now})
+	}
+}
+
+// stop ends the running task, if any.
+func (c *taskClock) stop(now time.Duration) {
+	if n := len(c.tasks); n > 0 && c.tasks[n-1].took == 0 {
+		c.tasks[n-1].took = max(now-c.tasks[n-1].start, time.Nanosecond)
+	}
+}
+
+// playLimit bounds one ansible-playbook run: playBase on an idle machine,
+// scaled by the run queue per CPU (the 1-minute load average over the
+// CPUs, from 1 to playMaxScale), and never past the test's deadline less
+// a minute for the checks and the cleanup. The string says how it was
+// reached.
+func playLimit(t *testing.T) (time.Duration, string) {
+	scale, load := 1.0, -1.0
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+				load = v
+				scale = min(max(v/float64(runtime.NumCPU()), 1), playMaxScale)
+			}
+		}
+	}
+	limit := time.Duration(float64(playBase) * scale).Round(time.Second)
+	why := fmt.Sprintf("%v x %.1f: load %.1f on %d CPUs", playBase, scale, load, runtime.NumCPU())
+	if d, ok := t.Deadline(); ok {
+		if left := time.Until(d) - time.Minute; left < limit {
+			limit = max(left, 10*time.Second).Round(time.Second)
+			why += ", cut to the go test -timeout less a minute"
+		}
+	}
+	return limit, why
+}
+
+// playbook runs ansible-playbook within playLimit (runPlay).
+func (l *lab) playbook(name string, args ...string) *play {
 	t := l.t
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	a := append([]string{"-i", l.invDir, name}, args...)
-	cmd := exec.CommandContext(ctx, "ansible-playbook", a...)
+	limit, why := playLimit(t)
+	cmd := exec.Command("ansible-playbook", append([]string{"-i", l.invDir, name}, args...)...)
 	cmd.Dir = l.ansible
 	cp := filepath.Join(l.dir, "cp")
 	_ = os.MkdirAll(cp, 0o700)
 	cmd.Env = append(os.Environ(),
 		"ANSIBLE_CONFIG="+filepath.Join(l.ansible, "ansible.cfg"),
-		"ANSIBLE_NOCOLOR=1", "ANSIBLE_FORCE_COLOR=0",
+		"ANSIBLE_NOCOLOR=1", "ANSIBLE_FORCE_COLOR=0", "PYTHONUNBUFFERED=1",
 		"ANSIBLE_LOCAL_TEMP="+filepath.Join(l.dir, "ansible-local"),
 		"ANSIBLE_SSH_CONTROL_PATH_DIR="+cp,
 		"ANSIBLE_SSH_ARGS=-o ControlMaster=auto -o ControlPersist=30s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
 		"ANSIBLE_HOST_KEY_CHECKING=False",
-		"ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks",
 	)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	start := time.Now()
-	err := cmd.Run()
-	took := time.Since(start)
-	out := buf.String()
-	rc := map[string]recap{}
-	for _, m := range recapRE.FindAllStringSubmatch(out, -1) {
-		n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
-		rc[m[1]] = recap{n(2), n(3), n(4), n(5)}
-	}
-	if err := os.WriteFile(filepath.Join(l.dir, fmt.Sprintf("ansible-%d.log", time.Now().UnixNano())), buf.Bytes(), 0o600); err != nil {
+	p := runPlay(cmd, limit, why)
+	if err := os.WriteFile(filepath.Join(l.dir, fmt.Sprintf("ansible-%d.log", time.Now().UnixNano())), []byte(p.out), 0o600); err != nil {
 		t.Log(err)
 	}
 	for _, secret := range []string{testPIN, testSOPIN, testToken, "PRIVATE KEY"} {
-		if strings.Contains(out, secret) {
+		if strings.Contains(p.out, secret) {
 			t.Errorf("ansible output contains secret material %q", secret)
 		}
 	}
-	return out, rc, took, err
+	return p
 }
 
-func (l *lab) mustPlaybook(name string, args ...string) (string, map[string]recap, time.Duration) {
-	l.t.Helper()
-	out, rc, took, err := l.playbook(name, args...)
-	if err != nil {
-		l.t.Fatalf("ansible-playbook %s %v: %v\n%s", name, args, err, tail(out, 60))
+// runPlay runs cmd, an ansible-playbook, in its own process group and
+// times its tasks. At limit the whole group (workers, ssh clients) is
+// killed and the run fails with an error that names the task that was
+// running, for how long, and the slowest tasks before it; why says how
+// the limit was reached.
+func runPlay(cmd *exec.Cmd, limit time.Duration, why string) *play {
+	clock := &taskClock{start: time.Now()}
+	cmd.Stdout, cmd.Stderr = clock, clock
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 10 * time.Second // output pipes a stray process holds
+	p := &play{recap: map[string]recap{}}
+	if p.err = cmd.Start(); p.err != nil {
+		return p
 	}
-	return out, rc, took
+	var stopped atomic.Bool
+	timer := time.AfterFunc(limit, func() {
+		stopped.Store(true)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	})
+	p.err = cmd.Wait()
+	timer.Stop()
+	p.took = time.Since(clock.start)
+	clock.mu.Lock()
+	clock.stop(p.took)
+	p.out, p.tasks = clock.out.String(), slices.Clone(clock.tasks)
+	clock.mu.Unlock()
+	if stopped.Load() {
+		p.err = fmt.Errorf("stopped at its limit of %v (%s)", limit, why)
+		if n := len(p.tasks); n > 0 {
+			last := p.tasks[n-1]
+			p.err = fmt.Errorf("%w while running %s, for %v; before it:\n%s",
+				p.err, last.name, last.took.Round(100*time.Millisecond), profileOf(p.tasks[:n-1]))
+		}
+	}
+	for _, m := range recapRE.FindAllStringSubmatch(p.out, -1) {
+		n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
+		p.recap[m[1]] = recap{n(2), n(3), n(4), n(5)}
+	}
+	return p
+}
+
+// mustPlaybook is playbook that fails the test when the run fails.
+func (l *lab) mustPlaybook(name string, args ...string) *play {
+	l.t.Helper()
+	p := l.playbook(name, args...)
+	if p.err != nil {
+		l.t.Fatalf("ansible-playbook %s %v: %v\n%s", name, args, p.err, tail(p.out, 60))
+	}
+	return p
+}
+
+// String is the run's time and recap.
+func (p *play) String() string {
+	return fmt.Sprintf("%v %+v", p.took.Round(100*time.Millisecond), p.recap)
+}
+
+// profile lists the run's slowest tasks.
+func (p *play) profile() string { return profileOf(p.tasks) }
+
+// profileOf lists the eight slowest of tasks, with their share of the
+// time.
+func profileOf(tasks []task) string {
+	var all time.Duration
+	for _, k := range tasks {
+		all += k.took
+	}
+	byTime := slices.Clone(tasks)
+	slices.SortStableFunc(byTime, func(a, b task) int { return int(b.took - a.took) })
+	var b strings.Builder
+	fmt.Fprintf(&b, "  %d tasks in %v; slowest:\n", len(tasks), all.Round(100*time.Millisecond))
+	for _, k := range byTime[:min(8, len(byTime))] {
+		fmt.Fprintf(&b, "  %7v %3.0f%%  %s\n", k.took.Round(100*time.Millisecond), 100*k.took.Seconds()/max(all.Seconds(), 1e-9), k.name)
+	}
+	return b.String()
 }
 
 func tail(s string, n int) string {
@@ -159,17 +244,4 @@ func steps(out string) string {
 		}
 	}
 	return b.String()
-}
-
-// profile returns the slowest tasks from the profile_tasks summary.
-func profile(out string) string {
-	_, sum, ok := strings.Cut(out, "===============================================================================")
-	if !ok {
-		return ""
-	}
-	lines := strings.Split(strings.TrimSpace(sum), "\n")
-	if len(lines) > 8 {
-		lines = lines[:8]
-	}
-	return strings.Join(lines, "\n")
 }

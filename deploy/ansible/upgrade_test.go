@@ -59,11 +59,11 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 	t.Logf("lab: %d hosts in network namespaces %s.. (198.19.%d.0/24), sink port %d", nHosts, l.hosts[0].ns.Name, l.octet, s.port())
 
 	// 1. First run: bare host -> appliance.
-	out, rc, took := l.mustPlaybook("site.yml")
-	t.Logf("first run: %v %+v\n%s", took.Round(100*time.Millisecond), rc, profile(out))
+	p := l.mustPlaybook("site.yml")
+	t.Logf("first run: %v\n%s", p, p.profile())
 	for _, h := range l.hosts {
-		if rc[h.name].changed == 0 || rc[h.name].failed != 0 {
-			t.Fatalf("%s: first run recap %+v", h.name, rc[h.name])
+		if p.recap[h.name].changed == 0 || p.recap[h.name].failed != 0 {
+			t.Fatalf("%s: first run recap %+v", h.name, p.recap[h.name])
 		}
 		if code, body, err := h.get("/readyz"); err != nil || code != 200 {
 			t.Fatalf("%s: /readyz %d %q %v", h.name, code, body, err)
@@ -105,11 +105,11 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 	}
 
 	// 2. Second run: nothing to change.
-	out, rc, took = l.mustPlaybook("site.yml")
-	t.Logf("second run: %v %+v\n%s", took.Round(100*time.Millisecond), rc, profile(out))
+	p = l.mustPlaybook("site.yml")
+	t.Logf("second run: %v\n%s", p, p.profile())
 	for _, h := range l.hosts {
-		if rc[h.name].changed != 0 {
-			t.Errorf("%s: second run changed=%d, want 0", h.name, rc[h.name].changed)
+		if p.recap[h.name].changed != 0 {
+			t.Errorf("%s: second run changed=%d, want 0", h.name, p.recap[h.name].changed)
 		}
 	}
 
@@ -133,10 +133,10 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 		{"name": "lab-trunks", "attest": "A", "sources": []string{fmt.Sprintf("198.19.%d.0/24", l.octet)}},
 		{"name": "partner", "attest": "B", "sources": []string{"198.18.77.0/24"}},
 	}}})
-	out, rc, took = l.mustPlaybook("site.yml", "--limit", h1.name, "--tags", "configure", "-e", "@"+policy2)
-	t.Logf("policy change run: %v %+v", took.Round(100*time.Millisecond), rc)
-	if !strings.Contains(out, "Reload the appliance (pidfile)") || strings.Contains(out, "RUNNING HANDLER [appliance : Restart") {
-		t.Errorf("policy change: want the reload handler and no restart handler:\n%s", tail(out, 40))
+	p = l.mustPlaybook("site.yml", "--limit", h1.name, "--tags", "configure", "-e", "@"+policy2)
+	t.Logf("policy change run: %v", p)
+	if !strings.Contains(p.out, "Reload the appliance (pidfile)") || strings.Contains(p.out, "RUNNING HANDLER [appliance : Restart") {
+		t.Errorf("policy change: want the reload handler and no restart handler:\n%s", tail(p.out, 40))
 	}
 	waitFor(t, "reload logged", func() bool { return strings.Count(h1.log(t), "configuration reloaded") > reloadsBefore })
 	if p := h1.pid(t); p != pid1 {
@@ -153,13 +153,13 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 	writeJSON(t, broken, map[string]any{"appliance_policy": map[string]any{"default": "B", "rules": []map[string]any{
 		{"name": "typo", "attest": "Z", "sources": []string{"198.18.77.0/24"}},
 	}}})
-	out, rc, took, err := l.playbook("site.yml", "--limit", h1.name, "--tags", "configure", "-e", "@"+policy2, "-e", "@"+broken)
-	t.Logf("broken config run: %v %+v err=%v", took.Round(100*time.Millisecond), rc, err)
-	if err == nil || rc[h1.name].failed == 0 {
-		t.Errorf("broken config was not refused:\n%s", tail(out, 40))
+	p = l.playbook("site.yml", "--limit", h1.name, "--tags", "configure", "-e", "@"+policy2, "-e", "@"+broken)
+	t.Logf("broken config run: %v err=%v", p, p.err)
+	if p.err == nil || p.recap[h1.name].failed == 0 {
+		t.Errorf("broken config was not refused:\n%s", tail(p.out, 40))
 	}
-	if !strings.Contains(out, "failed to validate") {
-		t.Errorf("broken config: no validation failure in the output:\n%s", tail(out, 40))
+	if !strings.Contains(p.out, "failed to validate") {
+		t.Errorf("broken config: no validation failure in the output:\n%s", tail(p.out, 40))
 	}
 	if p := h1.pid(t); p != pid1 {
 		t.Errorf("broken config touched the running appliance: pid %s -> %s", pid1, p)
@@ -182,17 +182,17 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 	sm := startSampler(l, s, tr)
 	time.Sleep(2 * time.Second)
 	pidsBefore := []string{h1.pid(t), h2.pid(t)}
-	out, rc, took, err = l.playbook("rolling-upgrade.yml", "-e", "appliance_binary_src="+v2,
+	p = l.playbook("rolling-upgrade.yml", "-e", "appliance_binary_src="+v2,
 		"-e", fmt.Sprintf("appliance_upgrade_probe_signing=%v", probe))
 	time.Sleep(2 * time.Second)
 	tr.halt()
 	sunk := s.waitSunk(tr.sent.Load())
 	lines := sm.halt()
-	t.Logf("rolling upgrade v1->v2: %v %+v err=%v\n%s", took.Round(100*time.Millisecond), rc, err, strings.Join(lines, "\n"))
-	t.Logf("rolling upgrade profile:\n%s", profile(out))
-	t.Logf("rolling upgrade steps:\n%s", steps(out))
-	if err != nil {
-		t.Fatalf("rolling upgrade failed:\n%s", tail(out, 60))
+	t.Logf("rolling upgrade v1->v2: %v err=%v\n%s", p, p.err, strings.Join(lines, "\n"))
+	t.Logf("rolling upgrade profile:\n%s", p.profile())
+	t.Logf("rolling upgrade steps:\n%s", steps(p.out))
+	if p.err != nil {
+		t.Fatalf("rolling upgrade failed: %v\n%s", p.err, tail(p.out, 60))
 	}
 	for i, h := range l.hosts {
 		if v := h.version(t); !strings.Contains(v, "ansible-test-v2") {
@@ -216,19 +216,19 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 	tr = startTraffic(t, l, "rollback")
 	sm = startSampler(l, s, tr)
 	time.Sleep(2 * time.Second)
-	out, rc, took, err = l.playbook("rolling-upgrade.yml", "-e", "appliance_binary_src="+v3,
+	p = l.playbook("rolling-upgrade.yml", "-e", "appliance_binary_src="+v3,
 		"-e", fmt.Sprintf("appliance_upgrade_probe_signing=%v", probe))
 	time.Sleep(2 * time.Second)
 	tr.halt()
 	sunk = s.waitSunk(tr.sent.Load())
 	lines = sm.halt()
-	t.Logf("rolling upgrade to a bad build: %v %+v err=%v\n%s", took.Round(100*time.Millisecond), rc, err, strings.Join(lines, "\n"))
-	t.Logf("bad-build steps:\n%s", steps(out))
-	if err == nil {
+	t.Logf("rolling upgrade to a bad build: %v err=%v\n%s", p, p.err, strings.Join(lines, "\n"))
+	t.Logf("bad-build steps:\n%s", steps(p.out))
+	if p.err == nil {
 		t.Errorf("rolling upgrade to a broken build succeeded")
 	}
-	if !strings.Contains(out, "rollout stopped") {
-		t.Errorf("no rollback message:\n%s", tail(out, 40))
+	if !strings.Contains(p.out, "rollout stopped") {
+		t.Errorf("no rollback message:\n%s", tail(p.out, 40))
 	}
 	if v := h1.version(t); !strings.Contains(v, "ansible-test-v2") {
 		t.Errorf("%s: version %q after the rollback, want v2", h1.name, v)
