@@ -20,11 +20,11 @@
 // root namespace, 198.19.N.0/30 addresses from the benchmarking range; a
 // killed run's namespaces are removed by the next), each running its
 // own sshd reached by ansible-playbook over SSH. Each sshd runs in a private
-// mount namespace where /etc, /var, /usr/local, /opt and /root are overlays
-// (upper layers under the test's temporary directory) and /run is a fresh
-// tmpfs, so every host has its own users, /etc/shakenline, sysctl.d, unit
-// directory, token store and pidfile while /usr (the Debian packages) is
-// shared. systemd cannot run there, so the role is applied with
+// mount namespace where /etc, /var, /usr/local and /opt are overlays (upper
+// layers under the test's temporary directory), /run is a fresh tmpfs and
+// /root a bare Debian root home (bareHome), so every host has its own
+// users, /etc/shakenline, sysctl.d, unit directory, token store and pidfile
+// while /usr (the Debian packages) is shared. systemd cannot run there, so the role is applied with
 // appliance_supervisor=pidfile (start-stop-daemon + setpriv, the same user,
 // capabilities, validation and SIGHUP reload as the unit) and the unit is
 // still rendered and checked with systemd-analyze verify on every run.

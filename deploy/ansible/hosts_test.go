@@ -3,8 +3,10 @@ package ansible
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -121,14 +123,15 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 		t.Fatal(err)
 	}
 	// The host's own view of the filesystem: overlays whose upper layers
-	// live in nsDir, a fresh /run.
+	// live in nsDir, a fresh /run, and root's home as a bare Debian has it.
 	var sh strings.Builder
 	sh.WriteString("set -e\n")
-	for _, d := range []string{"etc", "var", "usr/local", "opt", "root"} {
+	for _, d := range []string{"etc", "var", "usr/local", "opt"} {
 		up := filepath.Join(h.nsDir, "upper", d)
 		wk := filepath.Join(h.nsDir, "work", d)
 		fmt.Fprintf(&sh, "mkdir -p %s %s\nmount -t overlay overlay -o lowerdir=/%s,upperdir=%s,workdir=%s /%s\n", up, wk, d, up, wk, d)
 	}
+	fmt.Fprintf(&sh, "mount --bind %s /root\n", bareHome(t, h.nsDir))
 	sh.WriteString("mount -t tmpfs -o mode=0755 tmpfs /run\nmkdir -p /run/sshd\nchmod 0755 /run/sshd\n")
 	fmt.Fprintf(&sh, "exec /usr/sbin/sshd -D -e -f %s\n", cfg)
 	h.sshdLog = filepath.Join(h.nsDir, "sshd.log")
@@ -156,6 +159,26 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 		time.Sleep(50 * time.Millisecond)
 	}
 	return h
+}
+
+// bareHome makes root's home for a test host under dir: the .bashrc and
+// .profile of a fresh Debian (base-files). Not this machine's /root: bash
+// runs ~/.bashrc for every command sshd starts, so whatever a developer's
+// shell sets up there (a pyenv init takes seconds on a loaded machine)
+// would run for each of the hundreds of SSH commands a playbook makes, and
+// the hosts would not be the bare hosts the role is written for.
+func bareHome(t *testing.T, dir string) string {
+	t.Helper()
+	home := filepath.Join(dir, "root")
+	must(t, os.MkdirAll(home, 0o700))
+	for src, dst := range map[string]string{"/usr/share/base-files/dot.bashrc": ".bashrc", "/usr/share/base-files/dot.profile": ".profile"} {
+		b, err := os.ReadFile(src)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		must(t, os.WriteFile(filepath.Join(home, dst), b, 0o644))
+	}
+	return home
 }
 
 // in runs a command in the host's network and mount namespaces.

@@ -95,6 +95,11 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 		if unit := h.in(t, "cat", "/etc/systemd/system/shakenline.service"); !strings.Contains(unit, "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n") {
 			t.Errorf("%s: unit capabilities:\n%s", h.name, unit)
 		}
+		// The host is bare: root's shell start-up files are Debian's, not
+		// this machine's (bareHome).
+		if got := h.in(t, "sha256sum", "/root/.bashrc"); !strings.HasPrefix(got, sha(t, "/usr/share/base-files/dot.bashrc")) {
+			t.Errorf("%s: /root/.bashrc is not base-files' dot.bashrc", h.name)
+		}
 	}
 	// Calls are signed through the token (HSM first in the chain).
 	tr := startTraffic(t, l, "smoke")
