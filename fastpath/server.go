@@ -23,6 +23,7 @@ import (
 
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -77,6 +78,12 @@ type Config struct {
 	Policy  *policy.Holder
 	Numbers *e164.Canonicalizer
 
+	// Credential, when set, replaces Builder, Signer and CertFingerprint:
+	// each call reads it once and signs, stamps and audits with that one
+	// credential, so a renewal that swaps it (certmgr) changes key and x5u
+	// together, between calls (docs/KEYS.md, "Renewal").
+	Credential *credential.Holder
+
 	Freshness    time.Duration // a Date within this of now becomes iat; default 60s
 	StaleDate    StaleDate     // a Date outside Freshness: StaleRefuse (forward unsigned, default) or StaleReplace
 	Budget       time.Duration // per-call signing budget before P-Identity-Bypass; default 100ms
@@ -120,8 +127,11 @@ type Server struct {
 
 // New checks cfg and returns a Server; Run starts it.
 func New(cfg Config) (*Server, error) {
-	if cfg.Builder == nil || cfg.Signer == nil || cfg.Policy == nil || cfg.Numbers == nil {
-		return nil, errors.New("fastpath: Builder, Signer, Policy and Numbers are required")
+	if cfg.Credential == nil && cfg.Builder != nil && cfg.Signer != nil {
+		cfg.Credential = credential.NewHolder(&credential.Credential{Signer: cfg.Signer, Builder: cfg.Builder, Fingerprint: cfg.CertFingerprint})
+	}
+	if cfg.Credential == nil || cfg.Credential.Load() == nil || cfg.Policy == nil || cfg.Numbers == nil {
+		return nil, errors.New("fastpath: Builder and Signer (or Credential), Policy and Numbers are required")
 	}
 	if !cfg.Listen.IsValid() {
 		return nil, errors.New("fastpath: a listen address is required")
@@ -316,6 +326,9 @@ func (l *loop) burst(first []byte, src netip.AddrPort) {
 		// slept, and the next datagram would cost a wakeup and two
 		// thread switches. Measured at 12k-20k calls/s on one core: 3-4
 		// times fewer context switches and 6-15 % less CPU per call.
+		if c := l.s.cfg.Credential.Load(); c != l.idleCred {
+			l.followCredential(c)
+		}
 		if l.idle != nil && !l.s.stopped.Load() && l.idle.Step() {
 			mIdleSteps.Inc()
 			continue
@@ -383,6 +396,8 @@ type loop struct {
 	ws    *job         // the call being signed; taken from free only when it goes asynchronous
 	idle  hsm.IdleWork // the signer's refill work, done when the socket is drained (nil: none)
 
+	idleCred *credential.Credential // the credential idle belongs to
+
 	bursts    uint64 // calls of burst
 	handedOff uint64 // the last burst that gave a call to a signer or verifier goroutine (see burst)
 	rng       *mrand.ChaCha8
@@ -423,13 +438,24 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		l.free <- newJob(l)
 	}
 	l.ws = newJob(l)
-	if iw, ok := s.cfg.Signer.(interface{ IdleWork(shard int) hsm.IdleWork }); ok {
-		l.idle = iw.IdleWork(idx) // the shard TrySign uses
-	}
+	l.followCredential(s.cfg.Credential.Load())
 	l.bursts = lingerQuiet // no hand-off yet: the loop may linger from the start
 	s.wg.Add(1)
 	go l.sender(newBatch(fd, v6), s.stopSenders)
 	return l
+}
+
+// followCredential makes the loop's idle work that of c's signer (after a
+// renewal switched the credential; the old signer is retired later).
+func (l *loop) followCredential(c *credential.Credential) {
+	if l.idle != nil {
+		l.idle.Close()
+		l.idle = nil
+	}
+	l.idleCred = c
+	if iw, ok := c.Signer.(interface{ IdleWork(shard int) hsm.IdleWork }); ok {
+		l.idle = iw.IdleWork(l.idx) // the shard TrySign uses
+	}
 }
 
 // handle processes one datagram from src and sends what it produced; pkt
@@ -758,7 +784,10 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	j.claims = passport.Claims{Attest: j.decision.Attest, Orig: j.orig, Dest: j.destv[:], IAT: iat}
 	j.destv[0] = j.dest
 	_, _ = l.rng.Read(j.claims.OrigID[:])
-	j.input = cfg.Builder.AppendSigningInput(j.input[:0], &j.claims)
+	// One credential for the whole call: the x5u in the signing input, the
+	// key that signs it and the Identity header's info= all come from it.
+	j.cred = cfg.Credential.Load()
+	j.input = j.cred.Builder.AppendSigningInput(j.input[:0], &j.claims)
 	j.req.Digest = sha256.Sum256(j.input)
 	j.req.Deadline = j.start.Add(cfg.Budget) // the signers' clock, not cfg.Now (the dates' clock)
 	j.req.Err, j.req.SignedBy = nil, ""
@@ -766,7 +795,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	// 0.1 µs) costs less than the two hand-offs of the asynchronous path,
 	// so the call is finished here, on the loop. Otherwise, and for every
 	// HSM, the request is queued and the loop goes on.
-	if ss, ok := cfg.Signer.(syncSigner); ok && ss.TrySign(&j.req, l.idx) {
+	if ss, ok := j.cred.Signer.(syncSigner); ok && ss.TrySign(&j.req, l.idx) {
 		if cfg.Mode == Inline {
 			l.out = j.stamp(l.out[:0], pkt, m, &j.req)
 			l.reinject(l.out)
@@ -789,7 +818,7 @@ func (l *loop) sign(pkt []byte, src, dst netip.AddrPort) bool {
 	l.handedOff = l.bursts
 	j.pkt = append(j.pkt[:0], pkt...)
 	j.msg = *m
-	if err := cfg.Signer.Submit(&j.req); err != nil {
+	if err := j.cred.Signer.Submit(&j.req); err != nil {
 		// Submit refused (queue full, or no signer usable): Done will not
 		// be called, so the call is bypassed here, now.
 		l.free <- j
