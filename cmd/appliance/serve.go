@@ -20,11 +20,12 @@ import (
 	"github.com/shakenline/shakenline/api"
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/certmgr"
 	"github.com/shakenline/shakenline/config"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/fastpath"
 	"github.com/shakenline/shakenline/hsm"
-	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
 	"github.com/shakenline/shakenline/verify"
 )
@@ -147,7 +148,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	if f.check {
 		fmt.Fprintf(e.stdout, "configuration ok: mode %s, %d signer(s), %d policy rule(s)\n",
-			cfg.Mode, len(app.signer.Health()), app.policy.Load().Rules())
+			cfg.Mode, len(app.chain().Health()), app.policy.Load().Rules())
 		return nil
 	}
 	errc := make(chan error, 2)
@@ -165,8 +166,11 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	if app.api != nil {
 		go func() { errc <- app.api.Run(ctx) }()
 	}
+	if app.acme != nil {
+		go app.acme.Run(ctx, app.cred)
+	}
 	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "next_hop", cfg.NextHop, "api", cfg.API,
-		"signers", len(app.signer.Health()), "x5u", cfg.X5U, "policy_rules", app.policy.Load().Rules())
+		"signers", len(app.chain().Health()), "x5u", app.cred.Load().X5U(), "policy_rules", app.policy.Load().Rules())
 	for {
 		select {
 		case <-ctx.Done():
@@ -195,9 +199,8 @@ type appliance struct {
 	policy  *policy.Holder
 	fp      *fastpath.Server
 	api     apiServer
-	signer  *hsm.Chain
-	builder *passport.Builder
-	certs   []*x509.Certificate
+	cred    *credential.Holder // key + certificate + x5u in use; a renewal swaps it (acme.go)
+	acme    *certmgr.Manager   // nil without acme:
 	closers []func()
 
 	verifier  *verify.Verifier // nil without --trust
@@ -211,16 +214,20 @@ type apiServer interface{ Run(context.Context) error }
 
 func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger, checkOnly bool) (*appliance, error) {
 	a := &appliance{cfg: cfg, log: log, checkOnly: checkOnly}
-	certs, err := loadCerts(cfg.Cert)
+	cred, err := a.startCredential(ctx, cfg, now, log)
 	if err != nil {
-		return nil, fmt.Errorf("cert: %w", err)
-	}
-	chain, closeChain, err := buildSigner(ctx, cfg, certs[0], now, log)
-	if err != nil {
+		a.close()
 		return nil, err
 	}
-	a.signer = chain
-	a.closers = append(a.closers, closeChain)
+	a.cred = credential.NewHolder(cred)
+	if !checkOnly {
+		a.onSwitch(nil, cred)
+	}
+	a.closers = append(a.closers, func() {
+		if c := a.cred.Load(); c != nil && c.Close != nil {
+			c.Close()
+		}
+	})
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
 	if err != nil {
 		return nil, err
@@ -230,11 +237,6 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("default-country: %w", err)
 	}
-	builder, err := passport.NewBuilder(cfg.X5U)
-	if err != nil {
-		return nil, fmt.Errorf("x5u: %w", err)
-	}
-	a.builder, a.certs = builder, certs
 	if cfg.AuditLog != "" && !checkOnly {
 		if a.audit, err = audit.Open(cfg.AuditLog, audit.Options{MaxBytes: cfg.AuditMaxBytes, Keep: cfg.AuditKeep}); err != nil {
 			return nil, fmt.Errorf("audit_log: %w", err)
@@ -274,7 +276,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		runtime.GOMAXPROCS(runtime.NumCPU() + loops + 1)
 	}
 	fc := fastpath.Config{
-		Mode: mode, Loops: loops, Builder: builder, Signer: chain, Policy: a.policy, Numbers: numbers,
+		Mode: mode, Loops: loops, Credential: a.cred, Policy: a.policy, Numbers: numbers,
 		Freshness: cfg.Freshness, StaleDate: staleDate, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
 		MaxInFlight: cfg.MaxInFlight, Logger: log,
 	}
@@ -282,7 +284,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		fc.Verifier = sipVerifier{verifier}
 	}
 	if a.audit != nil {
-		fc.Audit, fc.CertFingerprint = a.audit, audit.Fingerprint(certs[0])
+		fc.Audit = a.audit // with each call's certificate fingerprint (fc.Credential)
 	}
 	fc.Listen, _ = netip.ParseAddrPort(cfg.SIP)
 	if mode == fastpath.Inline {
@@ -349,8 +351,8 @@ func (a *appliance) reload(f *serveFlags) error {
 		return err
 	}
 	if cfg.Key != a.cfg.Key || cfg.PKCS11 != a.cfg.PKCS11 || cfg.Cert != a.cfg.Cert || cfg.X5U != a.cfg.X5U ||
-		fmt.Sprint(cfg.Signers) != fmt.Sprint(a.cfg.Signers) {
-		return errors.New("signer, certificate or x5u changes need a restart; nothing was reloaded")
+		fmt.Sprint(cfg.Signers) != fmt.Sprint(a.cfg.Signers) || fmt.Sprint(cfg.ACME) != fmt.Sprint(a.cfg.ACME) {
+		return errors.New("signer, certificate, x5u or acme changes need a restart; nothing was reloaded")
 	}
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
 	if err != nil {
@@ -371,6 +373,63 @@ func (a *appliance) reload(f *serveFlags) error {
 	}
 	a.policy.Store(tbl)
 	a.cfg.Policy, a.cfg.Trust = cfg.Policy, cfg.Trust
+	return nil
+}
+
+// startCredential is the credential to start with: without acme: the
+// operator's certificate and keys; with acme: the one in the state
+// directory, else the operator's starting certificate, else one obtained
+// now (retried until ctx ends). With acme the renewal manager is kept in
+// a.acme (Run starts it once serving).
+func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger) (*credential.Credential, error) {
+	if cfg.ACME == nil {
+		return operatorCredential(ctx, cfg, now, log)
+	}
+	alog := log // certmgr adds component=acme
+	m, repo, closeACME, err := acmeManager(cfg, alog, a.onSwitch)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, closeACME)
+	if repo != nil && !a.checkOnly {
+		if err := repo.start(); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, repo.close)
+	}
+	a.acme = m
+	cred, err := m.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cred != nil {
+		log.Info("acme: certificate from the state directory", "x5u", cred.X5U(), "not_after", cred.Leaf().NotAfter.UTC().Format(time.RFC3339))
+		return cred, nil
+	}
+	if cfg.Cert != "" {
+		return operatorCredential(ctx, cfg, now, log)
+	}
+	if a.checkOnly {
+		return nil, errors.New("acme: no certificate yet: serve obtains one before it opens the SIP port (check cannot)")
+	}
+	log.Info("acme: no certificate yet; obtaining one before serving", "directory", cfg.ACME.Directory)
+	return m.Obtain(ctx)
+}
+
+// onSwitch runs at start and after each renewal switched the credential.
+func (a *appliance) onSwitch(old, cur *credential.Credential) {
+	leaf := cur.Leaf()
+	a.log.Info("certificate in use", "x5u", cur.X5U(), "serial", leaf.SerialNumber.Text(16),
+		"not_before", leaf.NotBefore.UTC().Format(time.RFC3339), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// chain is the signer chain of the credential in use.
+func (a *appliance) chain() *hsm.Chain {
+	if c := a.cred.Load(); c != nil {
+		if ch, ok := c.Signer.(*hsm.Chain); ok {
+			return ch
+		}
+	}
 	return nil
 }
 
