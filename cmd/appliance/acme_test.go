@@ -140,6 +140,8 @@ type acmeLab struct {
 	dir, labDir string
 	labURL      string // https://ip:port
 	lab, pa, ca *proc
+	paArgs      []string
+	caArgs      []string
 	tlsClient   *http.Client
 	app         *proc
 	apiAddr     string
@@ -158,11 +160,13 @@ func startLabSTI(t *testing.T, split bool, lifetime time.Duration) *acmeLab {
 		l.lab = startProc(t, "lab-sti", "--listen", listen, "--out", l.labDir, "--lifetime", lifetime.String())
 		l.lab.wait(t, "STI-CA ACME directory", 10*time.Second)
 	} else {
-		l.pa = startProc(t, "lab-sti", "--role", "pa", "--listen", listen, "--out", l.labDir)
+		l.paArgs = []string{"lab-sti", "--role", "pa", "--listen", listen, "--out", l.labDir}
+		l.pa = startProc(t, l.paArgs...)
 		l.pa.wait(t, "STI-PA token API", 10*time.Second)
 		cport := freeTCPPair(t, acmeLabIP2)
-		l.ca = startProc(t, "lab-sti", "--role", "ca", "--listen", fmt.Sprintf("%s:%d", acmeLabIP2, cport), "--out", l.labDir,
-			"--url", fmt.Sprintf("https://%s:%d", acmeLabIP2, cport), "--lifetime", lifetime.String())
+		l.caArgs = []string{"lab-sti", "--role", "ca", "--listen", fmt.Sprintf("%s:%d", acmeLabIP2, cport), "--out", l.labDir,
+			"--url", fmt.Sprintf("https://%s:%d", acmeLabIP2, cport), "--lifetime", lifetime.String()}
+		l.ca = startProc(t, l.caArgs...)
 		l.ca.wait(t, "STI-CA ACME directory", 10*time.Second)
 	}
 	roots := x509.NewCertPool()
@@ -572,4 +576,69 @@ func TestACMERenewalUnderLoad(t *testing.T) {
 		calls, rate, elapsed.Round(time.Second), successful, failed, seen, signedByApp, unsigned, bypassed, lines)
 	t.Logf("renewals ok %v, failed %v; x5u carried by the calls (calls each): %v", okRenewals, errRenewals, perX5U)
 	t.Logf("renewal time end to end (token, order, challenge, key in the token, CSR, finalize, validate, publish and fetch back): %v", took)
+}
+
+// TestACMEFailuresKeepCertificate breaks each stage a renewal depends on,
+// with real processes (the STI-PA and the STI-CA of lab-sti in two, so
+// either can be stopped): STI-PA down, STI-CA down, token refused,
+// challenge failed, a certificate with a wrong TNAuthList, a certificate
+// from an untrusted CA. Each failure leaves the certificate in use
+// (no switch, /readyz ready), is counted under its stage and reported in
+// the log; once the fault is gone the next attempt switches.
+func TestACMEFailuresKeepCertificate(t *testing.T) {
+	env := softhsmtest.New(t)
+	tk := env.NewToken("acmefail", nil)
+	l := startLabSTI(t, true, time.Minute)
+	// Renewal due 3 s after each issuance: attempts follow each other.
+	l.startAppliance(t, tk.URI(), fmt.Sprintf("%s:%d", acmeUASIP, freePortOn(t, "udp", acmeUASIP)),
+		"  renew_before: 57s\n")
+	switches := func() int { return strings.Count(l.app.logs.String(), `msg="certificate in use"`) }
+	waitMetric := func(name string, above float64, d time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for l.scrape(t)[name] <= above {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s stayed at %v for %v\n%s", name, above, d, lastLines([]byte(l.app.logs.String()), 20))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	okName := `shakenline_acme_renewals_total{result="ok"}`
+	waitMetric(okName, 1, 15*time.Second) // a renewal after the first certificate: the loop runs
+	for _, tc := range []struct {
+		name, stage string
+		set, clear  func()
+	}{
+		{"STI-PA down", "token", func() { l.pa.stop() }, func() { l.pa = startProc(t, l.paArgs...); l.pa.wait(t, "STI-PA token API", 10*time.Second) }},
+		{"STI-CA down", "order", func() { l.ca.stop() }, func() { l.ca = startProc(t, l.caArgs...); l.ca.wait(t, "STI-CA ACME directory", 10*time.Second) }},
+		{"token refused", "token", func() { l.fault(t, "pa", "refuse") }, func() { l.fault(t, "pa", "ok") }},
+		{"challenge failed", "challenge", func() { l.fault(t, "ca", "challenge-fail") }, func() { l.fault(t, "ca", "ok") }},
+		{"wrong TNAuthList", "validate", func() { l.fault(t, "ca", "wrong-tnauth") }, func() { l.fault(t, "ca", "ok") }},
+		{"untrusted chain", "validate", func() { l.fault(t, "ca", "untrusted") }, func() { l.fault(t, "ca", "ok") }},
+	} {
+		errName := `shakenline_acme_renewals_total{result="error",stage="` + tc.stage + `"}`
+		before := l.scrape(t)
+		tc.set()
+		n := switches()
+		// Two failed attempts in a row, the certificate in use untouched.
+		waitMetric(errName, before[errName]+1, 30*time.Second)
+		if got := switches(); got != n {
+			t.Fatalf("%s: the certificate in use changed during the fault", tc.name)
+		}
+		if code := l.readyz(); code != 200 {
+			t.Fatalf("%s: /readyz %d while the certificate in use is valid", tc.name, code)
+		}
+		if !strings.Contains(l.app.logs.String(), `certificate renewal failed; signing continues with the current certificate" component=acme stage=`+tc.stage) {
+			t.Fatalf("%s: no error log line for stage %s", tc.name, tc.stage)
+		}
+		ok := l.scrape(t)[okName]
+		tc.clear()
+		waitMetric(okName, ok, 30*time.Second)
+		if switches() <= n {
+			t.Fatalf("%s: no switch after the fault cleared", tc.name)
+		}
+		after := l.scrape(t)
+		t.Logf("%s: %v failed attempt(s) counted under stage %s, certificate in use kept, renewed once cleared",
+			tc.name, after[errName]-before[errName], tc.stage)
+	}
 }
