@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/bench/kamailio"
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // TestKamailioVerifiesHTTPSigned has an HTTP-signed PASSporT checked by an
@@ -162,7 +162,7 @@ func TestKamailioVerifiesWorldwide(t *testing.T) {
 		if !strings.Contains(got, "\r\nX-Identity-Check: ok\r\n") {
 			t.Fatalf("%s -> %s: not verified by secsipid:\n%s", o.where, d.where, got)
 		}
-		var kp claims
+		var kp payloadClaims
 		_, after, _ := strings.Cut(got, "\r\nX-Identity-Payload: ")
 		line, _, _ := strings.Cut(after, "\r\n")
 		if err := json.Unmarshal([]byte(line), &kp); err != nil {

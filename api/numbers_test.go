@@ -49,9 +49,9 @@ var worldNumbers = []struct{ where, given, e164 string }{
 	{"intl-networks", "882161234567890", "882161234567890"}, // 15 digits, the E.164 maximum
 }
 
-// claims is the test's own decoding of a PASSporT payload (not package
+// payloadClaims is the test's own decoding of a PASSporT payload (not package
 // passport's).
-type claims struct {
+type payloadClaims struct {
 	Attest string `json:"attest"`
 	Orig   struct {
 		TN string `json:"tn"`
@@ -62,7 +62,7 @@ type claims struct {
 	IAT int64 `json:"iat"`
 }
 
-func decodeClaims(t testing.TB, identity string) claims {
+func decodeClaims(t testing.TB, identity string) payloadClaims {
 	t.Helper()
 	jws, _, _ := strings.Cut(identity, ";")
 	parts := strings.Split(jws, ".")
@@ -73,7 +73,7 @@ func decodeClaims(t testing.TB, identity string) claims {
 	if err != nil {
 		t.Fatalf("payload of %q: %v", identity, err)
 	}
-	var c claims
+	var c payloadClaims
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatalf("payload %s: %v", b, err)
 	}

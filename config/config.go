@@ -18,8 +18,8 @@ import (
 // ErrInvalid wraps every validation failure.
 var ErrInvalid = errors.New("config: invalid")
 
-// Config is the whole appliance configuration. YAML keys are the snake_case
-// forms of the command-line flags.
+// Config is the whole appliance configuration. A key that has a
+// command-line flag (flags.go) is that flag with '_' for '-'.
 type Config struct {
 	Mode           string            `yaml:"mode"`            // proxy | redirect | inline
 	SIP            string            `yaml:"sip"`             // UDP listen ADDR:PORT

@@ -3,7 +3,6 @@ package es256
 import (
 	"bufio"
 	"bytes"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // branchFree are the functions that touch k, k⁻¹, d or token values and must

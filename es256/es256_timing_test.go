@@ -1,8 +1,6 @@
 package es256
 
 import (
-	"github.com/shakenline/shakenline/internal/cputime"
-
 	"crypto/ecdsa"
 	"crypto/rand"
 	"math"
@@ -14,6 +12,7 @@ import (
 
 	"filippo.io/nistec"
 
+	"github.com/shakenline/shakenline/internal/cputime"
 	"github.com/shakenline/shakenline/internal/p256"
 	"github.com/shakenline/shakenline/internal/p256/p256test"
 )

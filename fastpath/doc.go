@@ -11,18 +11,20 @@
 // switches (recv.go). What a round of datagrams produces leaves in one
 // sendmmsg(2) call.
 //
-// Modes:
-//   - proxy: a stateless proxy (RFC 3261 section 16.11). Requests get our Via
+// Modes (Config.Mode), chosen once when New builds the server: each mode
+// is an egress value (route.go) that the loops call for every datagram
+// and every decided call, so nothing on the packet path tests the mode.
+//   - proxy (proxy.go): a stateless proxy (RFC 3261 section 16.11). Requests get our Via
 //     (branch derived from the incoming top Via, so retransmissions map to
 //     the same branch), Max-Forwards is decremented (483 at zero) and the
 //     request goes to the next hop. Responses are routed back by the Via under
 //     ours, ours removed. Only initial INVITEs (no To tag) are signed.
-//   - redirect: each initial INVITE is answered with 302 Moved Temporarily,
+//   - redirect (redirect.go): each initial INVITE is answered with 302 Moved Temporarily,
 //     Contact the original Request-URI, plus the Identity header (the
 //     ClearIP/Neustar style) and a Date header equal to the iat; the SBC
 //     copies the headers into its own INVITE (docs/ARCHITECTURE.md,
 //     redirect mode, says why the Date).
-//   - inline: INVITEs steered to us by the XDP program in package bpf are
+//   - inline (inline.go): INVITEs steered to us by the XDP program in package bpf are
 //     stamped and reinjected towards their original destination with their
 //     original source address.
 //
@@ -46,12 +48,12 @@
 // terminating side's verification queue (a verification costs about 100 µs;
 // the channel operation is noise beside it).
 //
-// Date rules (RFC 8224 sections 4.1 and 6.1, DateRule in claims.go): an
+// Date rules (RFC 8224 sections 4.1 and 6.1, package claims): an
 // INVITE without Date is signed with iat = now and leaves with a Date of
 // that second; a Date within Config.Freshness is the iat; a Date outside it
 // (or one that does not parse) is not signed and leaves as it came, counted
 // (shakenline_calls_unsigned_total{reason="stale-date"|"bad-date"}) and
-// logged at most once a minute, unless Config.StaleDate is StaleReplace:
+// logged at most once a minute, unless Config.StaleDate is claims.StaleReplace:
 // then the Date is replaced by now and signed (a deviation from the RFC).
 // The Date is added or replaced by the same edit that inserts the Identity
 // header (job.setDate, stamp.go), in every mode.
@@ -66,4 +68,35 @@
 // malformed or not (see fastpath_timing_test.go).
 // Package fastpath must not import net/http, encoding/json or the API
 // packages (checked by TestDependencies).
+//
+// # A datagram's way, and where each step lives
+//
+//   - config.go: Config and Mode; server.go: New (defaults, the mode's
+//     egress), Run, Stop.
+//   - handler.go: gnet's callbacks: OnTraffic hands the datagram to its
+//     loop (loop.go: per-loop state, created on the loop's first datagram).
+//   - recv.go: drainSocket, the receive burst: gnet's datagram, then the
+//     socket drained with recvmmsg(2), each datagram to routeDatagram.
+//   - route.go: routeDatagram (counted, panics recovered) calls the mode's
+//     egress: proxy.go, redirect.go, inline.go route requests, responses
+//     and malformed messages, and say how each decided call leaves.
+//   - sign.go: handleInvite, the decision for an initial INVITE (policy:
+//     verify, forward or sign; already signed; numbers and Date through
+//     package claims), and signInvite, which signs on the loop or hands the
+//     call to a signer goroutine (job.go: the call's job, its stamping when
+//     the signer answers, the bypass reasons).
+//   - verify.go: the terminating side (startVerify, the verification
+//     workers, the verstat annotation; the verstat grammar is package sip's).
+//   - stamp.go: the edits that forward a request or response; respond.go:
+//     locally generated responses.
+//   - send.go: the loop's send arena and sendmmsg(2) batches; sender.go:
+//     the sender goroutine that sends finished jobs.
+//   - log.go, metrics.go: rate-limited logging and the counters.
+//
+// The decision, the claims and the stamps know nothing of UDP: a stream
+// transport (SIP over TCP or TLS) adds its own ingress beside handler.go
+// and recv.go that hands whole messages to the egress's route, and its own
+// send path beside send.go (the egresses send through outBuf and queue
+// there, the senders through sendJob). A new PASSporT (div, rcd) extends
+// signInvite and package claims.
 package fastpath

@@ -410,18 +410,6 @@ func TestViaTargetAndParseIP(t *testing.T) {
 
 type sipMessage = sip.Message
 
-// softSigner signs with a key directly (a test's stand-in for another
-// carrier's signer, not for ours).
-type softSigner struct{ k *ecdsa.PrivateKey }
-
-func (s softSigner) SignDigest(_ context.Context, d *[32]byte, sig *[64]byte) error {
-	der, err := ecdsa.SignASN1(rand.Reader, s.k, d[:])
-	if err != nil {
-		return err
-	}
-	return hsm.DERToRaw(der, sig)
-}
-
 func TestRouteByRequestURI(t *testing.T) {
 	te := start(t, Proxy, func(c *Config, _ *testEnv) { c.NextHop = netip.AddrPort{} })
 	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()

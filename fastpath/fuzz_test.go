@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/sip"
 )
@@ -28,7 +29,7 @@ func FuzzHandle(f *testing.F) {
 	l, src := benchLoop(f, nil)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		before := mPanics.Get()
-		l.handle(b, src)
+		l.routeNow(b, src)
 		if mPanics.Get() != before {
 			t.Fatalf("the loop panicked on %q", b)
 		}
@@ -84,7 +85,7 @@ func FuzzVerstatAnnotation(f *testing.F) {
 			return
 		}
 		ann, _ := verstatAnnotation(nil, b, &in, param)
-		if na, at, _ := verstatPoint(b, &in); at >= 0 && bytes.ContainsAny(na.URI.In(b), "<>") {
+		if na, at, _ := sip.VerstatPoint(b, &in); at >= 0 && bytes.ContainsAny(na.URI.In(b), "<>") {
 			// A URI with an angle bracket inside (the parser takes "sip:a@>"
 			// as an addr-spec) cannot be annotated so that it still
 			// parses: only the absence of a panic is checked.
@@ -99,7 +100,7 @@ func FuzzVerstatAnnotation(f *testing.F) {
 		if ann.n == 0 {
 			return
 		}
-		na, at, _ := verstatPoint(got, &out)
+		na, at, _ := sip.VerstatPoint(got, &out)
 		if at < 0 {
 			t.Fatalf("annotated identity lost its number:\nin:  %q\nout: %q", b, got)
 		}
@@ -169,7 +170,7 @@ func FuzzStampDate(f *testing.F) {
 		if in.Parse(b) != nil || !in.IsRequest || in.MaxForwards == 0 {
 			return
 		}
-		iat, act := DateRule(b, &in, benchNow, time.Minute, StaleReplace)
+		iat, act := claims.DateRule(b, &in, benchNow, time.Minute, claims.StaleReplace)
 		j := newJob(l)
 		j.setDate(&in, iat, act)
 		j.input = append(j.input[:0], "e30.e30"...)
@@ -178,7 +179,7 @@ func FuzzStampDate(f *testing.F) {
 			t.Fatalf("stamped request does not parse: %v\nin:  %q\nout: %q", err, b, stamped)
 		}
 		want := in.Date.In(b)
-		if act != DateKeep {
+		if act != claims.DateKeep {
 			want = sip.AppendDate(nil, iat)
 		}
 		if !out.HasDate || !bytes.Equal(out.Date.In(stamped), want) {

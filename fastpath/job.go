@@ -9,6 +9,7 @@ import (
 
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -30,12 +31,12 @@ type job struct {
 	destv    [1][]byte
 	claims   passport.Claims
 	decision policy.Decision
-	input    []byte     // PASSporT signing input
-	hdr      []byte     // "Identity: ...\r\n" or "P-Identity-Bypass: ...\r\n"
-	dateLine []byte     // "Date: <iat as IMF-fixdate>\r\n"
-	date     edit       // what signing does to the Date header (ins points into dateLine)
-	dateAct  DateAction // DateAdd or DateReplace: date is applied when signed; else none
-	out      []byte     // the datagram to send
+	input    []byte            // PASSporT signing input
+	hdr      []byte            // "Identity: ...\r\n" or "P-Identity-Bypass: ...\r\n"
+	dateLine []byte            // "Date: <iat as IMF-fixdate>\r\n"
+	date     edit              // what signing does to the Date header (ins points into dateLine)
+	dateAct  claims.DateAction // claims.DateAdd or claims.DateReplace: date is applied when signed; else none
+	out      []byte            // the datagram to send
 	sc       *scratch
 	req      hsm.Request
 	cred     *credential.Credential // the key, x5u and certificate of this call (read once, in sign)
@@ -63,20 +64,20 @@ func newJob(l *loop) *job {
 // dateLineCap holds "Date: " + an IMF-fixdate + CRLF.
 const dateLineCap = len("Date: ") + sip.DateLen + len("\r\n")
 
-// setDate records the call's Date decision (DateRule): dateLine is the
-// Date header of the iat, which a 302 carries; for DateAdd it is inserted
-// as a header (before Identity), for DateReplace its value replaces the
+// setDate records the call's Date decision (claims.DateRule): dateLine is the
+// Date header of the iat, which a 302 carries; for claims.DateAdd it is inserted
+// as a header (before Identity), for claims.DateReplace its value replaces the
 // value of the INVITE's Date header. m is the parse of the datagram the
 // job will stamp (offsets hold in its copy).
-func (j *job) setDate(m *sip.Message, iat int64, act DateAction) {
+func (j *job) setDate(m *sip.Message, iat int64, act claims.DateAction) {
 	j.dateLine = append(j.dateLine[:0], "Date: "...)
 	j.dateLine = sip.AppendDate(j.dateLine, iat)
 	j.dateLine = append(j.dateLine, "\r\n"...)
 	j.dateAct = act
 	switch act {
-	case DateAdd:
+	case claims.DateAdd:
 		j.date = edit{at: int(m.HeadersEnd), ins: j.dateLine}
-	case DateReplace:
+	case claims.DateReplace:
 		j.date = edit{at: int(m.Date.Start), del: m.Date.Len(), ins: j.dateLine[len("Date: ") : len(j.dateLine)-2]}
 	}
 }
@@ -108,7 +109,7 @@ func (j *job) complete(r *hsm.Request) {
 
 // stamp appends to dst the datagram to send for the answered request r:
 // the INVITE in pkt (parsed in m) with its Identity header, or with
-// P-Identity-Bypass when r failed, as the mode wants it.
+// P-Identity-Bypass when r failed, as the mode's egress wants it.
 func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 	s := j.l.s
 	if r.Err == nil {
@@ -134,9 +135,9 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 	// The Date the PASSporT's iat was taken from goes with it; a bypassed
 	// call leaves as it came.
 	var date *edit
-	if r.Err == nil && (j.dateAct == DateAdd || j.dateAct == DateReplace) {
+	if r.Err == nil && (j.dateAct == claims.DateAdd || j.dateAct == claims.DateReplace) {
 		date = &j.date
-		if j.dateAct == DateAdd {
+		if j.dateAct == claims.DateAdd {
 			mDateAdded.Inc()
 		} else {
 			mDateReplaced.Inc()
@@ -146,21 +147,7 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 			}
 		}
 	}
-	switch s.cfg.Mode {
-	case Inline:
-		mForwarded.Inc()
-		return stampInline(dst, pkt, m, j.hdr, date, j.sc)
-	case Redirect:
-		mRedirects.Inc()
-		if r.Err != nil {
-			return appendResponse(dst, pkt, m, 302, "Moved Temporarily", j.contact(pkt, m), j.hdr)
-		}
-		// The 302 carries Date: iat, for the SBC to copy with the
-		// Identity (docs/ARCHITECTURE.md, redirect mode).
-		return appendResponse(dst, pkt, m, 302, "Moved Temporarily", j.contact(pkt, m), j.dateLine, j.hdr)
-	}
-	mForwarded.Inc()
-	return s.stampRequestEdit(dst, pkt, m, j.src, j.hdr, j.sc, nil, date)
+	return j.l.eg.stampCall(j, dst, pkt, m, r.Err == nil, date)
 }
 
 func (j *job) contact(pkt []byte, m *sip.Message) []byte {

@@ -117,3 +117,63 @@ func (r *rx) wait() bool {
 	mRecvWaits.Inc()
 	return errno == 0 && n == 1 && r.pfd.Revents&unix.POLLIN != 0
 }
+
+// drainSocket routes first (gnet's datagram, valid only during this call; nil
+// for none), then drains the socket with recvmmsg(2), sending what each
+// round produced in shared sendmmsg(2) calls (sooner when the loop's send
+// batch or arena fills). With the socket drained, the loop does one step of
+// its signer's idle work (refilling its nonce pool) and reads again; with
+// none left, it waits on the socket for rxLinger before it goes back to
+// gnet. At most rxRounds rounds, and none once the server is stopping
+// (gnet's Stop reaches the loop through its own queue).
+//
+// Nor does a loop that has recently handed calls to other goroutines (an
+// HSM's sessions, the verifiers, the sender): those work while the loop
+// idles, and they need Ps the waiting loop would hold, whereas gnet's idle
+// path (runtime.Gosched) lets them run at once. Waiting pays where the
+// loop does all the work itself: signing on the loop with a software key.
+func (l *loop) drainSocket(first []byte, src netip.AddrPort) {
+	l.bursts++
+	if len(first) > 0 {
+		l.routeDatagram(first, src)
+		l.flush()
+	}
+	for range rxRounds {
+		n := l.rx.read()
+		for i := range n {
+			if pkt, src, ok := l.rx.datagram(i); ok && len(pkt) > 0 {
+				l.routeDatagram(pkt, src)
+			}
+		}
+		// Nothing queued points into the receive buffers (queue copies
+		// into the arena), but sending per round bounds the latency a
+		// long burst adds to its first datagrams, and nothing may wait
+		// unsent while the loop waits for more.
+		l.flush()
+		if n == rxBatch {
+			continue
+		}
+		// Drained. Rather than sleep, refill the software key's nonce
+		// pool a step at a time and look at the socket between steps: a
+		// datagram that arrives meanwhile waits at most one step (about
+		// 12 µs), and neither it nor its sender pays a wakeup. Otherwise
+		// the background worker would do that refill once the loop
+		// slept, and the next datagram would cost a wakeup and two
+		// thread switches. Measured at 12k-20k calls/s on one core: 3-4
+		// times fewer context switches and 6-15 % less CPU per call.
+		if c := l.s.cfg.Credential.Load(); c != l.idleCred {
+			l.followCredential(c)
+		}
+		if l.idle != nil && !l.s.stopped.Load() && l.idle.Step() {
+			mIdleSteps.Inc()
+			continue
+		}
+		if l.bursts-l.handedOff < lingerQuiet || l.s.stopped.Load() || !l.rx.wait() {
+			return
+		}
+	}
+}
+
+// lingerQuiet is how many bursts without a hand-off to another goroutine
+// a loop waits for before it lingers again (see drainSocket).
+const lingerQuiet = 1024

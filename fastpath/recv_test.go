@@ -44,7 +44,7 @@ func TestBurstThroughRecvmmsg(t *testing.T) {
 	}
 	before := mRecvDatagrams.Get()
 	bs.send(burst...)
-	l.burst(nil, netip.AddrPort{})
+	l.drainSocket(nil, netip.AddrPort{})
 	if got := mRecvDatagrams.Get() - before; got != n {
 		t.Fatalf("recvmmsg read %d datagrams, want %d", got, n)
 	}

@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"bytes"
+	"net/netip"
 	"strconv"
 
 	"github.com/shakenline/shakenline/sip"
@@ -84,4 +85,24 @@ func appendToTag(dst, pkt []byte, m *sip.Message) []byte {
 		dst = append(dst, hex[(h>>uint(i))&0xf])
 	}
 	return dst
+}
+
+// reply sends a locally generated response to the request in hand (l.msg)
+// to src.
+func (l *loop) reply(pkt []byte, src netip.AddrPort, code int, reason string, extra ...[]byte) {
+	mLocalReplies.Inc()
+	n := len(pkt)
+	for _, x := range extra {
+		n += len(x)
+	}
+	l.queue(appendResponse(l.outBuf(n), pkt, &l.msg, code, reason, extra...), src)
+}
+
+// contact is the Contact header line of a 302: the request's Request-URI.
+func (l *loop) contact(pkt []byte, m *sip.Message) []byte {
+	b := append(l.sc.via[:0], "Contact: <"...)
+	b = append(b, m.RequestURI.In(pkt)...)
+	b = append(b, ">\r\n"...)
+	l.sc.via = b
+	return b
 }

@@ -90,3 +90,49 @@ func (t *batch) flush() {
 }
 
 func htons(p uint16) uint16 { return p<<8 | p>>8 }
+
+// The loop's own sends are queued, not sent: each datagram is built in the
+// arena (outBuf), queued in the loop's batch (queue) and sent with the rest
+// of its burst (flush). Nothing queued points into a receive buffer.
+const (
+	// txArena holds the datagrams of one send batch (maxBatch typical
+	// INVITEs, or two of the largest messages).
+	txArena = 256 << 10
+	// outSlack is what a stamp may add to a datagram: our Via, received
+	// and rport, Max-Forwards, an Identity or P-Identity-Bypass header.
+	outSlack = 4096
+)
+
+// outBuf returns an empty slice at the arena's free end with room for a
+// datagram of n bytes plus outSlack, flushing first when the arena is too
+// full. (A stamp that outgrows it still works: append moves it to the heap.)
+func (l *loop) outBuf(n int) []byte {
+	if len(l.arena)-l.used < n+outSlack {
+		l.flush()
+	}
+	return l.arena[l.used:l.used]
+}
+
+// queue adds b (built in outBuf, or any buffer that lives until the next
+// flush) to the loop's batch for dst, and flushes when the batch is full.
+func (l *loop) queue(b []byte, dst netip.AddrPort) {
+	if len(b) > 0 && l.used < len(l.arena) && &b[0] == &l.arena[l.used] {
+		l.used += len(b)
+	}
+	if !l.tx.add(b, dst) {
+		mUnroutable.Inc()
+		return
+	}
+	if l.tx.n == maxBatch {
+		l.flush()
+	}
+}
+
+// flush sends the queued datagrams (one sendmmsg(2) call for up to
+// maxBatch) and frees the arena.
+func (l *loop) flush() {
+	if l.tx.n > 0 {
+		l.tx.flush()
+	}
+	l.used = 0
+}

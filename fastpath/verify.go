@@ -1,13 +1,12 @@
 package fastpath
 
 import (
-	"bytes"
 	"context"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/sip"
 )
 
@@ -37,10 +36,11 @@ const (
 // startVerify queues the INVITE in pkt for verification. It returns false,
 // counted, when the call cannot be verified now: no trust store
 // configured, no job free, the verifiers' queue full, or redirect mode (a
-// 302 carries no verification result); see forwardUnverified.
+// 302 carries no verification result: New leaves s.verifier nil); see
+// egress.forwardUnverified.
 func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) bool {
 	cfg := &l.s.cfg
-	if cfg.Verifier == nil || cfg.Mode == Redirect {
+	if l.s.verifier == nil {
 		mVerifyUnavailable.Inc()
 		return false
 	}
@@ -65,10 +65,10 @@ func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) boo
 	j.msg = *m
 	j.reject = reject
 	var ok bool
-	if j.orig, ok = OrigTN(j.orig[:0], l.raw, pkt, m, cfg.Numbers); !ok {
+	if j.orig, ok = claims.OrigTN(j.orig[:0], l.raw, pkt, m, cfg.Numbers); !ok {
 		j.orig = j.orig[:0]
 	}
-	if j.dest, ok = DestTN(j.dest[:0], l.raw, pkt, m, cfg.Numbers); !ok {
+	if j.dest, ok = claims.DestTN(j.dest[:0], l.raw, pkt, m, cfg.Numbers); !ok {
 		j.dest = j.dest[:0]
 	}
 	select {
@@ -105,14 +105,16 @@ func (s *Server) verifyWorker(ctx context.Context) {
 		// verifier decides) rather than holding a worker while the queue
 		// behind it fills.
 		vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyBudget)
-		r := s.cfg.Verifier.Verify(vctx, ids, j.orig, j.dest, s.cfg.Now())
+		r := s.verifier.Verify(vctx, ids, j.orig, j.dest, s.cfg.Now())
 		cancel()
 		j.finishVerify(r)
 	}
 }
 
+// finishVerify acts on the verifier's result for job j: a reject per
+// policy, answered back to the caller, or the call annotated with its
+// verstat and forwarded by the mode's egress.
 func (j *job) finishVerify(r VerifyResult) {
-	s := j.l.s
 	switch r.Verstat {
 	case VerstatPassed:
 		mVerifyPassed.Inc()
@@ -145,96 +147,27 @@ func (j *job) finishVerify(r VerifyResult) {
 	param := len(j.hdr)
 	ann, hdr := verstatAnnotation(j.hdr, j.pkt, &j.msg, j.hdr[:param])
 	j.hdr = hdr
-	switch s.cfg.Mode {
-	case Inline:
-		j.sc.ed.n = 0
-		ann.addTo(&j.sc.ed)
-		j.out = j.sc.ed.apply(j.out[:0], j.pkt)
-	default:
-		j.out = s.stampRequestEdit(j.out[:0], j.pkt, &j.msg, j.src, nil, j.sc, &ann, nil)
-	}
-	mForwarded.Inc()
+	j.l.eg.stampVerified(j, &ann)
 	j.l.sendq <- j
 }
 
-// nextVerstat finds the first verstat parameter in pkt[start:end] and
-// returns its span, from its ';' through its value and the white space
-// after it; s == e == 0 when there is none. The name matches in any case,
-// with white space allowed around ';' and '=' (RFC 3261 SEMI and EQUAL in
-// header parameters; a lenient reader may take it in a URI too) and the
-// value optional. In a URI
-// (header false) the value runs to the next ';', '@', '>', '?' or white
-// space; among header parameters it is a token or a quoted-string
-// (generic-param, RFC 3261 section 25.1).
-func nextVerstat(pkt []byte, start, end int, header bool) (s, e int) {
-	const name = "verstat"
-	stop := ";@>? \t\r\n"
-	if header {
-		stop = ";, \t\r\n"
-	}
-	for i := start; i < end; i++ {
-		if pkt[i] != ';' {
-			continue
-		}
-		p := skipWS(pkt, i+1, end)
-		if end-p < len(name) || !strings.EqualFold(string(pkt[p:p+len(name)]), name) {
-			continue
-		}
-		p += len(name)
-		q := skipWS(pkt, p, end)
-		switch {
-		case q >= end || pkt[q] == ';' || pkt[q] == ',' || !header && strings.IndexByte("@>?", pkt[q]) >= 0:
-			return i, q // a verstat without a value
-		case pkt[q] != '=':
-			continue // another parameter whose name starts with "verstat"
-		}
-		q = skipWS(pkt, q+1, end)
-		if header && q < end && pkt[q] == '"' {
-			for q++; q < end && pkt[q] != '"'; q++ {
-				if pkt[q] == '\\' {
-					q++
-				}
-			}
-			return i, skipWS(pkt, min(q+1, end), end)
-		}
-		for q < end && strings.IndexByte(stop, pkt[q]) < 0 {
-			q++
-		}
-		return i, skipWS(pkt, q, end)
-	}
-	return 0, 0
-}
+var verstatNoneParam = []byte(";verstat=" + VerstatNone)
 
-// skipWS skips spaces, tabs, CRs and LFs (line folds, inside a header
-// value) from p up to end.
-func skipWS(pkt []byte, p, end int) int {
-	for p < end {
-		switch pkt[p] {
-		case ' ', '\t', '\r', '\n':
-			p++
-		default:
-			return p
-		}
-	}
-	return p
-}
-
-// appendWithoutVerstat appends pkt[start:end] to dst without its verstat
-// parameters (see nextVerstat).
-func appendWithoutVerstat(dst, pkt []byte, start, end int, header bool) []byte {
-	for start < end {
-		s, e := nextVerstat(pkt, start, end, header)
-		if s == e {
-			break
-		}
-		dst = append(dst, pkt[start:s]...)
-		start = e
-	}
-	return append(dst, pkt[start:end]...)
+// unverified is the annotation of the INVITE in hand when the policy gives
+// it to verification and it cannot be verified now (no verifier
+// configured, or the verifiers' queue full): No-TN-Validation, so the next
+// hop sees that the call was not verified, and no verstat the caller
+// wrote survives (an overload an attacker provokes must not pass his own
+// TN-Validation-Passed). The mode's egress forwards the call with it
+// (forwardUnverified), under verify-reject too.
+func (l *loop) unverified(pkt []byte) annotation {
+	ann, buf := verstatAnnotation(l.ann[:0], pkt, &l.msg, verstatNoneParam)
+	l.ann = buf
+	return ann
 }
 
 // verstatAnnotation is the edit that puts param (";verstat=...") on the
-// identity verstatPoint picks, and leaves no other verstat on it: each one
+// identity sip.VerstatPoint picks, and leaves no other verstat on it: each one
 // the caller wrote into that URI goes, and so does each one among the
 // header parameters after it (not the URI's by RFC 3261 section 20.10, but
 // lenient parsers read them as the number's). An addr-spec gains angle
@@ -246,7 +179,7 @@ func appendWithoutVerstat(dst, pkt []byte, start, end int, header bool) []byte {
 // annotation is empty when the call names no number.
 func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotation, []byte) {
 	var ann annotation
-	na, at, bracketed := verstatPoint(pkt, m)
+	na, at, bracketed := sip.VerstatPoint(pkt, m)
 	if at < 0 {
 		return ann, buf
 	}
@@ -258,13 +191,13 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 	}
 	// at is the URI's first ';' (tel), its '@' (sip) or its end, none of
 	// them inside a verstat parameter.
-	buf = appendWithoutVerstat(buf, pkt, int(u.Start), at, false)
+	buf = sip.AppendWithoutVerstat(buf, pkt, int(u.Start), at, false)
 	buf = append(buf, param...)
-	buf = appendWithoutVerstat(buf, pkt, at, int(u.End), false)
+	buf = sip.AppendWithoutVerstat(buf, pkt, at, int(u.End), false)
 	if !bracketed {
 		buf = append(buf, '>')
 	}
-	buf = appendWithoutVerstat(buf, pkt, int(u.End), end, true)
+	buf = sip.AppendWithoutVerstat(buf, pkt, int(u.End), end, true)
 	ann.add(int(u.Start), end-int(u.Start), buf[start:])
 	// The other identities the call names (From, the other recorded
 	// P-Asserted-Identity values) lose theirs too: a network that strips
@@ -275,14 +208,14 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 			return
 		}
 		ou, oe := int(o.URI.Start), max(int(o.Value.End), int(o.URI.End))
-		if s, e := nextVerstat(pkt, ou, int(o.URI.End), false); s == e {
-			if s, e := nextVerstat(pkt, int(o.URI.End), oe, true); s == e {
+		if s, e := sip.NextVerstat(pkt, ou, int(o.URI.End), false); s == e {
+			if s, e := sip.NextVerstat(pkt, int(o.URI.End), oe, true); s == e {
 				return
 			}
 		}
 		start := len(buf)
-		buf = appendWithoutVerstat(buf, pkt, ou, int(o.URI.End), false)
-		buf = appendWithoutVerstat(buf, pkt, int(o.URI.End), oe, true)
+		buf = sip.AppendWithoutVerstat(buf, pkt, ou, int(o.URI.End), false)
+		buf = sip.AppendWithoutVerstat(buf, pkt, int(o.URI.End), oe, true)
 		ann.add(ou, oe-ou, buf[start:])
 	}
 	others(&m.From)
@@ -290,57 +223,6 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 		others(&m.PAI[i])
 	}
 	return ann, buf
-}
-
-// verstatPoint is where ";verstat=..." goes: after the number of the first
-// P-Asserted-Identity that is a telephone number, else of From. It returns
-// that identity too and whether its URI is in angle brackets; at is -1
-// when neither names a number.
-func verstatPoint(pkt []byte, m *sip.Message) (na sip.NameAddr, at int, bracketed bool) {
-	var raw [64]byte
-	try := func(u sip.Span) int {
-		if _, _, ok := sip.TelephoneNumber(u.In(pkt), raw[:0]); !ok {
-			return -1
-		}
-		b := u.In(pkt)
-		if len(b) > 4 && (b[0] == 't' || b[0] == 'T') { // tel:number;params
-			for i, c := range b {
-				if c == ';' {
-					return int(u.Start) + i
-				}
-			}
-			return int(u.End)
-		}
-		for i, c := range b { // sip:user@host: the parameter joins the user part
-			if c == '@' {
-				return int(u.Start) + i
-			}
-		}
-		return -1
-	}
-	// inBrackets: "<" LWS addr-spec LWS ">". A bracket alone or inside
-	// the URI (a malformed header the parser let through) counts too:
-	// adding a pair there would nest them ("<sip:a@>>") and break the
-	// request.
-	inBrackets := func(u sip.Span) bool {
-		if bytes.ContainsAny(u.In(pkt), "<>") {
-			return true
-		}
-		i, e := int(u.Start)-1, int(u.End)
-		for i >= 0 && (pkt[i] == ' ' || pkt[i] == '\t') {
-			i--
-		}
-		for e < len(pkt) && (pkt[e] == ' ' || pkt[e] == '\t') {
-			e++
-		}
-		return i >= 0 && pkt[i] == '<' || e < len(pkt) && pkt[e] == '>'
-	}
-	for i := 0; i < int(m.NumPAI); i++ {
-		if at := try(m.PAI[i].URI); at >= 0 {
-			return m.PAI[i], at, inBrackets(m.PAI[i].URI)
-		}
-	}
-	return m.From, try(m.From.URI), inBrackets(m.From.URI)
 }
 
 func reasonPhrase(code int) string {

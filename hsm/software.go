@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/shakenline/shakenline/es256"
-	"golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Software signs with a private key held in process memory, through the

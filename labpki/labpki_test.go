@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/tnauth"
 )
 

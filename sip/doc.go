@@ -2,8 +2,16 @@
 // fast path. It owns the Message type (offsets into a packet for the
 // headers that signing and stateless forwarding need), the URI helpers that
 // pull a telephone number out of a From, To or P-Asserted-Identity URI
-// (URIUser, Param, TelephoneNumber) and the Date parser and formatter
-// (ParseDate, AppendDate).
+// (URIUser, Param, TelephoneNumber), the Date parser and formatter
+// (ParseDate, AppendDate), and the grammar of the verstat parameter the
+// terminating side writes on the caller's number: where it goes
+// (VerstatPoint) and how one is found and removed (NextVerstat,
+// AppendWithoutVerstat).
+//
+// Files: parse.go (Parse, the start line, header dispatch, the errors),
+// via.go (Via), header.go (From, To, P-Asserted-Identity, Identity, CSeq),
+// lex.go (the basic rules of RFC 3261 section 25.1: LWS, tokens, quoted
+// strings, list elements), uri.go, date.go, verstat.go.
 //
 // # What Parse reads
 //
@@ -58,7 +66,8 @@
 //
 // # Concurrency and buffer lifetime
 //
-// Parse, TelephoneNumber, ParseDate, AppendDate, URIUser and Param do not allocate
+// Parse, TelephoneNumber, ParseDate, AppendDate, URIUser, Param and the
+// verstat functions do not allocate
 // (when the destination slice has room) and keep no reference to their
 // input: a Message holds offsets, not slices, so it stays valid for any
 // byte-identical copy of the packet (for example one copied out of a gnet

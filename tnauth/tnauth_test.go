@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/tnauth"
 )

@@ -9,10 +9,9 @@ import (
 	"math/big"
 	"testing"
 
+	"github.com/shakenline/shakenline/hsm/signertest"
 	"github.com/shakenline/shakenline/p256verify"
 	"github.com/shakenline/shakenline/passport"
-
-	"github.com/shakenline/shakenline/hsm/signertest"
 )
 
 // TestVerifySigMatchesPassport: verifySig agrees with

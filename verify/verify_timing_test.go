@@ -1,8 +1,6 @@
 package verify
 
 import (
-	"github.com/shakenline/shakenline/internal/cputime"
-
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/hsm/signertest"
+	"github.com/shakenline/shakenline/internal/cputime"
 	"github.com/shakenline/shakenline/p256verify"
 	"github.com/shakenline/shakenline/passport"
-
-	"github.com/shakenline/shakenline/hsm/signertest"
 )
 
 // BenchmarkVerifyWarm measures one verification with the x5u chain and its

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -98,4 +99,39 @@ func StealMillis() float64 {
 		return -1
 	}
 	return v * 1000 / clockTick
+}
+
+// envInfo fills what is known before the run.
+func envInfo(bin string, p Params, procs int) Env {
+	e := Env{Go: runtime.Version(), LoadStart: LoadAvg()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			// Count processors here: runtime.NumCPU sees only our taskset.
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "processor" {
+				e.Cores++
+			} else if ok && strings.TrimSpace(k) == "model name" && e.CPUModel == "" {
+				e.CPUModel = strings.TrimSpace(v)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		e.Kernel = strings.TrimSpace(string(b))
+	}
+	first := func(s string, _ error) string { return strings.TrimSpace(strings.SplitN(s, "\n", 2)[0]) }
+	e.Appliance = first(sh(bin, "version"))
+	e.Kamailio = first(sh("kamailio", "-v"))
+	e.OpenSSL = first(sh("openssl", "version"))
+	e.TopStart = topProcs()
+	e.Layout = fmt.Sprintf("generator, sink and relay (this process, GOMAXPROCS %d, INVITEs paced with nanosleep) on CPU %d; system under test, openssl speed and the hsmraw benchmark on CPU %d (taskset); Kamailio %d UDP workers; appliance one event loop (GOMAXPROCS 1 under taskset)",
+		procs, p.GenCPU, p.SUTCPU, p.KamailioWorkers)
+	return e
+}
+
+func topProcs() string {
+	out, _ := sh("ps", "-eo", "pcpu,pid,comm", "--sort=-pcpu")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) > 8 {
+		lines = lines[:8]
+	}
+	return strings.Join(lines, "\n")
 }

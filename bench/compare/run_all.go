@@ -1,8 +1,6 @@
 package compare
 
 import (
-	"github.com/shakenline/shakenline/bench/loadgen"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/shakenline/shakenline/bench/loadgen"
 )
 
 // ErrUsage marks a command-line error (exit code 2).

@@ -3,7 +3,6 @@ package interop
 import (
 	"context"
 	"errors"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // buildAppliance compiles cmd/appliance into a temporary directory.

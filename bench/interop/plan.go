@@ -19,7 +19,8 @@ type Country struct {
 
 // Countries is the numbering plan table: 22 countries in all ITU zones
 // but 3. Numbers are drama/example style numbers; the appliance
-// canonicalises and never judges validity (design.md section 3).
+// canonicalises and never judges validity (docs/STANDARDS.md, "Telephone
+// numbers").
 var Countries = []Country{
 	{"US", "United States", "1", []string{"12025550143"}, false},
 	{"CA", "Canada", "1", []string{"14165550123"}, false},

@@ -2,7 +2,6 @@ package kamailio
 
 import (
 	"context"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/bench/loadgen"
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // labLoopback is this package's own loopback address. The other test

@@ -2,7 +2,6 @@ package kamailio
 
 import (
 	"context"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // TestSIPpThroughKamailio runs the bench/sipp scenarios with the signing

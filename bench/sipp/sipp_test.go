@@ -6,7 +6,6 @@ package sipp
 
 import (
 	"context"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // lo is this package's own loopback address: other test packages running

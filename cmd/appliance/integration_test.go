@@ -7,7 +7,6 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
 )

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/shakenline/shakenline/bench/kamailio"
 	"github.com/shakenline/shakenline/bench/loadgen"
+	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/verify"
 )

@@ -1,6 +1,6 @@
 // Command appliance is the Shakenline STIR/SHAKEN signing appliance: one
-// binary with the subcommands serve, lab-pki, lab-sti, sign, verify and version
-// (design.md section 2). Exit codes: 0 ok, 1 a verification that did not
+// binary with the subcommands serve, lab-pki, lab-sti, sign, verify and
+// version (docs/CLI.md). Exit codes: 0 ok, 1 a verification that did not
 // pass, 2 usage or configuration error with a one-line reason on stderr.
 package main
 
@@ -92,8 +92,8 @@ func run(ctx context.Context, args []string, e env) int {
 	}
 }
 
-// parseFlags parses args with a one-line error on bad input (design.md: exit
-// 2 with a one-line reason) and the full flag list only on --help.
+// parseFlags parses args with a one-line error on bad input (docs/CLI.md:
+// exit 2 with a one-line reason) and the full flag list only on --help.
 func parseFlags(fs *flag.FlagSet, args []string, e env) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
@@ -113,8 +113,8 @@ func setUsage(fs *flag.FlagSet, synopsis string) {
 	}
 }
 
-// printFlags lists the flags the way design.md writes them (--name VALUE);
-// Go accepts one dash or two.
+// printFlags lists the flags the way docs/CLI.md writes them (--name
+// VALUE); Go accepts one dash or two.
 func printFlags(fs *flag.FlagSet, w io.Writer) {
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)

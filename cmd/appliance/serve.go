@@ -10,9 +10,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"runtime"
 	"runtime/pprof"
-	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -21,6 +21,7 @@ import (
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/certmgr"
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/config"
 	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/e164"
@@ -30,16 +31,15 @@ import (
 	"github.com/shakenline/shakenline/verify"
 )
 
-// serveFlags are the flags of design.md section 2. A flag that is given
-// overrides the config file.
+// serveFlags are serve's flags: the configuration's (package config, one
+// per YAML key that has a flag; docs/CLI.md) and the command's own. A flag
+// that is given overrides the config file.
 type serveFlags struct {
-	fs                                                                   *flag.FlagSet
-	cfgFile                                                              string
-	mode, sip, nextHop, key, pkcs11, cert, x5u, attest, country, apiAddr string
-	iface, trust, tokenFile, advertise                                   string
-	lab, check                                                           bool
-	cpuprofile                                                           string
-	loops                                                                int
+	fs         *flag.FlagSet
+	cfg        *config.Flags
+	cfgFile    string
+	check      bool
+	cpuprofile string
 }
 
 func newServeFlags(e env) *serveFlags {
@@ -48,22 +48,7 @@ func newServeFlags(e env) *serveFlags {
 	fs.SetOutput(e.stderr)
 	setUsage(fs, "appliance serve [--config FILE] [flags]   (flags override the config file)")
 	fs.StringVar(&f.cfgFile, "config", "", "YAML config `FILE`; flags override it")
-	fs.StringVar(&f.mode, "mode", "proxy", "proxy|redirect|inline")
-	fs.StringVar(&f.sip, "sip", "127.0.0.1:5060", "SIP listen `ADDR:PORT` (UDP; proxy and redirect modes)")
-	fs.StringVar(&f.advertise, "advertise", "", "`ADDR:PORT` written in our Via when --sip is 0.0.0.0 or ::")
-	fs.StringVar(&f.nextHop, "next-hop", "", "`ADDR:PORT` where proxy mode forwards requests")
-	fs.StringVar(&f.key, "key", "", "signing key: PEM `FILE` (PKCS#8 or SEC 1, P-256)")
-	fs.StringVar(&f.pkcs11, "pkcs11", "", "signing key in an HSM: RFC 7512 pkcs11: `URI` (module-path, token, object, pin-source=file:...)")
-	fs.StringVar(&f.cert, "cert", "", "the provider's certificate, PEM `FILE` (chain allowed)")
-	fs.StringVar(&f.x5u, "x5u", "", "`URL` placed in info= and the x5u claim")
-	fs.StringVar(&f.attest, "attest", "C", "default attestation `A|B|C` when no policy rule matches")
-	fs.StringVar(&f.country, "default-country", "US", "ISO 3166 `CC` for national numbers")
-	fs.StringVar(&f.apiAddr, "api", "", "HTTP API + /metrics + /healthz `ADDR:PORT`")
-	fs.StringVar(&f.iface, "iface", "", "inline mode: interfaces to attach XDP to, `NAME[,NAME]`")
-	fs.StringVar(&f.trust, "trust", "", "named trust stores for verification, `NAME=FILE[,NAME=FILE]`")
-	fs.StringVar(&f.tokenFile, "api-token-file", "", "bearer tokens accepted by the API, one per line, `FILE`")
-	fs.BoolVar(&f.lab, "lab", false, "lab only: allow http x5u and loopback/private x5u targets")
-	fs.IntVar(&f.loops, "loops", 0, "event loops (default: one per core)")
+	f.cfg = config.AddFlags(fs)
 	fs.StringVar(&f.cpuprofile, "cpuprofile", "", "diagnostics: write a CPU profile of the whole run to `FILE` (go tool pprof)")
 	fs.BoolVar(&f.check, "check", false, "validate the configuration, open the keys and check them against the certificate, then exit (0 ok, 2 with the reason)")
 	return f
@@ -75,48 +60,8 @@ func (f *serveFlags) config() (config.Config, error) {
 	if err != nil {
 		return c, err
 	}
-	var ferr error
-	f.fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "mode":
-			c.Mode = f.mode
-		case "sip":
-			c.SIP = f.sip
-		case "advertise":
-			c.Advertise = f.advertise
-		case "next-hop":
-			c.NextHop = f.nextHop
-		case "key":
-			c.Key, c.PKCS11, c.Signers = f.key, "", nil
-		case "pkcs11":
-			c.PKCS11, c.Key, c.Signers = f.pkcs11, "", nil
-		case "cert":
-			c.Cert = f.cert
-		case "x5u":
-			c.X5U = f.x5u
-		case "attest":
-			c.Attest = f.attest
-		case "default-country":
-			c.DefaultCountry = strings.ToUpper(f.country)
-		case "api":
-			c.API = f.apiAddr
-		case "iface":
-			c.Ifaces = strings.Split(f.iface, ",")
-		case "trust":
-			c.Trust, ferr = config.ParseTrust(f.trust)
-		case "api-token-file":
-			c.APITokenFile = f.tokenFile
-		case "lab":
-			c.Lab = f.lab
-		case "loops":
-			c.Loops = f.loops
-		}
-	})
-	if ferr != nil {
-		return c, ferr
-	}
-	if f.pkcs11 != "" && f.key != "" {
-		return c, errors.New("give --key or --pkcs11, not both")
+	if err := f.cfg.Apply(&c); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
 }
@@ -256,7 +201,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, err
 	}
-	staleDate, err := fastpath.ParseStaleDate(cfg.StaleDate)
+	staleDate, err := claims.ParseStaleDate(cfg.StaleDate)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +296,7 @@ func (a *appliance) reload(f *serveFlags) error {
 		return err
 	}
 	if cfg.Key != a.cfg.Key || cfg.PKCS11 != a.cfg.PKCS11 || cfg.Cert != a.cfg.Cert || cfg.X5U != a.cfg.X5U ||
-		fmt.Sprint(cfg.Signers) != fmt.Sprint(a.cfg.Signers) || fmt.Sprint(cfg.ACME) != fmt.Sprint(a.cfg.ACME) {
+		fmt.Sprint(cfg.Signers) != fmt.Sprint(a.cfg.Signers) || !reflect.DeepEqual(cfg.ACME, a.cfg.ACME) {
 		return errors.New("signer, certificate, x5u or acme changes need a restart; nothing was reloaded")
 	}
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)

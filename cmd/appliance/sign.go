@@ -13,9 +13,9 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/config"
 	"github.com/shakenline/shakenline/e164"
-	"github.com/shakenline/shakenline/fastpath"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -199,11 +199,11 @@ func claimsFromSIP(in []byte, c config.Config, e env) (passport.Claims, error) {
 	if err != nil {
 		return cl, err
 	}
-	orig, ok := fastpath.OrigTN(nil, nil, in, &m, numbers)
+	orig, ok := claims.OrigTN(nil, nil, in, &m, numbers)
 	if !ok {
 		return cl, errors.New("the INVITE has no calling telephone number (P-Asserted-Identity or From)")
 	}
-	dest, ok := fastpath.DestTN(nil, nil, in, &m, numbers)
+	dest, ok := claims.DestTN(nil, nil, in, &m, numbers)
 	if !ok {
 		return cl, errors.New("the INVITE has no called telephone number in To")
 	}
@@ -214,20 +214,20 @@ func claimsFromSIP(in []byte, c config.Config, e env) (passport.Claims, error) {
 	// The Date rules of the fast path (RFC 8224 sections 4.1 and 6.1). The
 	// INVITE itself is not printed, so the Date it must carry is told on
 	// stderr when it differs from what it has.
-	stale, err := fastpath.ParseStaleDate(c.StaleDate)
+	stale, err := claims.ParseStaleDate(c.StaleDate)
 	if err != nil {
 		return cl, err
 	}
-	iat, act := fastpath.DateRule(in, &m, e.now(), c.Freshness, stale)
+	iat, act := claims.DateRule(in, &m, e.now(), c.Freshness, stale)
 	date := string(sip.AppendDate(nil, iat))
 	switch act {
-	case fastpath.DateStale:
+	case claims.DateStale:
 		return cl, fmt.Errorf("the INVITE's Date %q is outside the %v freshness window: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in), c.Freshness)
-	case fastpath.DateBad:
+	case claims.DateBad:
 		return cl, fmt.Errorf("the INVITE's Date %q is not an RFC 3261 date: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in))
-	case fastpath.DateAdd:
+	case claims.DateAdd:
 		fmt.Fprintf(e.stderr, "the INVITE has no Date: send it with \"Date: %s\" (the PASSporT's iat, RFC 8224 section 6.1)\n", date)
-	case fastpath.DateReplace:
+	case claims.DateReplace:
 		fmt.Fprintf(e.stderr, "stale_date: replace: send the INVITE with \"Date: %s\" in place of %q (the PASSporT's iat)\n", date, m.Date.In(in))
 	}
 	d := tbl.Decide(netipZero, orig)

@@ -25,13 +25,14 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // DefaultModule is where Debian's softhsm2 package installs the module.

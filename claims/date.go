@@ -1,46 +1,11 @@
-package fastpath
+package claims
 
 import (
 	"fmt"
 	"time"
 
-	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/sip"
 )
-
-// OrigTN appends the calling number of the INVITE in pkt to dst: the first
-// P-Asserted-Identity that is a telephone number (tel, or sip with a number
-// user part), else From (RFC 8224 section 8.3, ATIS-1000074 section 5.3.1),
-// canonicalised to E.164 digits. raw is scratch space (cap 64 avoids allocation). ok is false when the caller has no number
-// (anonymous, alphanumeric): such a call is forwarded unsigned.
-func OrigTN(dst, raw, pkt []byte, m *sip.Message, numbers *e164.Canonicalizer) ([]byte, bool) {
-	for i := 0; i < int(m.NumPAI); i++ {
-		if n, ok := number(dst, raw, pkt, m.PAI[i].URI, numbers); ok {
-			return n, true
-		}
-	}
-	return number(dst, raw, pkt, m.From.URI, numbers)
-}
-
-// DestTN appends the called number: from To, not the Request-URI (RFC 8224
-// section 8.3).
-func DestTN(dst, raw, pkt []byte, m *sip.Message, numbers *e164.Canonicalizer) ([]byte, bool) {
-	return number(dst, raw, pkt, m.To.URI, numbers)
-}
-
-// number canonicalises the number in the URI u; raw is scratch space for
-// the digits as dialled (a caller-owned buffer keeps this allocation-free).
-func number(dst, raw, pkt []byte, u sip.Span, numbers *e164.Canonicalizer) ([]byte, bool) {
-	d, global, ok := sip.TelephoneNumber(u.In(pkt), raw[:0])
-	if !ok {
-		return dst, false
-	}
-	n, err := numbers.Append(dst, d, global)
-	if err != nil {
-		return dst, false
-	}
-	return n, true
-}
 
 // StaleDate is what the authentication service does with an INVITE whose
 // Date header is outside the freshness window (or does not parse).
@@ -72,7 +37,7 @@ func ParseStaleDate(s string) (StaleDate, error) {
 	case "replace":
 		return StaleReplace, nil
 	}
-	return 0, fmt.Errorf("fastpath: stale_date %q: want refuse or replace", s)
+	return 0, fmt.Errorf("claims: stale_date %q: want refuse or replace", s)
 }
 
 // DateAction is what signing does with the Date header of an INVITE.
@@ -104,7 +69,7 @@ func DateRule(pkt []byte, m *sip.Message, now time.Time, freshness time.Duration
 	switch {
 	case !ok:
 		act = DateBad
-	case DateSkew(d, iat, freshness):
+	case Stale(d, iat, freshness):
 		act = DateStale
 	default:
 		return d, DateKeep
@@ -115,11 +80,12 @@ func DateRule(pkt []byte, m *sip.Message, now time.Time, freshness time.Duration
 	return iat, act
 }
 
-// DateSkew reports whether the time date (Unix seconds) is outside
-// freshness of now (Unix seconds), in the past or in the future. Compared
-// in whole seconds: a Duration product would wrap for a date centuries
-// away and pass the check.
-func DateSkew(date, now int64, freshness time.Duration) bool {
+// Stale reports whether the time date (Unix seconds: a Date header's, or a
+// given iat) is outside freshness of now (Unix seconds), in the past or in
+// the future; the window's edges are inside. Compared in whole seconds: a
+// Duration product would wrap for a date centuries away and pass the
+// check.
+func Stale(date, now int64, freshness time.Duration) bool {
 	w := int64(freshness / time.Second)
 	diff := now - date
 	return diff > w || diff < -w

@@ -1,0 +1,92 @@
+package fastpath
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shakenline/shakenline/audit"
+	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/claims"
+	"github.com/shakenline/shakenline/credential"
+	"github.com/shakenline/shakenline/e164"
+	"github.com/shakenline/shakenline/hsm"
+	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/policy"
+)
+
+// Mode selects what the loops do with an initial INVITE.
+type Mode int
+
+const (
+	Proxy    Mode = iota // stateless proxy to the next hop
+	Redirect             // 302 with Identity back to the sender
+	Inline               // XDP-steered, reinjected with original addresses
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Proxy:
+		return "proxy"
+	case Redirect:
+		return "redirect"
+	case Inline:
+		return "inline"
+	}
+	return "mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseMode parses "proxy", "redirect" or "inline".
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToLower(s) {
+	case "", "proxy":
+		return Proxy, nil
+	case "redirect":
+		return Redirect, nil
+	case "inline":
+		return Inline, nil
+	}
+	return 0, fmt.Errorf("fastpath: unknown mode %q (want proxy, redirect or inline)", s)
+}
+
+// Config configures a Server. Zero fields take the defaults documented here.
+type Config struct {
+	Mode      Mode
+	Listen    netip.AddrPort // UDP address the loops listen on
+	Advertise netip.AddrPort // address in our Via; default Listen (required when Listen is unspecified)
+	NextHop   netip.AddrPort // proxy mode: where requests go; unset: by Request-URI (IP literal hosts)
+	Loops     int            // event loops; default GOMAXPROCS
+
+	Builder *passport.Builder
+	Signer  hsm.Dispatcher
+	Policy  *policy.Holder
+	Numbers *e164.Canonicalizer
+
+	// Credential, when set, replaces Builder, Signer and CertFingerprint:
+	// each call reads it once and signs, stamps and audits with that one
+	// credential, so a renewal that swaps it (certmgr) changes key and x5u
+	// together, between calls (docs/KEYS.md, "Renewal").
+	Credential *credential.Holder
+
+	Freshness    time.Duration    // a Date within this of now becomes iat; default 60s
+	StaleDate    claims.StaleDate // a Date outside Freshness: claims.StaleRefuse (forward unsigned, default) or claims.StaleReplace
+	Budget       time.Duration    // per-call signing budget before P-Identity-Bypass; default 100ms
+	ResignSigned bool             // also sign INVITEs that already carry a SHAKEN Identity
+	MaxInFlight  int              // signing jobs per loop; default 4096
+	SocketBuffer int              // SO_RCVBUF/SO_SNDBUF bytes; default 4 MiB
+
+	// Inline mode: where steered INVITEs come from and how they leave.
+	Audit           *audit.Log      // one record per signed call; nil: none
+	CertFingerprint string          // for the audit records
+	Verifier        Verifier        // terminating side (policy actions verify, verify-reject); nil: such calls pass unverified
+	VerifyWorkers   int             // default GOMAXPROCS
+	VerifyBudget    time.Duration   // per-call verification deadline, x5u and CRL fetches included; default 1s
+	Steering        *bpf.Steering   // decodes the XDP metadata; its heartbeat is kept fresh from a loop tick
+	Reinjector      *bpf.Reinjector // sends with the original source address
+
+	Logger *slog.Logger
+	Now    func() time.Time // default time.Now
+}

@@ -1,0 +1,125 @@
+package fastpath
+
+import (
+	"crypto/rand"
+	mrand "math/rand/v2"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sys/unix"
+
+	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/credential"
+	"github.com/shakenline/shakenline/hsm"
+	"github.com/shakenline/shakenline/sip"
+)
+
+// loopFor returns the state of the loop that owns listener fd, creating it
+// on the loop's first packet. Each SO_REUSEPORT listener belongs to exactly
+// one gnet loop, so a loop's state is only ever used by its own goroutine.
+func (s *Server) loopFor(fd int) *loop {
+	if fd >= 0 && fd < len(s.byFD) {
+		if l := s.byFD[fd].Load(); l != nil {
+			return l
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.loops[fd]; ok {
+		return l
+	}
+	l := s.newLoop(fd, len(s.loops))
+	s.loops[fd] = l
+	if fd >= 0 && fd < len(s.byFD) {
+		s.byFD[fd].Store(l)
+	}
+	return l
+}
+
+// loop is the per-event-loop state. Only its own gnet goroutine touches it,
+// except sendq/free (channels) and the job objects it lends out.
+type loop struct {
+	s     *Server
+	eg    egress // the mode's (New)
+	fd    int
+	idx   int // 0..loops-1, in the order loops saw their first datagram
+	msg   sip.Message
+	out   []byte // inline mode: the datagram being reinjected (sent at once)
+	sc    *scratch
+	rx    *rx    // recvmmsg(2) state for draining the socket after gnet's datagram
+	tx    *batch // the loop's own sends, flushed once per burst (see queue)
+	arena []byte // the datagrams in tx: each is built at arena[used:]
+	used  int
+	ws    *job         // the call being signed; taken from free only when it goes asynchronous
+	idle  hsm.IdleWork // the signer's refill work, done when the socket is drained (nil: none)
+
+	idleCred *credential.Credential // the credential idle belongs to
+
+	bursts    uint64 // calls of drainSocket
+	handedOff uint64 // the last burst that gave a call to a signer or verifier goroutine (see drainSocket)
+	rng       *mrand.ChaCha8
+	flow      bpf.Flow // inline mode: the original addresses of the datagram in hand
+	tn        [2][]byte
+	raw       []byte // digits as dialled, before canonicalisation
+	ann       []byte // the identities forwardUnverified rewrites
+	free      chan *job
+	sendq     chan *job
+	hist      *metrics.Histogram
+}
+
+func (s *Server) newLoop(fd, idx int) *loop {
+	v6 := false
+	if sa, err := unix.Getsockname(fd); err == nil {
+		_, v6 = sa.(*unix.SockaddrInet6)
+	}
+	var seed [32]byte
+	_, _ = rand.Read(seed[:])
+	l := &loop{
+		s:     s,
+		eg:    s.eg,
+		fd:    fd,
+		idx:   idx,
+		out:   make([]byte, 0, sip.MaxMessage+outSlack),
+		sc:    newScratch(),
+		rx:    newRx(fd),
+		tx:    newBatch(fd, v6),
+		arena: make([]byte, txArena),
+		rng:   mrand.NewChaCha8(seed),
+		tn:    [2][]byte{make([]byte, 0, 32), make([]byte, 0, 32)},
+		raw:   make([]byte, 0, 64),
+		ann:   make([]byte, 0, 1024),
+		free:  make(chan *job, s.cfg.MaxInFlight),
+		sendq: make(chan *job, s.cfg.MaxInFlight),
+		hist:  latencyHistogram(idx),
+	}
+	for range s.cfg.MaxInFlight {
+		l.free <- newJob(l)
+	}
+	l.ws = newJob(l)
+	l.followCredential(s.cfg.Credential.Load())
+	l.bursts = lingerQuiet // no hand-off yet: the loop may linger from the start
+	s.wg.Add(1)
+	go l.runSender(newBatch(fd, v6), s.stopSenders)
+	return l
+}
+
+func (l *loop) getJob() *job {
+	select {
+	case j := <-l.free:
+		return j
+	default:
+		return nil
+	}
+}
+
+// followCredential makes the loop's idle work that of c's signer (after a
+// renewal switched the credential; the old signer is retired later).
+func (l *loop) followCredential(c *credential.Credential) {
+	if l.idle != nil {
+		l.idle.Close()
+		l.idle = nil
+	}
+	l.idleCred = c
+	if iw, ok := c.Signer.(interface{ IdleWork(shard int) hsm.IdleWork }); ok {
+		l.idle = iw.IdleWork(l.idx) // the shard TrySign uses
+	}
+}
