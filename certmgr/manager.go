@@ -38,6 +38,10 @@ type Config struct {
 	Contact    []string // ACME account contact URLs (mailto:...)
 
 	SPC          string // the provider's service provider code: the TNAuthList {SPC}
+	// TNAuthList, when not empty, is the certificate's TNAuthList instead
+	// of {SPC} (TN ranges of a delegate certificate); SPC still names the
+	// account and the subject.
+	TNAuthList tnauth.List
 	Organization string // subject O of the CSR
 	Country      string // subject C of the CSR
 	Tokens       spctoken.Source
@@ -163,9 +167,12 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "acme"), now: cfg.Now, kick: make(chan struct{}, 1),
 		made: map[*credential.Credential]*record{}}
 	m.tnList = tnauth.List{SPCs: []string{cfg.SPC}}
+	if !cfg.TNAuthList.Empty() {
+		m.tnList = cfg.TNAuthList
+	}
 	var err error
 	if m.tnDER, err = tnauth.Marshal(m.tnList); err != nil {
-		return nil, fmt.Errorf("certmgr: SPC %q: %w", cfg.SPC, err)
+		return nil, fmt.Errorf("certmgr: TNAuthList of SPC %q: %w", cfg.SPC, err)
 	}
 	m.tkvalue, _ = spctoken.TkValue(m.tnList)
 	if m.plan, err = newPlan(cfg.Chain, filepath.Join(cfg.StateDir, "keys"), cfg.KeyLabel); err != nil {
@@ -294,6 +301,18 @@ func (m *Manager) build(ctx context.Context, r *record, chain []*x509.Certificat
 	cred.Close = func() { _ = c.Close(); closeSoft() }
 	m.made[cred] = r
 	return cred, nil
+}
+
+// KeyFile is the software key file of a credential this Manager made (""
+// for a key in a token or another credential): for a lab peer that signs
+// with the same key outside the appliance.
+func (m *Manager) KeyFile(c *credential.Credential) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.made[c]; r != nil {
+		return r.Key.File
+	}
+	return ""
 }
 
 // Obtain gets the first credential, retrying with backoff until it

@@ -240,7 +240,7 @@ func (m *Manager) validate(chain []*x509.Certificate, pub *ecdsa.PublicKey) erro
 	}
 	got, err := tnauth.Marshal(l)
 	if err != nil || !bytes.Equal(got, m.tnDER) {
-		return fmt.Errorf("the certificate's TNAuthList %+v is not the SPC %s", l, m.cfg.SPC)
+		return fmt.Errorf("the certificate's TNAuthList %+v is not the configured %+v", l, m.tnList)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ type ACME struct {
 	AccountKeyPKCS11 string        `yaml:"account_key_pkcs11"` // or an RFC 7512 URI (object= required; generated when missing)
 	Contact          []string      `yaml:"contact"`            // ACME account contact URLs (mailto:...)
 	SPC              string        `yaml:"spc"`                // service provider code: the certificate's TNAuthList {SPC}
+	TNRanges         []TNRange     `yaml:"tn_ranges"`          // optional: the TNAuthList is these TN ranges instead of {SPC}
 	Organization     string        `yaml:"organization"`       // CSR subject O
 	Country          string        `yaml:"country"`            // CSR subject C
 	SPCToken         SPCToken      `yaml:"spc_token"`
@@ -29,6 +30,25 @@ type ACME struct {
 	RetryMin         time.Duration `yaml:"retry_min"`      // default 30s
 	RetryMax         time.Duration `yaml:"retry_max"`      // default 1h
 	UnreadyBefore    time.Duration `yaml:"unready_before"` // /readyz: unready when less is left; default min(1h, lifetime/10)
+}
+
+// TNRange is count numbers from start (E.164 digits), a TNAuthList entry.
+type TNRange struct {
+	Start string `yaml:"start"`
+	Count int64  `yaml:"count"`
+}
+
+// TNAuthList is the certificate's TNAuthList: the TN ranges when given,
+// else {SPC}.
+func (a *ACME) TNAuthList() tnauth.List {
+	if len(a.TNRanges) == 0 {
+		return tnauth.List{SPCs: []string{a.SPC}}
+	}
+	var l tnauth.List
+	for _, r := range a.TNRanges {
+		l.Ranges = append(l.Ranges, tnauth.Range{Start: r.Start, Count: r.Count})
+	}
+	return l
 }
 
 // SPCToken says where SPC tokens come from: the STI-PA's token API, or a
@@ -70,6 +90,9 @@ func (a *ACME) validate(c *Config) error {
 	}
 	if _, err := tnauth.Marshal(tnauth.List{SPCs: []string{a.SPC}}); err != nil {
 		return bad("spc %q: %v", a.SPC, err)
+	}
+	if _, err := tnauth.Marshal(a.TNAuthList()); err != nil {
+		return bad("tn_ranges: %v", err)
 	}
 	t := a.SPCToken
 	switch {

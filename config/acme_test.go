@@ -56,6 +56,7 @@ func TestACMEBlock(t *testing.T) {
 		"two account keys":   func(c *Config) { c.ACME.AccountKey, c.ACME.AccountKeyPKCS11 = "/a", "pkcs11:x" },
 		"cert without x5u":   func(c *Config) { c.Cert = "/c.pem" },
 		"negative retry":     func(c *Config) { c.ACME.RetryMin = -time.Second },
+		"bad tn range":       func(c *Config) { c.ACME.TNRanges = []TNRange{{Start: "1215555", Count: 1}} },
 	} {
 		c, _ := Load(write(t, acmeYAML))
 		mod(&c)

@@ -115,6 +115,7 @@ type acmeCA struct {
 	now      func() time.Time
 	fault    func() string
 	log      *slog.Logger
+	onIssue  func(*x509.Certificate)
 
 	mu       sync.Mutex
 	accounts map[string]*account
@@ -148,6 +149,15 @@ func randID() string {
 }
 
 func (ca *acmeCA) url(kind, id string) string { return ca.base + "/acme/" + kind + "/" + id }
+
+// basePath is the path of base: the prefix a reverse proxy or a mux
+// stripped before the request reached the handler.
+func (ca *acmeCA) basePath() string {
+	if u, err := url.Parse(ca.base); err == nil {
+		return strings.TrimSuffix(u.Path, "/")
+	}
+	return ""
+}
 
 func (ca *acmeCA) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /acme/directory", ca.directory)
@@ -315,7 +325,7 @@ func (ca *acmeCA) authenticate(r *http.Request, useJWK bool) (*request, *problem
 	if !ca.useNonce(req.hdr.Nonce) {
 		return nil, prob(http.StatusBadRequest, probBadNonce, "unknown, used or expired nonce")
 	}
-	if u, err := url.Parse(req.hdr.URL); err != nil || u.Path != r.URL.Path {
+	if u, err := url.Parse(req.hdr.URL); err != nil || u.Path != ca.basePath()+r.URL.Path {
 		return nil, prob(http.StatusUnauthorized, probUnauthorized, "url header %q is not this resource", req.hdr.URL)
 	}
 	hasJWK, hasKID := len(req.hdr.JWK) > 0, req.hdr.KID != ""
@@ -667,6 +677,9 @@ func (ca *acmeCA) finalize(req *request) (*reply, *problem) {
 	ca.certs[c.id] = c
 	o.cert, o.status = c.id, "valid"
 	ca.issued++
+	if ca.onIssue != nil {
+		ca.onIssue(leaf)
+	}
 	ca.log.Info("lab-sti: certificate issued", "order", o.id, "spc", spc, "serial", leaf.SerialNumber.Text(16),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	return &reply{status: http.StatusOK, body: ca.orderJSON(o), location: ca.url("order", o.id)}, nil

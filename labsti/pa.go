@@ -22,6 +22,7 @@ type paAccount struct {
 	account  string // the account id in the token path (the SPC)
 	password string
 	spc      string
+	tn       tnauth.List // the TNAuthList of its tokens; {spc} when empty
 }
 
 // stiPA is the lab STI-PA's token API (see spctoken for the requests).
@@ -134,9 +135,13 @@ func (pa *stiPA) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	der, _, err := spctoken.DecodeTkValue(in.ATC.TkValue)
-	want, _ := tnauth.Marshal(tnauth.List{SPCs: []string{a.spc}})
+	tl := a.tn
+	if tl.Empty() {
+		tl = tnauth.List{SPCs: []string{a.spc}}
+	}
+	want, _ := tnauth.Marshal(tl)
 	if err != nil || string(der) != string(want) {
-		refuse(http.StatusForbidden, "tkvalue is not this account's SPC "+a.spc)
+		refuse(http.StatusForbidden, "tkvalue is not this account's TNAuthList (SPC "+a.spc+")")
 		return
 	}
 	if !strings.HasPrefix(in.ATC.Fingerprint, "SHA256 ") {

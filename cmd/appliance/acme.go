@@ -158,7 +158,7 @@ func acmeManager(cfg config.Config, log *slog.Logger, onSwitch func(old, cur *cr
 	}
 	m, err := certmgr.New(certmgr.Config{
 		Directory: a.Directory, HTTPClient: hc, AccountKey: acct, Contact: a.Contact,
-		SPC: a.SPC, Organization: a.Organization, Country: a.Country, Tokens: tokens,
+		SPC: a.SPC, TNAuthList: a.TNAuthList(), Organization: a.Organization, Country: a.Country, Tokens: tokens,
 		Trust: trust, Publisher: pub, PublishURL: a.Publish.URL, PublishTimeout: a.Publish.Timeout,
 		Fetch:       verify.Config{AllowHTTP: cfg.Lab, AllowPrivate: cfg.Lab},
 		RenewBefore: a.RenewBefore, RetryMin: a.RetryMin, RetryMax: a.RetryMax,
