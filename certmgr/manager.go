@@ -37,11 +37,11 @@ type Config struct {
 	AccountKey crypto.Signer
 	Contact    []string // ACME account contact URLs (mailto:...)
 
-	SPC          string // the provider's service provider code: the TNAuthList {SPC}
+	SPC string // the provider's service provider code: the TNAuthList {SPC}
 	// TNAuthList, when not empty, is the certificate's TNAuthList instead
 	// of {SPC} (TN ranges of a delegate certificate); SPC still names the
 	// account and the subject.
-	TNAuthList tnauth.List
+	TNAuthList   tnauth.List
 	Organization string // subject O of the CSR
 	Country      string // subject C of the CSR
 	Tokens       spctoken.Source
