@@ -358,11 +358,11 @@ func (m *Manager) attempt(ctx context.Context, cur *credential.Credential) (*cre
 	var err error
 	if iss == nil {
 		if iss, err = m.obtain(actx); err != nil {
-			return nil, m.failed(err, cur)
+			return nil, m.failed(ctx, err, cur)
 		}
 		if err := writeFileAtomic(m.certPath(iss.name), iss.pem, 0o644); err != nil {
 			m.dropIssued(iss)
-			return nil, m.failed(fail(StagePublish, err), cur)
+			return nil, m.failed(ctx, fail(StagePublish, err), cur)
 		}
 	}
 	iss.url = m.cfg.PublishURL + iss.name + ".pem"
@@ -370,7 +370,7 @@ func (m *Manager) attempt(ctx context.Context, cur *credential.Credential) (*cre
 		m.mu.Lock()
 		m.pending = iss // published next time without a new order
 		m.mu.Unlock()
-		return nil, m.failed(fail(StagePublish, err), cur)
+		return nil, m.failed(ctx, fail(StagePublish, err), cur)
 	}
 	r := &record{Name: iss.name, URL: iss.url, Key: iss.key.rec}
 	m.mu.Lock()
@@ -379,7 +379,7 @@ func (m *Manager) attempt(ctx context.Context, cur *credential.Credential) (*cre
 	if err != nil {
 		_ = m.cfg.Publisher.Remove(iss.name + ".pem")
 		m.dropIssued(iss)
-		return nil, m.failed(fail(StageSwitch, err), cur)
+		return nil, m.failed(ctx, fail(StageSwitch, err), cur)
 	}
 	m.succeeded(iss, m.now().Sub(start))
 	return cred, nil
@@ -600,7 +600,12 @@ func (m *Manager) Status() Status {
 	return s
 }
 
-func (m *Manager) failed(err error, cur *credential.Credential) error {
+func (m *Manager) failed(ctx context.Context, err error, cur *credential.Credential) error {
+	if ctx.Err() != nil {
+		// Stopping (the appliance shuts down): not a renewal failure.
+		m.log.Info("acme: renewal interrupted by shutdown", "err", err)
+		return err
+	}
 	stage := Stage(err)
 	countError(stage)
 	m.mu.Lock()

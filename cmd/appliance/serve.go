@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -109,6 +110,8 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		s.SetReload(func() error { return app.reload(f) })
 	}
 	if app.api != nil {
+		defer app.observe()()
+		go app.status.Run(ctx)
 		go func() { errc <- app.api.Run(ctx) }()
 	}
 	if app.acme != nil {
@@ -146,7 +149,12 @@ type appliance struct {
 	api     apiServer
 	cred    *credential.Holder // key + certificate + x5u in use; a renewal swaps it (acme.go)
 	acme    *certmgr.Manager   // nil without acme:
+	cert    certInUse          // the leaf signing now (observe.go), stored at start and at each switch
 	closers []func()
+	ready   []api.Check // /readyz conditions besides the policy (signerReady)
+	status  *api.Status // GET /status; nil without --api
+
+	lastReady atomic.Pointer[[]api.CheckResult] // readiness as last evaluated (observe.go)
 
 	verifier  *verify.Verifier // nil without --trust
 	audit     *audit.Log       // nil without audit_log
@@ -243,6 +251,8 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		return nil, err
 	}
 	if cfg.API != "" {
+		a.ready = signerReady(a)
+		a.status = newStatus(a, now)
 		if a.api, err = newAPI(cfg, a, log); err != nil {
 			return nil, err
 		}
@@ -361,9 +371,11 @@ func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now 
 	return m.Obtain(ctx)
 }
 
-// onSwitch runs at start and after each renewal switched the credential.
+// onSwitch runs at start and after each renewal switched the credential:
+// the certificate gauges and GET /status follow (a.cert).
 func (a *appliance) onSwitch(old, cur *credential.Credential) {
 	leaf := cur.Leaf()
+	a.cert.Store(leaf)
 	a.log.Info("certificate in use", "x5u", cur.X5U(), "serial", leaf.SerialNumber.Text(16),
 		"not_before", leaf.NotBefore.UTC().Format(time.RFC3339), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 }
