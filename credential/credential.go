@@ -10,7 +10,7 @@
 // started with, and every call after the switch carries the new x5u and
 // key. Who switches (certmgr, after the new certificate is validated and
 // published) keeps the old credential's signer open until its calls are
-// done; see docs/KEYS.md, "Renewal".
+// done; see docs/KEYS.md, "A renewal".
 //
 // # Concurrency
 //

@@ -68,7 +68,7 @@ type Config struct {
 	// Credential, when set, replaces Builder, Signer and CertFingerprint:
 	// each call reads it once and signs, stamps and audits with that one
 	// credential, so a renewal that swaps it (certmgr) changes key and x5u
-	// together, between calls (docs/KEYS.md, "Renewal").
+	// together, between calls (docs/KEYS.md, "A renewal").
 	Credential *credential.Holder
 
 	Freshness    time.Duration    // a Date within this of now becomes iat; default 60s

@@ -33,7 +33,7 @@ func countUnsigned(err error) {
 // linkMetrics are the per-signer series (label signer = the link's name).
 // Several chains may hold a link of one name at once: a certificate
 // renewal builds the chain for the new key while the old chain still
-// finishes its calls (docs/KEYS.md, "Renewal"). They share one set of
+// finishes its calls (docs/KEYS.md, "A renewal"). They share one set of
 // series, so a scrape never sees a series twice: the counters and the
 // latency histogram count every live link of that name, the gauges show
 // the newest. The set is registered while at least one link holds it.
