@@ -43,6 +43,14 @@ type plan struct {
 	label   string
 }
 
+// CheckChain reports whether every link of the chain tmpl can follow a
+// key rotation (ErrRotation naming the one that cannot), without opening
+// anything: for `serve --check`.
+func CheckChain(tmpl hsm.Config) error {
+	_, err := newPlan(tmpl, "", "")
+	return err
+}
+
 // newPlan checks that every link can follow a rotation: a chain with an
 // HSM cannot have a software link (a key generated in a token cannot be
 // copied out); a PKCS#11 link on another token must see the generated key

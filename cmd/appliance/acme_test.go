@@ -677,3 +677,46 @@ func TestACMEFailuresKeepCertificate(t *testing.T) {
 			tc.name, after[errName]-before[errName], tc.stage)
 	}
 }
+
+// serve --check with acme: a fresh configuration is ok (no certificate
+// yet) and nothing is written; a chain that cannot follow a key rotation
+// (an HSM link and a software link) is refused, naming the software link.
+func TestServeCheckACME(t *testing.T) {
+	dir := t.TempDir()
+	pki := labPKI(t)
+	state := filepath.Join(dir, "state")
+	base := fmt.Sprintf(`sip: 127.0.0.1:5060
+next_hop: 127.0.0.1:5070
+lab: true
+trust: {lab: %s}
+acme:
+  directory: http://127.0.0.1:9/acme/directory
+  spc: "1234"
+  spc_token: {file: %s}
+  publish: {url: "http://127.0.0.1:9/x5u/", dir: %s}
+  state_dir: %s
+`, filepath.Join(pki, "root.pem"), filepath.Join(dir, "token"), filepath.Join(dir, "x5u"), state)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	soft := write("soft.yaml", "key: "+filepath.Join(pki, "sp.key")+"\n"+base)
+	code, out, errs := runCmd("serve", "--check", "--config", soft)
+	if code != 0 || !strings.Contains(out, "no certificate yet") {
+		t.Fatalf("--check of a fresh acme config: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatalf("--check created the state directory: %v", err)
+	}
+	mixed := write("mixed.yaml", fmt.Sprintf(`signers:
+  - {name: hsm-a, pkcs11: "pkcs11:token=a;object=k?module-path=/nonexistent.so&pin-source=file:/nonexistent"}
+  - {name: fallback, key: %s}
+`, filepath.Join(pki, "sp.key"))+base)
+	code, _, errs = runCmd("serve", "--check", "--config", mixed)
+	if code != 2 || !strings.Contains(errs, `signer "fallback" (software) would keep the old key`) {
+		t.Fatalf("mixed chain: exit %d %q", code, errs)
+	}
+}

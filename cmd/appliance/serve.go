@@ -78,6 +78,11 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	log := newLogger(e, cfg.LogLevel)
 	app, err := newAppliance(ctx, cfg, e.now(), log, f.check)
+	if f.check && errors.Is(err, errNoCertificateYet) {
+		fmt.Fprintf(e.stdout, "configuration ok: mode %s, acme: no certificate yet (serve obtains one from %s before it opens the SIP port)\n",
+			cfg.Mode, cfg.ACME.Directory)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -340,13 +345,25 @@ func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now 
 	if cfg.ACME == nil {
 		return operatorCredential(ctx, cfg, now, log)
 	}
+	if a.checkOnly {
+		// --check touches nothing: no state written, no key made, nobody
+		// contacted. The chain must be able to follow a rotation, and a
+		// starting certificate must match the keys.
+		if err := certmgr.CheckChain(chainTemplate(cfg)); err != nil {
+			return nil, fmt.Errorf("acme: %w", err)
+		}
+		if cfg.Cert != "" {
+			return operatorCredential(ctx, cfg, now, log)
+		}
+		return nil, errNoCertificateYet
+	}
 	alog := log // certmgr adds component=acme
 	m, repo, closeACME, err := acmeManager(cfg, alog, a.onSwitch)
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, closeACME)
-	if repo != nil && !a.checkOnly {
+	if repo != nil {
 		if err := repo.start(); err != nil {
 			return nil, err
 		}
@@ -364,9 +381,6 @@ func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now 
 	if cfg.Cert != "" {
 		return operatorCredential(ctx, cfg, now, log)
 	}
-	if a.checkOnly {
-		return nil, errors.New("acme: no certificate yet: serve obtains one before it opens the SIP port (check cannot)")
-	}
 	log.Info("acme: no certificate yet; obtaining one before serving", "directory", cfg.ACME.Directory)
 	return m.Obtain(ctx)
 }
@@ -379,6 +393,10 @@ func (a *appliance) onSwitch(old, cur *credential.Credential) {
 	a.log.Info("certificate in use", "x5u", cur.X5U(), "serial", leaf.SerialNumber.Text(16),
 		"not_before", leaf.NotBefore.UTC().Format(time.RFC3339), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 }
+
+// errNoCertificateYet is --check of an acme: configuration with no
+// starting certificate: valid, nothing to check the keys against yet.
+var errNoCertificateYet = errors.New("acme: no certificate yet")
 
 // chain is the signer chain of the credential in use.
 func (a *appliance) chain() *hsm.Chain {
