@@ -400,6 +400,8 @@ func TestACMERenewalUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	served := map[string][]byte{}
 	notAfter := map[int64]bool{} // shakenline_cert_not_after_seconds as scraped
+	var bypassAt []string         // when the bypass counter grew (a failure's diagnosis)
+	lastBypass := 0.0
 	unready := 0
 	stopWatch := make(chan struct{})
 	watched := make(chan struct{})
@@ -439,6 +441,10 @@ func TestACMERenewalUnderLoad(t *testing.T) {
 			if m, err := l.metrics(); err == nil {
 				mu.Lock()
 				notAfter[int64(m["shakenline_cert_not_after_seconds"])] = true
+				if b := sumPrefix(m, "shakenline_calls_bypassed_total"); b > lastBypass {
+					bypassAt = append(bypassAt, fmt.Sprintf("%s +%v", time.Now().UTC().Format("15:04:05.0"), b-lastBypass))
+					lastBypass = b
+				}
 				mu.Unlock()
 			}
 		}
@@ -504,7 +510,8 @@ func TestACMERenewalUnderLoad(t *testing.T) {
 			}
 		}
 		sort.Strings(reasons)
-		t.Fatalf("appliance: %v unsigned, %v bypassed calls: %v", unsigned, bypassed, reasons)
+		mu.Lock()
+		t.Fatalf("appliance: %v unsigned, %v bypassed calls: %v; bypasses seen at %v (switches in the serve log)", unsigned, bypassed, reasons, bypassAt)
 	}
 	if n := bytes.Count(uacErrs, []byte("SIP/2.0 438")); n > 0 {
 		t.Fatalf("%d calls answered 438 by Kamailio (PASSporT not verified with its x5u's certificate):\n%s", n, lastLines(uacErrs, 60))
