@@ -400,7 +400,7 @@ func TestACMERenewalUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	served := map[string][]byte{}
 	notAfter := map[int64]bool{} // shakenline_cert_not_after_seconds as scraped
-	var bypassAt []string         // when the bypass counter grew (a failure's diagnosis)
+	var bypassAt []string        // when the bypass counter grew (a failure's diagnosis)
 	lastBypass := 0.0
 	unready := 0
 	stopWatch := make(chan struct{})
