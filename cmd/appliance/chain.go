@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/config"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 )
 
@@ -40,7 +41,7 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 	for i, l := range links {
 		sc := hsm.SignerConfig{Name: l.Name, PKCS11: l.PKCS11, Timeout: l.Timeout, Workers: l.Workers}
 		if l.Key != "" {
-			key, err := loadKey(l.Key)
+			key, err := credential.ReadKeyFile(l.Key)
 			if err != nil {
 				closeSoft()
 				return nil, nil, fmt.Errorf("signer %d: key: %w", i+1, err)
