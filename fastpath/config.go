@@ -69,6 +69,7 @@ type Config struct {
 	MaxConnections   int            // inbound TCP and TLS connections at most; default DefaultMaxConnections
 	MaxPerSource     int            // inbound connections from one address at most; default DefaultMaxPerSource
 	IdleTimeout      time.Duration  // a connection without traffic this long is closed; default DefaultIdleTimeout
+	MessageTimeout   time.Duration  // an incomplete message older than this closes its connection; default DefaultMessageTimeout
 
 	Builder *passport.Builder
 	Signer  hsm.Dispatcher

@@ -15,9 +15,6 @@ import (
 // Stream connection limits that are not configuration (docs/ARCHITECTURE.md,
 // "SIP over TCP and TLS").
 const (
-	// messageTimeout is how long an incomplete message may take to
-	// arrive whole (a slowloris client sending a byte at a time).
-	messageTimeout = 10 * time.Second
 	// maxBacklog is the most bytes waiting to be written to one
 	// connection (a peer that does not read): past it the connection is
 	// closed.
@@ -44,6 +41,9 @@ const (
 	DefaultMaxConnections = 16384
 	DefaultMaxPerSource   = 256
 	DefaultIdleTimeout    = 120 * time.Second
+	// DefaultMessageTimeout is how long an incomplete message may take to
+	// arrive whole (a slowloris client sending a byte at a time).
+	DefaultMessageTimeout = 10 * time.Second
 )
 
 // closeReason is why a connection closed (label of
@@ -388,7 +388,7 @@ func dirOf(out bool) int {
 
 // sweep closes, once a second, the connections idle past the idle
 // timeout and those whose incomplete message is older than
-// messageTimeout, until stop is closed.
+// Config.MessageTimeout, until stop is closed.
 func (s *Server) sweep(stop <-chan struct{}) {
 	defer s.wg.Done()
 	t := time.NewTicker(sweepEvery)
@@ -406,7 +406,7 @@ func (s *Server) sweep(stop <-chan struct{}) {
 func (s *Server) sweepOnce(now int64) {
 	idle := int64(s.cfg.IdleTimeout)
 	s.conns.each(func(c *conn) {
-		if p := c.partial.Load(); p != 0 && now-p > int64(messageTimeout) {
+		if p := c.partial.Load(); p != 0 && now-p > int64(s.cfg.MessageTimeout) {
 			c.shut(closeSlow)
 			return
 		}

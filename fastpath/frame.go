@@ -135,7 +135,8 @@ func (f *framer) fresh(in []byte) (n int, msg []byte, ping bool, err frameErr) {
 	f.ka = 0
 	start := n
 	rest := in[start:]
-	end, lines, resume, found := headerEnd(rest, 0, 0)
+	// Look no further than a message may be long, as a held part would.
+	end, lines, resume, found := headerEnd(rest[:min(len(rest), sip.MaxMessage+1)], 0, 0)
 	if lines > maxHeaderLines {
 		return len(in), nil, false, frameTooManyHeaders
 	}

@@ -95,6 +95,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.MessageTimeout <= 0 {
+		cfg.MessageTimeout = DefaultMessageTimeout
+	}
 	if cfg.UDPMTU < 0 {
 		return nil, errors.New("fastpath: udp_mtu must be 0 (off) or a size in bytes")
 	}

@@ -1,0 +1,248 @@
+package fastpath
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// dialFrom opens a TCP connection to to from the loopback address from.
+func dialFrom(t testing.TB, from string, to netip.AddrPort) *streamPeer {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp4", to.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newStreamPeer(t, c)
+}
+
+// served checks that the connection is open and served: an OPTIONS on it
+// reaches the next hop.
+func (te *testEnv) served(t *testing.T, p *streamPeer, id string) {
+	t.Helper()
+	local := p.c.LocalAddr().(*net.TCPAddr).AddrPort()
+	p.send(t, []byte("OPTIONS sip:198.18.2.2 SIP/2.0\r\nVia: SIP/2.0/TCP "+local.String()+";branch=z9hG4bK"+id+"\r\n"+
+		"From: <sip:ping@198.18.1.2>;tag=1\r\nTo: <sip:198.18.2.2>\r\nCall-ID: "+id+"\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"))
+	got, _ := recv(t, te.next)
+	if h := header(got, "Call-ID"); len(h) != 1 || h[0] != id {
+		t.Fatalf("next hop got:\n%s", got)
+	}
+}
+
+// Connections from one address, and in all, are bounded: one past a
+// limit is closed at once, counted, and the others stay served.
+func TestConnectionLimits(t *testing.T) {
+	te := start(t, Proxy, func(c *Config, _ *testEnv) { c.MaxPerSource, c.MaxConnections = 2, 3 })
+	src0, tot0 := mConnRefusedSource.Get(), mConnRefusedTotal.Get()
+	a1, a2 := dialFrom(t, "127.0.0.1", te.addr), dialFrom(t, "127.0.0.1", te.addr)
+	te.served(t, a1, "a1")
+	te.served(t, a2, "a2")
+	dialFrom(t, "127.0.0.1", te.addr).closed(t, 3*time.Second)
+	if mConnRefusedSource.Get() != src0+1 {
+		t.Fatal("per-source refusal not counted")
+	}
+	b1 := dialFrom(t, "127.0.0.2", te.addr)
+	te.served(t, b1, "b1")
+	dialFrom(t, "127.0.0.3", te.addr).closed(t, 3*time.Second)
+	if mConnRefusedTotal.Get() != tot0+1 {
+		t.Fatal("total refusal not counted")
+	}
+	te.served(t, a1, "a1again")
+	// A closed connection frees its place.
+	a2.c.Close()
+	time.Sleep(200 * time.Millisecond)
+	te.served(t, dialFrom(t, "127.0.0.1", te.addr), "a3")
+}
+
+// A connection without traffic for the idle timeout is closed; one that
+// sends keep-alives is not.
+func TestConnectionIdleTimeout(t *testing.T) {
+	te := start(t, Proxy, func(c *Config, _ *testEnv) { c.IdleTimeout = time.Second })
+	idle0 := mConnClosed[closeIdle].Get()
+	idle := dialTCP(t, te.addr)
+	busy := dialTCP(t, te.addr)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(300 * time.Millisecond):
+				_, _ = busy.c.Write([]byte("\r\n\r\n"))
+			}
+		}
+	}()
+	idle.closed(t, 4*time.Second)
+	if mConnClosed[closeIdle].Get() < idle0+1 {
+		t.Fatal("idle close not counted")
+	}
+	te.served(t, busy, "busy")
+}
+
+// Slowloris (a message a byte at a time), an endless header, too many
+// header lines and a missing Content-Length each close their connection,
+// counted, while a call on another connection goes through.
+func TestConnectionAbuse(t *testing.T) {
+	te := start(t, Proxy, func(c *Config, _ *testEnv) { c.MessageTimeout = time.Second })
+	good := dialTCP(t, te.addr)
+
+	slow := dialTCP(t, te.addr)
+	slow0 := mConnClosed[closeSlow].Get()
+	stop := make(chan struct{})
+	go func() {
+		msg := "INVITE sip:x@198.18.2.2 SIP/2.0\r\nX-Slow: "
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := slow.c.Write([]byte{msg[i%len(msg)]}); err != nil {
+				return
+			}
+		}
+	}()
+	defer close(stop)
+	te.served(t, good, "during-slowloris")
+	slow.closed(t, 4*time.Second)
+	if mConnClosed[closeSlow].Get() != slow0+1 {
+		t.Fatal("slow message close not counted")
+	}
+
+	cases := map[closeReason]string{
+		closeTooLarge:        "INVITE sip:x SIP/2.0\r\nX-Endless: " + strings.Repeat("y", 70000),
+		closeTooManyHeaders:  "INVITE sip:x SIP/2.0\r\n" + strings.Repeat("X-H: 1\r\n", 300),
+		closeNoContentLength: "OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 198.18.1.2;branch=z9hG4bKn\r\n\r\n",
+	}
+	for reason, msg := range cases {
+		n0 := mConnClosed[reason].Get()
+		p := dialTCP(t, te.addr)
+		p.send(t, []byte(msg))
+		p.closed(t, 3*time.Second)
+		if mConnClosed[reason].Get() != n0+1 {
+			t.Fatalf("%s: close not counted", closeReasonNames[reason])
+		}
+		te.served(t, good, "after-"+closeReasonNames[reason])
+	}
+}
+
+// holderEnv names, for the helper process, where to open how many idle
+// connections.
+const holderEnv = "SHAKENLINE_HOLD_CONNS"
+
+// TestHoldConnections is the helper process of TestManyIdleConnections:
+// it opens the connections (raw sockets: no Go objects of its own to
+// count), says "ready", and holds them until its stdin closes.
+func TestHoldConnections(t *testing.T) {
+	spec := os.Getenv(holderEnv)
+	if spec == "" {
+		t.Skip("helper process only")
+	}
+	addr, nstr, _ := strings.Cut(spec, ",")
+	n, _ := strconv.Atoi(nstr)
+	ap := netip.MustParseAddrPort(addr)
+	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	for i := range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatalf("socket %d: %v", i, err)
+		}
+		// Spread over loopback sources, as many clients would come.
+		local := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 86, byte(1 + i%200)}}
+		if err := unix.Bind(fd, local); err != nil {
+			t.Fatalf("bind %d: %v", i, err)
+		}
+		if err := unix.Connect(fd, sa); err != nil {
+			t.Fatalf("connect %d: %v", i, err)
+		}
+	}
+	fmt.Println("ready")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+}
+
+// idleConns opens n idle connections to addr from a helper process (the
+// file descriptors of both ends would not fit one process's limit) and
+// returns once the appliance holds them all; the returned function
+// closes them.
+func idleConns(t testing.TB, addr netip.AddrPort, n int) func() {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldConnections$", "-test.v")
+	cmd.Env = append(os.Environ(), holderEnv+"="+addr.String()+","+strconv.Itoa(n))
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := func() { _ = in.Close(); _ = cmd.Wait() }
+	r := bufio.NewReader(out)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			done()
+			t.Fatalf("helper: %v", err)
+		}
+		if strings.TrimSpace(line) == "ready" {
+			break
+		}
+	}
+	go func() { _, _ = r.WriteTo(io.Discard) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for nOpen[TCP][0].Load() < int64(n) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := nOpen[TCP][0].Load(); got < int64(n) {
+		done()
+		t.Fatalf("the appliance holds %d connections, want %d", got, n)
+	}
+	return done
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// 10,000 idle connections cost bounded memory (the heap per connection
+// is asserted, and logged with the total) and do not stall a call on
+// another connection.
+func TestManyIdleConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 10,000 connections")
+	}
+	const n = 10000
+	te := start(t, Proxy, func(c *Config, _ *testEnv) { c.MaxConnections, c.MaxPerSource = n+100, n })
+	good := dialTCP(t, te.addr)
+	te.served(t, good, "before")
+	before := heapInUse()
+	closeAll := idleConns(t, te.addr, n)
+	defer closeAll()
+	after := heapInUse()
+	per := float64(int64(after)-int64(before)) / n
+	t.Logf("%d idle connections: heap %+.1f MiB, %.0f bytes per connection", n, float64(int64(after)-int64(before))/(1<<20), per)
+	if per > 4096 {
+		t.Fatalf("%.0f bytes of heap per idle connection, want at most 4096", per)
+	}
+	start := time.Now()
+	good.send(t, viaTCP(invite(good.c.LocalAddr().(*net.TCPAddr).AddrPort(), "among-idle", "")))
+	got, _ := recv(t, te.next)
+	verifyIdentity(t, te, got)
+	t.Logf("a call among them: signed and forwarded in %v", time.Since(start))
+}
