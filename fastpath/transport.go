@@ -47,59 +47,15 @@ func ParseTransport(s string) (Transport, error) {
 	return 0, fmt.Errorf("fastpath: unknown transport %q (want udp, tcp or tls)", s)
 }
 
-// ParseNextHop parses the next hop: ADDR:PORT (UDP), or a SIP URI
-// sip:ADDR:PORT;transport=udp|tcp|tls (sips:ADDR:PORT is TLS). ADDR is an
-// IP literal (IPv6 in brackets); the port defaults to 5060 (5061 for TLS)
-// in a URI.
+// ParseNextHop parses the next hop as configured (sip.ParseHop): ADDR:PORT
+// (UDP), or sip:ADDR:PORT;transport=udp|tcp|tls (sips: is TLS).
 func ParseNextHop(s string) (netip.AddrPort, Transport, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap, UDP, nil
-	}
-	bad := func() (netip.AddrPort, Transport, error) {
-		return netip.AddrPort{}, 0, fmt.Errorf("fastpath: next hop %q: want ADDR:PORT or sip:ADDR:PORT;transport=udp|tcp|tls", s)
-	}
-	rest, tr := "", UDP
-	switch {
-	case len(s) > 5 && strings.EqualFold(s[:5], "sips:"):
-		rest, tr = s[5:], TLS
-	case len(s) > 4 && strings.EqualFold(s[:4], "sip:"):
-		rest = s[4:]
-	default:
-		return bad()
-	}
-	hostport, params, _ := strings.Cut(rest, ";")
-	for params != "" {
-		var p string
-		p, params, _ = strings.Cut(params, ";")
-		k, v, _ := strings.Cut(p, "=")
-		if !strings.EqualFold(k, "transport") {
-			continue
-		}
-		t, err := ParseTransport(v)
-		if err != nil {
-			return bad()
-		}
-		if tr == TLS && t != TLS { // sips: is TLS whatever the parameter says
-			return bad()
-		}
-		tr = t
-	}
-	ap, err := netip.ParseAddrPort(hostport)
+	ap, tr, err := sip.ParseHop(s)
 	if err != nil {
-		a, err := netip.ParseAddr(strings.Trim(hostport, "[]"))
-		if err != nil || a.Zone() != "" {
-			return bad()
-		}
-		port := uint16(5060)
-		if tr == TLS {
-			port = 5061
-		}
-		ap = netip.AddrPortFrom(a, port)
+		return netip.AddrPort{}, 0, err
 	}
-	if ap.Addr().Zone() != "" || ap.Port() == 0 {
-		return bad()
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), tr, nil
+	t, err := ParseTransport(tr)
+	return ap, t, err
 }
 
 // target is where a message leaves for: an address over a transport, and

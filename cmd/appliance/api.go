@@ -61,6 +61,10 @@ func signerReady(a *appliance) []api.Check {
 	if a.signer == nil {
 		checks = []api.Check{api.SignerCheck(nil, time.Second)}
 	}
+	// A next hop reached over TCP or TLS that refuses our connections.
+	if fp := a.fp; fp != nil {
+		checks = append(checks, api.Check{Name: "next-hop", Fn: fp.NextHopReady})
+	}
 	if st := a.steering; st != nil {
 		checks = append(checks, api.Check{Name: "xdp", Fn: func() error {
 			if _, err := st.Counters(); err != nil {

@@ -109,7 +109,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	if app.api != nil {
 		go func() { errc <- app.api.Run(ctx) }()
 	}
-	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "next_hop", cfg.NextHop, "api", cfg.API,
+	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "sip_tls", cfg.SIPTLS, "next_hop", cfg.NextHop, "api", cfg.API,
 		"signers", len(app.signer.Health()), "x5u", cfg.X5U, "policy_rules", app.policy.Load().Rules())
 	for {
 		select {
@@ -234,7 +234,9 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 			return nil, err
 		}
 	}
-	fc.NextHop, _ = netip.ParseAddrPort(cfg.NextHop)
+	if err := streamConfig(cfg, &fc); err != nil {
+		return nil, err
+	}
 	fc.Advertise, _ = netip.ParseAddrPort(cfg.Advertise)
 	if a.fp, err = fastpath.New(fc); err != nil {
 		return nil, err
