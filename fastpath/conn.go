@@ -16,8 +16,10 @@ import (
 // "SIP over TCP and TLS").
 const (
 	// maxBacklog is the most bytes waiting to be written to one
-	// connection (a peer that does not read): past it the connection is
-	// closed.
+	// connection: past it messages for the connection are dropped,
+	// counted (as UDP drops datagrams when a socket buffer is full), and
+	// a connection that stays past it for stuckTimeout (a peer that does
+	// not read) is closed.
 	maxBacklog = 1 << 20
 	// streamBufferBudget is the most bytes lent at once to incomplete
 	// messages and queued output of all connections (bufPool).
@@ -35,6 +37,10 @@ const (
 	backoffMin = 250 * time.Millisecond
 	backoffMax = 30 * time.Second
 )
+
+// stuckTimeout is how long a connection's backlog may stay full before the
+// connection is closed (a var for the tests).
+var stuckTimeout = 10 * time.Second
 
 // Defaults of the configurable limits (Config).
 const (
@@ -119,6 +125,7 @@ type conn struct {
 	pend  []byte        // output queued by other goroutines (or before the connection opened)
 
 	last    atomic.Int64  // unix ns of the last message in or out
+	full    atomic.Int64  // unix ns since when its backlog is full (0: it is not)
 	partial atomic.Int64  // unix ns when the incomplete message the framer holds began; 0: none
 	reason  atomic.Uint32 // why it is being closed, once asked (closeReason)
 
@@ -159,8 +166,7 @@ func (c *conn) send(l *loop, b []byte) bool {
 	}
 	if len(c.pend)+len(b) > maxBacklog || !c.pendRoom(len(b)) {
 		c.mu.Unlock()
-		mStreamDropped[dropBacklog].Inc()
-		c.shut(closeBacklog)
+		c.overflow()
 		return false
 	}
 	first := len(c.pend) == 0
@@ -173,6 +179,20 @@ func (c *conn) send(l *loop, b []byte) bool {
 		c.wake(gc)
 	}
 	return true
+}
+
+// overflow drops a message for c's full backlog, counted, and closes c
+// once its backlog has been full for stuckTimeout.
+func (c *conn) overflow() {
+	mStreamDropped[dropBacklog].Inc()
+	now := time.Now().UnixNano()
+	since := c.full.Load()
+	switch {
+	case since == 0:
+		c.full.Store(now)
+	case now-since > int64(stuckTimeout):
+		c.shut(closeBacklog)
+	}
 }
 
 // pendRoom makes room for n more bytes in pend (under mu): a pooled buffer

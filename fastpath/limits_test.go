@@ -246,3 +246,108 @@ func TestManyIdleConnections(t *testing.T) {
 	verifyIdentity(t, te, got)
 	t.Logf("a call among them: signed and forwarded in %v", time.Since(start))
 }
+
+// A next hop that stops reading: its backlog fills, what does not fit is
+// dropped (counted, as UDP drops at a full socket buffer) and the
+// connection stays; once the next hop reads again calls flow on it. One
+// that does not read for stuckTimeout is closed, and a later call opens a
+// new connection.
+func TestNextHopBacklog(t *testing.T) {
+	old := stuckTimeout
+	stuckTimeout = 2 * time.Second
+	defer func() { stuckTimeout = old }()
+	for _, reads := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reads-again-%v", reads), func(t *testing.T) { nextHopBacklog(t, reads) })
+	}
+}
+
+func nextHopBacklog(t *testing.T, readsAgain bool) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conns := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+		}
+	}()
+	te := start(t, Proxy, func(c *Config, _ *testEnv) {
+		c.NextHop, c.NextHopTransport = ln.Addr().(*net.TCPAddr).AddrPort(), TCP
+		c.SocketBuffer = 64 << 10
+	})
+	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+	dropped := mStreamDropped[dropBacklog].Get()
+	var first net.Conn
+	for i := 0; mStreamDropped[dropBacklog].Get() == dropped; i++ {
+		if i == 20000 {
+			t.Fatal("the backlog never filled")
+		}
+		te.send(t, bigInvite(ca, fmt.Sprintf("fill%d", i), 8000))
+		if first == nil {
+			first = <-conns
+			defer first.Close()
+		}
+		if i%50 == 49 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !readsAgain {
+		stuck := mConnClosed[closeBacklog].Get()
+		time.Sleep(stuckTimeout + 100*time.Millisecond)
+		for i := 0; mConnClosed[closeBacklog].Get() == stuck; i++ {
+			if i == 200 {
+				t.Fatal("a next hop that does not read was not closed")
+			}
+			te.send(t, bigInvite(ca, fmt.Sprintf("stuck%d", i), 8000))
+			time.Sleep(10 * time.Millisecond)
+		}
+		te.send(t, invite(ca, "after-close", ""))
+		select {
+		case c := <-conns:
+			defer c.Close()
+			peer := newStreamPeer(t, c)
+			for m := peer.recv(t); !strings.Contains(string(m), "Call-ID: after-close@"); m = peer.recv(t) {
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no new connection after the stuck one closed")
+		}
+		return
+	}
+	// It reads again: the calls after flow on the same connection.
+	peer := newStreamPeer(t, first)
+	for quiet := 0; quiet < 3; {
+		select {
+		case _, ok := <-peer.msgs:
+			if !ok {
+				t.Fatal("the connection closed")
+			}
+			quiet = 0
+		case <-time.After(100 * time.Millisecond):
+			quiet++
+		}
+	}
+	te.send(t, invite(ca, "after-backlog", ""))
+	deadline := time.After(10 * time.Second)
+	for found := false; !found; {
+		select {
+		case m, ok := <-peer.msgs:
+			if !ok {
+				t.Fatal("the connection closed")
+			}
+			found = strings.Contains(string(m), "Call-ID: after-backlog@")
+		case <-deadline:
+			t.Fatal("the call after the backlog did not arrive")
+		}
+	}
+	select {
+	case <-conns:
+		t.Fatal("a new connection: the full one was closed")
+	default:
+	}
+}

@@ -25,6 +25,12 @@ func (s *Server) openTCP(gc gnet.Conn) gnet.Action {
 	if c, ok := gc.Context().(*conn); ok {
 		c.home = l
 		l.nconns++
+		if c.reason.Load() != 0 { // shut while it connected
+			c.mu.Lock()
+			c.gc = gc
+			c.mu.Unlock()
+			return gnet.Close
+		}
 		c.mu.Lock()
 		c.gc = gc
 		c.state.Store(uint32(connOpen))
@@ -144,17 +150,18 @@ func (l *loop) cork(c *conn, b []byte) bool {
 }
 
 // write writes b on c now (home loop); gnet keeps what the socket does
-// not take and writes it when it can, up to maxBacklog, past which the
-// connection is closed.
+// not take and writes it when it can, up to maxBacklog (conn.overflow).
 func (l *loop) write(c *conn, b []byte) bool {
 	if !c.isOpen() || c.reason.Load() != 0 {
 		mStreamDropped[dropClosed].Inc()
 		return false
 	}
 	if c.gc.OutboundBuffered() > maxBacklog {
-		mStreamDropped[dropBacklog].Inc()
-		c.shut(closeBacklog)
+		c.overflow()
 		return false
+	}
+	if c.full.Load() != 0 {
+		c.full.Store(0)
 	}
 	if _, err := c.gc.Write(b); err != nil {
 		mStreamDropped[dropClosed].Inc()

@@ -351,3 +351,41 @@ func TestTCPFraming(t *testing.T) {
 		t.Fatalf("pong %q, %v", pong, err)
 	}
 }
+
+// A next hop that refuses TCP: counted, reported by NextHopReady (the
+// /readyz check), requests answered 503 while its backoff runs; once it
+// listens, the next request reconnects and goes through.
+func TestNextHopRefusesTCP(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nh := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close() // nothing listens there now
+	te := start(t, Proxy, func(c *Config, _ *testEnv) { c.NextHop, c.NextHopTransport = nh, TCP })
+	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+	errs := mConnectErrors[TCP].Get()
+	te.send(t, invite(ca, "refused1", ""))
+	for deadline := time.Now().Add(5 * time.Second); mConnectErrors[TCP].Get() == errs; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the refused connection was not counted")
+		}
+	}
+	if err := te.srv.NextHopReady(); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("readiness: %v", err)
+	}
+	te.send(t, invite(ca, "refused2", ""))
+	if got, _ := recv(t, te.client); !bytes.HasPrefix(got, []byte("SIP/2.0 503 ")) {
+		t.Fatalf("want 503:\n%s", got)
+	}
+	_, peers := tcpListener(t, nh.String())
+	time.Sleep(backoffMin + 100*time.Millisecond)
+	te.send(t, invite(ca, "back", ""))
+	next := acceptPeer(t, peers)
+	if got := next.recv(t); !strings.Contains(string(got), "Call-ID: back@") {
+		t.Fatalf("next hop got:\n%s", got)
+	}
+	if err := te.srv.NextHopReady(); err != nil {
+		t.Fatalf("readiness once connected: %v", err)
+	}
+}

@@ -138,6 +138,7 @@ func (s *Server) writeTLS(c *conn, tc *tls.Conn) {
 			if len(b) == 0 {
 				break
 			}
+			c.full.Store(0)
 			_ = tc.SetWriteDeadline(time.Now().Add(writeTimeout))
 			_, err := tc.Write(b)
 			s.bufs.giveBack(pb, b)
