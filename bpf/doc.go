@@ -37,7 +37,10 @@
 // addressed to the interface's MAC, non-IP. Datagrams from the wire to the
 // steering address and port are dropped (they could carry forged metadata).
 // IP fragments are never steered: an INVITE that arrives fragmented is
-// forwarded unsigned (counted as invite_unsteered/fragment).
+// forwarded unsigned (counted as invite_unsteered/fragment). SIP over TCP
+// is never steered either: a segment to or from a SIP port is forwarded
+// like any other packet, unchanged, and counted on top (sip_tcp; signing
+// it would need a transparent TCP proxy, docs/ARCHITECTURE.md).
 //
 // Only the first bytes are checked: re-INVITEs (To tag) are steered too,
 // and the userspace loop must forward them unchanged with the Reinjector.
@@ -70,9 +73,11 @@
 //
 // A per-CPU array counts, per interface and Reason, every packet exactly
 // once as steered, forwarded, passed or dropped, plus invite_unsteered
-// events (heartbeat_stale, disabled, steer_error, fragment). Counters
-// returns them; WritePrometheus writes shakenline_xdp_packets_total and
-// shakenline_xdp_invite_unsteered_total for metrics.RegisterMetricsWriter.
+// events (heartbeat_stale, disabled, steer_error, fragment) and sip_tcp
+// events (SIP over TCP passed on unsigned). Counters returns them;
+// WritePrometheus writes shakenline_xdp_packets_total,
+// shakenline_xdp_invite_unsteered_total and
+// shakenline_xdp_sip_tcp_packets_total for metrics.RegisterMetricsWriter.
 //
 // # Attach modes and veths
 //

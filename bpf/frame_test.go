@@ -15,6 +15,7 @@ type frame struct {
 	ttl            uint8 // default 64
 	mf             bool  // IPv4 more-fragments flag
 	etherType      uint16
+	tcp            bool // a TCP segment (PSH|ACK) instead of a UDP datagram
 }
 
 func mac(s string) net.HardwareAddr {
@@ -86,6 +87,16 @@ func (f frame) bytes() []byte {
 	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(f.payload)))
 	udp = append(udp, f.payload...)
 	binary.BigEndian.PutUint16(udp[6:], udpChecksum(f.src.Addr(), f.dst.Addr(), udp))
+	l4 := byte(17)
+	if f.tcp { // no checksum: the program does not look at it
+		l4 = 6
+		udp = make([]byte, 20, 20+len(f.payload))
+		binary.BigEndian.PutUint16(udp[0:], f.src.Port())
+		binary.BigEndian.PutUint16(udp[2:], f.dst.Port())
+		udp[12], udp[13] = 5<<4, 0x18
+		binary.BigEndian.PutUint16(udp[14:], 65535)
+		udp = append(udp, f.payload...)
+	}
 
 	if f.src.Addr().Is4() {
 		b = binary.BigEndian.AppendUint16(b, 0x0800)
@@ -96,7 +107,7 @@ func (f frame) bytes() []byte {
 			binary.BigEndian.PutUint16(ip[6:], 0x2000)
 		}
 		ip[8] = ttl
-		ip[9] = 17
+		ip[9] = l4
 		s, d := f.src.Addr().As4(), f.dst.Addr().As4()
 		copy(ip[12:], s[:])
 		copy(ip[16:], d[:])
@@ -107,7 +118,7 @@ func (f frame) bytes() []byte {
 		ip := make([]byte, 40)
 		ip[0] = 0x60
 		binary.BigEndian.PutUint16(ip[4:], uint16(len(udp)))
-		ip[6] = 17
+		ip[6] = l4
 		ip[7] = ttl
 		s, d := f.src.Addr().As16(), f.dst.Addr().As16()
 		copy(ip[8:], s[:])

@@ -287,6 +287,58 @@ func TestProgramForwardsEverythingElse(t *testing.T) {
 	})
 }
 
+// SIP over TCP through the wire (inline mode): forwarded unchanged, not
+// steered, and counted as a sip_tcp event, in both directions; TCP on
+// other ports is not counted.
+func TestProgramCountsSIPOverTCP(t *testing.T) {
+	e := newProgEnv(t)
+	invTCP := invite(300)
+	for _, tc := range []struct {
+		name    string
+		ingress func() *net.Interface
+		f       frame
+		counted bool
+	}{
+		{"invite-to-5060", func() *net.Interface { return e.ac },
+			frame{dstMAC: nettest.ApplianceClientMAC, srcMAC: nettest.ClientMAC, src: netip.AddrPortFrom(nettest.ClientV4, 40000),
+				dst: srvV4, payload: invTCP, tcp: true}, true},
+		{"response-from-5060-v6", func() *net.Interface { return e.as },
+			frame{dstMAC: nettest.ApplianceServerMAC, srcMAC: nettest.ServerMAC, src: srvV6,
+				dst: netip.AddrPortFrom(nettest.ClientV6, 40000), payload: []byte("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"), tcp: true}, true},
+		{"https", func() *net.Interface { return e.ac },
+			frame{dstMAC: nettest.ApplianceClientMAC, srcMAC: nettest.ClientMAC, src: netip.AddrPortFrom(nettest.ClientV4, 40000),
+				dst: netip.AddrPortFrom(nettest.ServerV4, 443), payload: []byte("x"), tcp: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ifc := tc.ingress()
+			before := e.counters(t)[ifc.Name]
+			in := tc.f.bytes()
+			ret, out := e.run(t, ifc, in)
+			if verdict(ret) != "REDIRECT" {
+				t.Fatalf("verdict %s, want REDIRECT (forwarded)", verdict(ret))
+			}
+			after := e.counters(t)[ifc.Name]
+			want := uint64(0)
+			if tc.counted {
+				want = 1
+			}
+			if d := after.ByReason[ReasonSIPOverTCP] - before.ByReason[ReasonSIPOverTCP]; d != want {
+				t.Errorf("sip_tcp moved by %d, want %d", d, want)
+			}
+			if d := after.ByReason[ReasonForwarded] - before.ByReason[ReasonForwarded]; d != 1 {
+				t.Errorf("forwarded moved by %d, want 1", d)
+			}
+			if after.Steered() != before.Steered() {
+				t.Error("a TCP segment was steered")
+			}
+			// Unchanged but for the MACs and the TTL the forwarding rewrites.
+			if len(out) != len(in) || !bytes.Equal(out[len(out)-len(tc.f.payload):], tc.f.payload) {
+				t.Error("payload changed")
+			}
+		})
+	}
+}
+
 func TestProgramShortFrames(t *testing.T) {
 	e := newProgEnv(t)
 	full := frame{dstMAC: nettest.ApplianceClientMAC, srcMAC: nettest.ClientMAC, src: cliV6, dst: srvV6, payload: invite(300)}.bytes()

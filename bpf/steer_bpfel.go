@@ -68,7 +68,8 @@ const (
 	steerReasonR_EV_INVITE_DISABLED steerReason = 15
 	steerReasonR_EV_INVITE_ERROR    steerReason = 16
 	steerReasonR_EV_INVITE_FRAGMENT steerReason = 17
-	steerReasonR_NR                 steerReason = 18
+	steerReasonR_EV_SIP_TCP         steerReason = 18
+	steerReasonR_NR                 steerReason = 19
 )
 
 // Names of all BPF objects in the ELF.

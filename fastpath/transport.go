@@ -79,9 +79,10 @@ type ingress struct {
 	conn *conn // nil for UDP
 }
 
-// connID is the connection-id Via parameter of a request that came on a
-// stream: the proxy is stateless, so the connection its responses go back
-// on travels in our Via (see stampRequestEdit and responseTarget).
+// connParam is our Via's parameter naming the connection a request came
+// on: the proxy is stateless, so the connection its responses go back on
+// travels in our Via (stampRequestEdit, responseTarget), as Kamailio's ;i=
+// does.
 const connParam = ";i="
 
 // appendConnID appends our Via's connection parameter for id.
