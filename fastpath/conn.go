@@ -108,8 +108,8 @@ type conn struct {
 	out  bool // we opened it (a next hop, or a client's address by its Via)
 	fr   framer
 
-	// TCP, on the home loop only.
-	home   *loop
+	// TCP, on the home loop only (home itself is read by any loop).
+	home   atomic.Pointer[loop]
 	gc     gnet.Conn // set on the home loop, read by others under mu
 	wpb    *[]byte   // this burst's output (flushed by loop.flush), nil when none
 	wbuf   []byte
@@ -154,7 +154,7 @@ func (c *conn) send(l *loop, b []byte) bool {
 	if len(b) == 0 {
 		return true
 	}
-	if l != nil && l == c.home && c.tr == TCP && c.isOpen() {
+	if l != nil && c.tr == TCP && l == c.home.Load() && c.isOpen() {
 		return l.cork(c, b)
 	}
 	c.mu.Lock()

@@ -58,7 +58,7 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	if cc, ok := c.Context().(*conn); ok { // a TCP connection
-		return cc.home.trafficTCP(cc, c)
+		return cc.home.Load().trafficTCP(cc, c)
 	}
 	pkt, _ := c.Next(-1)
 	ua, ok := c.RemoteAddr().(*net.UDPAddr)

@@ -23,7 +23,7 @@ import (
 func (s *Server) openTCP(gc gnet.Conn) gnet.Action {
 	l := s.loopFor(-1, gc.EventLoop())
 	if c, ok := gc.Context().(*conn); ok {
-		c.home = l
+		c.home.Store(l)
 		l.nconns++
 		if c.reason.Load() != 0 { // shut while it connected
 			c.mu.Lock()
@@ -50,7 +50,8 @@ func (s *Server) openTCP(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	ap := ra.AddrPort()
-	c := &conn{s: s, tr: TCP, peer: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), home: l, gc: gc}
+	c := &conn{s: s, tr: TCP, peer: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), gc: gc}
+	c.home.Store(l)
 	c.fr.pool = s.bufs
 	c.last.Store(time.Now().UnixNano())
 	if err := s.conns.add(c); err != nil {
@@ -88,8 +89,8 @@ func (s *Server) closeTCP(gc gnet.Conn) {
 	if !ok {
 		return
 	}
-	if c.home != nil {
-		c.home.nconns--
+	if l := c.home.Load(); l != nil {
+		l.nconns--
 	}
 	// A close we asked for keeps its reason (shut); else the peer
 	// closed, or the socket failed.
