@@ -15,7 +15,11 @@ type frame struct {
 	ttl            uint8 // default 64
 	mf             bool  // IPv4 more-fragments flag
 	etherType      uint16
-	tcp            bool // a TCP segment (PSH|ACK) instead of a UDP datagram
+	// proto, when set, is the IP protocol and seg the whole L4 segment
+	// (checksum included) instead of a UDP datagram built from the ports
+	// and payload.
+	proto uint8
+	seg   []byte
 }
 
 func mac(s string) net.HardwareAddr {
@@ -81,21 +85,15 @@ func (f frame) bytes() []byte {
 	if ttl == 0 {
 		ttl = 64
 	}
-	udp := make([]byte, 8, 8+len(f.payload))
-	binary.BigEndian.PutUint16(udp[0:], f.src.Port())
-	binary.BigEndian.PutUint16(udp[2:], f.dst.Port())
-	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(f.payload)))
-	udp = append(udp, f.payload...)
-	binary.BigEndian.PutUint16(udp[6:], udpChecksum(f.src.Addr(), f.dst.Addr(), udp))
-	l4 := byte(17)
-	if f.tcp { // no checksum: the program does not look at it
-		l4 = 6
-		udp = make([]byte, 20, 20+len(f.payload))
+	proto, udp := f.proto, f.seg
+	if proto == 0 {
+		proto = 17
+		udp = make([]byte, 8, 8+len(f.payload))
 		binary.BigEndian.PutUint16(udp[0:], f.src.Port())
 		binary.BigEndian.PutUint16(udp[2:], f.dst.Port())
-		udp[12], udp[13] = 5<<4, 0x18
-		binary.BigEndian.PutUint16(udp[14:], 65535)
+		binary.BigEndian.PutUint16(udp[4:], uint16(8+len(f.payload)))
 		udp = append(udp, f.payload...)
+		binary.BigEndian.PutUint16(udp[6:], udpChecksum(f.src.Addr(), f.dst.Addr(), udp))
 	}
 
 	if f.src.Addr().Is4() {
@@ -107,7 +105,7 @@ func (f frame) bytes() []byte {
 			binary.BigEndian.PutUint16(ip[6:], 0x2000)
 		}
 		ip[8] = ttl
-		ip[9] = l4
+		ip[9] = proto
 		s, d := f.src.Addr().As4(), f.dst.Addr().As4()
 		copy(ip[12:], s[:])
 		copy(ip[16:], d[:])
@@ -118,7 +116,7 @@ func (f frame) bytes() []byte {
 		ip := make([]byte, 40)
 		ip[0] = 0x60
 		binary.BigEndian.PutUint16(ip[4:], uint16(len(udp)))
-		ip[6] = l4
+		ip[6] = proto
 		ip[7] = ttl
 		s, d := f.src.Addr().As16(), f.dst.Addr().As16()
 		copy(ip[8:], s[:])

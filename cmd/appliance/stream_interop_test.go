@@ -208,17 +208,6 @@ func grepLines(s, prefix string) string {
 	return strings.Join(out, "\n")
 }
 
-// metricValue is the value of the series named exactly name.
-func metricValue(metrics, name string) float64 {
-	for _, l := range strings.Split(metrics, "\n") {
-		if n, v, ok := strings.Cut(l, " "); ok && n == name {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
-}
-
 // viaOf is the appliance's Via in an INVITE at the UAS (the second: Kamailio
 // B's is on top).
 func viaOf(t *testing.T, inv []byte) string {
