@@ -2,6 +2,7 @@ package fastpath
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -151,9 +152,24 @@ func TestHoldConnections(t *testing.T) {
 	if spec == "" {
 		t.Skip("helper process only")
 	}
-	addr, nstr, _ := strings.Cut(spec, ",")
-	n, _ := strconv.Atoi(nstr)
-	ap := netip.MustParseAddrPort(addr)
+	parts := strings.Split(spec, ",")
+	n, _ := strconv.Atoi(parts[1])
+	ap := netip.MustParseAddrPort(parts[0])
+	if len(parts) > 2 && parts[2] == "tls" { // TLS: handshakes done, then idle
+		var held []*tls.Conn
+		for i := range n {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 86, byte(1+i%200))}}
+			c, err := tls.DialWithDialer(&d, "tcp4", ap.String(), &tls.Config{InsecureSkipVerify: true}) // the test's own listener
+			if err != nil {
+				t.Fatalf("TLS connection %d: %v", i, err)
+			}
+			held = append(held, c)
+		}
+		fmt.Println("ready")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		_ = held
+		return
+	}
 	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 	for i := range n {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
@@ -177,10 +193,10 @@ func TestHoldConnections(t *testing.T) {
 // file descriptors of both ends would not fit one process's limit) and
 // returns once the appliance holds them all; the returned function
 // closes them.
-func idleConns(t testing.TB, addr netip.AddrPort, n int) func() {
+func idleConns(t testing.TB, addr netip.AddrPort, n int, tr Transport) func() {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldConnections$", "-test.v")
-	cmd.Env = append(os.Environ(), holderEnv+"="+addr.String()+","+strconv.Itoa(n))
+	cmd.Env = append(os.Environ(), holderEnv+"="+addr.String()+","+strconv.Itoa(n)+","+tr.String())
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -201,10 +217,10 @@ func idleConns(t testing.TB, addr netip.AddrPort, n int) func() {
 	}
 	go func() { _, _ = r.WriteTo(io.Discard) }()
 	deadline := time.Now().Add(30 * time.Second)
-	for nOpen[TCP][0].Load() < int64(n) && time.Now().Before(deadline) {
+	for nOpen[tr][0].Load() < int64(n) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := nOpen[TCP][0].Load(); got < int64(n) {
+	if got := nOpen[tr][0].Load(); got < int64(n) {
 		done()
 		t.Fatalf("the appliance holds %d connections, want %d", got, n)
 	}
@@ -232,7 +248,7 @@ func TestManyIdleConnections(t *testing.T) {
 	good := dialTCP(t, te.addr)
 	te.served(t, good, "before")
 	before := heapInUse()
-	closeAll := idleConns(t, te.addr, n)
+	closeAll := idleConns(t, te.addr, n, TCP)
 	defer closeAll()
 	after := heapInUse()
 	per := float64(int64(after)-int64(before)) / n
@@ -349,5 +365,35 @@ func nextHopBacklog(t *testing.T, readsAgain bool) {
 	case <-conns:
 		t.Fatal("a new connection: the full one was closed")
 	default:
+	}
+}
+
+// Idle TLS connections cost bounded memory too: their crypto/tls state, a
+// read buffer and two goroutines each (the heap per connection is logged
+// and bounded).
+func TestManyIdleTLSConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 2,000 TLS connections")
+	}
+	const n = 2000
+	pki := newTLSPKI(t)
+	te := start(t, Proxy, func(c *Config, _ *testEnv) {
+		c.MaxConnections, c.MaxPerSource = n+100, n
+		c.ListenTLS = freePort(t)
+		c.TLSServer = &tls.Config{Certificates: []tls.Certificate{pki.good(t)}}
+	})
+	before := heapInUse()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	closeAll := idleConns(t, te.srv.cfg.ListenTLS, n, TLS)
+	defer closeAll()
+	after := heapInUse()
+	var ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms1)
+	per := float64(int64(after)-int64(before)) / n
+	stack := float64(int64(ms1.StackInuse)-int64(ms0.StackInuse)) / n
+	t.Logf("%d idle TLS connections: heap %.0f bytes, goroutine stacks %.0f bytes per connection", n, per, stack)
+	if per+stack > 64<<10 {
+		t.Fatalf("%.0f bytes per idle TLS connection, want at most 64 KiB", per+stack)
 	}
 }

@@ -132,7 +132,6 @@ func (s *Server) connectFailed(c *conn, err error, reason closeReason) {
 	b = min(b, backoffMax)
 	c.backoff = b
 	c.retryAt.Store(time.Now().Add(b).UnixNano())
-	mConnectErrors[c.tr].Inc()
 	if c.peer == s.cfg.NextHop {
 		s.nh.Store(&hopStatus{err: fmt.Errorf("next hop %s over %s: %w", c.peer, c.tr, err), at: time.Now()})
 	}
@@ -141,6 +140,7 @@ func (s *Server) connectFailed(c *conn, err error, reason closeReason) {
 			"transport", c.tr.String(), "to", c.peer, "err", err, "retry_in", b, "suppressed_since_last", n)
 	}
 	c.finish(reason)
+	mConnectErrors[c.tr].Inc() // after finish: once counted, the address is known down
 }
 
 // nextHopUp records, for readiness, that a connection to the next hop

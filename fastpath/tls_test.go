@@ -140,14 +140,14 @@ func TestTLSNextHopCertificateRefused(t *testing.T) {
 				c.NextHop, c.NextHopTransport = ln.Addr().(*net.TCPAddr).AddrPort(), TLS
 				c.TLSClient = &tls.Config{RootCAs: pki.pool}
 			})
-			before := mTLSHandshakeErrors[1].Get()
+			before, errs := mTLSHandshakeErrors[1].Get(), mConnectErrors[TLS].Get()
 			ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
 			te.send(t, invite(ca, "bad-"+name, ""))
 			deadline := time.Now().Add(5 * time.Second)
-			for mTLSHandshakeErrors[1].Get() == before && time.Now().Before(deadline) {
+			for mConnectErrors[TLS].Get() == errs && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
-			if mTLSHandshakeErrors[1].Get() == before {
+			if mTLSHandshakeErrors[1].Get() == before || mConnectErrors[TLS].Get() == errs {
 				t.Fatal("handshake error not counted")
 			}
 			select {
