@@ -116,10 +116,16 @@ func (s *Server) dial(c *conn, el gnet.EventLoop) {
 		s.connectFailed(c, err, closeConnect)
 		return
 	}
-	if r := <-res; r.Err != nil {
-		s.connectFailed(c, r.Err, closeConnect)
+	select {
+	case r := <-res:
+		if r.Err != nil {
+			s.connectFailed(c, r.Err, closeConnect)
+		}
+		// Else openTCP has run on the home loop.
+	case <-s.ctx.Done():
+		// Stopping: gnet may never register it (its loops have ended).
+		c.finish(closeShutdown)
 	}
-	// Else openTCP has run on the home loop.
 }
 
 // connectFailed ends an attempt that failed: the address waits out its
