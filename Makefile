@@ -11,7 +11,7 @@ FUZZTIME ?= 3s
 APT_PKGS := clang llvm libbpf-dev bpftool linux-libc-dev softhsm2 opensc sip-tester \
             kamailio kamailio-secsipid-modules tshark ansible-core iproute2 openssl \
             procps psmisc python3 curl openssh-server ansible-lint ethtool gnuplot-nox \
-            p11-kit p11-kit-modules prometheus chromium kamailio-tls-modules
+            p11-kit p11-kit-modules prometheus chromium pebble kamailio-tls-modules
 
 export GOTOOLCHAIN := local
 
@@ -52,18 +52,19 @@ vet:
 test: deps vet check-generated lint-ansible test-rules build test-unit test-integration test-race fuzz-smoke
 	@echo "make test: all green"
 
-# Packages whose tests need root and the real machinery: XDP on veth links in network namespaces (bpf,
-# cmd/appliance, bench/interop), the Ansible role on namespace test hosts (deploy/ansible), and the lab's
-# SIPp, Kamailio and raw softhsm2 runs (bench/sipp, bench/kamailio, bench/hsmraw). Every other package is a
-# unit-test package, a new one included.
+# Packages whose tests need root and the real machinery: network namespaces (internal/netns), XDP on veth
+# links in them (bpf, cmd/appliance, bench/interop), the Ansible role on namespace test hosts
+# (deploy/ansible), and the lab's SIPp, Kamailio and raw softhsm2 runs (bench/sipp, bench/kamailio,
+# bench/hsmraw). Every other package is a unit-test package, a new one included.
 INTEGRATION_PKGS := ./bpf/... ./cmd/appliance/ ./bench/interop/ ./bench/kamailio/ ./bench/sipp/ ./bench/hsmraw/ \
-                    ./deploy/ansible/
+                    ./deploy/ansible/ ./internal/netns/
 UNIT_PKGS = $(filter-out $(shell $(GO) list $(INTEGRATION_PKGS)),$(shell $(GO) list ./...))
 
 # Pure-Go packages under the race detector: everything with goroutines or shared state that races in
 # a few minutes on two cores (the integration packages and the lab stay out).
 RACE_PKGS := ./fastpath/ ./hsm/... ./policy/ ./es256/ ./verify/ ./api/ ./audit/ ./passport/ ./sip/ ./config/ \
-             ./e164/ ./tnauth/ ./labpki/ ./p256verify/ ./internal/p256/... ./claims/
+             ./e164/ ./tnauth/ ./labpki/ ./p256verify/ ./internal/p256/... ./claims/ ./credential/ ./certmgr/ \
+             ./spctoken/ ./labsti/
 
 ## test-unit: the tests of every package outside INTEGRATION_PKGS
 test-unit:

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/sip"
 )
@@ -79,6 +80,9 @@ type loop struct {
 	ws    *job         // the call being signed; taken from free only when it goes asynchronous
 	idle  hsm.IdleWork // the signer's refill work, done when the socket is drained (nil: none)
 
+	idleCred *credential.Credential // the credential idle belongs to
+	noIdle   bool                   // a TLS loop: never does the signer's idle work
+
 	in     ingress           // where the message in hand came from
 	to     target            // where the request in hand goes (set by the egress before the decision)
 	nconns int               // TCP connections this gnet loop owns
@@ -134,9 +138,8 @@ func (s *Server) newLoop(fd, idx int, idle bool) *loop {
 		l.free <- newJob(l)
 	}
 	l.ws = newJob(l)
-	if iw, ok := s.cfg.Signer.(interface{ IdleWork(shard int) hsm.IdleWork }); ok && idle {
-		l.idle = iw.IdleWork(idx) // the shard TrySign uses
-	}
+	l.noIdle = !idle
+	l.followCredential(s.cfg.Credential.Load())
 	l.bursts = lingerQuiet // no hand-off yet: the loop may linger from the start
 	s.wg.Add(1)
 	go l.runSender(newBatch(txfd, v6), s.stopSenders)
@@ -149,5 +152,21 @@ func (l *loop) getJob() *job {
 		return j
 	default:
 		return nil
+	}
+}
+
+// followCredential makes the loop's idle work that of c's signer (after a
+// renewal switched the credential; the old signer is retired later).
+func (l *loop) followCredential(c *credential.Credential) {
+	if l.idle != nil {
+		l.idle.Close()
+		l.idle = nil
+	}
+	l.idleCred = c
+	if l.noIdle {
+		return
+	}
+	if iw, ok := c.Signer.(interface{ IdleWork(shard int) hsm.IdleWork }); ok {
+		l.idle = iw.IdleWork(l.idx) // the shard TrySign uses
 	}
 }
