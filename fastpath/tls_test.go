@@ -111,7 +111,31 @@ func TestTLSProxy(t *testing.T) {
 	if back := cl.recv(t); !bytes.HasPrefix(back, []byte("SIP/2.0 200 ")) || len(header(back, "Via")) != 1 {
 		t.Fatalf("client got:\n%s", back)
 	}
-	// TLS 1.1 is refused.
+	if v := tc.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Fatalf("a default client negotiated %x, want TLS 1.3", v)
+	}
+	// TLS 1.2 is served (a call on it goes through); TLS 1.1 is refused.
+	tc12, err := tls.Dial("tcp4", te.srv.cfg.ListenTLS.String(), &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("TLS 1.2: %v", err)
+	}
+	cl12 := newStreamPeer(t, tc12)
+	cl12.send(t, viaTLS(invite(tc12.LocalAddr().(*net.TCPAddr).AddrPort(), "tls12", "")))
+	// It may leave on another TLS loop's connection to the next hop.
+	var got12 []byte
+	next12 := next
+	select {
+	case got12 = <-next.msgs:
+	case next12 = <-peers:
+		got12 = next12.recv(t)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the TLS 1.2 call did not reach the next hop")
+	}
+	verifyIdentity(t, te, got12)
+	next12.send(t, respondTo(got12, "200 OK"))
+	if back := cl12.recv(t); !bytes.HasPrefix(back, []byte("SIP/2.0 200 ")) {
+		t.Fatalf("TLS 1.2 client got:\n%s", back)
+	}
 	if c, err := tls.Dial("tcp4", te.srv.cfg.ListenTLS.String(), &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS11}); err == nil {
 		c.Close()
 		t.Fatal("a TLS 1.1 handshake succeeded")
