@@ -26,3 +26,26 @@ func TestParseHop(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseHop: any string is parsed or refused without a panic; what is
+// accepted has a valid address, a port, and one of the three transports,
+// and parses again, written as a URI, to the same hop.
+func FuzzParseHop(f *testing.F) {
+	for _, s := range []string{"198.18.0.1:5070", "sip:198.18.0.1:5070;transport=tcp", "sips:[2001:2::1]",
+		"SIP:198.18.0.1;lr;TRANSPORT=TLS", "sip:;transport=", "sips:198.18.0.1;transport=udp"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ap, tr, err := ParseHop(s)
+		if err != nil {
+			return
+		}
+		if !ap.IsValid() || ap.Port() == 0 || ap.Addr().Zone() != "" || (tr != "udp" && tr != "tcp" && tr != "tls") {
+			t.Fatalf("%q: accepted as %v %q", s, ap, tr)
+		}
+		ap2, tr2, err := ParseHop("sip:" + ap.String() + ";transport=" + tr)
+		if err != nil || ap2 != ap || tr2 != tr {
+			t.Fatalf("%q: %v %s does not round-trip: %v %s %v", s, ap, tr, ap2, tr2, err)
+		}
+	})
+}
