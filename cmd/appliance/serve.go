@@ -164,6 +164,7 @@ type appliance struct {
 	verifier  *verify.Verifier // nil without --trust
 	audit     *audit.Log       // nil without audit_log
 	steering  *bpf.Steering    // inline mode
+	sipTLS    *sipTLSCert      // the SIP TLS certificate (nil without tls_cert); reload re-reads it
 	checkOnly bool             // serve --check: build and validate, attach nothing
 }
 
@@ -250,7 +251,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 			return nil, err
 		}
 	}
-	if err := streamConfig(cfg, &fc); err != nil {
+	if a.sipTLS, err = streamConfig(cfg, &fc); err != nil {
 		return nil, err
 	}
 	fc.Advertise, _ = netip.ParseAddrPort(cfg.Advertise)
@@ -327,6 +328,18 @@ func (a *appliance) reload(f *serveFlags) error {
 			return err
 		}
 	}
+	// The SIP TLS certificate: read (and refused when broken) before
+	// anything is swapped; in use from the next handshake.
+	var tlsKeys *sipTLSCert
+	if (cfg.TLSCert != "") != (a.sipTLS != nil) {
+		return errors.New("adding or removing tls_cert needs a restart; nothing was reloaded")
+	}
+	if a.sipTLS != nil {
+		tlsKeys = &sipTLSCert{}
+		if err := tlsKeys.load(cfg); err != nil {
+			return err
+		}
+	}
 	if pools != nil {
 		if err := a.verifier.SetTrust(pools); err != nil {
 			return err
@@ -334,7 +347,11 @@ func (a *appliance) reload(f *serveFlags) error {
 		go func() { _ = a.verifier.RefreshCRLs(context.Background()) }()
 	}
 	a.policy.Store(tbl)
+	if tlsKeys != nil {
+		a.sipTLS.p.Store(tlsKeys.p.Load())
+	}
 	a.cfg.Policy, a.cfg.Trust = cfg.Policy, cfg.Trust
+	a.cfg.TLSCert, a.cfg.TLSKey = cfg.TLSCert, cfg.TLSKey
 	return nil
 }
 

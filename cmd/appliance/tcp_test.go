@@ -1,15 +1,22 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shakenline/shakenline/internal/prereq"
+	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
 )
 
@@ -107,5 +114,80 @@ func TestSIPpOverTCP(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSIPTLSCertReload: a reload (SIGHUP) re-reads tls_cert and tls_key,
+// so a SIP TLS certificate renewed in place is served from the next
+// handshake without a restart; a broken pair is refused and the one in use
+// kept.
+func TestSIPTLSCertReload(t *testing.T) {
+	pki := labPKI(t)
+	dir := t.TempDir()
+	ca, err := labpki.NewCA("SIP TLS lab CA", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath := filepath.Join(dir, "sip.pem"), filepath.Join(dir, "sip.key")
+	issue := func() *x509.Certificate {
+		t.Helper()
+		cert, key, err := ca.IssueTLS("appliance", []net.IP{net.ParseIP(tcpLo + "71")}, nil, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := labpki.WriteCerts(certPath, cert); err != nil {
+			t.Fatal(err)
+		}
+		if err := labpki.WriteKey(keyPath, key); err != nil {
+			t.Fatal(err)
+		}
+		return cert
+	}
+	first := issue()
+	tlsAddr := net.JoinHostPort(tcpLo+"71", strconv.Itoa(freeTCPOn(t, tcpLo+"71")))
+	cfgPath := filepath.Join(dir, "appliance.yaml")
+	body := fmt.Sprintf("sip: %s\nsip_tls: %s\ntls_cert: %s\ntls_key: %s\nnext_hop: 127.0.0.1:9\nkey: %s\ncert: %s\n"+
+		"x5u: https://cert.example.org/sp.pem\napi: %s\n",
+		net.JoinHostPort(tcpLo+"71", strconv.Itoa(freeTCPOn(t, tcpLo+"71"))), tlsAddr, certPath, keyPath,
+		filepath.Join(pki, "sp.key"), filepath.Join(pki, "sp.pem"), freeTCP(t))
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuf{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfgPath}, env{stdin: strings.NewReader(""), stdout: logs, stderr: logs, now: time.Now, signals: hup})
+	}()
+	defer func() { cancel(); <-done }()
+	waitLog(t, logs, "appliance serving", 1)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp4", tlsAddr, &tls.Config{RootCAs: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	if got := served(); !got.Equal(first) {
+		t.Fatalf("served serial %x, want %x", got.SerialNumber, first.SerialNumber)
+	}
+	second := issue()
+	hup <- syscall.SIGHUP
+	waitLog(t, logs, "configuration reloaded", 1)
+	if got := served(); !got.Equal(second) {
+		t.Fatalf("after the reload: served serial %x, want the renewed %x", got.SerialNumber, second.SerialNumber)
+	}
+	if err := os.WriteFile(keyPath, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup <- syscall.SIGHUP
+	waitLog(t, logs, "reload refused", 1)
+	if got := served(); !got.Equal(second) {
+		t.Fatalf("after a refused reload: served serial %x, want %x (kept)", got.SerialNumber, second.SerialNumber)
 	}
 }
