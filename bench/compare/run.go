@@ -63,7 +63,20 @@ type Setup struct {
 	Key   string `json:"key"` // appliance signer: "soft" or "hsm"
 	Signs bool   `json:"signs"`
 	Relay bool   `json:"relay"` // INVITEs go through the anonymizing relay
+	// Transport is how calls reach the system under test and leave it:
+	// "" (UDP), "tcp" or "tls" (StreamConns persistent connections from
+	// the generator; the SUT connects to the sink).
+	Transport string `json:"transport,omitempty"`
+	// Start, when set, is where this setup's ramp starts instead of
+	// Params.Start (full runs only): the stream setups of a fast system
+	// skip the steps far below its capacity, so that make bench stays
+	// under 15 minutes.
+	Start float64 `json:"start_rate,omitempty"`
 }
+
+// StreamConns is how many connections the generator keeps to a system
+// under test over TCP or TLS: several clients, as an SBC cluster's.
+const StreamConns = 8
 
 // Setups are run in this order.
 var Setups = []Setup{
@@ -72,7 +85,10 @@ var Setups = []Setup{
 	{Name: "kamailio-forward", Title: "Kamailio, forward only", SUT: "kamailio", Relay: true},
 	{Name: "appliance-forward", Title: "appliance, forward only (anonymous INVITEs)", SUT: "appliance", Key: "soft", Relay: true},
 	{Name: "kamailio-sign", Title: "Kamailio + secsipid, signing", SUT: "kamailio", Signs: true},
+	{Name: "kamailio-sign-tcp", Title: "Kamailio + secsipid, signing, over TCP", SUT: "kamailio", Signs: true, Transport: "tcp"},
 	{Name: "appliance-sign-soft", Title: "appliance, signing, software key", SUT: "appliance", Key: "soft", Signs: true},
+	{Name: "appliance-sign-soft-tcp", Title: "appliance, signing, software key, over TCP", SUT: "appliance", Key: "soft", Signs: true, Transport: "tcp", Start: 4000},
+	{Name: "appliance-sign-soft-tls", Title: "appliance, signing, software key, over TLS", SUT: "appliance", Key: "soft", Signs: true, Transport: "tls", Start: 4000},
 	{Name: "appliance-sign-hsm", Title: "appliance, signing, softhsm2", SUT: "appliance", Key: "hsm", Signs: true},
 	{Name: RemoteSetup, Title: "appliance, signing, softhsm2 behind p11-kit server (HSM on its own core)", SUT: "appliance", Key: "hsm-remote", Signs: true},
 }
@@ -267,7 +283,10 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		r.Error = err.Error()
 		return r
 	}
-	sinkCfg := loadgen.SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0")}
+	sinkCfg := loadgen.SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Transport: s.Transport}
+	if s.Transport == "tls" {
+		sinkCfg.TLS = l.tlsServer(l.sinkTLS)
+	}
 	if s.Signs {
 		k, err := loadgen.LoadPublicKey(l.cert)
 		if err != nil {
@@ -307,7 +326,11 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		}()
 		target = rl.Addr()
 	}
-	g, err := loadgen.NewGenerator(loadgen.Config{Target: target, Sink: sink, Drain: p.Drain})
+	gc := loadgen.Config{Target: target, Sink: sink, Drain: p.Drain, Transport: s.Transport}
+	if s.Transport != "" {
+		gc.Sockets, gc.TLS = StreamConns, l.tlsClient()
+	}
+	g, err := loadgen.NewGenerator(gc)
 	if err != nil {
 		return fail(err)
 	}
@@ -320,6 +343,9 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		return c
 	}
 
+	if s.Start > 0 && !p.Quick {
+		p.Start = s.Start
+	}
 	// Warm up (not recorded): first packets pay for page faults, Kamailio
 	// worker start-up and the Go scheduler settling.
 	if _, err := g.Run(ctx, loadgen.Load{Rate: p.Start, Duration: p.Warmup}); err != nil {
@@ -375,7 +401,8 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		// The profile is taken in a second run at the same rate: perf's
 		// sampling interrupts and its own process would otherwise sit in
 		// the latency and CPU figures above.
-		if perfOK && u != nil && s.SUT == "appliance" && s.Signs {
+		// (Not for the stream setups: make bench stays under 15 minutes.)
+		if perfOK && u != nil && s.SUT == "appliance" && s.Signs && s.Transport == "" {
 			r.Profile = profile(ctx, g, u.pgid, rate, p, out, s.Name)
 		}
 	}
