@@ -115,9 +115,15 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		s.SetReload(func() error { return app.reload(f) })
 	}
 	if app.api != nil {
+		// Bound before "appliance serving" is logged: whoever waits for
+		// that line (an operator, a supervisor, a test) can use the API.
+		ln, err := net.Listen("tcp", cfg.API)
+		if err != nil {
+			return fmt.Errorf("api: %w", err)
+		}
 		defer app.observe()()
 		go app.status.Run(ctx)
-		go func() { errc <- app.api.Run(ctx) }()
+		go func() { errc <- app.api.Serve(ctx, ln) }()
 	}
 	if app.acme != nil {
 		go app.acme.Run(ctx, app.cred)
@@ -169,7 +175,9 @@ type appliance struct {
 }
 
 // apiServer is the HTTP side (package api).
-type apiServer interface{ Run(context.Context) error }
+type apiServer interface {
+	Serve(context.Context, net.Listener) error
+}
 
 func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger, checkOnly bool) (*appliance, error) {
 	a := &appliance{cfg: cfg, log: log, checkOnly: checkOnly}
