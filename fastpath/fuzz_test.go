@@ -174,6 +174,7 @@ func FuzzStampDate(f *testing.F) {
 		j := newJob(l)
 		j.setDate(&in, iat, act)
 		j.input = append(j.input[:0], "e30.e30"...)
+		j.npp, j.pp[0] = 1, pport{b: j.l.s.cfg.Builder, end: len(j.input)}
 		stamped := j.stamp(nil, b, &in, &hsm.Request{})
 		if err := out.Parse(stamped); err != nil {
 			t.Fatalf("stamped request does not parse: %v\nin:  %q\nout: %q", err, b, stamped)

@@ -19,6 +19,7 @@ const (
 	logStaleDate
 	logBadDate
 	logDateReplaced
+	logDivLimit
 	nLogKeys
 )
 

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/sip"
 )
@@ -56,8 +57,10 @@ type loop struct {
 	rng       *mrand.ChaCha8
 	flow      bpf.Flow // inline mode: the original addresses of the datagram in hand
 	tn        [2][]byte
-	raw       []byte // digits as dialled, before canonicalisation
-	ann       []byte // the identities forwardUnverified rewrites
+	raw       []byte           // digits as dialled, before canonicalisation
+	ann       []byte           // the identities forwardUnverified rewrites
+	rt        claims.Retargets // a forwarded call's hops (divert.go)
+	recv      received         // what its received PASSporTs reach
 	free      chan *job
 	sendq     chan *job
 	hist      *metrics.Histogram

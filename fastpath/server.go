@@ -35,7 +35,8 @@ type Server struct {
 	verifier  Verifier // cfg.Verifier where the mode carries a verification result, else nil
 	heartbeat bool     // the loops tick (inline mode: the XDP heartbeat)
 
-	verifyq     chan *job // verification jobs of every loop (verification is rarer and slower than signing)
+	verifyq     chan *job                  // verification jobs of every loop (verification is rarer and slower than signing)
+	bset        atomic.Pointer[builderSet] // the div and rcd builders for cfg.Builder's x5u (divert.go)
 	eng         gnet.Engine
 	booted      chan struct{}
 	stopSenders chan struct{}

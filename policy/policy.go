@@ -110,8 +110,9 @@ const (
 
 // Table is a compiled, immutable policy (once ResolveRCD has run).
 type Table struct {
-	def   byte
-	rules []rule
+	def    byte
+	rules  []rule
+	hasDiv bool // a rule has div: true
 }
 
 type rule struct {
@@ -164,6 +165,7 @@ func Build(cfg Config, def string) (*Table, error) {
 			return nil, fmt.Errorf("policy: rule %d (%q): %w", i+1, rc.Name, err)
 		}
 		t.rules = append(t.rules, r)
+		t.hasDiv = t.hasDiv || r.div
 	}
 	return t, nil
 }
@@ -274,6 +276,10 @@ func (r *rule) addRetargetAndRCD(rc RuleConfig) error {
 	r.rcd = c
 	return nil
 }
+
+// HasDiv reports whether a rule adds div PASSporTs (the signing path
+// looks at Diversion and History-Info only then).
+func (t *Table) HasDiv() bool { return t.hasDiv }
 
 // NeedsContent reports whether a rule's rcd links to content, so that
 // ResolveRCD must run before the table signs.
