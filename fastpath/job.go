@@ -53,7 +53,7 @@ type job struct {
 	attest  byte         // the shaken PASSporT's attestation; 0 when the call signs none (div)
 	doneFn  func(*hsm.Request)
 	partFn  func(*hsm.Request)
-	vr      VerifyResult // terminating side: what the verifier answered
+	cis     []sip.CallInfo // terminating side: scratch for stripCallInfo
 }
 
 // maxPP is the most PASSporTs one call signs: MaxDiv div PASSporTs
@@ -105,6 +105,7 @@ func newJob(l *loop) *job {
 		dateLine: make([]byte, 0, dateLineCap),
 		out:      make([]byte, 0, 4096),
 		sc:       newScratch(),
+		cis:      make([]sip.CallInfo, 0, 8),
 	}
 	j.doneFn, j.partFn = j.done, j.partDone // method values made once, not per call
 	j.req.Done = j.doneFn

@@ -61,6 +61,8 @@ type loop struct {
 	ann       []byte           // the identities forwardUnverified rewrites
 	rt        claims.Retargets // a forwarded call's hops (divert.go)
 	recv      received         // what its received PASSporTs reach
+	clean     []byte           // an unverified INVITE without the caller's RCD Call-Info (rcd.go)
+	cis       []sip.CallInfo
 	free      chan *job
 	sendq     chan *job
 	hist      *metrics.Histogram
@@ -87,6 +89,8 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		tn:    [2][]byte{make([]byte, 0, 32), make([]byte, 0, 32)},
 		raw:   make([]byte, 0, 64),
 		ann:   make([]byte, 0, 1024),
+		clean: make([]byte, 0, sip.MaxMessage),
+		cis:   make([]sip.CallInfo, 0, 8),
 		free:  make(chan *job, s.cfg.MaxInFlight),
 		sendq: make(chan *job, s.cfg.MaxInFlight),
 		hist:  latencyHistogram(idx),

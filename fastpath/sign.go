@@ -41,7 +41,7 @@ func (l *loop) handleInvite(pkt []byte, src, dst netip.AddrPort) bool {
 		if l.startVerify(pkt, src, dst, dec.Action == policy.VerifyReject) {
 			return true
 		}
-		return l.eg.forwardUnverified(l, pkt, src, dst)
+		return l.eg.forwardUnverified(l, l.cleanForVerification(pkt), src, dst)
 	case policy.Forward:
 		mUnsignedPolicy.Inc()
 		return false
