@@ -2,9 +2,13 @@ package passport
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -225,5 +229,27 @@ func TestBuilderPPT(t *testing.T) {
 		if _, err := c.b.AppendSigningInputJSON(nil, fixedClaims(), c.ext); !errors.Is(err, ErrBadClaims) {
 			t.Errorf("%s with %v: %v", c.b.PPT(), c.ext, err)
 		}
+	}
+}
+
+// TestGoldenFiles: testdata/golden holds the golden PASSporTs and the
+// public key of fixedKey, for the second implementation's check
+// (bench/kamailio, TestGoldenPassports).
+func TestGoldenFiles(t *testing.T) {
+	for file, want := range map[string]string{"shaken.txt": goldenIdentity, "div-rfc8946.txt": goldenDiv,
+		"shaken-rcd.txt": goldenShakenRCD, "rcd.txt": goldenRCDPassport} {
+		b, err := os.ReadFile(filepath.Join("testdata", "golden", file))
+		if err != nil || strings.TrimSpace(string(b)) != want {
+			t.Errorf("testdata/golden/%s differs from the test's golden (%v)", file, err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join("testdata", "golden", "fixed-key.pub.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil || !fixedKey().PublicKey.Equal(pub) {
+		t.Errorf("fixed-key.pub.pem is not fixedKey's public key (%v)", err)
 	}
 }

@@ -3,14 +3,19 @@
 // (kamailio.cfg, embedded), or only forwards them (the plain forwarding
 // cost), or verifies their Identity header (interop tests: a verified
 // INVITE is forwarded with X-Identity-Check: ok and X-Identity-Payload, the
-// PASSporT payload as Kamailio decodes it).
+// PASSporT payload as Kamailio decodes it), or verifies the ES256
+// signature of every Identity header's JWS whatever its PASSporT type
+// (Options.VerifyJWT: the second implementation for div and rcd
+// PASSporTs, "X-JWT-Check: ok N <payload>" per header; TestGoldenPassports
+// checks package passport's golden PASSporTs with it).
 //
 // # What it owns
 //
 // kamailio.cfg and Start, which writes that config into a temporary
 // directory and runs `kamailio -DD -E -f cfg` in the foreground in its own
 // process group, selecting the variant with -A defines (WITH_SIGN,
-// WITH_VERIFY) and the addresses with -l and -A NEXTHOP. Stop ends the whole
+// WITH_VERIFY, WITH_VERIFY_JWT, EXPIRE) and the addresses with -l and -A
+// NEXTHOP. Stop ends the whole
 // process group and removes the directory.
 //
 // # Concurrency

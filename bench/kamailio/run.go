@@ -52,6 +52,13 @@ type Options struct {
 	// VerifyKeyPath, when set, checks the Identity header of INVITEs with
 	// this PEM public key (or certificate) and answers 438 on failure.
 	VerifyKeyPath string
+	// VerifyJWT checks, instead, the JWS of every Identity header with
+	// VerifyKeyPath: the ES256 signature (and iat within Expire) only,
+	// any PASSporT type; each passes as "X-JWT-Check: ok N <payload>".
+	VerifyJWT bool
+	// Expire is how long an iat stays valid for the checks, in seconds
+	// (default 300).
+	Expire int
 	// Workers is the number of UDP worker processes (-n, default 2).
 	Workers int
 	// Binary is the kamailio executable (default: "kamailio" from PATH,
@@ -137,8 +144,16 @@ func (o Options) Args(cfgPath, runDir string) ([]string, error) {
 			"-A", `X5U="`+o.X5U+`"`,
 			"-A", `ATTEST="`+o.Attest+`"`)
 	}
-	if o.VerifyKeyPath != "" {
+	switch {
+	case o.VerifyJWT && o.VerifyKeyPath == "":
+		return nil, fmt.Errorf("%w: VerifyJWT needs VerifyKeyPath", ErrOptions)
+	case o.VerifyJWT:
+		args = append(args, "-A", "WITH_VERIFY_JWT", "-A", `PUBKEYPATH="`+o.VerifyKeyPath+`"`)
+	case o.VerifyKeyPath != "":
 		args = append(args, "-A", "WITH_VERIFY", "-A", `PUBKEYPATH="`+o.VerifyKeyPath+`"`)
+	}
+	if o.Expire > 0 {
+		args = append(args, "-A", "EXPIRE="+strconv.Itoa(o.Expire))
 	}
 	return args, nil
 }
