@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shakenline/shakenline/labpki"
@@ -132,7 +133,33 @@ func mustUint(s string) uint64 {
 }
 
 // serveFiles serves files over http on addr inside ns until stop.
+// fileSet is a repository's files, changeable while it serves them.
+type fileSet struct {
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+func (f *fileSet) get(path string) ([]byte, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.files[path]
+	return b, ok
+}
+
+func (f *fileSet) set(path string, b []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.files[path] = b
+}
+
 func serveFiles(ns netns, addr netip.AddrPort, files map[string][]byte, ctype string) (stop func(), err error) {
+	return serveFileSet(ns, addr, &fileSet{files: files}, ctype)
+}
+
+// serveFileSet serves files: ctype and an hour's max-age, but .png files
+// (brand logos) as image/png, no-store (a verifier fetches each time, so a
+// change shows at once).
+func serveFileSet(ns netns, addr netip.AddrPort, files *fileSet, ctype string) (stop func(), err error) {
 	var ln net.Listener
 	if err := ns.do(func() error {
 		var err error
@@ -144,13 +171,18 @@ func serveFiles(ns netns, addr netip.AddrPort, files map[string][]byte, ctype st
 	srv := &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, ok := files[r.URL.Path]
+			b, ok := files.get(r.URL.Path)
 			if !ok {
 				http.NotFound(w, r)
 				return
 			}
-			w.Header().Set("Content-Type", ctype)
-			w.Header().Set("Cache-Control", "max-age=3600")
+			if strings.HasSuffix(r.URL.Path, ".png") {
+				w.Header().Set("Content-Type", "image/png")
+				w.Header().Set("Cache-Control", "no-store")
+			} else {
+				w.Header().Set("Content-Type", ctype)
+				w.Header().Set("Cache-Control", "max-age=3600")
+			}
 			_, _ = w.Write(b)
 		}),
 	}
