@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -68,6 +66,8 @@ type Config struct {
 	Reload func() error
 	// Health returns the signer chain state for /healthz (JSON-encoded).
 	Health func() any
+	// Status serves GET /status (status.go); nil: no status page.
+	Status *Status
 
 	// Audit receives one record per HTTP-signed call; nil: no audit.
 	Audit *audit.Log
@@ -263,6 +263,12 @@ func (s *Server) route(w *respWriter, r *http.Request) route {
 		rt = rReadyz
 	case "/metrics":
 		rt = rMetrics
+	case "/status":
+		if s.cfg.Status == nil {
+			s.fail(w, r, newErr(svc4003))
+			return rOther
+		}
+		rt = rStatus
 	case "/stir/v1/signing":
 		rt, post = rSigning, true
 	case "/stir/v1/verification":
@@ -301,7 +307,9 @@ func (s *Server) route(w *respWriter, r *http.Request) route {
 		s.readyz(w)
 	case rMetrics:
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		metrics.WritePrometheus(w, true)
+		writeExposition(w)
+	case rStatus:
+		s.status(w, r)
 	case rReload:
 		s.reload(w, r)
 	default:

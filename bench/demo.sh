@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: lab PKI + softhsm2 token, the appliance in proxy mode on
 # loopback, SIPp UAC -> appliance -> SIPp UAS, one decoded signed INVITE, its
-# verification, and the calls per second achieved. Cleans up after itself.
+# verification, the calls per second achieved, and a screenshot of the
+# status page (path printed; DEMO_STATUS_PNG sets it). Cleans up after itself.
 set -euo pipefail
 BIN=$(readlink -f "${1:-bin/appliance}")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -105,4 +106,9 @@ print(f"appliance: {a-b} PASSporTs signed ({(a-b)/el:.0f}/s; a retransmitted INV
 print("(SIPp UAC + UAS + appliance + softhsm2 share this machine's cores; make bench measures without SIPp)")
 PY
 grep -E '^shakenline_calls_(bypassed|unsigned)_total' <(curl -fsS "http://127.0.0.1:$API_PORT/metrics") | awk '$2>0' || true
+step "status page (GET /status on the API) in headless Chromium"
+PNG=${DEMO_STATUS_PNG:-/tmp/shakenline-demo-status.png}
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --user-data-dir="$T/chromium" --window-size=1400,1500 --hide-scrollbars \
+  --screenshot="$PNG" "http://127.0.0.1:$API_PORT/status" >/dev/null 2>&1 && echo "status page screenshot: $PNG"
 step "done; cleaning up"

@@ -29,9 +29,12 @@ func TestDecodeMetaAllocs(t *testing.T) {
 	}
 }
 
+// requireRoot: the Reinjector's transparent sockets need root's
+// CAP_NET_ADMIN (IP_TRANSPARENT).
 func requireRoot(t testing.TB) {
 	t.Helper()
 	prereq.Root(t)
+	prereq.Caps(t, prereq.CapNetAdmin)
 }
 
 // reinjectLoopback sends from a transparent socket bound to 127.0.0.1:src to

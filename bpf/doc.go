@@ -29,18 +29,63 @@
 // Everything else (other methods, responses, RTP, any traffic, and INVITEs
 // when failing open) is routed with bpf_fib_lookup; on success the TTL /
 // hop limit is decremented, the MACs are rewritten and the frame is
-// redirected through a devmap to the egress interface, if that interface is
-// one of Config.Ifaces. The kernel forwards it instead (XDP_PASS,
+// redirected through a devmap to the egress interface, if redirecting it
+// is safe (next section). The kernel forwards it instead (XDP_PASS,
 // unmodified) when the lookup cannot decide: local destination, unresolved
 // neighbour, larger than the egress MTU (the kernel fragments or sends
 // ICMP), TTL expiring, 802.1Q-tagged frames, unmanaged egress, frames not
-// addressed to the interface's MAC, non-IP. Datagrams from the wire to the
-// steering address and port are dropped (they could carry forged metadata).
+// addressed to the interface's MAC, non-IP; and when redirecting is not
+// safe. Datagrams from the wire to the steering address and port are
+// dropped (they could carry forged metadata).
 // IP fragments are never steered: an INVITE that arrives fragmented is
 // forwarded unsigned (counted as invite_unsteered/fragment).
 //
 // Only the first bytes are checked: re-INVITEs (To tag) are steered too,
 // and the userspace loop must forward them unchanged with the Reinjector.
+//
+// # Redirect only where it works
+//
+// The appliance asks nothing of its neighbours: whatever their offloads
+// and programs, a frame XDP cannot deliver intact is left to the kernel,
+// so inline mode never loses a packet the kernel alone would have
+// forwarded. Two things can break an XDP redirect:
+//
+//   - The egress device must take redirected frames (ndo_xdp_xmit). A
+//     veth passes them to its peer's NAPI context, which exists only while
+//     the peer runs an XDP program or has GRO on; otherwise they are
+//     dropped. The kernel (Linux >= 6.3) reports this per device as
+//     NETDEV_XDP_ACT_NDO_XMIT in the netdev generic netlink family's XDP
+//     features (a veth according to its peer). Attach reads it for every
+//     interface after attaching, keeps exactly the interfaces that have it
+//     in the devmap (tx_ports), and re-reads it on every link change
+//     (rtnetlink link messages, netdev device notifications: a peer
+//     attaching a program or turning GRO on or off, in any namespace) and
+//     every 5 s. An interface without it is counted as passed /
+//     redirect_unsafe_egress when the FIB picks it. On an older kernel,
+//     which cannot say, XDP redirects nothing (it still steers INVITEs).
+//     Between a neighbour's change and the notification, frames redirected
+//     into it can be lost (milliseconds; none in the steady state).
+//   - A frame from a host's own stack may carry a partial L4 checksum
+//     (CHECKSUM_PARTIAL: TX checksum offload, the default on a veth); the
+//     redirect drops that state and the receiver would see a bad
+//     checksum. Native XDP on a veth or tun (or a driver that does not
+//     say; Attach reads it with ETHTOOL_GDRVINFO) sees such frames, so
+//     there the program proves the UDP or TCP checksum complete before it
+//     redirects: a checksum that verifies is kept; a field holding just
+//     the pseudo-header sum (what Linux leaves for the offload) is
+//     completed (counted forwarded / fib_checksum_completed); anything
+//     else (corrupt, IPv4 UDP without checksum, protocols it does not
+//     parse: SCTP's CRC offload, tunnels with offloaded inner checksums)
+//     goes to the kernel, counted as passed / redirect_unsafe_checksum.
+//     ICMP is always checksummed in software, IP fragments before
+//     fragmentation: redirected as they are. The sum is computed with
+//     bpf_csum_diff over at most eight 512-byte chunks (a frame is at most
+//     a page) in a global BPF function. Frames from a NIC come from the
+//     wire with complete checksums and are not summed; generic (skb) mode
+//     keeps the checksum state through a redirect and is not summed either.
+//
+// In generic mode the redirect itself would work into any device, but the
+// same tx_ports rule applies (conservative: only the rate is lost).
 //
 // # Userspace contract
 //
@@ -68,25 +113,37 @@
 //
 // # Counters
 //
-// A per-CPU array counts, per interface and Reason, every packet exactly
-// once as steered, forwarded, passed or dropped, plus invite_unsteered
-// events (heartbeat_stale, disabled, steer_error, fragment). Counters
-// returns them; WritePrometheus writes shakenline_xdp_packets_total and
-// shakenline_xdp_invite_unsteered_total for metrics.RegisterMetricsWriter.
+// A per-CPU array counts, per ingress interface and Reason, every packet
+// exactly once as steered, forwarded, passed or dropped, plus
+// invite_unsteered events (heartbeat_stale, disabled, steer_error,
+// fragment). Counters returns them; WritePrometheus writes, for
+// metrics.RegisterMetricsWriter:
 //
-// # Attach modes and veths
+//   - shakenline_xdp_packets_total{iface,action,reason}, action steered
+//     (invite), forwarded (fib, fib_checksum_completed), passed
+//     (not_ip, other_l2_dest, vlan, malformed, ttl, not_forwarded,
+//     no_neigh, frag_needed, fib_other, egress_unmanaged,
+//     redirect_unsafe_egress, redirect_unsafe_checksum) or dropped
+//     (steer_port_direct, steer_error). The two redirect_unsafe_* reasons
+//     are the frames XDP would have forwarded but handed to the kernel
+//     because a redirect was not safe (IfaceCounters.RedirectUnsafe);
+//   - shakenline_xdp_invite_unsteered_total{iface,reason};
+//   - shakenline_xdp_redirect_target{iface}: 1 while XDP forwards into the
+//     interface, 0 while the kernel does (RedirectTargets; the reason is
+//     logged when it changes).
+//
+// # Attach modes
 //
 // Attach tries native (driver) XDP and falls back to generic mode with a
-// slog warning (ModeAuto). XDP_REDIRECT into a veth needs an XDP program
-// (or NAPI) on the veth's peer: AttachPass attaches a pass-through program
-// for that. XDP_REDIRECT also drops the skb's CHECKSUM_PARTIAL state, so
-// hosts that send into such a veth from local sockets must turn off TX
-// checksum offload (ethtool -K dev tx off); physical NICs deliver complete
-// checksums. The test topology (package nettest) does both.
+// slog warning (ModeAuto).
 //
 // # Concurrency, buffers, limits
 //
-// Steering and Reinjector methods are safe for concurrent use. DecodeMeta's
+// Steering and Reinjector methods are safe for concurrent use. Attach
+// starts one goroutine that follows link changes until Close; it runs on
+// a thread in Attach's network namespace (entering it needs CAP_SYS_ADMIN
+// only if the process's other threads are elsewhere; if it cannot, XDP
+// stops redirecting and says so in the log). DecodeMeta's
 // payload aliases its input; nothing keeps the caller's buffer. Heartbeat,
 // DecodeMeta and Send (after a source's first datagram) allocate nothing.
 // Limits: MaxSIPPorts SIP ports, MaxIfaces interfaces, frames up to a page
@@ -96,11 +153,16 @@
 //
 // # Generated code
 //
-// steer_bpfel.{go,o}, sink_bpfel.{go,o} (sink.c: a count-and-drop program
-// used only by BenchmarkForwarding) and trafficgen_bpfel_test.{go,o}
-// (trafficgen.c: the test-only packet source BenchmarkForwarding runs with
-// BPF_F_TEST_XDP_LIVE_FRAMES; the _test suffix keeps it out of the
-// package) are generated by bpf2go (a tool in go.mod) with Debian clang
-// 14.0.6 and committed; `make bpf-generate` regenerates, `make bpf-check`
-// fails when they are stale.
+// steer_bpfel.{go,o}, and the test-only sink_bpfel_test.{go,o} (sink.c: a
+// count-and-drop program) and trafficgen_bpfel_test.{go,o} (trafficgen.c:
+// the packet source BenchmarkForwarding runs with
+// BPF_F_TEST_XDP_LIVE_FRAMES; the _test suffix keeps both out of the
+// package and the binary) are generated by bpf2go (a tool in go.mod) with
+// Debian clang 14.0.6 and committed; gen.sh holds the commands and takes
+// the kernel headers' asm/ directory from `clang -print-multiarch`
+// (x86_64-linux-gnu, aarch64-linux-gnu, ...), so they regenerate on any
+// Debian architecture: the objects are little-endian BPF, which depends on
+// clang and the kernel headers' version, not on the build machine.
+// `make bpf-generate` regenerates, `make bpf-check` fails when they are
+// stale.
 package bpf

@@ -15,6 +15,11 @@ type frame struct {
 	ttl            uint8 // default 64
 	mf             bool  // IPv4 more-fragments flag
 	etherType      uint16
+	// proto, when set, is the IP protocol and seg the whole L4 segment
+	// (checksum included) instead of a UDP datagram built from the ports
+	// and payload.
+	proto uint8
+	seg   []byte
 }
 
 func mac(s string) net.HardwareAddr {
@@ -80,12 +85,16 @@ func (f frame) bytes() []byte {
 	if ttl == 0 {
 		ttl = 64
 	}
-	udp := make([]byte, 8, 8+len(f.payload))
-	binary.BigEndian.PutUint16(udp[0:], f.src.Port())
-	binary.BigEndian.PutUint16(udp[2:], f.dst.Port())
-	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(f.payload)))
-	udp = append(udp, f.payload...)
-	binary.BigEndian.PutUint16(udp[6:], udpChecksum(f.src.Addr(), f.dst.Addr(), udp))
+	proto, udp := f.proto, f.seg
+	if proto == 0 {
+		proto = 17
+		udp = make([]byte, 8, 8+len(f.payload))
+		binary.BigEndian.PutUint16(udp[0:], f.src.Port())
+		binary.BigEndian.PutUint16(udp[2:], f.dst.Port())
+		binary.BigEndian.PutUint16(udp[4:], uint16(8+len(f.payload)))
+		udp = append(udp, f.payload...)
+		binary.BigEndian.PutUint16(udp[6:], udpChecksum(f.src.Addr(), f.dst.Addr(), udp))
+	}
 
 	if f.src.Addr().Is4() {
 		b = binary.BigEndian.AppendUint16(b, 0x0800)
@@ -96,7 +105,7 @@ func (f frame) bytes() []byte {
 			binary.BigEndian.PutUint16(ip[6:], 0x2000)
 		}
 		ip[8] = ttl
-		ip[9] = 17
+		ip[9] = proto
 		s, d := f.src.Addr().As4(), f.dst.Addr().As4()
 		copy(ip[12:], s[:])
 		copy(ip[16:], d[:])
@@ -107,7 +116,7 @@ func (f frame) bytes() []byte {
 		ip := make([]byte, 40)
 		ip[0] = 0x60
 		binary.BigEndian.PutUint16(ip[4:], uint16(len(udp)))
-		ip[6] = 17
+		ip[6] = proto
 		ip[7] = ttl
 		s, d := f.src.Addr().As16(), f.dst.Addr().As16()
 		copy(ip[8:], s[:])

@@ -2,8 +2,8 @@ package bpf
 
 // Generated objects are committed. Regenerate with `make bpf-generate`
 // (or `go generate ./bpf/`); `make bpf-check` fails when they are stale.
-// Built and checked with Debian clang 14.0.6 (see Makefile.inc).
+// Built and checked with Debian clang 14.0.6 (see Makefile.inc); gen.sh
+// holds the bpf2go commands and finds the architecture's include
+// directory, so any architecture regenerates the same bytes.
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type config -type iface -type meta -type reason steer steer.c
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel sink sink.c
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -output-suffix _test trafficgen trafficgen.c
+//go:generate sh gen.sh

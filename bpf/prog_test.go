@@ -45,8 +45,10 @@ type progEnv struct {
 	ac, as *net.Interface
 }
 
-func newProgEnv(t *testing.T) *progEnv {
-	topo := nettest.New(t, nettest.Options{})
+func newProgEnv(t *testing.T) *progEnv { return newProgEnvWith(t, nettest.Options{}) }
+
+func newProgEnvWith(t *testing.T, opts nettest.Options) *progEnv {
+	topo := nettest.New(t, opts)
 	e := &progEnv{topo: topo}
 	err := topo.Appliance.Do(func() error {
 		var err error
@@ -68,7 +70,48 @@ func newProgEnv(t *testing.T) *progEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.s.Close() })
+	// load leaves tx_ports to Attach: here both links take redirected
+	// frames, as with tuned neighbours.
+	for _, ifc := range []*net.Interface{e.ac, e.as} {
+		e.setRedirect(t, ifc, true)
+	}
 	return e
+}
+
+// setRedirect puts ifc into tx_ports or takes it out, as Attach does when
+// it learns whether the interface takes redirected frames.
+func (e *progEnv) setRedirect(t *testing.T, ifc *net.Interface, ok bool) {
+	t.Helper()
+	key := uint32(ifc.Index)
+	var err error
+	if ok {
+		err = e.s.objs.TxPorts.Put(key, key)
+	} else {
+		err = e.s.objs.TxPorts.Delete(key)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setVerify sets or clears IF_CSUM_VERIFY on ifc, as Attach does for
+// native mode on a veth.
+func (e *progEnv) setVerify(t *testing.T, ifc *net.Interface, on bool) {
+	t.Helper()
+	for i := range e.s.ifaces {
+		a := &e.s.ifaces[i]
+		if a.ifindex != ifc.Index {
+			continue
+		}
+		a.mode = "generic"
+		if on {
+			a.mode = "native"
+		}
+		a.driver = "veth"
+		if _, err := e.s.setIfaceFlags(a); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // run runs the program on frame as received on ifc and returns the verdict

@@ -30,12 +30,27 @@ char __license[] SEC("license") = "GPL";
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
 
+#define IPPROTO_ICMPV6 58
+
+// struct iface flags.
+// IF_CSUM_VERIFY: frames received here may carry a partial L4 checksum
+// (CHECKSUM_PARTIAL: native XDP on a veth or tun, whose frames come from
+// the sending host's stack with the checksum left to an offload that an
+// XDP redirect never performs). Set by userspace at attach time.
+#define IF_CSUM_VERIFY 0x1
+
+// l4_sum: bpf_csum_diff sums at most 512 bytes per call on older kernels
+// (a per-CPU scratch buffer); 8 chunks cover any frame up to a page.
+#define CSUM_CHUNK 512
+#define CSUM_MAX_CHUNKS 8
+
 // Counter reasons. Every packet is counted exactly once in one of the
 // steered / forwarded / passed / dropped reasons; the ev_* reasons are extra
 // events counted on top (an INVITE that was not steered, and why).
 enum reason {
 	R_STEERED = 0,         // INVITE rewritten towards the steering socket
 	R_FORWARDED,           // forwarded by bpf_fib_lookup + redirect
+	R_FORWARDED_CSUM,      // same, after completing a partial L4 checksum
 	R_PASS_NOT_IP,         // not IPv4/IPv6 (ARP, LLDP, ...): kernel
 	R_PASS_L2,             // not addressed to this interface's MAC
 	R_PASS_VLAN,           // 802.1Q tagged, non-steered: kernel forwards
@@ -46,6 +61,8 @@ enum reason {
 	R_PASS_FRAG_NEEDED,    // FIB: larger than egress MTU, kernel fragments
 	R_PASS_FIB_OTHER,      // FIB: forwarding disabled, blackhole, ...
 	R_PASS_EGRESS,         // egress interface is not managed by us
+	R_PASS_UNSAFE_EGRESS,  // managed egress that does not take redirected frames
+	R_PASS_UNSAFE_CSUM,    // L4 checksum not provably complete (see l4_csum)
 	R_DROP_STEER_DIRECT,   // from the wire straight to the steering socket
 	R_DROP_STEER_ERROR,    // frame resized but metadata could not be written
 	R_EV_INVITE_STALE,     // INVITE not steered: heartbeat stale
@@ -73,6 +90,7 @@ struct iface {
 	__u32 has_v6;
 	__be32 steer_v4;
 	__u8 steer_v6[16];
+	__u32 flags;    // IF_*
 };
 
 // Inserted in front of a steered INVITE's UDP payload (between the UDP
@@ -174,6 +192,7 @@ struct parsed {
 	__u8 v6;
 	__u8 fragment; // IPv4/IPv6 fragment (no L4 for us)
 	__u8 first_fragment;
+	__u8 l4proto;  // IPv4 protocol / IPv6 first next header
 };
 
 static __always_inline int is_sip_port(struct config *cfg, __u16 port)
@@ -198,9 +217,193 @@ static __always_inline int is_invite(void *payload, void *data_end)
 	       p[4] == 'T' && p[5] == 'E' && p[6] == ' ';
 }
 
+// l4_csum flags, with the L4 protocol in the low byte.
+#define L4_V6 0x100
+#define L4_FRAGMENT 0x200
+
+// fold64 folds a one's complement sum to 16 bits (0 only for a zero sum).
+static __always_inline __u32 fold64(__u64 acc)
+{
+	acc = (acc & 0xffffffff) + (acc >> 32);
+	acc = (acc & 0xffffffff) + (acc >> 32);
+	return csum_fold((__u32)acc);
+}
+
+#define SUM_PART(n)                                                    \
+	if (len & (n)) {                                               \
+		void *p = data + off;                                  \
+		if (p + (n) > data_end)                                \
+			return -1;                                     \
+		__s64 s = bpf_csum_diff(0, 0, p, (n), 0);              \
+		if (s < 0)                                             \
+			return -1;                                     \
+		acc += (__u64)s;                                       \
+		off += (n);                                            \
+	}
+
+// l4_sum returns the one's complement sum (RFC 1071, little-endian words,
+// unfolded) of len bytes at offset off, or -1 when they are not all in
+// the frame. A global function: the verifier checks it once, not at every
+// inlined forward().
+__attribute__((noinline)) __s64 l4_sum(struct xdp_md *ctx, __u32 off, __u32 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 acc = 0;
+
+	if (len > CSUM_CHUNK * CSUM_MAX_CHUNKS)
+		return -1;
+	off &= 0xff; // l4_csum passes at most 74
+#pragma unroll
+	for (int i = 0; i < CSUM_MAX_CHUNKS; i++) {
+		if (len < CSUM_CHUNK)
+			break;
+		void *p = data + off;
+		if (p + CSUM_CHUNK > data_end)
+			return -1;
+		__s64 s = bpf_csum_diff(0, 0, p, CSUM_CHUNK, 0);
+		if (s < 0)
+			return -1;
+		acc += (__u64)s;
+		off += CSUM_CHUNK;
+		len -= CSUM_CHUNK;
+	}
+	if (len >= CSUM_CHUNK)
+		return -1;
+	SUM_PART(256)
+	SUM_PART(128)
+	SUM_PART(64)
+	// The rest (< 64 bytes) in 8-byte loads: cheaper than helper calls for
+	// the short frames that dominate (RTP, SIP, TCP ACKs).
+	len &= 63;
+	for (int i = 0; i < 7; i++) {
+		if (len < 8)
+			break;
+		__u64 *q = data + off;
+		if ((void *)(q + 1) > data_end)
+			return -1;
+		__u64 x = *q;
+		acc += (x & 0xffffffff) + (x >> 32);
+		off += 8;
+		len -= 8;
+	}
+	if (len & 4) {
+		__u32 *d = data + off;
+		if ((void *)(d + 1) > data_end)
+			return -1;
+		acc += *d;
+		off += 4;
+	}
+	if (len & 2) {
+		__u16 *w = data + off;
+		if ((void *)(w + 1) > data_end)
+			return -1;
+		acc += *w;
+		off += 2;
+	}
+	if (len & 1) {
+		__u8 *b = data + off;
+		if ((void *)(b + 1) > data_end)
+			return -1;
+		acc += *b; // the zero-padded word [b, 0], read little-endian
+	}
+	return acc;
+}
+
+// l4_csum proves the L4 checksum of a frame about to be redirected
+// complete, completing it where it is partial. Returns 0: complete (or
+// none to check), 1: it was partial and is now complete, -1: cannot tell
+// (the frame is unmodified and must go to the kernel).
+//
+// A sender with TX checksum offload (CHECKSUM_PARTIAL) leaves in the
+// checksum field the folded sum of the pseudo-header only (Linux:
+// udp4_hwcsum, __tcp_v4_send_check and the IPv6 twins), for the device to
+// complete. Redirected frames lose that state, so the receiver would see a
+// bad checksum. So, for UDP and TCP: a checksum that verifies is
+// complete; a field equal to the pseudo-header sum whose full sum does not
+// verify is partial: compute the real one; anything else (corrupt, or
+// valid only once an inner offload is done, e.g. tunnels with local
+// checksum offload) goes to the kernel, which knows. An IPv4 UDP checksum
+// of 0 (none) cannot be verified, nor can protocols we do not parse.
+// ICMP checksums are always computed in software; fragments were
+// checksummed before fragmentation (ip_do_fragment, ip6_fragment).
+__attribute__((noinline)) int l4_csum(struct xdp_md *ctx, __u32 l3, __u32 l4, __u32 info)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 proto = info & 0xff;
+	__u32 v6 = info & L4_V6;
+	__u64 psum = 0; // pseudo-header sum
+	__u32 len;      // L4 length
+
+	if (info & L4_FRAGMENT)
+		return 0;
+	if ((!v6 && proto == IPPROTO_ICMP) || (v6 && proto == IPPROTO_ICMPV6))
+		return 0;
+	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+		return -1;
+	// Masks, not comparisons: clang would drop a mask after a comparison
+	// and test a copy, leaving the verifier an unbounded offset.
+	l3 &= 0x7f; // forward() passes 14
+	l4 &= 0xff; // at most 14 + 60
+
+	if (v6) {
+		struct ipv6hdr *ip6 = data + l3;
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__u16 *a = (__u16 *)&ip6->saddr; // saddr and daddr are adjacent
+#pragma unroll
+		for (int i = 0; i < 16; i++)
+			psum += a[i];
+		len = bpf_ntohs(ip6->payload_len);
+	} else {
+		struct iphdr *ip4 = data + l3;
+		if ((void *)(ip4 + 1) > data_end)
+			return -1;
+		psum += (ip4->saddr & 0xffff) + (ip4->saddr >> 16);
+		psum += (ip4->daddr & 0xffff) + (ip4->daddr >> 16);
+		__u32 ihl = ip4->ihl * 4;
+		len = bpf_ntohs(ip4->tot_len);
+		if (len < ihl)
+			return -1;
+		len -= ihl;
+	}
+	psum += bpf_htons(proto) + bpf_htons(len);
+
+	__u32 coff = proto == IPPROTO_UDP ? 6 : 16; // checksum field in the L4 header
+	__u16 *check = data + l4 + coff;
+	if ((void *)(check + 1) > data_end || len < coff + 2)
+		return -1;
+	__u16 c = *check;
+	if (proto == IPPROTO_UDP && !v6 && c == 0)
+		return -1;
+
+	__s64 sum = l4_sum(ctx, l4, len);
+	if (sum < 0)
+		return -1;
+	if (fold64(psum + (__u64)sum) == 0xffff)
+		return 0;
+
+	__u32 pfold = fold64(psum);
+	if (c != pfold && !(c == 0 && pfold == 0xffff) && !(c == 0xffff && pfold == 0))
+		return -1;
+	// The segment's sum includes the field: take it out again.
+	__u16 full = ~fold64(psum + (__u64)sum + (__u16)~c);
+	if (proto == IPPROTO_UDP && full == 0)
+		full = 0xffff;
+	// Re-derive the pointer: l4_sum was a call.
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	check = data + l4 + coff;
+	if ((void *)(check + 1) > data_end)
+		return -1;
+	*check = full;
+	return 1;
+}
+
 // forward routes the packet with the kernel FIB and redirects it, or hands
 // it to the kernel when the lookup cannot decide. Counts exactly once.
-static __always_inline int forward(struct xdp_md *ctx, struct parsed *pp, __u32 slot)
+static __always_inline int forward(struct xdp_md *ctx, struct parsed *pp, struct iface *ifc, __u32 slot)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -263,11 +466,30 @@ static __always_inline int forward(struct xdp_md *ctx, struct parsed *pp, __u32 
 		return XDP_PASS;
 	}
 
-	// Only redirect to interfaces we manage (they are in tx_ports);
-	// anything else goes through the kernel untouched.
+	// Only redirect to interfaces we manage that take redirected frames
+	// (userspace keeps exactly those in tx_ports); anything else goes
+	// through the kernel untouched.
 	if (!bpf_map_lookup_elem(&tx_ports, &fib.ifindex)) {
-		count(slot, R_PASS_EGRESS);
+		if (bpf_map_lookup_elem(&ifaces, &fib.ifindex))
+			count(slot, R_PASS_UNSAFE_EGRESS);
+		else
+			count(slot, R_PASS_EGRESS);
 		return XDP_PASS;
+	}
+
+	// A frame whose L4 checksum may be partial is redirected only once the
+	// checksum is known to be complete; l4_csum leaves it unmodified when
+	// it returns < 0.
+	int completed = 0;
+	if (ifc->flags & IF_CSUM_VERIFY) {
+		__u32 info = pp->l4proto | (pp->v6 ? L4_V6 : 0) | (pp->fragment ? L4_FRAGMENT : 0);
+		completed = l4_csum(ctx, pp->l3, pp->l4, info);
+		if (completed < 0) {
+			count(slot, R_PASS_UNSAFE_CSUM);
+			return XDP_PASS;
+		}
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
 	}
 
 	if (pp->v6) {
@@ -288,7 +510,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct parsed *pp, __u32 
 	struct ethhdr *eth = data;
 	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-	count(slot, R_FORWARDED);
+	count(slot, completed ? R_FORWARDED_CSUM : R_FORWARDED);
 	return bpf_redirect_map(&tx_ports, fib.ifindex, 0);
 }
 
@@ -514,9 +736,10 @@ int xdp_steer(struct xdp_md *ctx)
 		count(slot, R_PASS_NOT_IP);
 		return XDP_PASS;
 	}
+	pp.l4proto = l4proto;
 
 	if (l4proto != IPPROTO_UDP || (pp.fragment && !pp.first_fragment))
-		return forward(ctx, &pp, slot);
+		return forward(ctx, &pp, ifc, slot);
 
 	struct udphdr *udp = data + (pp.l4 & 0xff);
 	if ((void *)(udp + 1) > data_end) {
@@ -543,27 +766,27 @@ int xdp_steer(struct xdp_md *ctx)
 	}
 
 	if (!is_sip_port(cfg, udp->dest) || !is_invite(udp + 1, data_end))
-		return forward(ctx, &pp, slot);
+		return forward(ctx, &pp, ifc, slot);
 
 	if (pp.fragment) {
 		count(slot, R_EV_INVITE_FRAGMENT);
-		return forward(ctx, &pp, slot);
+		return forward(ctx, &pp, ifc, slot);
 	}
 	if (!cfg->enabled || !cfg->steer_port) {
 		count(slot, R_EV_INVITE_DISABLED);
-		return forward(ctx, &pp, slot);
+		return forward(ctx, &pp, ifc, slot);
 	}
 	__u64 *hb = bpf_map_lookup_elem(&heartbeat, &zero);
 	__u64 now = bpf_ktime_get_ns();
 	if (!hb || *hb == 0 || (__s64)(now - *hb) > (__s64)cfg->stale_ns) {
 		count(slot, R_EV_INVITE_STALE);
-		return forward(ctx, &pp, slot);
+		return forward(ctx, &pp, ifc, slot);
 	}
 
 	int rc = steer(ctx, &pp, cfg, ifc, slot);
 	if (rc == -1) {
 		count(slot, R_EV_INVITE_ERROR);
-		return forward(ctx, &pp, slot);
+		return forward(ctx, &pp, ifc, slot);
 	}
 	if (rc < 0) {
 		// The frame was resized but could not be completed; the kernel
@@ -574,12 +797,4 @@ int xdp_steer(struct xdp_md *ctx)
 		return XDP_DROP;
 	}
 	return rc;
-}
-
-// xdp_pass is attached to veth peers so that XDP_REDIRECT into a veth works
-// (the receiving end of a veth pair needs an XDP program or NAPI).
-SEC("xdp")
-int xdp_pass(struct xdp_md *ctx)
-{
-	return XDP_PASS;
 }

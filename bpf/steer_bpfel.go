@@ -31,6 +31,7 @@ type steerIface struct {
 	HasV6   uint32
 	SteerV4 uint32
 	SteerV6 [16]uint8
+	Flags   uint32
 }
 
 type steerMeta struct {
@@ -52,23 +53,26 @@ type steerReason uint32
 const (
 	steerReasonR_STEERED            steerReason = 0
 	steerReasonR_FORWARDED          steerReason = 1
-	steerReasonR_PASS_NOT_IP        steerReason = 2
-	steerReasonR_PASS_L2            steerReason = 3
-	steerReasonR_PASS_VLAN          steerReason = 4
-	steerReasonR_PASS_MALFORMED     steerReason = 5
-	steerReasonR_PASS_TTL           steerReason = 6
-	steerReasonR_PASS_LOCAL         steerReason = 7
-	steerReasonR_PASS_NO_NEIGH      steerReason = 8
-	steerReasonR_PASS_FRAG_NEEDED   steerReason = 9
-	steerReasonR_PASS_FIB_OTHER     steerReason = 10
-	steerReasonR_PASS_EGRESS        steerReason = 11
-	steerReasonR_DROP_STEER_DIRECT  steerReason = 12
-	steerReasonR_DROP_STEER_ERROR   steerReason = 13
-	steerReasonR_EV_INVITE_STALE    steerReason = 14
-	steerReasonR_EV_INVITE_DISABLED steerReason = 15
-	steerReasonR_EV_INVITE_ERROR    steerReason = 16
-	steerReasonR_EV_INVITE_FRAGMENT steerReason = 17
-	steerReasonR_NR                 steerReason = 18
+	steerReasonR_FORWARDED_CSUM     steerReason = 2
+	steerReasonR_PASS_NOT_IP        steerReason = 3
+	steerReasonR_PASS_L2            steerReason = 4
+	steerReasonR_PASS_VLAN          steerReason = 5
+	steerReasonR_PASS_MALFORMED     steerReason = 6
+	steerReasonR_PASS_TTL           steerReason = 7
+	steerReasonR_PASS_LOCAL         steerReason = 8
+	steerReasonR_PASS_NO_NEIGH      steerReason = 9
+	steerReasonR_PASS_FRAG_NEEDED   steerReason = 10
+	steerReasonR_PASS_FIB_OTHER     steerReason = 11
+	steerReasonR_PASS_EGRESS        steerReason = 12
+	steerReasonR_PASS_UNSAFE_EGRESS steerReason = 13
+	steerReasonR_PASS_UNSAFE_CSUM   steerReason = 14
+	steerReasonR_DROP_STEER_DIRECT  steerReason = 15
+	steerReasonR_DROP_STEER_ERROR   steerReason = 16
+	steerReasonR_EV_INVITE_STALE    steerReason = 17
+	steerReasonR_EV_INVITE_DISABLED steerReason = 18
+	steerReasonR_EV_INVITE_ERROR    steerReason = 19
+	steerReasonR_EV_INVITE_FRAGMENT steerReason = 20
+	steerReasonR_NR                 steerReason = 21
 )
 
 // Names of all BPF objects in the ELF.
@@ -80,7 +84,6 @@ const (
 	steerMapHeartbeat    = "heartbeat"
 	steerMapIfaces       = "ifaces"
 	steerMapTxPorts      = "tx_ports"
-	steerProgXdpPass     = "xdp_pass"
 	steerProgXdpSteer    = "xdp_steer"
 	steerVarUnusedMeta   = "unused_meta"
 	steerVarUnusedReason = "unused_reason"
@@ -128,7 +131,6 @@ type steerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerProgramSpecs struct {
-	XdpPass  *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 	XdpSteer *ebpf.ProgramSpec `ebpf:"xdp_steer"`
 }
 
@@ -200,13 +202,11 @@ type steerVariables struct {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerPrograms struct {
-	XdpPass  *ebpf.Program `ebpf:"xdp_pass"`
 	XdpSteer *ebpf.Program `ebpf:"xdp_steer"`
 }
 
 func (p *steerPrograms) Close() error {
 	return _SteerClose(
-		p.XdpPass,
 		p.XdpSteer,
 	)
 }

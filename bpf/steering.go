@@ -84,6 +84,13 @@ type attached struct {
 	slot    uint16
 	mode    string // "native" or "generic"
 	link    link.Link
+	val     steerIface
+	driver  string // ETHTOOL_GDRVINFO driver name ("veth", "ixgbe", ...)
+
+	// redirect: the interface is in tx_ports, i.e. takes frames
+	// redirected by XDP (see redirect.go); why says why (not).
+	redirect    bool
+	redirectWhy string
 }
 
 // Steering is the loaded and attached XDP program. Its methods are safe for
@@ -99,6 +106,15 @@ type Steering struct {
 	hbKey uint32
 	hbVal uint64
 	ts    unix.Timespec
+
+	// Redirect targets (redirect.go): nd is nil on kernels without the
+	// netdev netlink family; the watcher goroutine ends when Close wakes
+	// events and closes watchDone.
+	log       *slog.Logger
+	nd        *netdevConn
+	events    *linkEvents
+	watchDone chan struct{}
+	stopOnce  sync.Once
 }
 
 // Attach loads the XDP program, fills its maps from cfg and attaches it to
@@ -123,18 +139,26 @@ func Attach(cfg Config) (*Steering, error) {
 		}
 	}()
 
+	s.log = log
 	for i := range s.ifaces {
 		a := &s.ifaces[i]
 		l, mode, err := attachXDP(s.objs.XdpSteer, a.ifindex, cfg.Mode)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrAttach, a.name, err)
 		}
-		if mode == "generic" && cfg.Mode == ModeAuto {
-			log.Warn("bpf: native XDP unavailable, attached in generic mode", "iface", a.name)
-		} else {
-			log.Info("bpf: XDP attached", "iface", a.name, "mode", mode)
-		}
 		a.link, a.mode = l, mode
+		verify, err := s.setIfaceFlags(a)
+		if err != nil {
+			return nil, err
+		}
+		if mode == "generic" && cfg.Mode == ModeAuto {
+			log.Warn("bpf: native XDP unavailable, attached in generic mode", "iface", a.name, "driver", a.driver)
+		} else {
+			log.Info("bpf: XDP attached", "iface", a.name, "mode", mode, "driver", a.driver, "checksum_verify", verify)
+		}
+	}
+	if err := s.startRedirectWatch(); err != nil {
+		return nil, err
 	}
 	ok = true
 	return s, nil
@@ -206,10 +230,10 @@ func load(cfg Config) (*Steering, error) {
 		if err := s.objs.Ifaces.Put(uint32(ifc.Index), &val); err != nil {
 			return nil, fmt.Errorf("bpf: ifaces map: %w", err)
 		}
-		if err := s.objs.TxPorts.Put(uint32(ifc.Index), uint32(ifc.Index)); err != nil {
-			return nil, fmt.Errorf("bpf: tx_ports map: %w", err)
-		}
-		s.ifaces = append(s.ifaces, attached{name: name, ifindex: ifc.Index, slot: val.Slot})
+		// tx_ports stays empty until Attach has learnt which interfaces
+		// take redirected frames (redirect.go).
+		s.ifaces = append(s.ifaces, attached{name: name, ifindex: ifc.Index, slot: val.Slot, val: val,
+			driver: driverName(name)})
 	}
 	s.Heartbeat()
 
@@ -342,6 +366,7 @@ func (s *Steering) Modes() map[string]string {
 // Traffic keeps flowing through the kernel's forwarding. Exiting the
 // process has the same effect (XDP links die with their file descriptors).
 func (s *Steering) Close() error {
+	s.stopRedirectWatch() // before mu: the watcher takes it
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -349,6 +374,9 @@ func (s *Steering) Close() error {
 	}
 	s.closed = true
 	var errs []error
+	if s.nd != nil {
+		s.nd.Close()
+	}
 	for _, a := range s.ifaces {
 		if a.link != nil {
 			if err := a.link.Close(); err != nil {
@@ -370,6 +398,7 @@ type Reason uint32
 const (
 	ReasonSteered         = Reason(steerReasonR_STEERED)
 	ReasonForwarded       = Reason(steerReasonR_FORWARDED)
+	ReasonForwardedCsum   = Reason(steerReasonR_FORWARDED_CSUM)
 	ReasonPassNotIP       = Reason(steerReasonR_PASS_NOT_IP)
 	ReasonPassL2          = Reason(steerReasonR_PASS_L2)
 	ReasonPassVLAN        = Reason(steerReasonR_PASS_VLAN)
@@ -380,6 +409,8 @@ const (
 	ReasonPassFragNeeded  = Reason(steerReasonR_PASS_FRAG_NEEDED)
 	ReasonPassFIBOther    = Reason(steerReasonR_PASS_FIB_OTHER)
 	ReasonPassEgress      = Reason(steerReasonR_PASS_EGRESS)
+	ReasonUnsafeEgress    = Reason(steerReasonR_PASS_UNSAFE_EGRESS)
+	ReasonUnsafeChecksum  = Reason(steerReasonR_PASS_UNSAFE_CSUM)
 	ReasonDropSteerDirect = Reason(steerReasonR_DROP_STEER_DIRECT)
 	ReasonDropSteerError  = Reason(steerReasonR_DROP_STEER_ERROR)
 	ReasonInviteStale     = Reason(steerReasonR_EV_INVITE_STALE)
@@ -392,6 +423,7 @@ const (
 var reasonInfo = [NumReasons]struct{ action, name string }{
 	ReasonSteered:         {"steered", "invite"},
 	ReasonForwarded:       {"forwarded", "fib"},
+	ReasonForwardedCsum:   {"forwarded", "fib_checksum_completed"},
 	ReasonPassNotIP:       {"passed", "not_ip"},
 	ReasonPassL2:          {"passed", "other_l2_dest"},
 	ReasonPassVLAN:        {"passed", "vlan"},
@@ -402,6 +434,8 @@ var reasonInfo = [NumReasons]struct{ action, name string }{
 	ReasonPassFragNeeded:  {"passed", "frag_needed"},
 	ReasonPassFIBOther:    {"passed", "fib_other"},
 	ReasonPassEgress:      {"passed", "egress_unmanaged"},
+	ReasonUnsafeEgress:    {"passed", "redirect_unsafe_egress"},
+	ReasonUnsafeChecksum:  {"passed", "redirect_unsafe_checksum"},
 	ReasonDropSteerDirect: {"dropped", "steer_port_direct"},
 	ReasonDropSteerError:  {"dropped", "steer_error"},
 	ReasonInviteStale:     {"invite_unsteered", "heartbeat_stale"},
@@ -453,6 +487,13 @@ func (c IfaceCounters) Forwarded() uint64 { return c.sum("forwarded") }
 // Passed counts packets handed to the kernel unmodified.
 func (c IfaceCounters) Passed() uint64 { return c.sum("passed") }
 
+// RedirectUnsafe counts the packets XDP would have forwarded but handed to
+// the kernel because redirecting them was not safe (the egress does not
+// take redirected frames, or the L4 checksum could not be proven complete).
+func (c IfaceCounters) RedirectUnsafe() uint64 {
+	return c.ByReason[ReasonUnsafeEgress] + c.ByReason[ReasonUnsafeChecksum]
+}
+
 // Dropped counts packets dropped by the program.
 func (c IfaceCounters) Dropped() uint64 { return c.sum("dropped") }
 
@@ -484,7 +525,9 @@ func (s *Steering) Counters() (map[string]IfaceCounters, error) {
 // WritePrometheus writes the counters in Prometheus text format:
 //
 //	shakenline_xdp_packets_total{iface="eth0",action="forwarded",reason="fib"} 42
+//	shakenline_xdp_packets_total{iface="eth0",action="passed",reason="redirect_unsafe_egress"} 7
 //	shakenline_xdp_invite_unsteered_total{iface="eth0",reason="heartbeat_stale"} 1
+//	shakenline_xdp_redirect_target{iface="eth1"} 1
 //
 // Register it with metrics.RegisterMetricsWriter(s.WritePrometheus).
 func (s *Steering) WritePrometheus(w io.Writer) {
@@ -492,8 +535,14 @@ func (s *Steering) WritePrometheus(w io.Writer) {
 	if err != nil {
 		return
 	}
+	targets := s.RedirectTargets()
 	for _, a := range s.ifaces {
 		c := cs[a.name]
+		v := 0.0
+		if targets[a.name] {
+			v = 1
+		}
+		metrics.WriteGaugeFloat64(w, fmt.Sprintf("shakenline_xdp_redirect_target{iface=%q}", a.name), v)
 		for r := 0; r < NumReasons; r++ {
 			ri := reasonInfo[r]
 			if ri.action == "invite_unsteered" {
@@ -503,29 +552,4 @@ func (s *Steering) WritePrometheus(w io.Writer) {
 			metrics.WriteCounterUint64(w, fmt.Sprintf("shakenline_xdp_packets_total{iface=%q,action=%q,reason=%q}", a.name, ri.action, ri.name), c.ByReason[r])
 		}
 	}
-}
-
-// AttachPass attaches a program that passes every frame to iface. XDP can
-// only redirect into a veth whose peer runs an XDP program (or has NAPI
-// enabled): attach this to the far end of such veths. Close detaches.
-// Runs in the namespace that holds iface.
-func AttachPass(iface string) (io.Closer, error) {
-	spec, err := loadSteer()
-	if err != nil {
-		return nil, fmt.Errorf("bpf: load: %w", err)
-	}
-	prog, err := ebpf.NewProgram(spec.Programs[steerProgXdpPass])
-	if err != nil {
-		return nil, fmt.Errorf("bpf: load pass program: %w", err)
-	}
-	defer prog.Close() // the link keeps its own reference
-	ifc, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, fmt.Errorf("%w: interface %q: %w", ErrConfig, iface, err)
-	}
-	l, _, err := attachXDP(prog, ifc.Index, ModeAuto)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrAttach, iface, err)
-	}
-	return l, nil
 }

@@ -12,8 +12,15 @@
 // are static, so nothing depends on ARP/NDP timing. Namespaces are removed
 // by t.Cleanup, also when the test fails.
 //
-// Tests need root and iproute2. Without them the test is skipped, unless
-// CI=true, where a missing prerequisite fails the test.
+// The client and server veths are left as ip-link creates them (no XDP
+// program, GRO off, TX checksum offload on), like the ordinary hosts of a
+// container or VM host, unless Options.NeighbourGRO tunes them. RTPStream
+// and TCPExchange check media and SIP-over-TCP traffic across the
+// appliance, byte for byte, bounded in count and time.
+//
+// Tests need root with CAP_SYS_ADMIN and CAP_NET_ADMIN, and iproute2.
+// Without them the test is skipped with a message naming what is missing,
+// unless CI=true, where a missing prerequisite fails the test.
 //
 // Concurrency: NS.Do locks an OS thread per call; Topology values are
 // read-only after New. Limits: one topology per New call, names unique per

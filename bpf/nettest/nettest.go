@@ -2,7 +2,6 @@ package nettest
 
 import (
 	"fmt"
-	"github.com/shakenline/shakenline/internal/prereq"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 // Fixed addressing of the topology.
@@ -46,6 +47,13 @@ type Options struct {
 	// server link stays at 1500, so larger packets from the client must be
 	// fragmented by the appliance.
 	ClientMTU int
+	// NeighbourGRO turns GRO on on the client's and the server's veth (c0,
+	// s0), as a host that tunes its veths might: a veth with GRO has a
+	// NAPI context, so the appliance's XDP can redirect frames into its
+	// peer. By default the neighbours are left as ip-link creates them
+	// (GRO off, TX checksum offload on), as a container or VM host has
+	// them: then XDP must leave forwarding into them to the kernel.
+	NeighbourGRO bool
 }
 
 // NS is a named network namespace.
@@ -60,11 +68,14 @@ type Topology struct {
 
 var seq atomic.Int64
 
-// Require skips the test when root or the ip tool is missing, or fails it
-// when CI=true.
+// Require skips the test when root, its privileges or the ip tool are
+// missing, or fails it when CI=true; the message names what is missing.
+// Namespaces need CAP_SYS_ADMIN (ip netns add mounts), links and XDP
+// CAP_NET_ADMIN.
 func Require(t testing.TB) {
 	t.Helper()
 	prereq.Root(t)
+	prereq.Caps(t, prereq.CapSysAdmin, prereq.CapNetAdmin)
 	prereq.Tool(t, "ip")
 }
 
@@ -122,31 +133,32 @@ func New(t testing.TB, opts Options) *Topology {
 			l.ns.ip(t, "-6", "route", "add", "default", "via", l.peerV6.String())
 		}
 	}
-	// Hosts hand veth frames over with CHECKSUM_PARTIAL (the UDP checksum
-	// field holds only the pseudo-header sum). XDP_REDIRECT turns the skb
-	// into a bare frame and loses that state, so the receiver would see a
-	// bad checksum. Real NICs deliver complete checksums; make the test
-	// hosts do the same by turning off TX checksum offload, as for any XDP
-	// forwarding between veths.
-	for _, h := range []struct {
-		ns  *NS
-		dev string
-	}{{c, ClientIf}, {s, ServerIf}} {
-		if err := h.ns.Do(func() error { return disableTxChecksum(h.dev) }); err != nil {
-			t.Fatal(err)
-		}
+	if opts.NeighbourGRO {
+		c.SetGRO(t, ClientIf, true)
+		s.SetGRO(t, ServerIf, true)
 	}
 	return topo
 }
 
-// disableTxChecksum is `ethtool -K dev tx off` (ETHTOOL_STXCSUM).
-func disableTxChecksum(dev string) error {
+// SetGRO is `ethtool -K dev gro on|off` inside the namespace.
+func (n *NS) SetGRO(t testing.TB, dev string, on bool) {
+	t.Helper()
+	if err := n.Do(func() error { return setGRO(dev, on) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setGRO is ETHTOOL_SGRO.
+func setGRO(dev string, on bool) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("nettest: ethtool socket: %w", err)
 	}
 	defer unix.Close(fd)
-	val := struct{ cmd, data uint32 }{cmd: unix.ETHTOOL_STXCSUM}
+	val := struct{ cmd, data uint32 }{cmd: unix.ETHTOOL_SGRO}
+	if on {
+		val.data = 1
+	}
 	var ifr struct {
 		name [unix.IFNAMSIZ]byte
 		data unsafe.Pointer
@@ -155,7 +167,7 @@ func disableTxChecksum(dev string) error {
 	copy(ifr.name[:], dev)
 	ifr.data = unsafe.Pointer(&val)
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return fmt.Errorf("nettest: ETHTOOL_STXCSUM %s: %w", dev, errno)
+		return fmt.Errorf("nettest: ETHTOOL_SGRO %s: %w", dev, errno)
 	}
 	return nil
 }

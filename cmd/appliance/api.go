@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/shakenline/shakenline/api"
@@ -17,14 +19,14 @@ import (
 // policy holder.
 //
 // Without --api-token-file and without --lab the STIR and admin routes are
-// not served (only /healthz, /readyz, /metrics, with a warning), so an
+// not served (only /healthz, /readyz, /metrics, /status, with a warning), so an
 // unauthenticated signing API is never exposed.
 func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error) {
 	log = log.With("component", "api")
 	if cfg.APITokenFile == "" && !cfg.Lab {
-		log.Warn("no api_token_file: serving only /healthz, /readyz and /metrics (STIR and admin routes need tokens)")
+		log.Warn("no api_token_file: serving only /healthz, /readyz, /metrics and /status (STIR and admin routes need tokens)")
 		return api.New(api.Config{Addr: cfg.API, MonitorOnly: true, Logger: log, Policy: a.policy,
-			Ready: signerReady(a), Health: signerHealth(a)})
+			Ready: a.ready, Health: signerHealth(a), Status: a.status})
 	}
 	// TNs in API requests are E.164 as given: default_country does not
 	// apply (docs/API.md, "Telephone numbers").
@@ -45,8 +47,9 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 		Tokens: tokens, Lab: cfg.Lab, Logger: log, Budget: cfg.SignBudget, Freshness: cfg.Freshness,
 		CertFingerprint: audit.Fingerprint(a.certs[0]),
 		Audit:           a.audit,
-		Ready:           signerReady(a),
+		Ready:           a.ready,
 		Health:          signerHealth(a),
+		Status:          a.status,
 		// POST /admin/reload re-reads the token file itself and then runs
 		// the appliance's reload (policy, trust stores), set by serve with
 		// SetReload so that SIGHUP and the API share one path.
@@ -55,7 +58,9 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 }
 
 // signerReady is the /readyz conditions: a real probe signature through
-// the chain, and in inline mode the XDP program attached and answering.
+// the chain, and in inline mode the XDP program attached to every
+// interface (its link still attached, not only attached at start) and its
+// counters readable.
 func signerReady(a *appliance) []api.Check {
 	checks := []api.Check{api.SignerCheck(a.signer, time.Second)}
 	if a.signer == nil {
@@ -66,8 +71,19 @@ func signerReady(a *appliance) []api.Check {
 			if _, err := st.Counters(); err != nil {
 				return fmt.Errorf("XDP steering not readable: %w", err)
 			}
-			if len(st.Modes()) != len(a.cfg.Ifaces) {
-				return fmt.Errorf("XDP attached to %d of %d interfaces", len(st.Modes()), len(a.cfg.Ifaces))
+			att := st.Attached()
+			if len(att) != len(a.cfg.Ifaces) {
+				return fmt.Errorf("XDP attached to %d of %d interfaces", len(att), len(a.cfg.Ifaces))
+			}
+			var off []string
+			for name, ok := range att {
+				if !ok {
+					off = append(off, name)
+				}
+			}
+			if len(off) > 0 {
+				sort.Strings(off)
+				return fmt.Errorf("XDP detached from %s: INVITEs there pass unsigned", strings.Join(off, ", "))
 			}
 			return nil
 		}})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shakenline/shakenline/bench/loadgen"
-	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/bpf/nettest"
 	"github.com/shakenline/shakenline/labpki"
 )
@@ -65,18 +63,7 @@ func BenchmarkInline(b *testing.B) {
 	)
 	inlineRates := []float64{2000, 4000, 8000, 12000, 16000, 24000}
 
-	topo := nettest.New(b, nettest.Options{})
-	for _, p := range []struct {
-		ns  *nettest.NS
-		dev string
-	}{{topo.Client, nettest.ClientIf}, {topo.Server, nettest.ServerIf}} {
-		// XDP_REDIRECT into a veth needs an XDP program on the peer.
-		var cl io.Closer
-		if err := p.ns.Do(func() (err error) { cl, err = bpf.AttachPass(p.dev); return err }); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { cl.Close() })
-	}
+	topo := nettest.New(b, nettest.Options{}) // neighbours as ip-link makes them
 	pki := b.TempDir()
 	if err := labpki.Generate(pki, labpki.Options{}); err != nil {
 		b.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -107,6 +108,8 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		s.SetReload(func() error { return app.reload(f) })
 	}
 	if app.api != nil {
+		defer app.observe()()
+		go app.status.Run(ctx)
 		go func() { errc <- app.api.Run(ctx) }()
 	}
 	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "next_hop", cfg.NextHop, "api", cfg.API,
@@ -142,7 +145,12 @@ type appliance struct {
 	signer  *hsm.Chain
 	builder *passport.Builder
 	certs   []*x509.Certificate
+	cert    certInUse // the leaf signing now (observe.go)
 	closers []func()
+	ready   []api.Check // /readyz conditions besides the policy (signerReady)
+	status  *api.Status // GET /status; nil without --api
+
+	lastReady atomic.Pointer[[]api.CheckResult] // readiness as last evaluated (observe.go)
 
 	verifier  *verify.Verifier // nil without --trust
 	audit     *audit.Log       // nil without audit_log
@@ -182,6 +190,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		return nil, fmt.Errorf("x5u: %w", err)
 	}
 	a.builder, a.certs = builder, certs
+	a.cert.Store(certs[0])
 	if cfg.AuditLog != "" && !checkOnly {
 		if a.audit, err = audit.Open(cfg.AuditLog, audit.Options{MaxBytes: cfg.AuditMaxBytes, Keep: cfg.AuditKeep}); err != nil {
 			return nil, fmt.Errorf("audit_log: %w", err)
@@ -243,6 +252,8 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		return nil, err
 	}
 	if cfg.API != "" {
+		a.ready = signerReady(a)
+		a.status = newStatus(a, now)
 		if a.api, err = newAPI(cfg, a, log); err != nil {
 			return nil, err
 		}

@@ -1,9 +1,13 @@
 // Package prereq owns the project's rule for what a test needs from the
-// machine (root, a Debian tool, a Kamailio module, a softhsm2 library): when
-// it is missing the test is skipped on a developer's machine, and fails when
-// CI=true, so that coverage cannot silently vanish from CI (make test
-// installs everything CI needs). Every test that depends on the machine goes
-// through here, so the rule lives in one place.
+// machine (root, a capability, a kernel feature, a Debian tool, a Kamailio
+// module, a softhsm2 library): when it is missing the test is skipped on a
+// developer's machine, and fails when CI=true, so that coverage cannot
+// silently vanish from CI (make test installs everything CI needs). Every
+// test that depends on the machine goes through here, so the rule lives in
+// one place. A message about a missing privilege or kernel feature names
+// it and the command that shows it (id -u, capsh --print, grep Cap
+// /proc/self/status, uname -r), so that whoever reads the skip can check
+// and fix the machine (privilege.go).
 package prereq
 
 import (
@@ -45,10 +49,13 @@ func Tools(t testing.TB, names ...string) {
 	}
 }
 
-// Root skips (fails under CI) unless the test runs as root.
+// Root skips (fails under CI) unless the test runs as root. Root is the
+// user, not the privileges: a test that needs a capability also checks it
+// with Caps, which says which one is missing (a container's root often
+// lacks some).
 func Root(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		Need(t, fmt.Errorf("root required"))
+	if uid := os.Geteuid(); uid != 0 {
+		Need(t, fmt.Errorf("needs root (effective uid 0), running as uid %d (check: id -u)", uid))
 	}
 }

@@ -137,5 +137,5 @@ func _SinkClose(closers ...io.Closer) error {
 
 // Do not access this directly.
 //
-//go:embed sink_bpfel.o
+//go:embed sink_bpfel_test.o
 var _SinkBytes []byte
