@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/audit"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -46,6 +47,9 @@ type Config struct {
 	Builder *passport.Builder
 	Signer  hsm.Dispatcher
 	Policy  *policy.Holder
+	// Credential, when set, replaces Builder, Signer and CertFingerprint,
+	// read once per request (a renewal swaps it; see package credential).
+	Credential *credential.Holder
 	// Verifier serves verification requests; nil answers them with POL5000
 	// (503). SetVerifier swaps it (trust store reload).
 	Verifier *verify.Verifier
@@ -102,8 +106,11 @@ func New(cfg Config) (*Server, error) {
 		if cfg.Tokens == nil && !cfg.Lab {
 			return nil, ErrNoTokens
 		}
-		if cfg.Builder == nil || cfg.Policy == nil {
-			return nil, fmt.Errorf("%w: Builder and Policy are required", ErrConfig)
+		if cfg.Credential == nil && cfg.Builder != nil {
+			cfg.Credential = credential.NewHolder(&credential.Credential{Signer: cfg.Signer, Builder: cfg.Builder, Fingerprint: cfg.CertFingerprint})
+		}
+		if cfg.Credential == nil || cfg.Credential.Load() == nil || cfg.Policy == nil {
+			return nil, fmt.Errorf("%w: Builder (or Credential) and Policy are required", ErrConfig)
 		}
 	}
 	if cfg.MaxBody <= 0 {

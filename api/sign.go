@@ -172,12 +172,14 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 			ext[x.name] = x.v
 		}
 	}
+	// One credential for the request: x5u, key and audit fingerprint.
+	cred := s.cfg.Credential.Load()
 	// The PASSporT type follows the claims: div makes a div PASSporT,
 	// Rich Call Data go into the shaken one (ATIS-1000094).
-	b, ppt := s.cfg.Builder, pptShaken
+	b, ppt := cred.Builder, pptShaken
 	switch {
 	case div:
-		if b, err = passport.NewBuilderPPT(s.cfg.Builder.X5U(), passport.PPTDiv); err != nil {
+		if b, err = passport.NewBuilderPPT(cred.Builder.X5U(), passport.PPTDiv); err != nil {
 			return newErr(pol5000, "div builder").withStatus(http.StatusInternalServerError)
 		}
 		ppt = pptDiv
@@ -192,7 +194,7 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	}
 
 	// Sign through the SIP path's dispatcher, under the same budget.
-	if s.cfg.Signer == nil {
+	if cred.Signer == nil {
 		countSignFailure("signer-down")
 		return newErr(pol5000, "signer-down").withStatus(http.StatusServiceUnavailable)
 	}
@@ -202,7 +204,7 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	if dl, ok := ctx.Deadline(); ok && dl.Before(j.req.Deadline) {
 		j.req.Deadline = dl
 	}
-	if err := s.cfg.Signer.Submit(&j.req); err != nil {
+	if err := cred.Signer.Submit(&j.req); err != nil {
 		return signErr(err)
 	}
 	select {
@@ -230,7 +232,7 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 
 	if s.cfg.Audit != nil {
 		rec := audit.Record{Time: now, Orig: c.Orig, Dest: j.joined, Attest: c.Attest, PPT: ppt, Rule: AuditRule,
-			Signer: j.req.SignedBy, CertFingerprint: s.cfg.CertFingerprint}
+			Signer: j.req.SignedBy, CertFingerprint: cred.Fingerprint}
 		var idbuf [36]byte
 		if requestID != "" {
 			rec.CallID = []byte(requestID)

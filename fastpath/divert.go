@@ -35,8 +35,9 @@ var pptDivs = [claims.MaxDiv + 1]string{"", "div", "div,div", "div,div,div", "di
 // builderSet is the div and rcd builders for the x5u of a shaken builder.
 type builderSet struct{ shaken, div, rcd *passport.Builder }
 
-// builders returns the div and rcd builders for b's x5u, made once (and
-// again only if the configured builder is ever replaced).
+// builders returns the div and rcd builders for b's x5u (b is the
+// call's credential's), made once per credential: again only when a
+// renewal switches it.
 func (s *Server) builders(b *passport.Builder) *builderSet {
 	if bs := s.bset.Load(); bs != nil && bs.shaken == b {
 		return bs
@@ -197,8 +198,9 @@ func (l *loop) handleDiv(pkt []byte, src, dst netip.AddrPort, tbl *policy.Table,
 	j.setDate(m, iat, dact)
 	j.decision = dec
 	j.reject = false
-	j.attest = 0 // a div PASSporT carries no attestation
-	db := l.s.builders(cfg.Builder).div
+	j.attest = 0                   // a div PASSporT carries no attestation
+	j.cred = cfg.Credential.Load() // one credential for every div of the call
+	db := l.s.builders(j.cred.Builder).div
 	j.input = j.input[:0]
 	j.npp, j.ppt = 0, pptDivs[ours]
 	for _, hop := range rt.Hops[h:] {

@@ -11,6 +11,7 @@ import (
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/claims"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -39,6 +40,7 @@ type job struct {
 	out      []byte            // the datagram to send
 	sc       *scratch
 	req      hsm.Request
+	cred     *credential.Credential // the key, x5u and certificate of this call (read once, in sign)
 	rec      audit.Record
 	reject   bool // verify-reject: answer a failed verification instead of annotating
 
@@ -109,6 +111,7 @@ func newJob(l *loop) *job {
 	}
 	j.doneFn, j.partFn = j.done, j.partDone // method values made once, not per call
 	j.req.Done = j.doneFn
+	j.cred = l.s.cfg.Credential.Load() // sign sets each call's own
 	return j
 }
 
@@ -180,7 +183,7 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 		}
 		if al := s.cfg.Audit; al != nil {
 			j.rec = audit.Record{Time: time.Now(), CallID: m.CallID.In(pkt), Orig: j.orig, Dest: j.dest,
-				Attest: j.attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: s.cfg.CertFingerprint, PPT: j.ppt}
+				Attest: j.attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: j.cred.Fingerprint, PPT: j.ppt}
 			al.Record(&j.rec) // copies; never blocks (drops and counts when its queue is full)
 		}
 		switch j.attest {

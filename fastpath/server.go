@@ -14,6 +14,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/sip"
 )
 
@@ -36,7 +37,7 @@ type Server struct {
 	heartbeat bool     // the loops tick (inline mode: the XDP heartbeat)
 
 	verifyq     chan *job                  // verification jobs of every loop (verification is rarer and slower than signing)
-	bset        atomic.Pointer[builderSet] // the div and rcd builders for cfg.Builder's x5u (divert.go)
+	bset        atomic.Pointer[builderSet] // the div and rcd builders for the credential's x5u (divert.go)
 	eng         gnet.Engine
 	booted      chan struct{}
 	stopSenders chan struct{}
@@ -45,7 +46,10 @@ type Server struct {
 
 // New checks cfg and returns a Server; Run starts it.
 func New(cfg Config) (*Server, error) {
-	if cfg.Builder == nil || cfg.Signer == nil || cfg.Policy == nil || cfg.Numbers == nil {
+	if cfg.Credential == nil && cfg.Builder != nil && cfg.Signer != nil {
+		cfg.Credential = credential.NewHolder(&credential.Credential{Signer: cfg.Signer, Builder: cfg.Builder, Fingerprint: cfg.CertFingerprint})
+	}
+	if cfg.Credential == nil || cfg.Credential.Load() == nil || cfg.Policy == nil || cfg.Numbers == nil {
 		return nil, errors.New("fastpath: Builder, Signer, Policy and Numbers are required")
 	}
 	if !cfg.Listen.IsValid() {

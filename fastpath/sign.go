@@ -101,7 +101,10 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 	j.claims = passport.Claims{Attest: j.decision.Attest, Orig: j.orig, Dest: j.destv[:], IAT: iat}
 	j.destv[0] = j.dest
 	_, _ = l.rng.Read(j.claims.OrigID[:])
-	b := cfg.Builder
+	// One credential for the whole call: the x5u in the signing input, the
+	// key that signs it and the Identity header's info= all come from it.
+	j.cred = cfg.Credential.Load()
+	b := j.cred.Builder
 	j.npp, j.ppt = 1, pptShaken
 	if dec.RCD != nil && !dec.RCDSeparate {
 		j.claims.RCD = dec.RCD.Passport()
@@ -140,7 +143,7 @@ func (l *loop) signJob(j *job, pkt []byte, src, dst netip.AddrPort) bool {
 	// so the call is finished here, on the loop. Otherwise, and for every
 	// HSM, the request is queued and the loop goes on.
 	signed := 0
-	if ss, ok := cfg.Signer.(syncSigner); ok {
+	if ss, ok := j.cred.Signer.(syncSigner); ok {
 		for signed < j.npp && ss.TrySign(j.reqAt(signed), l.idx) {
 			signed++
 		}
@@ -165,7 +168,7 @@ func (l *loop) signJob(j *job, pkt []byte, src, dst netip.AddrPort) bool {
 	j.msg = *m
 	if j.npp == 1 {
 		j.req.Done = j.doneFn
-		if err := cfg.Signer.Submit(&j.req); err != nil {
+		if err := j.cred.Signer.Submit(&j.req); err != nil {
 			// Submit refused (queue full, or no signer usable): Done will not
 			// be called, so the call is bypassed here, now.
 			l.free <- j
@@ -182,7 +185,7 @@ func (l *loop) signJob(j *job, pkt []byte, src, dst netip.AddrPort) bool {
 	for i := signed; i < j.npp; i++ {
 		r := j.reqAt(i)
 		r.Done = j.partFn
-		if err := cfg.Signer.Submit(r); err != nil {
+		if err := j.cred.Signer.Submit(r); err != nil {
 			r.Err = err
 			j.pending.Add(-1)
 		}

@@ -59,6 +59,11 @@ type Options struct {
 	// Expire is how long an iat stays valid for the checks, in seconds
 	// (default 300).
 	Expire int
+	// VerifyCAFile, when set (instead of VerifyKeyPath), checks the
+	// Identity header with the key of the certificate at its x5u, fetched
+	// by libsecsipid (cached per URL), which must chain to the anchors in
+	// this PEM file and be valid now; failures get 438.
+	VerifyCAFile string
 	// Workers is the number of UDP worker processes (-n, default 2).
 	Workers int
 	// Binary is the kamailio executable (default: "kamailio" from PATH,
@@ -122,7 +127,7 @@ func (o Options) Args(cfgPath, runDir string) ([]string, error) {
 	if o.Attest != "A" && o.Attest != "B" && o.Attest != "C" {
 		return nil, fmt.Errorf("%w: attest %q", ErrOptions, o.Attest)
 	}
-	for _, s := range []string{o.KeyPath, o.X5U, o.VerifyKeyPath} {
+	for _, s := range []string{o.KeyPath, o.X5U, o.VerifyKeyPath, o.VerifyCAFile} {
 		if strings.ContainsAny(s, "\"\n\r") {
 			return nil, fmt.Errorf("%w: quote or newline in %q", ErrOptions, s)
 		}
@@ -145,12 +150,17 @@ func (o Options) Args(cfgPath, runDir string) ([]string, error) {
 			"-A", `ATTEST="`+o.Attest+`"`)
 	}
 	switch {
+	case o.VerifyKeyPath != "" && o.VerifyCAFile != "":
+		return nil, fmt.Errorf("%w: VerifyKeyPath or VerifyCAFile, not both", ErrOptions)
 	case o.VerifyJWT && o.VerifyKeyPath == "":
 		return nil, fmt.Errorf("%w: VerifyJWT needs VerifyKeyPath", ErrOptions)
 	case o.VerifyJWT:
 		args = append(args, "-A", "WITH_VERIFY_JWT", "-A", `PUBKEYPATH="`+o.VerifyKeyPath+`"`)
 	case o.VerifyKeyPath != "":
 		args = append(args, "-A", "WITH_VERIFY", "-A", `PUBKEYPATH="`+o.VerifyKeyPath+`"`)
+	case o.VerifyCAFile != "":
+		args = append(args, "-A", "WITH_VERIFY_X5U", "-A", `CAFILEOPT="CertCAFile=`+o.VerifyCAFile+`"`,
+			"-A", `CACHEDIR="`+filepath.Join(runDir, "x5u-cache")+`"`)
 	}
 	if o.Expire > 0 {
 		args = append(args, "-A", "EXPIRE="+strconv.Itoa(o.Expire))
@@ -178,6 +188,10 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	}
 	dir, err := os.MkdirTemp("", "shakebench-kamailio-")
 	if err != nil {
+		return nil, fmt.Errorf("kamailio: %w", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "x5u-cache"), 0o700); err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("kamailio: %w", err)
 	}
 	cfgPath := filepath.Join(dir, "kamailio.cfg")

@@ -100,8 +100,8 @@ func writeApplianceMetrics(w io.Writer) {
 	for _, c := range a.readyResults() {
 		metrics.WriteGaugeUint64(w, fmt.Sprintf(`shakenline_ready{check=%q}`, c.Name), b2u(c.Err == nil))
 	}
-	if a.signer != nil {
-		for i, h := range a.signer.Health() {
+	if ch := a.chain(); ch != nil {
+		for i, h := range ch.Health() {
 			metrics.WriteGaugeUint64(w, fmt.Sprintf(`shakenline_signer_info{signer=%q,kind=%q,position="%d"}`,
 				h.Name, a.signerKind(i), i+1), 1)
 		}
@@ -187,16 +187,18 @@ func newStatus(a *appliance, started time.Time) *api.Status {
 	node, _ := os.Hostname()
 	st := &api.Status{Node: node, Mode: a.cfg.Mode, Version: version, Started: started, Cert: a.cert.Load,
 		Ready: a.readyResults}
-	if a.signer != nil {
-		st.Signers = func() []api.SignerStatus {
-			hs := a.signer.Health()
-			out := make([]api.SignerStatus, len(hs))
-			for i, h := range hs {
-				out[i] = api.SignerStatus{Name: h.Name, Kind: a.signerKind(i), State: h.State, Ready: h.Ready,
-					Sessions: h.Sessions, Queue: h.Queue, LastError: h.LastError}
-			}
-			return out
+	st.Signers = func() []api.SignerStatus {
+		ch := a.chain() // the chain of the credential in use: it follows a renewal
+		if ch == nil {
+			return nil
 		}
+		hs := ch.Health()
+		out := make([]api.SignerStatus, len(hs))
+		for i, h := range hs {
+			out[i] = api.SignerStatus{Name: h.Name, Kind: a.signerKind(i), State: h.State, Ready: h.Ready,
+				Sessions: h.Sessions, Queue: h.Queue, LastError: h.LastError}
+		}
+		return out
 	}
 	if a.steering != nil {
 		st.XDP = a.xdpStatus
