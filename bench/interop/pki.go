@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shakenline/shakenline/internal/netns"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/labsti"
 	"github.com/shakenline/shakenline/tnauth"
@@ -173,16 +174,16 @@ func (f *fileSet) set(path string, b []byte) {
 // serveFiles serves files over http on addr inside ns until stop; with
 // dir set, /acme/<side>/<name>.pem is served from dir/<side>/<name>.pem
 // too (what the proxies publish there: acme publish.dir).
-func serveFiles(ns netns, addr netip.AddrPort, files map[string][]byte, ctype, dir string) (stop func(), err error) {
+func serveFiles(ns *netns.NS, addr netip.AddrPort, files map[string][]byte, ctype, dir string) (stop func(), err error) {
 	return serveFileSet(ns, addr, &fileSet{files: files}, ctype, dir)
 }
 
 // serveFileSet is serveFiles for a changeable set: ctype and an hour's
 // max-age, but .png files (brand logos) as image/png, no-store (a
 // verifier fetches each time, so a change shows at once).
-func serveFileSet(ns netns, addr netip.AddrPort, files *fileSet, ctype, dir string) (stop func(), err error) {
+func serveFileSet(ns *netns.NS, addr netip.AddrPort, files *fileSet, ctype, dir string) (stop func(), err error) {
 	var ln net.Listener
-	if err := ns.do(func() error {
+	if err := ns.Do(func() error {
 		var err error
 		ln, err = net.Listen("tcp4", addr.String())
 		return err
