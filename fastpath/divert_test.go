@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/hsm/signertest"
@@ -104,6 +105,7 @@ func TestDivAdded(t *testing.T) {
 		c.Audit = al
 	})
 	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+	added, divs := mDivAdded.Get(), mPassportDiv.Get()
 	for _, c := range []struct {
 		name, retarget string
 		divs           [][2]string // div, dest
@@ -138,6 +140,9 @@ func TestDivAdded(t *testing.T) {
 			}
 		})
 	}
+	if a, d := mDivAdded.Get()-added, mPassportDiv.Get()-divs; a != 3 || d != 4 {
+		t.Errorf(`calls_div_total{outcome="added"} +%d, passports_signed_total{ppt="div"} +%d; want +3, +4`, a, d)
+	}
 	if err := al.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -168,15 +173,19 @@ func TestDivNotAdded(t *testing.T) {
 		}
 		five += "Identity: " + d + "\r\n"
 	}
-	for _, c := range []struct{ name, extra string }{
-		{"diverted from a number no rule forwards for", "Diversion: <tel:+13125550101>\r\nIdentity: " + originalIdentity(t, other, "13125550101") + "\r\n"},
-		{"already reaching the new target", "Diversion: <tel:+12025550101>\r\nIdentity: " + originalIdentity(t, other, newTargetTN) + "\r\n"},
-		{"verstat failed upstream", "Diversion: <tel:+12025550101>\r\nIdentity: " + originalIdentity(t, other, forwarderTN) + "\r\n"},
-		{"shaken PASSporT malformed", "Diversion: <tel:+12025550101>\r\nIdentity: eyJ.eyJ.sig;info=<https://x/c.pem>;alg=ES256;ppt=shaken\r\n"},
-		{"unlinked: dest is no diverted target", "Diversion: <tel:+12025550101>\r\nIdentity: " + originalIdentity(t, other, "13125550999") + "\r\n"},
-		{"Diversion malformed", "Diversion: reason=x\r\nIdentity: " + originalIdentity(t, other, forwarderTN) + "\r\n"},
-		{"limit: five div received, one more needed", "Diversion: <tel:+12025550101>\r\nIdentity: " + originalIdentity(t, other, forwarderTN) + "\r\n" + five},
+	for _, c := range []struct {
+		name, extra string
+		outcome     *metrics.Counter // shakenline_calls_div_total{outcome}
+	}{
+		{"diverted from a number no rule forwards for", "Diversion: <tel:+13125550101>\r\nIdentity: " + originalIdentity(t, other, "13125550101") + "\r\n", mDivNotOurs},
+		{"already reaching the new target", "Diversion: <tel:+12025550101>\r\nIdentity: " + originalIdentity(t, other, newTargetTN) + "\r\n", mDivNone},
+		{"verstat failed upstream", "Diversion: <tel:+12025550101>\r\nIdentity: " + originalIdentity(t, other, forwarderTN) + "\r\n", mDivUnverified},
+		{"shaken PASSporT malformed", "Diversion: <tel:+12025550101>\r\nIdentity: eyJ.eyJ.sig;info=<https://x/c.pem>;alg=ES256;ppt=shaken\r\n", mDivUnverified},
+		{"unlinked: dest is no diverted target", "Diversion: <tel:+12025550101>\r\nIdentity: " + originalIdentity(t, other, "13125550999") + "\r\n", mDivUnlinked},
+		{"Diversion malformed", "Diversion: reason=x\r\nIdentity: " + originalIdentity(t, other, forwarderTN) + "\r\n", mDivBadRetarget},
+		{"limit: five div received, one more needed", "Diversion: <tel:+12025550101>\r\nIdentity: " + originalIdentity(t, other, forwarderTN) + "\r\n" + five, mDivLimit},
 	} {
+		before, added := c.outcome.Get(), mDivAdded.Get()
 		inv := invite(ca, fmt.Sprintf("nd%d", len(c.name)), date+c.extra)
 		if c.name == "verstat failed upstream" {
 			inv = bytes.Replace(inv, []byte("<tel:+1-215-555-0100>"), []byte("<tel:+1-215-555-0100;verstat=TN-Validation-Failed>"), 1)
@@ -189,6 +198,9 @@ func TestDivNotAdded(t *testing.T) {
 		got, _ := recv(t, te.next)
 		if n := parse(t, got).TotalIdentity; n != m.TotalIdentity || len(header(got, "P-Identity-Bypass")) != 0 {
 			t.Errorf("%s: %d Identity headers, want the %d it came with:\n%s", c.name, n, m.TotalIdentity, got)
+		}
+		if n := c.outcome.Get() - before; n != 1 || mDivAdded.Get() != added {
+			t.Errorf("%s: its outcome counter +%d, want +1; added +%d, want +0", c.name, n, mDivAdded.Get()-added)
 		}
 	}
 }
@@ -210,10 +222,14 @@ func TestDivUnverifiedSignsC(t *testing.T) {
 		passport.VerifySignature(&te.key.PublicKey, ids[1]) != nil {
 		t.Fatalf("want the received Identity and ours, attestation C:\n%s", got)
 	}
+	missing := mDivMissing.Get()
 	te.send(t, invite(ca, "missing", "Diversion: <tel:+12025550101>\r\n"))
 	got, _ = recv(t, te.next)
 	if ids := identities(t, got); len(ids) != 1 || ids[0].Payload.Attest != "C" {
 		t.Fatalf("unsigned forwarded call: want one shaken PASSporT (the default attestation):\n%s", got)
+	}
+	if n := mDivMissing.Get() - missing; n != 1 {
+		t.Errorf(`calls_div_total{outcome="missing"} +%d, want +1`, n)
 	}
 }
 
@@ -261,7 +277,14 @@ func TestDivSignedOnLoop(t *testing.T) {
 func TestRCDSigned(t *testing.T) {
 	for _, separate := range []bool{false, true} {
 		t.Run(fmt.Sprint("separate=", separate), func(t *testing.T) {
+			auditPath := filepath.Join(t.TempDir(), "audit.log")
+			var al *audit.Log
 			te := start(t, Proxy, func(c *Config, _ *testEnv) {
+				var err error
+				if al, err = audit.Open(auditPath, audit.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				c.Audit = al
 				rc := policy.RuleConfig{Name: "bank", Attest: "A", Numbers: []string{"+" + callerTN},
 					RCD: &rcd.Config{Nam: "Example Bank", Icn: "https://brand.example/logo.png", Crn: "Fraud alert"}}
 				if separate {
@@ -277,6 +300,7 @@ func TestRCDSigned(t *testing.T) {
 				c.Policy = policy.NewHolder(tbl)
 			})
 			ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+			shakens, rcds := mPassportShaken.Get(), mPassportRCD.Get()
 			te.send(t, invite(ca, fmt.Sprint("rcd", separate), ""))
 			got, _ := recv(t, te.next)
 			ids := identities(t, got)
@@ -306,6 +330,19 @@ func TestRCDSigned(t *testing.T) {
 			}
 			if sh.Payload.Attest != "A" {
 				t.Errorf("attest %q", sh.Payload.Attest)
+			}
+			wantPPT, wantRCD := " attest=A ppt=shaken+rcd rule=bank ", uint64(0)
+			if separate {
+				wantPPT, wantRCD = " attest=A ppt=shaken,rcd rule=bank ", 1
+			}
+			if s, r := mPassportShaken.Get()-shakens, mPassportRCD.Get()-rcds; s != 1 || r != wantRCD {
+				t.Errorf(`passports_signed_total{ppt="shaken"} +%d, {ppt="rcd"} +%d; want +1, +%d`, s, r, wantRCD)
+			}
+			if err := al.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(auditPath); err != nil || !strings.Contains(string(b), wantPPT) {
+				t.Errorf("audit line %q (%v), want %q in it", b, err, wantPPT)
 			}
 		})
 	}
