@@ -167,7 +167,13 @@ func startUAS(t *testing.T, ctx context.Context, bin, wd, dir string, calls int)
 	return netip.AddrPortFrom(netip.MustParseAddr(divLo), uint16(port)), trace, wait
 }
 
-// runUAC runs scenario with the injection lines lines against target.
+// runUAC runs scenario with the injection lines lines against target,
+// without UDP retransmissions (-nr): the path is loopback, and a
+// retransmitted INVITE would be signed anew by the proxy-mode appliance,
+// so the UAS (whose retransmission check compares whole messages) would
+// take it for a new, unexpected INVITE and drop the call whenever the
+// first verification (x5u and content fetches) takes longer than T1 on a
+// loaded machine.
 func runUAC(t *testing.T, ctx context.Context, bin, wd, dir, scenario string, target netip.AddrPort, lines []string) {
 	t.Helper()
 	inf := filepath.Join(dir, fmt.Sprintf("inf-%d.csv", time.Now().UnixNano()))
@@ -176,7 +182,7 @@ func runUAC(t *testing.T, ctx context.Context, bin, wd, dir, scenario string, ta
 	}
 	out, err := exec.CommandContext(ctx, bin, target.String(), "-sf", filepath.Join(wd, scenario), "-inf", inf,
 		"-i", divLo, "-p", strconv.Itoa(freePortOn(t, divLo)), "-m", strconv.Itoa(len(lines)), "-r", "20",
-		"-nostdin", "-timeout", "30s").CombinedOutput()
+		"-nr", "-nostdin", "-timeout", "30s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s to %v: %v\n%s", scenario, target, err, tail(out))
 	}
