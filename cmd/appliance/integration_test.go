@@ -412,6 +412,16 @@ func TestServeRCDContent(t *testing.T) {
 	if code, out, errs := runCmd("serve", "--check", "--config", cfgPath); code != 0 || !strings.Contains(out, "configuration ok") {
 		t.Fatalf("logo present: exit %d %s%s", code, out, errs)
 	}
+	// Without lab the content client is the x5u one: an http URL on a
+	// loopback address is refused, with the URL, though it serves.
+	noLab := filepath.Join(t.TempDir(), "rcd-nolab.yaml")
+	if err := os.WriteFile(noLab, []byte(strings.Replace(cfg, "lab: true\n", "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCmd("serve", "--check", "--config", noLab); code != 2 || !strings.Contains(errs, "policy rcd") || !strings.Contains(errs, web.URL+"/logo.png") ||
+		!strings.Contains(errs, "not allowed") {
+		t.Fatalf("http logo on loopback without lab: exit %d %q", code, errs)
+	}
 	// Running; a reload whose logo is gone is refused with the reason,
 	// and the running policy stays.
 	cfg = strings.Replace(cfg, "127.0.0.1:5060", freeUDP(t), 1)
