@@ -143,10 +143,16 @@ func TestDivChain(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			in := in
 			in.Identity, in.Time = c.ids(), now
+			divPassed, shakenPassed := mDivPassed.Get(), mShakenPassed.Get()
 			r := v.Verify(context.Background(), in)
 			if c.err == nil {
 				if r.Verstat != Passed || r.DivChain != c.chain || r.Attest != "A" {
 					t.Fatalf("got %+v, want passed with a chain of %d", r, c.chain)
+				}
+				// shakenline_verify_passports_total{ppt,result}: the shaken
+				// PASSporT and each link of the chain.
+				if d, s := mDivPassed.Get()-divPassed, mShakenPassed.Get()-shakenPassed; d != uint64(c.chain) || s != 1 {
+					t.Errorf(`passports_total{result="passed"}: div +%d, shaken +%d; want +%d, +1`, d, s, c.chain)
 				}
 				return
 			}
@@ -209,11 +215,15 @@ func TestRichCallData(t *testing.T) {
 	}
 	v := l.verifier(func(c *Config) { c.DisableReplay = true })
 	want := rcd.Display{Name: "Example Bank", CRN: "Fraud alert", Icon: logo}
+	shown, integrity, rcdPassed := mRCDShown.Get(), mRCDIntegrity.Get(), mRCDPassed.Get()
 	for _, ids := range [][]string{{inShaken()}, separate()} {
 		r := v.Verify(context.Background(), Input{Identity: ids, OrigTN: fwCaller, DestTNs: []string{"12025550199"}, Time: now})
 		if r.Verstat != Passed || r.RCD == nil || *r.RCD != want || r.RCDErr != nil {
 			t.Fatalf("got %+v (rcd %+v)", r, r.RCD)
 		}
+	}
+	if s, p := mRCDShown.Get()-shown, mRCDPassed.Get()-rcdPassed; s != 2 || p != 1 {
+		t.Errorf(`rcd_total{result="shown"} +%d, passports_total{ppt="rcd",result="passed"} +%d; want +2, +1`, s, p)
 	}
 	// The logo changes after signing: the call passes, its rcd does not.
 	br.logo.Store("PNG-v2")
@@ -222,6 +232,9 @@ func TestRichCallData(t *testing.T) {
 		if r.Verstat != Passed || r.RCD != nil || !errors.Is(r.RCDErr, rcd.ErrIntegrity) {
 			t.Fatalf("changed logo: %+v", r)
 		}
+	}
+	if n := mRCDIntegrity.Get() - integrity; n != 2 {
+		t.Errorf(`rcd_total{result="integrity-failed"} +%d, want +2`, n)
 	}
 	// A failed call shows no rcd.
 	c := claims(fwCaller, now)
