@@ -24,6 +24,14 @@ import (
 // the client chose the attestation.
 const AuditRule = "request"
 
+// PASSporT types for the audit line (audit.Record keeps strings by
+// reference).
+const (
+	pptShaken    = "shaken"
+	pptShakenRCD = "shaken+rcd"
+	pptDiv       = "div"
+)
+
 // signJob is one HTTP signing request on its way to the signer and back.
 // Jobs are pooled; a job whose request timed out while the signer still
 // holds it is not returned to the pool (the signer may write it later).
@@ -86,10 +94,13 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 		return newErr(svc4001, "signingRequest")
 	}
 	c := &j.claims
+	// A div claim makes a div PASSporT (RFC 8946), which carries no
+	// attestation: attest may be left out, and is not signed.
+	div := len(f.Div) > 0 && string(f.Div) != "null"
 	switch {
-	case f.Attest == nil:
+	case f.Attest == nil && !div:
 		return newErr(svc4001, "attest")
-	case len(*f.Attest) != 1 || (*f.Attest)[0] < 'A' || (*f.Attest)[0] > 'C':
+	case f.Attest != nil && (len(*f.Attest) != 1 || (*f.Attest)[0] < 'A' || (*f.Attest)[0] > 'C'):
 		return newErr(svc4005, "attest", "must be A, B or C")
 	case f.Dest == nil || f.Dest.TN == nil:
 		return newErr(svc4001, "dest")
@@ -100,7 +111,10 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	case f.Orig == nil || f.Orig.TN == nil:
 		return newErr(svc4001, "orig")
 	}
-	c.Attest = (*f.Attest)[0]
+	c.Attest = 0
+	if f.Attest != nil {
+		c.Attest = (*f.Attest)[0]
+	}
 	now := s.cfg.Now()
 	// The fast path's Date rule (package claims): an iat outside freshness
 	// gets no PASSporT.
@@ -160,9 +174,22 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	}
 	// One credential for the request: x5u, key and audit fingerprint.
 	cred := s.cfg.Credential.Load()
+	// The PASSporT type follows the claims: div makes a div PASSporT,
+	// Rich Call Data go into the shaken one (ATIS-1000094).
+	b, ppt := cred.Builder, pptShaken
+	switch {
+	case div:
+		if b, err = passport.NewBuilderPPT(cred.Builder.X5U(), passport.PPTDiv); err != nil {
+			return newErr(pol5000, "div builder").withStatus(http.StatusInternalServerError)
+		}
+		ppt = pptDiv
+		c.Attest = 0
+	case ext != nil && (ext["rcd"] != nil || ext["crn"] != nil):
+		ppt = pptShakenRCD
+	}
 	if ext == nil {
-		j.input = cred.Builder.AppendSigningInput(j.input[:0], c)
-	} else if j.input, err = cred.Builder.AppendSigningInputJSON(j.input[:0], c, ext); err != nil {
+		j.input = b.AppendSigningInput(j.input[:0], c)
+	} else if j.input, err = b.AppendSigningInputJSON(j.input[:0], c, ext); err != nil {
 		return newErr(svc4005, "signingRequest", err.Error())
 	}
 
@@ -195,16 +222,16 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 		mSignedA.Inc()
 	case 'B':
 		mSignedB.Inc()
-	default:
+	case 'C':
 		mSignedC.Inc()
 	}
-	j.ident = cred.Builder.AppendIdentity(j.ident[:0], j.input, &j.req.Sig)
+	j.ident = b.AppendIdentity(j.ident[:0], j.input, &j.req.Sig)
 	j.out = append(j.out[:0], `{"signingResponse":{"identity":`...)
 	j.out = appendJSONString(j.out, j.ident)
 	j.out = append(j.out, "}}\n"...)
 
 	if s.cfg.Audit != nil {
-		rec := audit.Record{Time: now, Orig: c.Orig, Dest: j.joined, Attest: c.Attest, Rule: AuditRule,
+		rec := audit.Record{Time: now, Orig: c.Orig, Dest: j.joined, Attest: c.Attest, PPT: ppt, Rule: AuditRule,
 			Signer: j.req.SignedBy, CertFingerprint: cred.Fingerprint}
 		var idbuf [36]byte
 		if requestID != "" {

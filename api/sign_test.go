@@ -106,6 +106,53 @@ func TestSignExtensionsAndOrigID(t *testing.T) {
 	}
 }
 
+// TestSignDivAndRCD: a div claim makes a div PASSporT (RFC 8946: no
+// attest, no origid, attest may be left out); Rich Call Data go into the
+// shaken PASSporT (ATIS-1000094). Both verify with the provider's key.
+func TestSignDivAndRCD(t *testing.T) {
+	e := newEnv(t, nil)
+	now := time.Now().Unix()
+	identity := func(body string) *passport.Identity {
+		t.Helper()
+		r := e.do(t, "POST", "/stir/v1/signing", body)
+		if r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		var out struct {
+			R struct{ Identity string } `json:"signingResponse"`
+		}
+		_ = json.Unmarshal(r.body, &out)
+		id, err := passport.ParseIdentityAny(out.R.Identity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := passport.VerifySignature(&e.h.SPKey.PublicKey, id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	for _, attest := range []string{``, `"attest":"A",`} {
+		id := identity(`{"signingRequest":{` + attest + `"dest":{"tn":["12155550199"]},"iat":` + fmt.Sprint(now) +
+			`,"orig":{"tn":"12155550100"},"div":{"tn":"12025550101"}}}`)
+		if id.PPT != passport.PPTDiv || !strings.HasSuffix(id.Raw, ";ppt=div") || id.Payload.Attest != "" || id.Payload.OrigID != "" ||
+			string(id.Payload.Div) != `{"tn":"12025550101"}` || id.Payload.Dest.TN[0] != "12155550199" {
+			t.Errorf("div PASSporT %s %+v", id.PPT, id.Payload)
+		}
+	}
+	id := identity(`{"signingRequest":{"attest":"A","dest":{"tn":["12155550199"]},"iat":` + fmt.Sprint(now) +
+		`,"orig":{"tn":"12155550100"},"rcd":{"nam":"Example Bank","icn":"https://x.example/l.png"},"rcdi":{"/icn":"sha256-x"},"crn":"Card alert"}}`)
+	if id.PPT != passport.PPTShaken || id.Payload.CRN != "Card alert" || string(id.Payload.RCD) != `{"icn":"https://x.example/l.png","nam":"Example Bank"}` ||
+		string(id.Payload.RCDI) != `{"/icn":"sha256-x"}` || id.Payload.Attest != "A" {
+		t.Errorf("shaken PASSporT with rcd %+v", id.Payload)
+	}
+	// A div PASSporT takes no Rich Call Data.
+	r := e.do(t, "POST", "/stir/v1/signing", `{"signingRequest":{"dest":{"tn":["12155550199"]},"iat":`+fmt.Sprint(now)+
+		`,"orig":{"tn":"12155550100"},"div":{"tn":"12025550101"},"rcd":{"nam":"x"}}}`)
+	if r.status != 400 || !strings.Contains(string(r.body), "SVC4005") {
+		t.Errorf("div with rcd: %d %s", r.status, r.body)
+	}
+}
+
 func TestSigningBadInput(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxBody = 4096 })
 	now := time.Now().Unix()
@@ -259,7 +306,7 @@ func TestAuditRecords(t *testing.T) {
 	}
 	fp := audit.Fingerprint(e.h.SP)
 	for _, l := range lines {
-		if !strings.Contains(l, " orig=12155550100 dest=12155550199,12155550198 attest=B rule=request signer=soft cert="+fp) ||
+		if !strings.Contains(l, " orig=12155550100 dest=12155550199,12155550198 attest=B ppt=shaken rule=request signer=soft cert="+fp) ||
 			strings.Contains(l, "call-") {
 			t.Fatalf("audit line %q", l)
 		}

@@ -59,7 +59,8 @@ type Record struct {
 	Time            time.Time // when signed; zero means now
 	CallID          []byte    // raw Call-ID; only its SHA-256 prefix is kept
 	Orig, Dest      []byte    // E.164 digits; several dest numbers joined with ','
-	Attest          byte      // 'A', 'B' or 'C'
+	Attest          byte      // 'A', 'B' or 'C'; 0 when the call's PASSporTs carry none (div)
+	PPT             string    // the PASSporT types signed, comma-separated ("shaken", "shaken,rcd", "div")
 	Rule            string    // policy rule that decided the attestation
 	Signer          string    // signer that produced the signature
 	CertFingerprint string    // Fingerprint of the signing certificate
@@ -75,7 +76,7 @@ type entry struct {
 	orig                 [MaxTN]byte
 	dest                 [MaxDest]byte
 	rule, signer, certFP string
-	transport            string
+	transport, ppt       string
 }
 
 // Log is an asynchronous, size-rotated audit file. Safe for concurrent use.
@@ -150,7 +151,8 @@ func (l *Log) Record(r *Record) bool {
 	e.origN = uint8(copy(e.orig[:], r.Orig))
 	e.destN = uint8(copy(e.dest[:], r.Dest))
 	e.attest[0] = r.Attest
-	e.rule, e.signer, e.certFP, e.transport = r.Rule, r.Signer, r.CertFingerprint, r.Transport
+	e.rule, e.signer, e.certFP = r.Rule, r.Signer, r.CertFingerprint
+	e.transport, e.ppt = r.Transport, r.PPT
 	select {
 	case l.q <- e:
 		return true
@@ -309,6 +311,8 @@ func (l *Log) format(e *entry) {
 	} else {
 		b = appendValue(b, e.attest[:])
 	}
+	b = append(b, " ppt="...)
+	b = appendValue(b, e.ppt)
 	b = append(b, " rule="...)
 	b = appendValue(b, e.rule)
 	b = append(b, " signer="...)

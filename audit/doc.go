@@ -10,7 +10,7 @@
 // One line per record, UTF-8, fields separated by one space, always in this
 // order (logfmt style, key=value):
 //
-//		time=2026-03-01T12:00:00.123456Z call=3f1c...(32 hex) orig=12155550100 dest=12155550199 attest=A rule=retail signer=pkcs11:tok-a cert=9a7b...(64 hex) transport=tcp
+//		time=2026-03-01T12:00:00.123456Z call=3f1c...(32 hex) orig=12155550100 dest=12155550199 attest=A ppt=shaken rule=retail signer=pkcs11:tok-a cert=9a7b...(64 hex) transport=tcp
 //
 //	  - time: RFC 3339 UTC with microseconds, when the signature was made.
 //	  - call: the first 16 bytes of SHA-256(Call-ID) in lowercase hex. For
@@ -20,7 +20,12 @@
 //	    a SIP INVITE or an API request by the rules of docs/API.md,
 //	    "Telephone numbers"); several dest numbers are joined with ','.
 //	    Longer than MaxTN bytes are cut (E.164 numbers have at most 15).
-//	  - attest: A, B or C.
+//	  - attest: A, B or C; "-" when the call signed only div PASSporTs
+//	    (RFC 8946: a div PASSporT has no attest).
+//	  - ppt: the PASSporT types signed: "shaken", "shaken+rcd" (Rich Call
+//	    Data inside the shaken PASSporT), "shaken,rcd" (an rcd PASSporT
+//	    beside it), or "div", "div,div", ... (a forwarded call's div
+//	    PASSporTs, docs/STANDARDS.md "div").
 //	  - rule: the policy rule that decided the attestation ("default" when none
 //	    matched; "request" when an HTTP client gave the attestation itself).
 //	  - signer: hsm signer name ("soft", "pkcs11:<token>", ...).

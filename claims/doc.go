@@ -6,6 +6,12 @@
 //     (RFC 8224 section 8.3, ATIS-1000074 section 5.3.1), canonicalised to
 //     E.164 digits by rule S of docs/API.md, "Telephone numbers" (OrigTN,
 //     DestTN);
+//   - the retargets of a forwarded call, for its div PASSporTs (RFC 8946):
+//     Retargets.Read maps History-Info (RFC 7044, cause of RFC 4458) or
+//     Diversion (RFC 5806) to hops, the target each diversion left and the
+//     one it reached, oldest first, the last reaching the Request-URI
+//     (docs/STANDARDS.md, "div"); MaxDiv is the most div PASSporTs a call
+//     carries;
 //   - iat: by the Date rules of RFC 8224 sections 4.1 and 6.1 (DateRule,
 //     Stale; docs/STANDARDS.md, "Date"): a missing Date is added, a fresh
 //     one is the iat, a stale or unparseable one is not signed unless

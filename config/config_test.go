@@ -158,3 +158,49 @@ func TestStreamKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestDivAndRCDKeys: the policy's div and rcd keys load from YAML (an
+// inline jCard as a YAML sequence), and a bad one fails validation with
+// the rule named.
+func TestDivAndRCDKeys(t *testing.T) {
+	base := "key: /k.pem\ncert: /c.pem\nx5u: https://cert.example/sp.pem\npolicy:\n  rules:\n"
+	c, err := Load(write(t, base+`    - name: forwarding
+      attest: A
+      numbers: ["+1202555*"]
+      div: true
+      div_unverified: forward
+    - name: bank
+      attest: A
+      numbers: ["+12155550100"]
+      rcd:
+        nam: Example Bank
+        icn: https://brand.example/logo.png
+        jcd: ["vcard", [["fn", {}, "text", "Example Bank"], ["logo", {}, "uri", "https://brand.example/l.png"]]]
+        crn: Your card
+      rcd_ppt: rcd
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := c.Policy.Rules
+	if !r[0].Div || r[0].DivUnverified != "forward" || r[1].RCD == nil || r[1].RCD.Nam != "Example Bank" || r[1].RCDPPT != "rcd" || r[1].RCD.Jcd == nil {
+		t.Fatalf("rules %+v", r)
+	}
+	for _, bad := range []string{
+		"    - {name: x, attest: A, rcd: {icn: \"https://brand.example/l.png\"}}\n",
+		"    - {name: x, attest: A, rcd: {nam: n, jcl: \"https://a/c.json\", jcd: [\"vcard\", []]}}\n",
+		"    - {name: x, action: verify, div: true}\n",
+		"    - {name: x, attest: A, rcd: {nam: n, logo: x}}\n",
+	} {
+		c, err := Load(write(t, base+bad))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil {
+			t.Errorf("accepted: %s", bad)
+		}
+	}
+}

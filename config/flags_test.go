@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/shakenline/shakenline/policy"
+	"github.com/shakenline/shakenline/rcd"
 )
 
 func parseFlags(t *testing.T, args ...string) *Flags {
@@ -129,6 +132,15 @@ func TestDocsNameEveryKeyAndFlag(t *testing.T) {
 		}
 		if hasFlag[key] && !strings.Contains(string(cliDoc), "| `--"+flagName(key)+" ") && !strings.Contains(string(cliDoc), "| `--"+flagName(key)+"`") {
 			t.Errorf("docs/CLI.md has no row for --%s", flagName(key))
+		}
+	}
+	// The policy's rule keys, and those of a rule's rcd, have rows too.
+	for prefix, typ := range map[string]reflect.Type{"rules[].": reflect.TypeFor[policy.RuleConfig](), "rules[].rcd.": reflect.TypeFor[rcd.Config]()} {
+		for i := range typ.NumField() {
+			key, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+			if !strings.Contains(string(cfgDoc), "| `"+prefix+key+"` |") {
+				t.Errorf("docs/CONFIG.md has no row for the policy key %s%s", prefix, key)
+			}
 		}
 	}
 }

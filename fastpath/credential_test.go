@@ -5,10 +5,13 @@ import (
 	"crypto/ecdsa"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/policy"
+	"github.com/shakenline/shakenline/rcd"
 )
 
 // heldSigner keeps each request until the test signs it with key.
@@ -62,4 +65,54 @@ func TestCredentialSwitchMidCall(t *testing.T) {
 	}
 	r.Done(r)
 	check("https://cert.example/old.pem", &oldKey.PublicKey)
+}
+
+// After a renewal swaps the credential, the div PASSporTs of a forwarded
+// call and the rcd PASSporT of a branded one carry the new x5u and the new
+// key's signature, like the shaken PASSporT (one credential per call).
+func TestCredentialSwitchDivAndRCD(t *testing.T) {
+	oldKey, newKeyPair, other := newKey(t), newKey(t), newKey(t)
+	oldSoft, _ := hsm.NewSoftware("old", oldKey)
+	newSoft, _ := hsm.NewSoftware("new", newKeyPair)
+	defer oldSoft.Close()
+	defer newSoft.Close()
+	oldB, _ := passport.NewBuilder("https://cert.example/old.pem")
+	newB, _ := passport.NewBuilder("https://cert.example/new.pem")
+	holder := credential.NewHolder(&credential.Credential{Signer: hsm.NewPool(t.Context(), oldSoft, 1, 16), Builder: oldB})
+	te := start(t, Proxy, func(c *Config, _ *testEnv) {
+		tbl, err := policy.Build(policy.Config{Rules: []policy.RuleConfig{
+			{Name: "forwarding", Attest: "A", Numbers: []string{"+1202555*"}, Div: true},
+			{Name: "bank", Attest: "A", Numbers: []string{"+" + callerTN}, RCDPPT: "rcd", RCD: &rcd.Config{Nam: "Example Bank"}},
+		}}, "C")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy = policy.NewHolder(tbl)
+		c.Credential = holder
+	})
+	ca := te.client.LocalAddr().(*net.UDPAddr).AddrPort()
+	date := "Date: " + time.Now().UTC().Format(sipDate) + "\r\n"
+	calls := func(tag string, wantX5U string, key *ecdsa.PublicKey) {
+		t.Helper()
+		te.send(t, invite(ca, "div"+tag, date+"Diversion: <tel:+12025550101>;reason=no-answer\r\nIdentity: "+originalIdentity(t, other, forwarderTN)+"\r\n"))
+		got, _ := recv(t, te.next)
+		if ids := identities(t, got); len(ids) != 2 || ids[1].PPT != passport.PPTDiv || ids[1].Info != wantX5U ||
+			ids[1].Header.X5U != wantX5U || passport.VerifySignature(key, ids[1]) != nil {
+			t.Fatalf("%s: the div PASSporT is not the credential's (%s):\n%s", tag, wantX5U, got)
+		}
+		te.send(t, invite(ca, "rcd"+tag, ""))
+		got, _ = recv(t, te.next)
+		ids := identities(t, got)
+		if len(ids) != 2 || ids[1].PPT != passport.PPTRCD {
+			t.Fatalf("%s: want shaken and rcd:\n%s", tag, got)
+		}
+		for _, id := range ids {
+			if id.Info != wantX5U || id.Header.X5U != wantX5U || passport.VerifySignature(key, id) != nil {
+				t.Fatalf("%s: the %s PASSporT is not the credential's (%s):\n%s", tag, id.PPT, wantX5U, got)
+			}
+		}
+	}
+	calls("old", "https://cert.example/old.pem", &oldKey.PublicKey)
+	holder.Swap(&credential.Credential{Signer: hsm.NewPool(t.Context(), newSoft, 1, 16), Builder: newB})
+	calls("new", "https://cert.example/new.pem", &newKeyPair.PublicKey)
 }

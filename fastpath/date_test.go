@@ -230,6 +230,7 @@ func TestDateStampInline(t *testing.T) {
 			j := newJob(l)
 			j.setDate(m, iat, c.act)
 			j.input = append(j.input[:0], "e30.e30"...)
+			j.npp, j.pp[0] = 1, pport{b: j.l.s.cfg.Builder, end: len(j.input)}
 			got := string(j.stamp(nil, pkt, m, &hsm.Request{}))
 			ids := header([]byte(got), "Identity")
 			if len(ids) != 1 {

@@ -84,12 +84,27 @@ func FuzzVerstatAnnotation(f *testing.F) {
 		if in.Parse(b) != nil || !in.IsRequest {
 			return
 		}
-		ann, _ := verstatAnnotation(nil, b, &in, param)
+		ann, _ := verstatAnnotation(nil, b, &in, param, "")
 		if na, at, _ := sip.VerstatPoint(b, &in); at >= 0 && bytes.ContainsAny(na.URI.In(b), "<>") {
 			// A URI with an angle bracket inside (the parser takes "sip:a@>"
 			// as an addr-spec) cannot be annotated so that it still
 			// parses: only the absence of a panic is checked.
+			_, _ = verstatAnnotation(nil, b, &in, param, `Verified "Name"`)
 			return
+		}
+		// With a verified name (Rich Call Data) the annotated request
+		// parses too, and the identity shows the name.
+		if named, _ := verstatAnnotation(nil, b, &in, param, `Verified "Name" \ x`); named.n > 0 {
+			var ed edits
+			named.addTo(&ed)
+			got := ed.apply(nil, b)
+			var o sip.Message
+			if err := o.Parse(got); err != nil {
+				t.Fatalf("annotated request with a name does not parse: %v\nin:  %q\nout: %q", err, b, got)
+			}
+			if na, at, _ := sip.VerstatPoint(got, &o); at < 0 || !bytes.HasPrefix(na.Value.In(got), []byte(`"Verified \"Name\" \\ x" <`)) {
+				t.Fatalf("identity %q does not show the name:\nin:  %q\nout: %q", na.Value.In(got), b, got)
+			}
 		}
 		var ed edits
 		ann.addTo(&ed)
@@ -174,6 +189,7 @@ func FuzzStampDate(f *testing.F) {
 		j := newJob(l)
 		j.setDate(&in, iat, act)
 		j.input = append(j.input[:0], "e30.e30"...)
+		j.npp, j.pp[0] = 1, pport{b: j.l.s.cfg.Builder, end: len(j.input)}
 		stamped := j.stamp(nil, b, &in, &hsm.Request{})
 		if err := out.Parse(stamped); err != nil {
 			t.Fatalf("stamped request does not parse: %v\nin:  %q\nout: %q", err, b, stamped)

@@ -3,6 +3,7 @@ package fastpath
 import (
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -44,6 +45,57 @@ type job struct {
 	cred     *credential.Credential // the key, x5u and certificate of this call (read once, in sign)
 	rec      audit.Record
 	reject   bool // verify-reject: answer a failed verification instead of annotating
+
+	// The call's PASSporTs (divert.go): pp[0] is signed with req, pp[i]
+	// with more[i-1]; their signing inputs are spans of input. A plain
+	// call has one, a shaken PASSporT.
+	npp     int
+	pp      [maxPP]pport
+	more    [maxPP - 1]hsm.Request
+	pending atomic.Int32 // asynchronous calls with several PASSporTs: requests not yet answered, +1 until all are submitted
+	ppt     string       // the types signed, for the audit line ("shaken", "shaken,rcd", "div,div")
+	attest  byte         // the shaken PASSporT's attestation; 0 when the call signs none (div)
+	doneFn  func(*hsm.Request)
+	partFn  func(*hsm.Request)
+	cis     []sip.CallInfo // terminating side: scratch for stripCallInfo
+}
+
+// maxPP is the most PASSporTs one call signs: MaxDiv div PASSporTs
+// (claims.MaxDiv), or a shaken and an rcd PASSporT.
+const maxPP = claims.MaxDiv
+
+// pport is one PASSporT a job signs: its builder (type and x5u) and the
+// span of its signing input in job.input.
+type pport struct {
+	b          *passport.Builder
+	start, end int
+}
+
+// reqAt is the signing request of PASSporT i.
+func (j *job) reqAt(i int) *hsm.Request {
+	if i == 0 {
+		return &j.req
+	}
+	return &j.more[i-1]
+}
+
+// firstErr is the first failed request of the call's PASSporTs, nil when
+// all are signed.
+func (j *job) firstErr() error {
+	for i := range j.npp {
+		if err := j.reqAt(i).Err; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// partDone is Done of each request of a call with several PASSporTs:
+// the last answer completes the call.
+func (j *job) partDone(*hsm.Request) {
+	if j.pending.Add(-1) == 0 {
+		j.done(&j.req)
+	}
 }
 
 func newJob(l *loop) *job {
@@ -57,8 +109,10 @@ func newJob(l *loop) *job {
 		dateLine: make([]byte, 0, dateLineCap),
 		out:      make([]byte, 0, 4096),
 		sc:       newScratch(),
+		cis:      make([]sip.CallInfo, 0, 8),
 	}
-	j.req.Done = j.done
+	j.doneFn, j.partFn = j.done, j.partDone // method values made once, not per call
+	j.req.Done = j.doneFn
 	j.cred = l.s.cfg.Credential.Load() // sign sets each call's own
 	return j
 }
@@ -110,35 +164,46 @@ func (j *job) complete(r *hsm.Request) {
 }
 
 // stamp appends to dst the datagram to send for the answered request r:
-// the INVITE in pkt (parsed in m) with its Identity header, or with
-// P-Identity-Bypass when r failed, as the mode's egress wants it.
+// the INVITE in pkt (parsed in m) with its Identity headers (one per
+// PASSporT of the call), or with P-Identity-Bypass when a request failed
+// (r is the first PASSporT's; the others are j.more), as the mode's
+// egress wants it.
 func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 	s := j.l.s
-	if r.Err == nil {
-		j.hdr = append(j.hdr[:0], "Identity: "...)
-		j.hdr = j.cred.Builder.AppendIdentity(j.hdr, j.input, &r.Sig)
-		j.hdr = append(j.hdr, "\r\n"...)
+	err := r.Err
+	if err == nil && j.npp > 1 {
+		err = j.firstErr()
+	}
+	if err == nil {
+		j.hdr = j.hdr[:0]
+		for i := range j.npp {
+			p := &j.pp[i]
+			j.hdr = append(j.hdr, "Identity: "...)
+			j.hdr = p.b.AppendIdentity(j.hdr, j.input[p.start:p.end], &j.reqAt(i).Sig)
+			j.hdr = append(j.hdr, "\r\n"...)
+			countPassport(p.b.PPT())
+		}
 		if al := s.cfg.Audit; al != nil {
 			j.rec = audit.Record{Time: time.Now(), CallID: m.CallID.In(pkt), Orig: j.orig, Dest: j.dest,
-				Attest: j.decision.Attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: j.cred.Fingerprint,
+				Attest: j.attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: j.cred.Fingerprint, PPT: j.ppt,
 				Transport: transportNames[j.in.tr]}
 			al.Record(&j.rec) // copies; never blocks (drops and counts when its queue is full)
 		}
-		switch j.decision.Attest {
+		switch j.attest {
 		case 'A':
 			mSignedA.Inc()
 		case 'B':
 			mSignedB.Inc()
-		default:
+		case 'C':
 			mSignedC.Inc()
 		}
 	} else {
-		j.hdr = append(j.hdr[:0], bypassHeader(r.Err)...)
+		j.hdr = append(j.hdr[:0], bypassHeader(err)...)
 	}
 	// The Date the PASSporT's iat was taken from goes with it; a bypassed
 	// call leaves as it came.
 	var date *edit
-	if r.Err == nil && (j.dateAct == claims.DateAdd || j.dateAct == claims.DateReplace) {
+	if err == nil && (j.dateAct == claims.DateAdd || j.dateAct == claims.DateReplace) {
 		date = &j.date
 		if j.dateAct == claims.DateAdd {
 			mDateAdded.Inc()
@@ -150,7 +215,7 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 			}
 		}
 	}
-	return j.l.eg.stampCall(j, dst, pkt, m, r.Err == nil, date)
+	return j.l.eg.stampCall(j, dst, pkt, m, err == nil, date)
 }
 
 func (j *job) contact(pkt []byte, m *sip.Message) []byte {

@@ -23,6 +23,7 @@ const (
 	logConnLimit
 	logConnect
 	logTLSHandshake
+	logDivLimit
 	nLogKeys
 )
 

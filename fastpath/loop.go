@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/sip"
@@ -94,8 +95,12 @@ type loop struct {
 	rng       *mrand.ChaCha8
 	flow      bpf.Flow // inline mode: the original addresses of the datagram in hand
 	tn        [2][]byte
-	raw       []byte // digits as dialled, before canonicalisation
-	ann       []byte // the identities forwardUnverified rewrites
+	raw       []byte           // digits as dialled, before canonicalisation
+	ann       []byte           // the identities forwardUnverified rewrites
+	rt        claims.Retargets // a forwarded call's hops (divert.go)
+	recv      received         // what its received PASSporTs reach
+	clean     []byte           // an unverified INVITE without the caller's RCD Call-Info (rcd.go)
+	cis       []sip.CallInfo
 	free      chan *job
 	sendq     chan *job
 	hist      *metrics.Histogram
@@ -126,6 +131,8 @@ func (s *Server) newLoop(fd, idx int, idle bool) *loop {
 		tn:    [2][]byte{make([]byte, 0, 32), make([]byte, 0, 32)},
 		raw:   make([]byte, 0, 64),
 		ann:   make([]byte, 0, 1024),
+		clean: make([]byte, 0, sip.MaxMessage),
+		cis:   make([]sip.CallInfo, 0, 8),
 		free:  make(chan *job, s.cfg.MaxInFlight),
 		sendq: make(chan *job, s.cfg.MaxInFlight),
 		hist:  latencyHistogram(idx),

@@ -35,6 +35,21 @@ var (
 	mBypassDown     = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="signer-down"}`)
 	mBypassError    = metrics.NewCounter(`shakenline_calls_bypassed_total{reason="signer-error"}`)
 
+	// PASSporTs signed, by type (a call may sign several: docs/STANDARDS.md,
+	// "div" and "rcd").
+	mPassportShaken = metrics.NewCounter(`shakenline_passports_signed_total{ppt="shaken"}`)
+	mPassportDiv    = metrics.NewCounter(`shakenline_passports_signed_total{ppt="div"}`)
+	mPassportRCD    = metrics.NewCounter(`shakenline_passports_signed_total{ppt="rcd"}`)
+	// Forwarded calls a div rule looked at (divert.go), by outcome.
+	mDivAdded       = metrics.NewCounter(`shakenline_calls_div_total{outcome="added"}`)        // div PASSporTs prepared (signed: shakenline_passports_signed_total)
+	mDivNone        = metrics.NewCounter(`shakenline_calls_div_total{outcome="none-needed"}`)  // the received PASSporTs reach the new target
+	mDivNotOurs     = metrics.NewCounter(`shakenline_calls_div_total{outcome="no-div-rule"}`)  // the diverting number matches no div rule
+	mDivUnverified  = metrics.NewCounter(`shakenline_calls_div_total{outcome="unverified"}`)   // the SHAKEN PASSporT does not parse, or an upstream verstat failed it
+	mDivMissing     = metrics.NewCounter(`shakenline_calls_div_total{outcome="missing"}`)      // no SHAKEN Identity
+	mDivUnlinked    = metrics.NewCounter(`shakenline_calls_div_total{outcome="unlinked"}`)     // its dest is none of the diverted targets
+	mDivLimit       = metrics.NewCounter(`shakenline_calls_div_total{outcome="limit"}`)        // more than claims.MaxDiv div PASSporTs would be needed
+	mDivBadRetarget = metrics.NewCounter(`shakenline_calls_div_total{outcome="bad-retarget"}`) // Diversion or History-Info malformed, or a target not a number
+
 	mVerifyPassed      = metrics.NewCounter(`shakenline_verifications_total{verstat="TN-Validation-Passed"}`)
 	mVerifyFailed      = metrics.NewCounter(`shakenline_verifications_total{verstat="TN-Validation-Failed"}`)
 	mVerifyNone        = metrics.NewCounter(`shakenline_verifications_total{verstat="No-TN-Validation"}`)
@@ -107,6 +122,18 @@ var (
 	// sleeping: one scalar multiplication per step (see loop.idle).
 	mIdleSteps = metrics.NewCounter(`shakenline_loop_idle_refill_steps_total`)
 )
+
+// countPassport counts one signed PASSporT of type ppt.
+func countPassport(ppt string) {
+	switch ppt {
+	case "shaken":
+		mPassportShaken.Inc()
+	case "div":
+		mPassportDiv.Inc()
+	case "rcd":
+		mPassportRCD.Inc()
+	}
+}
 
 // latencyHistogram is the added latency of signed calls (datagram read to
 // stamped datagram handed to sendmmsg), one histogram per loop so that loops

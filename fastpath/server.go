@@ -57,7 +57,8 @@ type Server struct {
 	ctx       context.Context // ends when the server stops (dials)
 	cancel    context.CancelFunc
 
-	verifyq     chan *job // verification jobs of every loop (verification is rarer and slower than signing)
+	verifyq     chan *job                  // verification jobs of every loop (verification is rarer and slower than signing)
+	bset        atomic.Pointer[builderSet] // the div and rcd builders for the credential's x5u (divert.go)
 	eng         gnet.Engine
 	booted      chan struct{}
 	stopSenders chan struct{}

@@ -34,19 +34,28 @@ func (l *loop) handleInvite(pkt []byte, src, dst netip.AddrPort) bool {
 	if !ok {
 		l.tn[0] = l.tn[0][:0]
 	}
-	dec := cfg.Policy.Load().Decide(src.Addr(), l.tn[0])
+	tbl := cfg.Policy.Load()
+	dec := tbl.Decide(src.Addr(), l.tn[0])
 	switch dec.Action {
 	case policy.Verify, policy.VerifyReject:
 		if l.startVerify(pkt, src, dst, dec.Action == policy.VerifyReject) {
 			return true
 		}
-		return l.eg.forwardUnverified(l, pkt, src, dst)
+		return l.eg.forwardUnverified(l, l.cleanForVerification(pkt), src, dst)
 	case policy.Forward:
 		mUnsignedPolicy.Inc()
 		return false
 	}
 	if m.NumIdentity > 0 && !cfg.ResignSigned && hasShakenIdentity(pkt, m) {
+		if retargeted(m) && tbl.HasDiv() {
+			// A forwarded call: div PASSporTs (divert.go).
+			return l.handleDiv(pkt, src, dst, tbl, ok)
+		}
 		mUnsignedSigned.Inc()
+		return false
+	}
+	if retargeted(m) && tbl.HasDiv() && l.divMissing(pkt, src, tbl) {
+		mUnsignedPolicy.Inc() // div_unverified: forward
 		return false
 	}
 	if !ok {
@@ -72,6 +81,8 @@ func (l *loop) handleInvite(pkt []byte, src, dst netip.AddrPort) bool {
 // attestation and iat: on the loop when the signer can sign at once, else
 // by a signer goroutine (the job goes back to the loop's sender), or
 // bypassed at once when neither can take it. The mode's egress sends it.
+// The rule's Rich Call Data go into the shaken PASSporT, or into an rcd
+// PASSporT of their own (rcd_ppt: rcd).
 func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decision, iat int64, dact claims.DateAction) bool {
 	m := &l.msg
 	cfg := &l.s.cfg
@@ -87,21 +98,58 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 	j.setDate(m, iat, dact)
 	j.decision = dec
 	j.reject = false
+	j.attest = dec.Attest
 	j.claims = passport.Claims{Attest: j.decision.Attest, Orig: j.orig, Dest: j.destv[:], IAT: iat}
 	j.destv[0] = j.dest
 	_, _ = l.rng.Read(j.claims.OrigID[:])
 	// One credential for the whole call: the x5u in the signing input, the
 	// key that signs it and the Identity header's info= all come from it.
 	j.cred = cfg.Credential.Load()
-	j.input = j.cred.Builder.AppendSigningInput(j.input[:0], &j.claims)
-	j.req.Digest = sha256.Sum256(j.input)
-	j.req.Deadline = j.start.Add(cfg.Budget) // the signers' clock, not cfg.Now (the dates' clock)
-	j.req.Err, j.req.SignedBy = nil, ""
+	b := j.cred.Builder
+	j.npp, j.ppt = 1, pptShaken
+	if dec.RCD != nil && !dec.RCDSeparate {
+		j.claims.RCD = dec.RCD.Passport()
+		j.ppt = pptShakenRCD
+	}
+	j.input = b.AppendSigningInput(j.input[:0], &j.claims)
+	j.pp[0] = pport{b: b, start: 0, end: len(j.input)}
+	if dec.RCD != nil && dec.RCDSeparate {
+		rb := l.s.builders(b).rcd
+		j.claims.RCD = dec.RCD.Passport()
+		start := len(j.input)
+		j.input = rb.AppendRCDSigningInput(j.input, &j.claims)
+		j.pp[1] = pport{b: rb, start: start, end: len(j.input)}
+		j.npp, j.ppt = 2, pptShakenAndRCD
+	}
+	return l.signJob(j, pkt, src, dst)
+}
+
+// signJob signs the PASSporTs prepared in the loop's workspace job j (its
+// j.npp signing inputs) and sends the call: on the loop when the signer
+// signs every one at once, else by signer goroutines (the last answer
+// hands the job to the loop's sender), or bypassed at once when they
+// cannot take it.
+func (l *loop) signJob(j *job, pkt []byte, src, dst netip.AddrPort) bool {
+	m := &l.msg
+	cfg := &l.s.cfg
+	deadline := j.start.Add(cfg.Budget) // the signers' clock, not cfg.Now (the dates' clock)
+	for i := range j.npp {
+		r, p := j.reqAt(i), &j.pp[i]
+		r.Digest = sha256.Sum256(j.input[p.start:p.end])
+		r.Deadline = deadline
+		r.Err, r.SignedBy = nil, ""
+	}
 	// A signer that can sign at once (a warm software nonce pool: about
 	// 0.1 µs) costs less than the two hand-offs of the asynchronous path,
 	// so the call is finished here, on the loop. Otherwise, and for every
 	// HSM, the request is queued and the loop goes on.
-	if ss, ok := j.cred.Signer.(syncSigner); ok && ss.TrySign(&j.req, l.idx) {
+	signed := 0
+	if ss, ok := j.cred.Signer.(syncSigner); ok {
+		for signed < j.npp && ss.TrySign(j.reqAt(signed), l.idx) {
+			signed++
+		}
+	}
+	if signed == j.npp {
 		l.eg.sendSigned(l, j, pkt, m)
 		l.hist.UpdateDuration(j.start)
 		mSignedOnLoop.Inc()
@@ -119,13 +167,34 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 	l.handedOff = l.bursts
 	j.pkt = append(j.pkt[:0], pkt...)
 	j.msg = *m
-	if err := j.cred.Signer.Submit(&j.req); err != nil {
-		// Submit refused (queue full, or no signer usable): Done will not
-		// be called, so the call is bypassed here, now.
-		l.free <- j
-		l.eg.bypass(l, pkt, src, dst, bypassHeader(err))
+	if j.npp == 1 {
+		j.req.Done = j.doneFn
+		if err := j.cred.Signer.Submit(&j.req); err != nil {
+			// Submit refused (queue full, or no signer usable): Done will not
+			// be called, so the call is bypassed here, now.
+			l.free <- j
+			l.eg.bypass(l, pkt, src, dst, bypassHeader(err))
+		}
+		return true
 	}
-	return true
+	// Several PASSporTs: each answer counts down, the last completes the
+	// call (job.partDone); our own count is dropped after the last
+	// Submit, so no answer completes it before every request is out. A
+	// refused Submit fails its request, and the call leaves with
+	// P-Identity-Bypass like any call a signer failed.
+	j.pending.Store(int32(j.npp - signed + 1))
+	for i := signed; i < j.npp; i++ {
+		r := j.reqAt(i)
+		r.Done = j.partFn
+		if err := j.cred.Signer.Submit(r); err != nil {
+			r.Err = err
+			j.pending.Add(-1)
+		}
+	}
+	if j.pending.Add(-1) == 0 { // every request answered or refused already
+		j.done(&j.req)
+	}
+	return true // j is not ours any more: not touched after the last count
 }
 
 // staleDate counts and logs (at most once a minute) an INVITE that is not

@@ -23,14 +23,14 @@ type edits struct {
 	e [len(annotation{}.e) + 6]edit
 }
 
-// annotation is up to five edits that annotate the identities of a
+// annotation is up to six edits that annotate the identities of a
 // request, such as the verstat of a verification: one rewrites the
 // annotated identity, the others the other identities (From and up to
 // sip.MaxPAI P-Asserted-Identity values, one of which is the annotated
-// one).
+// one), and one adds the Call-Info of verified Rich Call Data.
 type annotation struct {
 	n int
-	e [1 + sip.MaxPAI]edit
+	e [1 + sip.MaxPAI + 1]edit
 }
 
 func (a *annotation) add(at, del int, ins []byte) {

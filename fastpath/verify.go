@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"strconv"
@@ -24,6 +25,12 @@ type VerifyResult struct {
 	Verstat string // TN-Validation-Passed | TN-Validation-Failed | No-TN-Validation
 	Code    int    // RFC 8224 response code for a reject (428, 436, 437, 438, 403), 0 when passed
 	Reason  string // RFC 9410 reason text
+
+	// The Rich Call Data that verified (RFC 9795; only on a call that
+	// passed; docs/STANDARDS.md, "rcd"), delivered by rcd.go: Name as the
+	// display name, Icon and JCard in a Call-Info header, CRN as its
+	// call-reason. Empty: nothing to show.
+	Name, Icon, JCard, CRN string
 }
 
 // Verification outcomes as verstat values (ATIS-1000074, 3GPP TS 24.229).
@@ -141,14 +148,33 @@ func (j *job) finishVerify(r VerifyResult) {
 		j.l.sendq <- j
 		return
 	}
+	// The caller's Rich Call Data Call-Info goes, whatever the result
+	// (rcd.go): only ours may reach the called party.
+	if out, changed := stripCallInfo(j.hdr[:0], j.pkt, &j.msg, j.cis[:0]); changed && j.msg.Parse(out) == nil {
+		j.pkt, j.hdr = out, j.pkt[:0]
+	} else if changed {
+		_ = j.msg.Parse(j.pkt)
+	}
 	// Annotate: verstat on the identity the caller is shown (RFC 8224
 	// section 6.2.3: P-Asserted-Identity or From, tel or sip user=phone).
 	// Every verstat the caller wrote on the identities goes: only ours
-	// counts.
+	// counts. A verified name becomes their display name; a verified logo
+	// or jCard a Call-Info header, added with the other edits.
+	name := ""
+	if r.Verstat == VerstatPassed {
+		name = r.Name
+	} else {
+		r.Icon, r.JCard, r.CRN = "", "", ""
+	}
 	j.hdr = append(append(j.hdr[:0], ";verstat="...), r.Verstat...)
 	param := len(j.hdr)
-	ann, hdr := verstatAnnotation(j.hdr, j.pkt, &j.msg, j.hdr[:param])
+	j.hdr = appendRCDCallInfo(j.hdr, &r)
+	ci := j.hdr[param:]
+	ann, hdr := verstatAnnotation(j.hdr, j.pkt, &j.msg, j.hdr[:param], name)
 	j.hdr = hdr
+	if len(ci) > 0 {
+		ann.add(int(j.msg.HeadersEnd), 0, ci)
+	}
 	j.l.eg.stampVerified(j, &ann)
 	j.l.sendq <- j
 }
@@ -163,7 +189,7 @@ var verstatNoneParam = []byte(";verstat=" + VerstatNone)
 // TN-Validation-Passed). The mode's egress forwards the call with it
 // (forwardUnverified), under verify-reject too.
 func (l *loop) unverified(pkt []byte) annotation {
-	ann, buf := verstatAnnotation(l.ann[:0], pkt, &l.msg, verstatNoneParam)
+	ann, buf := verstatAnnotation(l.ann[:0], pkt, &l.msg, verstatNoneParam, "")
 	l.ann = buf
 	return ann
 }
@@ -177,9 +203,11 @@ func (l *loop) unverified(pkt []byte) annotation {
 // stay the header's. The identity is rewritten into buf, which is returned
 // grown, and the annotation replaces it (from the URI to the end of the
 // header value) with that copy; so are From and the other recorded
-// P-Asserted-Identity values that carry a verstat, without one. The
-// annotation is empty when the call names no number.
-func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotation, []byte) {
+// P-Asserted-Identity values that carry a verstat, without one. With a
+// verified name (Rich Call Data), every one of these identities is
+// rewritten from its start with name as its display name. The annotation
+// is empty when the call names no number.
+func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte, name string) (annotation, []byte) {
 	var ann annotation
 	na, at, bracketed := sip.VerstatPoint(pkt, m)
 	if at < 0 {
@@ -187,8 +215,14 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 	}
 	u := na.URI
 	end := max(int(na.Value.End), int(u.End))
+	from := int(u.Start)
 	start := len(buf)
-	if !bracketed {
+	named := func(uri sip.Span) bool { return name != "" && !bytes.ContainsAny(uri.In(pkt), "<>") } // a bracket in the URI: a malformed header, left as it is
+	if named(u) {
+		// The display name and '<' replace what came before the URI.
+		from = int(na.Value.Start)
+		buf = appendDisplayName(buf, name)
+	} else if !bracketed {
 		buf = append(buf, '<')
 	}
 	// at is the URI's first ';' (tel), its '@' (sip) or its end, none of
@@ -200,7 +234,7 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 		buf = append(buf, '>')
 	}
 	buf = sip.AppendWithoutVerstat(buf, pkt, int(u.End), end, true)
-	ann.add(int(u.Start), end-int(u.Start), buf[start:])
+	ann.add(from, end-from, buf[start:])
 	// The other identities the call names (From, the other recorded
 	// P-Asserted-Identity values) lose theirs too: a network that strips
 	// P-Asserted-Identity towards the user would otherwise show a verstat
@@ -210,21 +244,40 @@ func verstatAnnotation(buf, pkt []byte, m *sip.Message, param []byte) (annotatio
 			return
 		}
 		ou, oe := int(o.URI.Start), max(int(o.Value.End), int(o.URI.End))
-		if s, e := sip.NextVerstat(pkt, ou, int(o.URI.End), false); s == e {
-			if s, e := sip.NextVerstat(pkt, int(o.URI.End), oe, true); s == e {
-				return
+		withName := named(o.URI)
+		if !withName {
+			if s, e := sip.NextVerstat(pkt, ou, int(o.URI.End), false); s == e {
+				if s, e := sip.NextVerstat(pkt, int(o.URI.End), oe, true); s == e {
+					return
+				}
 			}
 		}
-		start := len(buf)
+		start, from := len(buf), ou
+		if withName {
+			from = int(o.Value.Start)
+			buf = appendDisplayName(buf, name)
+		}
 		buf = sip.AppendWithoutVerstat(buf, pkt, ou, int(o.URI.End), false)
+		if withName && bytes.IndexByte(pkt[o.Value.Start:o.URI.Start], '<') < 0 {
+			buf = append(buf, '>')
+		}
 		buf = sip.AppendWithoutVerstat(buf, pkt, int(o.URI.End), oe, true)
-		ann.add(ou, oe-ou, buf[start:])
+		ann.add(from, oe-from, buf[start:])
 	}
 	others(&m.From)
 	for i := range min(int(m.NumPAI), len(m.PAI)) {
 		others(&m.PAI[i])
 	}
 	return ann, buf
+}
+
+// appendDisplayName appends `"name" <`: a verified name as a
+// display-name (RFC 3261 section 25.1 quoted-string) and the bracket that
+// opens the URI.
+func appendDisplayName(dst []byte, name string) []byte {
+	dst = append(dst, '"')
+	dst = appendQuotedEscaped(dst, name)
+	return append(dst, '"', ' ', '<')
 }
 
 func reasonPhrase(code int) string {

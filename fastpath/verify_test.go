@@ -30,7 +30,11 @@ func (r realVerifier) Verify(ctx context.Context, ids [][]byte, orig, dest []byt
 		in.Identity = append(in.Identity, string(id))
 	}
 	res := r.v.Verify(ctx, in)
-	return VerifyResult{Verstat: res.Verstat, Code: res.Code, Reason: res.Reason}
+	out := VerifyResult{Verstat: res.Verstat, Code: res.Code, Reason: res.Reason}
+	if d := res.RCD; d != nil {
+		out.Name, out.Icon, out.JCard, out.CRN = d.Name, d.Icon, d.JCard, d.CRN
+	}
+	return out
 }
 
 const peerX5U = "https://peer.example.net/sp.pem"
@@ -186,7 +190,7 @@ func TestVerstatAnnotation(t *testing.T) {
 		if err := m.Parse(msg); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		ann, _ := verstatAnnotation(nil, msg, &m, []byte(";verstat=X"))
+		ann, _ := verstatAnnotation(nil, msg, &m, []byte(";verstat=X"), "")
 		var ed edits
 		ann.addTo(&ed)
 		got := ed.apply(nil, msg)

@@ -6,8 +6,19 @@
 // The byte layout of the protected header, the canonical claims JSON
 // (lexicographically ordered keys, no whitespace, RFC 8225 section 9), the
 // base64url encoding (RFC 7515 section 2, no padding) and the Identity header
-// value "<jws>;info=<x5u>;alg=ES256;ppt=shaken". It does not fetch
-// certificates or decide policy: that is package verify and package policy.
+// value "<jws>;info=<x5u>;alg=ES256;ppt=shaken", for three PASSporT types
+// (a Builder per type, NewBuilderPPT):
+//
+//   - shaken (RFC 8588): AppendSigningInput; Claims.RCD adds the Rich Call
+//     Data claims crn, rcd and rcdi in their lexicographic places
+//     (RFC 9795, in the shaken PASSporT as ATIS-1000094 has it);
+//   - div (RFC 8946 section 3): AppendDivSigningInput, claims dest, div,
+//     iat and orig (orig copied from the diverted call's PASSporT);
+//   - rcd (RFC 9795): AppendRCDSigningInput, claims crn, dest, iat, orig,
+//     rcd and rcdi.
+//
+// It does not fetch certificates or linked content or decide policy: that
+// is package verify, package rcd and package policy.
 //
 // # Hot path
 //
@@ -20,8 +31,9 @@
 //
 // # Off the hot path
 //
-// VerifySignature, Sign and AppendSigningInputJSON allocate and use
-// encoding/json. ParseIdentity (the verification service's per-call parse)
+// VerifySignature, Sign, SignDiv, SignRCD and AppendSigningInputJSON
+// allocate and use encoding/json. ParseIdentity (shaken only) and
+// ParseIdentityAny (shaken, div, rcd; the verification service's per-call parse)
 // reads the header and claims JSON with its own strict parser
 // (claimsjson.go: one pass, claims as substrings of one decoded string,
 // about 7 allocations per Identity header; duplicate claims and a top level

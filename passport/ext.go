@@ -12,22 +12,50 @@ import (
 // shakenClaims are the claim names AppendSigningInputJSON writes itself.
 var shakenClaims = map[string]bool{"attest": true, "dest": true, "iat": true, "orig": true, "origid": true}
 
-// AppendSigningInputJSON is AppendSigningInput with extension claims, for the
-// HTTP signing API (ATIS-1000082 signingRequest): ext maps claim names to
-// JSON values, for example "div" (RFC 8946), "rcd", "rcdi" and "crn"
-// (RFC 9795). Each value is re-encoded canonically (object keys sorted,
-// no whitespace, RFC 8225 section 9) and merged with the SHAKEN claims so the
-// whole payload stays in lexicographic key order. A name that is one of the
-// SHAKEN claims (attest, dest, iat, orig, origid) or a value that is not
-// valid JSON is an ErrBadClaims error. It allocates; not for the packet path.
+// extAllowed lists, per PASSporT type, the extension claims
+// AppendSigningInputJSON takes and the one it requires (""; none).
+var extAllowed = map[string]struct {
+	allowed  map[string]bool
+	required string
+}{
+	// A div claim makes a div PASSporT (RFC 8946 section 3), not a
+	// shaken one with a div claim.
+	PPTShaken: {map[string]bool{"crn": true, "rcd": true, "rcdi": true}, ""},
+	PPTDiv:    {map[string]bool{"div": true}, "div"},
+	PPTRCD:    {map[string]bool{"crn": true, "rcd": true, "rcdi": true}, "rcd"},
+}
+
+// AppendSigningInputJSON is AppendSigningInput with extension claims, for
+// the HTTP signing API (ATIS-1000082 signingRequest) and `appliance sign`:
+// ext maps claim names to JSON values. What b's PASSporT type takes:
+//
+//   - shaken: the SHAKEN claims of c and crn, rcd and rcdi (RFC 9795, in
+//     the shaken PASSporT as ATIS-1000094 has it);
+//   - div (RFC 8946): orig, dest and iat of c and div, which is required;
+//     no attest or origid;
+//   - rcd (RFC 9795): orig, dest and iat of c and rcd (required), crn and
+//     rcdi.
+//
+// Each value is re-encoded canonically (object keys sorted, no
+// whitespace, RFC 8225 section 9) and merged with the claims of c so the
+// whole payload stays in lexicographic key order. A name that is one of
+// the SHAKEN claims, one the type does not take, a missing required claim
+// or a value that is not valid JSON is an ErrBadClaims error. It
+// allocates; not for the packet path.
 func (b *Builder) AppendSigningInputJSON(dst []byte, c *Claims, ext map[string]json.RawMessage) ([]byte, error) {
-	if err := checkAttest(c.Attest); err != nil {
-		return dst, err
+	rules := extAllowed[b.ppt]
+	if b.ppt == PPTShaken {
+		if err := checkAttest(c.Attest); err != nil {
+			return dst, err
+		}
 	}
 	claims := make(map[string][]byte, 5+len(ext))
 	for k, v := range ext {
 		if shakenClaims[k] {
 			return dst, fmt.Errorf("%w: extension claim %q is a SHAKEN claim", ErrBadClaims, k)
+		}
+		if !rules.allowed[k] {
+			return dst, fmt.Errorf("%w: a %s PASSporT does not take the claim %q", ErrBadClaims, b.ppt, k)
 		}
 		cv, err := CanonicalJSON(v)
 		if err != nil {
@@ -35,7 +63,9 @@ func (b *Builder) AppendSigningInputJSON(dst []byte, c *Claims, ext map[string]j
 		}
 		claims[k] = cv
 	}
-	claims["attest"] = []byte{'"', c.Attest, '"'}
+	if rules.required != "" && claims[rules.required] == nil {
+		return dst, fmt.Errorf("%w: a %s PASSporT needs the claim %q", ErrBadClaims, b.ppt, rules.required)
+	}
 	d := []byte(`{"tn":[`)
 	for i, tn := range c.Dest {
 		if i > 0 {
@@ -46,7 +76,10 @@ func (b *Builder) AppendSigningInputJSON(dst []byte, c *Claims, ext map[string]j
 	claims["dest"] = append(d, ']', '}')
 	claims["iat"] = strconv.AppendInt(nil, c.IAT, 10)
 	claims["orig"] = append(appendJSONBytes([]byte(`{"tn":`), c.Orig), '}')
-	claims["origid"] = append(AppendOrigID([]byte{'"'}, c.OrigID), '"')
+	if b.ppt == PPTShaken {
+		claims["attest"] = []byte{'"', c.Attest, '"'}
+		claims["origid"] = append(AppendOrigID([]byte{'"'}, c.OrigID), '"')
+	}
 
 	keys := make([]string, 0, len(claims))
 	for k := range claims {
@@ -69,13 +102,32 @@ func (b *Builder) AppendSigningInputJSON(dst []byte, c *Claims, ext map[string]j
 	return b64.AppendEncode(dst, js), nil
 }
 
-// SignExt is Sign with extension claims (see AppendSigningInputJSON).
+// SignExt is Sign with extension claims (see AppendSigningInputJSON), for
+// a PASSporT of b's type.
 func SignExt(ctx context.Context, s SignDigester, b *Builder, c *Claims, ext map[string]json.RawMessage) (string, error) {
 	si, err := b.AppendSigningInputJSON(nil, c, ext)
 	if err != nil {
 		return "", err
 	}
 	return signInput(ctx, s, b, si)
+}
+
+// SignDiv builds and signs a div PASSporT (b made with PPTDiv) and
+// returns the Identity header value. For the CLI and tests.
+func SignDiv(ctx context.Context, s SignDigester, b *Builder, d *DivClaims) (string, error) {
+	if b.ppt != PPTDiv {
+		return "", fmt.Errorf("%w: a div PASSporT needs a div builder, not %s", ErrBadClaims, b.ppt)
+	}
+	return signInput(ctx, s, b, b.AppendDivSigningInput(nil, d))
+}
+
+// SignRCD builds and signs an rcd PASSporT (b made with PPTRCD) for the
+// orig, dest, iat and RCD claims of c.
+func SignRCD(ctx context.Context, s SignDigester, b *Builder, c *Claims) (string, error) {
+	if b.ppt != PPTRCD || c.RCD == nil || len(c.RCD.RCD) == 0 {
+		return "", fmt.Errorf("%w: an rcd PASSporT needs an rcd builder and an rcd claim", ErrBadClaims)
+	}
+	return signInput(ctx, s, b, b.AppendRCDSigningInput(nil, c))
 }
 
 // CanonicalJSON re-encodes one JSON value in the PASSporT canonical form of

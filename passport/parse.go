@@ -86,6 +86,17 @@ type Identity struct {
 // parsed, so a caller can skip non-SHAKEN PASSporTs among several headers.
 // Any other error returns a nil Identity.
 func ParseIdentity(value string) (*Identity, error) {
+	id, err := ParseIdentityAny(value)
+	if err == nil && id.PPT != PPTShaken {
+		return id, fmt.Errorf("%w: %q", ErrUnsupportedPPT, id.PPT)
+	}
+	return id, err
+}
+
+// ParseIdentityAny is ParseIdentity for the PASSporT types this package
+// knows: shaken, div (RFC 8946) and rcd (RFC 9795); only another ppt is
+// ErrUnsupportedPPT. The type is id.PPT.
+func ParseIdentityAny(value string) (*Identity, error) {
 	if len(value) > MaxIdentityLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxIdentityLen)
 	}
@@ -160,10 +171,11 @@ func ParseIdentity(value string) (*Identity, error) {
 	if id.PPT != id.Header.PPT {
 		return nil, fmt.Errorf("%w: ppt parameter %q differs from header ppt %q", ErrMalformed, id.PPT, id.Header.PPT)
 	}
-	if id.PPT != "shaken" {
-		return id, fmt.Errorf("%w: %q", ErrUnsupportedPPT, id.PPT)
+	switch id.PPT {
+	case PPTShaken, PPTDiv, PPTRCD:
+		return id, nil
 	}
-	return id, nil
+	return id, fmt.Errorf("%w: %q", ErrUnsupportedPPT, id.PPT)
 }
 
 // nextParam splits off the first ';'-separated parameter; a ';' inside

@@ -12,7 +12,16 @@
 // default applies. This keeps the attestation decision with the provider (the
 // FCC own-certificate rule) while the signing itself may happen anywhere.
 //
-// A Table is immutable once built and safe for concurrent use. Holder swaps a
+// A sign rule may also add PASSporTs: div (RFC 8946) to retargeted calls
+// that carry a SHAKEN Identity, matched by DecideDiv on the number the
+// call was diverted from, and Rich Call Data (RFC 9795, package rcd) to
+// the calls it signs, in the shaken PASSporT or an rcd one
+// (docs/CONFIG.md, "policy"; docs/STANDARDS.md, "div" and "rcd").
+// ResolveRCD fetches the content an rcd links to and computes its rcdi
+// digests; it runs once, before the table is stored, and a failure keeps
+// the table from being used.
+//
+// A Table is immutable once built (and resolved) and safe for concurrent use. Holder swaps a
 // Table atomically on reload, so a reload never blocks or drops a call: an
 // in-flight decision finishes on the table it started with.
 //

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shakenline/shakenline/e164"
+	"github.com/shakenline/shakenline/rcd"
 )
 
 // Errors returned by Build.
@@ -82,13 +84,35 @@ type RuleConfig struct {
 	Action  string   `yaml:"action"`  // sign (default) | verify | verify-reject | forward
 	Attest  string   `yaml:"attest"`  // for sign; may be empty for the other actions
 	Sources []string `yaml:"sources"` // IP addresses or CIDR prefixes of the trunk
-	Numbers []string `yaml:"numbers"` // caller TN inventory, E.164 as given: "E164", "prefix*", "start-end" (see addNumber)
+	Numbers []string `yaml:"numbers"` // caller TN inventory, E.164 as given: "E164", "prefix*", "start-end" (see addNumber); the diverting number for div (DecideDiv)
+
+	// Div adds a div PASSporT (RFC 8946) to a retargeted call that
+	// carries a SHAKEN Identity (sign rules only; see DecideDiv).
+	Div bool `yaml:"div"`
+	// DivUnverified is what a div rule does with a retargeted call whose
+	// SHAKEN PASSporT is missing or failed verification upstream (a
+	// verstat other than TN-Validation-Passed): "sign" (the default: sign
+	// it as a call entering unsigned, attestation C) or "forward" (as it
+	// came, counted).
+	DivUnverified string `yaml:"div_unverified"`
+	// RCD is the Rich Call Data the rule's calls carry (RFC 9795).
+	RCD *rcd.Config `yaml:"rcd"`
+	// RCDPPT is where: "shaken" (in the shaken PASSporT, ATIS-1000094;
+	// the default) or "rcd" (a separate rcd PASSporT).
+	RCDPPT string `yaml:"rcd_ppt"`
 }
 
-// Table is a compiled, immutable policy.
+// DivUnverified values.
+const (
+	DivUnverifiedSign    = "sign"
+	DivUnverifiedForward = "forward"
+)
+
+// Table is a compiled, immutable policy (once ResolveRCD has run).
 type Table struct {
-	def   byte
-	rules []rule
+	def    byte
+	rules  []rule
+	hasDiv bool // a rule has div: true
 }
 
 type rule struct {
@@ -99,6 +123,11 @@ type rule struct {
 	exact    []string  // sorted E.164 digits
 	prefixes []string  // digit prefixes
 	ranges   []tnRange // sorted by (length, lo), merged: disjoint
+
+	div         bool
+	divForward  bool // div_unverified: forward
+	rcd         *rcd.Claims
+	rcdSeparate bool // rcd_ppt: rcd
 }
 
 // tnRange is an inclusive range of numbers of one length.
@@ -112,6 +141,12 @@ type Decision struct {
 	Action Action
 	Attest byte   // 'A', 'B' or 'C' (for Sign)
 	Rule   string // name of the rule that matched, "default" when none did
+
+	// For Sign: what the rule adds (nil and false: nothing).
+	Div         bool        // a div PASSporT for retargeted calls (DecideDiv)
+	DivForward  bool        // div_unverified: forward (else sign)
+	RCD         *rcd.Claims // Rich Call Data claims
+	RCDSeparate bool        // in an rcd PASSporT (else in the shaken one)
 }
 
 // Build compiles cfg; def is used when cfg.Default is empty.
@@ -130,6 +165,7 @@ func Build(cfg Config, def string) (*Table, error) {
 			return nil, fmt.Errorf("policy: rule %d (%q): %w", i+1, rc.Name, err)
 		}
 		t.rules = append(t.rules, r)
+		t.hasDiv = t.hasDiv || r.div
 	}
 	return t, nil
 }
@@ -180,6 +216,9 @@ func buildRule(rc RuleConfig) (rule, error) {
 			return r, err
 		}
 	}
+	if err := r.addRetargetAndRCD(rc); err != nil {
+		return r, err
+	}
 	slices.Sort(r.exact)
 	slices.SortFunc(r.ranges, func(a, b tnRange) int {
 		if a.n != b.n {
@@ -195,6 +234,79 @@ func buildRule(rc RuleConfig) (rule, error) {
 	})
 	r.ranges = mergeRanges(r.ranges)
 	return r, nil
+}
+
+// addRetargetAndRCD compiles div, div_unverified, rcd and rcd_ppt.
+func (r *rule) addRetargetAndRCD(rc RuleConfig) error {
+	if (rc.Div || rc.RCD != nil) && r.action != Sign {
+		return fmt.Errorf("%w: div and rcd are for sign rules, not %s", ErrRule, r.action)
+	}
+	r.div = rc.Div
+	switch strings.ToLower(strings.TrimSpace(rc.DivUnverified)) {
+	case "":
+	case DivUnverifiedSign:
+		if !rc.Div {
+			return fmt.Errorf("%w: div_unverified without div: true", ErrRule)
+		}
+	case DivUnverifiedForward:
+		if !rc.Div {
+			return fmt.Errorf("%w: div_unverified without div: true", ErrRule)
+		}
+		r.divForward = true
+	default:
+		return fmt.Errorf("%w: div_unverified %q (want sign or forward)", ErrRule, rc.DivUnverified)
+	}
+	switch strings.ToLower(strings.TrimSpace(rc.RCDPPT)) {
+	case "", "shaken":
+	case "rcd":
+		r.rcdSeparate = true
+	default:
+		return fmt.Errorf("%w: rcd_ppt %q (want shaken or rcd)", ErrRule, rc.RCDPPT)
+	}
+	if rc.RCD == nil {
+		if rc.RCDPPT != "" {
+			return fmt.Errorf("%w: rcd_ppt without rcd", ErrRule)
+		}
+		return nil
+	}
+	c, err := rcd.Compile(*rc.RCD)
+	if err != nil {
+		return fmt.Errorf("%w: rcd: %w", ErrRule, err)
+	}
+	r.rcd = c
+	return nil
+}
+
+// HasDiv reports whether a rule adds div PASSporTs (the signing path
+// looks at Diversion and History-Info only then).
+func (t *Table) HasDiv() bool { return t.hasDiv }
+
+// NeedsContent reports whether a rule's rcd links to content, so that
+// ResolveRCD must run before the table signs.
+func (t *Table) NeedsContent() bool {
+	for i := range t.rules {
+		if t.rules[i].rcd != nil && t.rules[i].rcd.HasLinks() {
+			return true
+		}
+	}
+	return false
+}
+
+// ResolveRCD fetches the content every rule's rcd links to and computes
+// its rcdi digests (package rcd). It must run before the table is used
+// (Holder.Store); a failure, which names the rule and the URL, leaves the
+// table unusable: the caller keeps the running one.
+func (t *Table) ResolveRCD(ctx context.Context, fetch rcd.Fetch) error {
+	for i := range t.rules {
+		r := &t.rules[i]
+		if r.rcd == nil || !r.rcd.HasLinks() {
+			continue
+		}
+		if err := r.rcd.Resolve(ctx, fetch); err != nil {
+			return fmt.Errorf("policy: rule %d (%q): %w", i+1, r.name, err)
+		}
+	}
+	return nil
 }
 
 // mergeRanges joins overlapping or adjacent ranges of one length so that the
@@ -273,10 +385,25 @@ func (t *Table) Decide(src netip.Addr, orig []byte) Decision {
 	for i := range t.rules {
 		r := &t.rules[i]
 		if r.matches(src, orig) {
-			return Decision{Action: r.action, Attest: r.attest, Rule: r.name}
+			return r.decision()
 		}
 	}
 	return Decision{Action: Sign, Attest: t.def, Rule: "default"}
+}
+
+func (r *rule) decision() Decision {
+	return Decision{Action: r.action, Attest: r.attest, Rule: r.name,
+		Div: r.div, DivForward: r.divForward, RCD: r.rcd, RCDSeparate: r.rcdSeparate}
+}
+
+// DecideDiv is Decide for a retargeted call that carries a SHAKEN
+// Identity: the rules are matched on the source and on div, the number
+// the call was diverted from (the number the diverting provider vouches
+// for, RFC 8946 section 3), not on the caller's. The first rule that
+// matches decides; Decision.Div says whether it adds a div PASSporT.
+// With no match, the default (no div).
+func (t *Table) DecideDiv(src netip.Addr, div []byte) Decision {
+	return t.Decide(src, div)
 }
 
 // Default is the attestation used when no rule matches.

@@ -6,14 +6,18 @@
 // (ParseDate, AppendDate), and the grammar of the verstat parameter the
 // terminating side writes on the caller's number: where it goes
 // (VerstatPoint) and how one is found and removed (NextVerstat,
-// AppendWithoutVerstat).
+// AppendWithoutVerstat), and the retargeting headers Diversion (RFC 5806)
+// and History-Info (RFC 7044, cause parameter of RFC 4458): Parse records
+// their values, Diversions and HistoryInfo read their entries on demand
+// (divert.go).
 //
 // Files: parse.go (Parse, the start line, header dispatch, the errors),
 // via.go (Via), header.go (From, To, P-Asserted-Identity, Identity, CSeq),
 // lex.go (the basic rules of RFC 3261 section 25.1: LWS, tokens, quoted
-// strings, list elements), uri.go, date.go, verstat.go, hop.go (ParseHop:
-// a configured next hop, ADDR:PORT or sip:ADDR:PORT;transport=..., not a
-// packet-path function).
+// strings, list elements), uri.go, date.go, verstat.go, divert.go,
+// headers.go (NextHeader: the header lines Parse does not record), hop.go
+// (ParseHop: a configured next hop, ADDR:PORT or
+// sip:ADDR:PORT;transport=..., not a packet-path function).
 //
 // # What Parse reads
 //
@@ -23,7 +27,9 @@
 // counted; section 20.42, RFC 3581),
 // From/f, To/t (section 20.20, 20.39), P-Asserted-Identity (RFC 3325
 // section 9.1), Call-ID/i, CSeq, Date, Identity/y (RFC 8224 section 4.1),
-// Content-Length/l, Max-Forwards. Other headers, including the compact m
+// Content-Length/l, Max-Forwards, Diversion and History-Info (values
+// only, never refused: a malformed one fails only Diversions and
+// HistoryInfo). Other headers, including the compact m
 // (Contact), are skipped without being looked at beyond their line end.
 // Comma-separated values are split only outside quoted strings and angle
 // brackets.
@@ -62,9 +68,11 @@
 // # Limits
 //
 // Messages above MaxMessage bytes are refused. At most MaxPAI
-// P-Asserted-Identity values and MaxIdentity Identity values are recorded;
-// further ones are counted in TotalPAI and TotalIdentity and otherwise
-// ignored. Offsets are int32.
+// P-Asserted-Identity values, MaxIdentity Identity values and
+// MaxRetargetHeaders Diversion and History-Info header values are
+// recorded; further ones are counted in TotalPAI, TotalIdentity,
+// TotalDiversion and TotalHistoryInfo and otherwise ignored. Offsets are
+// int32.
 //
 // # Concurrency and buffer lifetime
 //

@@ -38,7 +38,7 @@ const (
 // accepted and forwarded, just not recorded.
 const (
 	MaxPAI      = 4     // P-Asserted-Identity values (RFC 3325 allows a sip and a tel one)
-	MaxIdentity = 4     // Identity header values (RFC 8224 allows several)
+	MaxIdentity = 8     // Identity header values (RFC 8224 allows several; a forwarded call carries a shaken, up to 5 div and an rcd PASSporT)
 	MaxMessage  = 65535 // largest message accepted (one UDP datagram)
 )
 
@@ -94,6 +94,15 @@ type Message struct {
 	Identity      [MaxIdentity]Span // header values, RFC 8224 section 4.1
 	NumIdentity   int32             // values recorded in Identity (at most MaxIdentity)
 	TotalIdentity int32             // Identity values seen, recorded or not
+
+	// Retargeting headers (divert.go): the header values, read on demand
+	// by Diversions and HistoryInfo.
+	Diversion        [MaxRetargetHeaders]Span // Diversion header values (RFC 5806)
+	NumDiversion     int32                    // values recorded in Diversion
+	TotalDiversion   int32                    // Diversion headers seen, recorded or not
+	HistoryInfoHdr   [MaxRetargetHeaders]Span // History-Info header values (RFC 7044)
+	NumHistoryInfo   int32                    // values recorded in HistoryInfoHdr
+	TotalHistoryInfo int32                    // History-Info headers seen, recorded or not
 
 	ContentLength   int32 // -1 when absent
 	MaxForwards     int32 // -1 when absent

@@ -65,6 +65,8 @@ const (
 	hdrIdentity
 	hdrContentLength
 	hdrMaxForwards
+	hdrDiversion
+	hdrHistoryInfo
 )
 
 // single-valued headers that must not repeat (RFC 3261 section 7.3.1: only
@@ -344,9 +346,16 @@ func headerKind(n []byte) uint16 {
 		if equalFold(n, "identity") {
 			return hdrIdentity
 		}
+	case 9:
+		if equalFold(n, "diversion") {
+			return hdrDiversion
+		}
 	case 12:
-		if equalFold(n, "max-forwards") {
+		switch {
+		case equalFold(n, "max-forwards"):
 			return hdrMaxForwards
+		case equalFold(n, "history-info"):
+			return hdrHistoryInfo
 		}
 	case 14:
 		if equalFold(n, "content-length") {
@@ -420,6 +429,19 @@ func (m *Message) parseHeader(b []byte, start, end, next int) (uint16, error) {
 		}
 	case hdrIdentity:
 		return kind, m.parseIdentity(b, vs, ve)
+	case hdrDiversion:
+		// Recorded as it is; read on demand (divert.go).
+		if m.NumDiversion < MaxRetargetHeaders && vs < ve {
+			m.Diversion[m.NumDiversion] = Span{int32(vs), int32(ve)}
+			m.NumDiversion++
+		}
+		m.TotalDiversion++
+	case hdrHistoryInfo:
+		if m.NumHistoryInfo < MaxRetargetHeaders && vs < ve {
+			m.HistoryInfoHdr[m.NumHistoryInfo] = Span{int32(vs), int32(ve)}
+			m.NumHistoryInfo++
+		}
+		m.TotalHistoryInfo++
 	case hdrContentLength:
 		// Content-Length = 1*DIGIT (RFC 3261 section 20.14).
 		n, ok := parseUint(b[vs:ve], MaxMessage)

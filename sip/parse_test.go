@@ -175,7 +175,7 @@ func TestParseManyPAIAndIdentity(t *testing.T) {
 	var sb strings.Builder
 	sb.WriteString("INVITE sip:+12155550123@198.18.0.2 SIP/2.0\nVia: SIP/2.0/UDP 198.18.0.1;branch=z9hG4bK1\n" +
 		"From: <sip:+12155550100@a.example>;tag=1\nTo: <sip:+12155550123@b.example>\nCall-ID: x\nCSeq: 1 INVITE\n")
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 5; i++ {
 		sb.WriteString("P-Asserted-Identity: <sip:+1215555010" + string(rune('0'+i)) + "@a.example;user=phone>, <tel:+1215555010" + string(rune('0'+i)) + ">\n")
 		sb.WriteString("Identity: h" + string(rune('0'+i)) + ".p.s;info=<https://x.example/c.pem>;alg=ES256;ppt=shaken\n")
 		sb.WriteString("Identity: k" + string(rune('0'+i)) + ".p.s;info=<https://x.example/c.pem>\n")
@@ -183,13 +183,13 @@ func TestParseManyPAIAndIdentity(t *testing.T) {
 	sb.WriteString("Content-Length: 0\n\n")
 	b := msg(sb.String())
 	m := mustParse(t, b)
-	if m.NumPAI != MaxPAI || m.TotalPAI != 6 {
+	if m.NumPAI != MaxPAI || m.TotalPAI != 10 {
 		t.Errorf("NumPAI %d TotalPAI %d", m.NumPAI, m.TotalPAI)
 	}
 	if got := str(b, m.PAI[3].URI); got != "tel:+12155550101" {
 		t.Errorf("PAI[3] = %q", got)
 	}
-	if m.NumIdentity != MaxIdentity || m.TotalIdentity != 6 {
+	if m.NumIdentity != MaxIdentity || m.TotalIdentity != 10 {
 		t.Errorf("NumIdentity %d TotalIdentity %d", m.NumIdentity, m.TotalIdentity)
 	}
 	if got := str(b, m.Identity[3]); !strings.HasPrefix(got, "k1.p.s;") {
@@ -430,6 +430,9 @@ func checkSpans(t testing.TB, m *Message, b []byte) {
 	check("Date", m.Date)
 	for _, s := range m.Identity {
 		check("Identity", s)
+	}
+	for _, s := range append(m.Diversion[:], m.HistoryInfoHdr[:]...) {
+		check("retarget header", s)
 	}
 	check("MaxForwardsLine", m.MaxForwardsLine)
 	check("Body", m.Body)

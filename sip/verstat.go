@@ -36,12 +36,18 @@ func NextVerstat(pkt []byte, start, end int, header bool) (s, e int) {
 		p += len(name)
 		q := skipLWS(pkt, p, end)
 		switch {
-		case q >= end || pkt[q] == ';' || pkt[q] == ',' || !header && strings.IndexByte("@>?", pkt[q]) >= 0:
+		case q >= end || pkt[q] == ';' || header && pkt[q] == ',' || !header && strings.IndexByte("@>?", pkt[q]) >= 0:
 			return i, q // a verstat without a value
+		case !header && pkt[q] == ',':
+			// ";verstat,x" in a user part: no parameter name holds a
+			// ',' (RFC 3966), so this is a malformed verstat; it goes
+			// with what a lenient reader could take for its value, and
+			// the number before it stays whole.
 		case pkt[q] != '=':
 			continue // another parameter whose name starts with "verstat"
+		default:
+			q = skipLWS(pkt, q+1, end)
 		}
-		q = skipLWS(pkt, q+1, end)
 		if header && q < end && pkt[q] == '"' {
 			for q++; q < end && pkt[q] != '"'; q++ {
 				if pkt[q] == '\\' {

@@ -71,7 +71,8 @@ func TestNextVerstat(t *testing.T) {
 		{";tag=1;verstat=\"a\\\"b\" ;x", true, ";verstat=\"a\\\"b\" "},
 		{";verstat=TN-Validation-Passed, <tel:+1>", true, ";verstat=TN-Validation-Passed"},
 		{";verstat,x", true, ";verstat"},
-		{";verstat=a@b;c", true, ";verstat=a@b"}, // '@' ends nothing among header parameters
+		{"sip:0100;verstat,0@x", false, ";verstat,0"}, // malformed: its junk goes with it, the number stays whole
+		{";verstat=a@b;c", true, ";verstat=a@b"},      // '@' ends nothing among header parameters
 		{";verstat=a@b;c", false, ";verstat=a"},
 		{";verstat=\"unterminated", true, ";verstat=\"unterminated"},
 		{";\r\n verstat=x", true, ";\r\n verstat=x"},

@@ -31,6 +31,27 @@
 // gives No-TN-Validation with 428, only non-SHAKEN ones No-TN-Validation
 // with 438. Every other failure is TN-Validation-Failed.
 //
+// # Forwarded calls (div, RFC 8946)
+//
+// A shaken PASSporT whose dest is not the called number (step 4) passes
+// when div PASSporTs on the call link the two, link by link: each has the
+// shaken PASSporT's orig, its div claim is a number the previous link
+// reached (the shaken dest first), and it passes steps 2, 3, 5, 6, 8 and 9
+// with the TNAuthList covering its div number instead of orig (the number
+// the diverting provider vouches for). At most MaxDivChain (5) links;
+// Result.DivChain is their number. A call with no div PASSporT fails the
+// dest check before any fetch, as before.
+//
+// # Rich Call Data (RFC 9795, ATIS-1000094)
+//
+// When a call passes, its rcd, rcdi and crn claims (in the shaken
+// PASSporT, else in an rcd PASSporT with its orig that passes every check
+// and whose dest is the called number or the shaken one) are checked by
+// package rcd against the linked content, fetched with the x5u client and
+// cached (content.go: ContentCacheSize entries, ContentCacheBytes bytes,
+// MaxContentBytes each). What verified is Result.RCD; a failure is only
+// Result.RCDErr: it never changes the verstat.
+//
 // # x5u fetching
 //
 // https only unless Config.AllowHTTP. The dialer checks the address it is
@@ -109,8 +130,13 @@
 // shakenline_verify_x5u_fetch_failures_total,
 // shakenline_verify_x5u_failure_cache_hits_total,
 // shakenline_verify_x5u_cache_{loaded,persisted,persist_failures}_total,
-// shakenline_verify_crl_{fetches,fetch_failures,fail_open}_total and
-// shakenline_verify_results_total{verstat,code}.
+// shakenline_verify_crl_{fetches,fetch_failures,fail_open}_total,
+// shakenline_verify_results_total{verstat,code},
+// shakenline_verify_passports_total{ppt,result} (each PASSporT checked:
+// ppt shaken, div, rcd or other; result passed, failed or skipped),
+// shakenline_verify_rcd_total{result} (shown, integrity-failed,
+// fetch-failed, invalid) and
+// shakenline_verify_content_{cache_hits,cache_misses,fetch_failures}_total.
 //
 // # Concurrency and memory
 //

@@ -1,9 +1,13 @@
 package verify
 
 import (
+	"errors"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/rcd"
 )
 
 // Metrics, registered once in the default VictoriaMetrics set (the API's
@@ -29,7 +33,70 @@ var (
 	mNoTN428      = metrics.NewCounter(`shakenline_verify_results_total{verstat="No-TN-Validation",code="428"}`)
 	mNoTN438      = metrics.NewCounter(`shakenline_verify_results_total{verstat="No-TN-Validation",code="438"}`)
 	mResultsOther = metrics.NewCounter(`shakenline_verify_results_total{verstat="other",code="other"}`)
+
+	// Each PASSporT verified, by type and outcome (a call may carry a
+	// shaken, div and rcd PASSporTs; other types are skipped).
+	mShakenPassed = metrics.NewCounter(`shakenline_verify_passports_total{ppt="shaken",result="passed"}`)
+	mShakenFailed = metrics.NewCounter(`shakenline_verify_passports_total{ppt="shaken",result="failed"}`)
+	mDivPassed    = metrics.NewCounter(`shakenline_verify_passports_total{ppt="div",result="passed"}`)
+	mDivFailed    = metrics.NewCounter(`shakenline_verify_passports_total{ppt="div",result="failed"}`)
+	mRCDPassed    = metrics.NewCounter(`shakenline_verify_passports_total{ppt="rcd",result="passed"}`)
+	mRCDFailed    = metrics.NewCounter(`shakenline_verify_passports_total{ppt="rcd",result="failed"}`)
+	mOtherSkipped = metrics.NewCounter(`shakenline_verify_passports_total{ppt="other",result="skipped"}`)
+	// Rich Call Data of calls that passed: shown, or why not.
+	mRCDShown     = metrics.NewCounter(`shakenline_verify_rcd_total{result="shown"}`)
+	mRCDIntegrity = metrics.NewCounter(`shakenline_verify_rcd_total{result="integrity-failed"}`)
+	mRCDFetch     = metrics.NewCounter(`shakenline_verify_rcd_total{result="fetch-failed"}`)
+	mRCDBad       = metrics.NewCounter(`shakenline_verify_rcd_total{result="invalid"}`)
+	// Linked content (content.go).
+	mContentHits     = metrics.NewCounter(`shakenline_verify_content_cache_hits_total`)
+	mContentMisses   = metrics.NewCounter(`shakenline_verify_content_cache_misses_total`)
+	mContentFailures = metrics.NewCounter(`shakenline_verify_content_fetch_failures_total`)
 )
+
+const pptOther = "other"
+
+// pptOf is id's type for the counters.
+func pptOf(id *passport.Identity) string {
+	if id == nil {
+		return pptOther
+	}
+	return id.PPT
+}
+
+// countPassport counts one PASSporT verified.
+func countPassport(ppt string, passed bool) {
+	switch {
+	case ppt == passport.PPTShaken && passed:
+		mShakenPassed.Inc()
+	case ppt == passport.PPTShaken:
+		mShakenFailed.Inc()
+	case ppt == passport.PPTDiv && passed:
+		mDivPassed.Inc()
+	case ppt == passport.PPTDiv:
+		mDivFailed.Inc()
+	case ppt == passport.PPTRCD && passed:
+		mRCDPassed.Inc()
+	case ppt == passport.PPTRCD:
+		mRCDFailed.Inc()
+	default:
+		mOtherSkipped.Inc()
+	}
+}
+
+// countRCD counts the Rich Call Data outcome of a call that passed.
+func countRCD(err error) {
+	switch {
+	case err == nil:
+		mRCDShown.Inc()
+	case errors.Is(err, rcd.ErrIntegrity):
+		mRCDIntegrity.Inc()
+	case errors.Is(err, rcd.ErrFetch):
+		mRCDFetch.Inc()
+	default:
+		mRCDBad.Inc()
+	}
+}
 
 func resultCounter(verstat string, code int) *metrics.Counter {
 	switch {

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/shakenline/shakenline/p256verify"
 	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/rcd"
 	"github.com/shakenline/shakenline/tnauth"
 )
 
@@ -62,6 +64,7 @@ var (
 	ErrReplay          = errors.New("verify: replayed PASSporT")
 	ErrRevoked         = errors.New("verify: certificate revoked")
 	ErrCRLUnavailable  = errors.New("verify: no current CRL")
+	ErrDivChain        = errors.New("verify: no div PASSporT chain links the PASSporT's dest to the called number")
 
 	// Configuration and reload errors.
 	ErrTrustFile = errors.New("verify: bad trust store file")
@@ -140,7 +143,20 @@ type Config struct {
 	// precomputed verification table (package p256verify, about 222 KiB
 	// each); default p256verify.DefaultMaxKeys (32). Negative: no tables.
 	FastKeys int
+
+	// Linked content of Rich Call Data (content.go): MaxContentBytes
+	// bounds one response (default 512 KiB), ContentCacheSize the cached
+	// URLs (default 256) and ContentCacheBytes their bytes (default
+	// 32 MiB).
+	MaxContentBytes   int64
+	ContentCacheSize  int
+	ContentCacheBytes int64
 }
+
+// MaxDivChain is the most div PASSporTs (RFC 8946) a call's chain may
+// have: a call forwarded up to five times verifies (docs/STANDARDS.md,
+// "div").
+const MaxDivChain = 5
 
 // Input is one call to verify.
 type Input struct {
@@ -162,6 +178,16 @@ type Result struct {
 	TrustStore string // the trust store that anchored the chain
 	SPC        string // from the TNAuthList SPC form
 	X5U        string
+
+	// Forwarded calls: the div PASSporTs (RFC 8946) that took the shaken
+	// PASSporT's dest to the called number, 0 when it was the called
+	// number already.
+	DivChain int
+	// Rich Call Data (RFC 9795): what a verified call may show, nil when
+	// it sent none or they failed (RCDErr says why; a failed rcd never
+	// fails the call).
+	RCD    *rcd.Display
+	RCDErr error
 }
 
 // ReasonHeader returns the RFC 9410 Reason header value, or "" on pass.
@@ -175,15 +201,16 @@ func (r Result) ReasonHeader() string {
 // Verifier verifies Identity headers. Safe for concurrent use. Close stops
 // its background work (CRL refresh, preload, cache writes).
 type Verifier struct {
-	cfg     Config
-	trust   atomic.Pointer[trustSnap]
-	trustMu sync.Mutex // serialises SetTrust (generation numbers)
-	fetcher *fetcher
-	crls    *crlCache
-	static  map[string]*entry
-	replay  *replayFilter
-	keys    *p256verify.Cache // nil when Config.FastKeys < 0
-	stats   counters
+	cfg      Config
+	trust    atomic.Pointer[trustSnap]
+	trustMu  sync.Mutex // serialises SetTrust (generation numbers)
+	fetcher  *fetcher
+	crls     *crlCache
+	static   map[string]*entry
+	replay   *replayFilter
+	keys     *p256verify.Cache // nil when Config.FastKeys < 0
+	contents *contentCache
+	stats    counters
 
 	ctx         context.Context // cancelled by Close
 	cancel      context.CancelFunc
@@ -244,6 +271,15 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.CRLCacheSize <= 0 {
 		cfg.CRLCacheSize = 256
 	}
+	if cfg.MaxContentBytes <= 0 {
+		cfg.MaxContentBytes = 512 << 10
+	}
+	if cfg.ContentCacheSize <= 0 {
+		cfg.ContentCacheSize = 256
+	}
+	if cfg.ContentCacheBytes <= 0 {
+		cfg.ContentCacheBytes = 32 << 20
+	}
 	cfg.Trust = nil // the snapshot owns the stores; SetTrust replaces it
 	var preload []string
 	if cfg.PreloadFile != "" {
@@ -264,6 +300,7 @@ func New(cfg Config) (*Verifier, error) {
 		v.static[u] = e
 	}
 	v.fetcher = newFetcher(&v.cfg)
+	v.contents = newContentCache(cfg.ContentCacheSize, cfg.ContentCacheBytes)
 	v.crls = newCRLCache(v)
 	v.replay = newReplayFilter(2*cfg.Freshness, cfg.ReplayCapacity)
 	v.ctx, v.cancel = context.WithCancel(context.Background())
@@ -316,20 +353,223 @@ func (v *Verifier) verify(ctx context.Context, in Input, now time.Time) Result {
 	if len(in.Identity) == 0 {
 		return Result{Verstat: NoTN, Code: CodeUseIdentity, Reason: reasonUseIdentity, Detail: ErrNoIdentity.Error(), Err: ErrNoIdentity}
 	}
+	// Every Identity header: the shaken PASSporTs are candidates, the div
+	// and rcd ones serve them (RFC 8946, RFC 9795), others are skipped.
 	var first *Result
-	for _, h := range in.Identity {
-		r := v.verifyOne(ctx, h, in, now)
-		if r.Verstat == Passed {
-			return r
-		}
-		if r.Verstat == Failed && first == nil {
+	failed := func(r Result) {
+		if first == nil {
 			first = &r
 		}
+	}
+	var shakens, divs, rcds []*passport.Identity
+	for _, h := range in.Identity {
+		id, err := passport.ParseIdentityAny(h)
+		switch {
+		case errors.Is(err, passport.ErrUnsupportedPPT):
+			countPassport(pptOther, false)
+			continue
+		case errors.Is(err, passport.ErrUnsupportedAlg):
+			countPassport(pptOf(id), false)
+			failed(fail(CodeUnsupported, err, id))
+			continue
+		case err != nil:
+			countPassport(pptOther, false)
+			failed(fail(CodeInvalid, err, nil))
+			continue
+		}
+		switch id.PPT {
+		case passport.PPTShaken:
+			shakens = append(shakens, id)
+		case passport.PPTDiv:
+			divs = append(divs, id)
+		default:
+			rcds = append(rcds, id)
+		}
+	}
+	for _, id := range shakens {
+		r := v.verifyShaken(ctx, id, divs, in, now)
+		if r.Verstat == Passed {
+			v.richCallData(ctx, &r, id, rcds, in, now)
+			return r
+		}
+		failed(r)
 	}
 	if first != nil {
 		return *first
 	}
 	return Result{Verstat: NoTN, Code: CodeInvalid, Reason: reasonInvalid, Detail: ErrNoShaken.Error(), Err: ErrNoShaken}
+}
+
+// verifyShaken verifies one shaken PASSporT. When its dest is not the
+// called number, the div PASSporTs may link them (divChain).
+func (v *Verifier) verifyShaken(ctx context.Context, id *passport.Identity, divs []*passport.Identity, in Input, now time.Time) Result {
+	destOK := len(in.DestTNs) == 0 || destMatch(id.Payload.Dest.TN, in.DestTNs)
+	if !destOK && len(divs) == 0 {
+		// No div to link it: refused before any fetch.
+		countPassport(passport.PPTShaken, false)
+		return fail(CodeInvalid, ErrDestMismatch, id)
+	}
+	r := v.check(ctx, id, in, now, id.Payload.Orig.TN)
+	countPassport(passport.PPTShaken, r.Verstat == Passed)
+	if r.Verstat != Passed || destOK {
+		return r
+	}
+	n, err := v.divChain(ctx, id, divs, in, now)
+	if err != nil {
+		return fail(CodeInvalid, fmt.Errorf("%w: %w", ErrDestMismatch, err), id)
+	}
+	r.DivChain = n
+	return r
+}
+
+// divChain follows div PASSporTs from the shaken PASSporT sh to the
+// called number, link by link (RFC 8946 section 4): each div has sh's
+// orig, its div claim is a dest the previous link reached, and it passes
+// every check of a PASSporT (x5u, trust store at iat, TNAuthList covering
+// its div number, signature, freshness, replay). At most MaxDivChain links.
+func (v *Verifier) divChain(ctx context.Context, sh *passport.Identity, divs []*passport.Identity, in Input, now time.Time) (int, error) {
+	reached := sh.Payload.Dest.TN
+	used := make([]bool, len(divs))
+	var lastErr error
+	for n := 1; n <= MaxDivChain; n++ {
+		next := -1
+		for i, d := range divs {
+			if used[i] || canon(d.Payload.Orig.TN) != canon(sh.Payload.Orig.TN) {
+				continue
+			}
+			div, ok := divClaim(d)
+			if !ok || !destMatch(reached, []string{div}) {
+				continue
+			}
+			used[i] = true
+			r := v.check(ctx, d, in, now, div)
+			countPassport(passport.PPTDiv, r.Verstat == Passed)
+			if r.Verstat != Passed {
+				lastErr = fmt.Errorf("div PASSporT %d: %w", i+1, r.Err)
+				continue
+			}
+			next = i
+			break
+		}
+		if next < 0 {
+			if lastErr != nil {
+				return 0, fmt.Errorf("%w: %w", ErrDivChain, lastErr)
+			}
+			return 0, ErrDivChain
+		}
+		reached = divs[next].Payload.Dest.TN
+		if destMatch(reached, in.DestTNs) {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: longer than %d", ErrDivChain, MaxDivChain)
+}
+
+// divClaim is the tn of a div PASSporT's div claim.
+func divClaim(d *passport.Identity) (string, bool) {
+	var c struct {
+		TN string `json:"tn"`
+	}
+	if json.Unmarshal(d.Payload.Div, &c) != nil || c.TN == "" {
+		return "", false
+	}
+	return c.TN, true
+}
+
+// richCallData checks the Rich Call Data of a call whose shaken PASSporT
+// sh passed: the rcd claims in sh (ATIS-1000094), else those of an rcd
+// PASSporT with sh's orig that passes every check. What verified goes in
+// r.RCD; a failure only in r.RCDErr (never the call's verstat).
+func (v *Verifier) richCallData(ctx context.Context, r *Result, sh *passport.Identity, rcds []*passport.Identity, in Input, now time.Time) {
+	p := &sh.Payload
+	if len(p.RCD) == 0 {
+		for _, id := range rcds {
+			if canon(id.Payload.Orig.TN) != canon(p.Orig.TN) {
+				continue
+			}
+			rr := v.check(ctx, id, in, now, id.Payload.Orig.TN)
+			countPassport(passport.PPTRCD, rr.Verstat == Passed)
+			if rr.Verstat != Passed {
+				r.RCDErr = fmt.Errorf("%w: rcd PASSporT: %w", rcd.ErrClaims, rr.Err)
+				continue
+			}
+			if len(in.DestTNs) > 0 && !destMatch(id.Payload.Dest.TN, in.DestTNs) && !destMatch(id.Payload.Dest.TN, p.Dest.TN) {
+				r.RCDErr = fmt.Errorf("%w: rcd PASSporT: %w", rcd.ErrClaims, ErrDestMismatch)
+				continue
+			}
+			p = &id.Payload
+			r.RCDErr = nil
+			break
+		}
+		if len(p.RCD) == 0 {
+			if r.RCDErr != nil {
+				countRCD(r.RCDErr)
+			}
+			return
+		}
+	}
+	d, err := rcd.Check(ctx, p.RCD, p.RCDI, p.CRN, v.content)
+	if err != nil {
+		r.RCDErr = err
+		countRCD(err)
+		return
+	}
+	r.RCD = &d
+	countRCD(nil)
+}
+
+// check runs the checks of one PASSporT of any type but its dest (the
+// caller matches dest): info = x5u, attest (shaken), freshness, orig
+// against the call, the x5u chain at iat, the TNAuthList covering
+// authority (orig; the div number for a div PASSporT), the signature and
+// replay.
+func (v *Verifier) check(ctx context.Context, id *passport.Identity, in Input, now time.Time, authority string) Result {
+	p := &id.Payload
+	if id.Info != id.Header.X5U {
+		return fail(CodeBadInfo, ErrInfoMismatch, id)
+	}
+	if id.PPT == passport.PPTShaken {
+		switch p.Attest {
+		case "A", "B", "C":
+		default:
+			return fail(CodeInvalid, fmt.Errorf("%w: %q", ErrAttest, p.Attest), id)
+		}
+	}
+	if d := now.Sub(time.Unix(p.IAT, 0)); d > v.cfg.Freshness || d < -v.cfg.Freshness {
+		return fail(CodeStaleDate, fmt.Errorf("%w: iat %d is %v from %d", ErrStale, p.IAT, d.Round(time.Second), now.Unix()), id)
+	}
+	if in.OrigTN != "" && canon(p.Orig.TN) != canon(in.OrigTN) {
+		return fail(CodeInvalid, ErrOrigMismatch, id)
+	}
+	e, err := v.certs(ctx, id.Header.X5U)
+	if err != nil {
+		if errors.Is(err, ErrBadCert) {
+			return fail(CodeUnsupported, err, id)
+		}
+		return fail(CodeBadInfo, err, id)
+	}
+	store, err := v.trusted(ctx, e, time.Unix(p.IAT, 0), now)
+	if err != nil {
+		return fail(CodeUnsupported, err, id)
+	}
+	var spc string
+	switch {
+	case e.tnErr != nil:
+		return fail(CodeUnsupported, fmt.Errorf("%w: %w", ErrNoTNAuthList, e.tnErr), id)
+	case e.tn.Empty():
+		return fail(CodeUnsupported, ErrNoTNAuthList, id)
+	case len(e.tn.SPCs) > 0:
+		spc = e.tn.SPCs[0]
+	case !e.tn.Covers(canon(authority)):
+		return fail(CodeInvalid, ErrTNNotAuthorized, id)
+	}
+	if err := verifySig(v.keys, e.key, id); err != nil {
+		return fail(CodeInvalid, err, id)
+	}
+	if !v.cfg.DisableReplay && v.replay.seen(sha256.Sum256(id.SigningInput), now) {
+		return fail(CodeInvalid, ErrReplay, id)
+	}
+	return Result{Verstat: Passed, Attest: p.Attest, OrigID: p.OrigID, X5U: id.Header.X5U, TrustStore: store, SPC: spc}
 }
 
 func fail(code int, err error, id *passport.Identity) Result {
@@ -351,65 +591,6 @@ func fail(code int, err error, id *passport.Identity) Result {
 		r.Attest, r.OrigID, r.X5U = id.Payload.Attest, id.Payload.OrigID, id.Header.X5U
 	}
 	return r
-}
-
-func (v *Verifier) verifyOne(ctx context.Context, h string, in Input, now time.Time) Result {
-	id, err := passport.ParseIdentity(h)
-	switch {
-	case errors.Is(err, passport.ErrUnsupportedPPT):
-		return Result{Verstat: NoTN, Detail: err.Error(), Err: err}
-	case errors.Is(err, passport.ErrUnsupportedAlg):
-		return fail(CodeUnsupported, err, id)
-	case err != nil:
-		return fail(CodeInvalid, err, nil)
-	}
-	p := &id.Payload
-	if id.Info != id.Header.X5U {
-		return fail(CodeBadInfo, ErrInfoMismatch, id)
-	}
-	switch p.Attest {
-	case "A", "B", "C":
-	default:
-		return fail(CodeInvalid, fmt.Errorf("%w: %q", ErrAttest, p.Attest), id)
-	}
-	if d := now.Sub(time.Unix(p.IAT, 0)); d > v.cfg.Freshness || d < -v.cfg.Freshness {
-		return fail(CodeStaleDate, fmt.Errorf("%w: iat %d is %v from %d", ErrStale, p.IAT, d.Round(time.Second), now.Unix()), id)
-	}
-	if in.OrigTN != "" && canon(p.Orig.TN) != canon(in.OrigTN) {
-		return fail(CodeInvalid, ErrOrigMismatch, id)
-	}
-	if len(in.DestTNs) > 0 && !destMatch(p.Dest.TN, in.DestTNs) {
-		return fail(CodeInvalid, ErrDestMismatch, id)
-	}
-	e, err := v.certs(ctx, id.Header.X5U)
-	if err != nil {
-		if errors.Is(err, ErrBadCert) {
-			return fail(CodeUnsupported, err, id)
-		}
-		return fail(CodeBadInfo, err, id)
-	}
-	store, err := v.trusted(ctx, e, time.Unix(p.IAT, 0), now)
-	if err != nil {
-		return fail(CodeUnsupported, err, id)
-	}
-	var spc string
-	switch {
-	case e.tnErr != nil:
-		return fail(CodeUnsupported, fmt.Errorf("%w: %w", ErrNoTNAuthList, e.tnErr), id)
-	case e.tn.Empty():
-		return fail(CodeUnsupported, ErrNoTNAuthList, id)
-	case len(e.tn.SPCs) > 0:
-		spc = e.tn.SPCs[0]
-	case !e.tn.Covers(canon(p.Orig.TN)):
-		return fail(CodeInvalid, ErrTNNotAuthorized, id)
-	}
-	if err := verifySig(v.keys, e.key, id); err != nil {
-		return fail(CodeInvalid, err, id)
-	}
-	if !v.cfg.DisableReplay && v.replay.seen(sha256.Sum256(id.SigningInput), now) {
-		return fail(CodeInvalid, ErrReplay, id)
-	}
-	return Result{Verstat: Passed, Attest: p.Attest, OrigID: p.OrigID, X5U: id.Header.X5U, TrustStore: store, SPC: spc}
 }
 
 func canon(tn string) string { return strings.TrimPrefix(tn, "+") }

@@ -54,7 +54,11 @@ func presign(c Call, o *carrierHost) (id, caller, callee string, err error) {
 	if err != nil {
 		return "", "", "", err
 	}
-	cl := &passport.Claims{Attest: c.Trunk, Orig: []byte(c.Caller.TN), Dest: [][]byte{[]byte(c.Callee.TN)}, IAT: time.Now().Unix()}
+	dest := c.Callee.TN
+	if c.Via != "" { // forwarded: the caller dialled the forwarding number
+		dest = c.Forwarder.TN
+	}
+	cl := &passport.Claims{Attest: c.Trunk, Orig: []byte(c.Caller.TN), Dest: [][]byte{[]byte(dest)}, IAT: time.Now().Unix()}
 	if _, err := rand.Read(cl.OrigID[:]); err != nil {
 		return "", "", "", err
 	}
@@ -110,6 +114,13 @@ func placeWith(c Call, hosts map[string]*carrierHost, identity string) CallResul
 	r := CallResult{Call: c}
 	iv := invite{CallID: fmt.Sprintf("call-%04d-%s-%s@interop.lab", c.ID, c.Orig, c.Term),
 		Caller: c.Caller.TN, Callee: c.Callee.TN, Term: netip.AddrPortFrom(t.addr(), portIn)}
+	sender := o // the carrier whose trunk and originating proxy send the call
+	if c.Via != "" {
+		// Forwarded: the forwarding carrier's SBC sends the call on with a
+		// Diversion header naming the number that forwarded it.
+		sender = hosts[c.Via]
+		iv.Diversion = fmt.Sprintf("<sip:+%s@%s;user=phone>;reason=unconditional;counter=1", c.Forwarder.TN, sender.addr())
+	}
 	switch {
 	case identity != "":
 		iv.Identity = identity
@@ -124,7 +135,7 @@ func placeWith(c Call, hosts map[string]*carrierHost, identity string) CallResul
 		identities[c.ID] = id
 		identityMu.Unlock()
 	}
-	f, lat, err := o.uacs[c.Trunk].call(iv, netip.AddrPortFrom(o.addr(), portOut), 5*time.Second)
+	f, lat, err := sender.uacs[c.Trunk].call(iv, netip.AddrPortFrom(sender.addr(), portOut), 5*time.Second)
 	r.Latency, r.Got.Code, r.Got.Reason = lat, f.code, f.reason
 	if err != nil {
 		r.Got.Err = err.Error()
@@ -132,6 +143,7 @@ func placeWith(c Call, hosts map[string]*carrierHost, identity string) CallResul
 	if d, ok := t.uas.delivery(iv.CallID); ok {
 		r.Got.Delivered = true
 		r.Got.Verstat, r.Got.Attest, r.Got.OrigTN = d.Verstat, d.Attest, d.OrigTN
+		r.Got.Name, r.Got.Logo = d.Name, d.Logo
 	}
 	r.Pass = matches(c, r.Got)
 	return r
@@ -150,7 +162,7 @@ func matches(c Call, g Outcome) bool {
 	if !e.Delivered {
 		return g.Code == e.Code
 	}
-	if g.Code != 200 || g.Verstat != e.Verstat {
+	if g.Code != 200 || g.Verstat != e.Verstat || g.Name != e.Name || g.Logo != e.Logo {
 		return false
 	}
 	if e.Attest != "" && (g.Attest != e.Attest || g.OrigTN != c.Caller.TN) {

@@ -26,12 +26,22 @@
 //     TN-range certificate), the numbering plans (Countries: 22 countries,
 //     9 with numbers of several lengths), the calls (Plan) and the outcome
 //     each must have, derived from the verifier's documented check order
-//     and each carrier's trust stores and policy.
+//     and each carrier's trust stores and policy. Besides the signed,
+//     unsigned and negative cases, forwarded calls (RFC 8946): the
+//     caller's carrier's PASSporT for a forwarding carrier's number, sent
+//     on by that carrier's retail trunk (a div rule: div PASSporT added,
+//     passes where its CA and the caller's are trusted) or wholesale trunk
+//     (no div: fails, 438); and branded calls (RFC 9795): each appliance
+//     carrier signs Rich Call Data for two brand numbers of its own, one
+//     whose logo stays as signed (name and logo shown where trusted) and
+//     one whose logo changes after its signer loaded the policy (rcdi
+//     mismatch: passes, nothing shown).
 //   - The run (run.go, netns.go, ua.go): a core network namespace with a
 //     bridge (the CA repository serving CRLs, 198.18.0.1) and one namespace
 //     per carrier (198.18.i.1 services, 198.18.i.10-13 SBC trunks A, B, C
-//     and unsigned). Per carrier: an x5u http repository, a UAS (its
-//     switch: records verstat, attest and orig of each delivered INVITE,
+//     and unsigned). Per carrier: an x5u http repository (also serving the
+//     brand logos, no-store), a UAS (its switch: records verstat, attest,
+//     orig, display name and verified logo of each delivered INVITE,
 //     answers 200 by Via), four UAC trunks, an originating proxy (appliance
 //     `serve` routing by Request-URI with sign rules by trunk, or Kamailio
 //     with kamailio.cfg) and a terminating appliance (verify or

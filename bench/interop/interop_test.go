@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,6 +85,26 @@ func TestReducedMatrix(t *testing.T) {
 	}
 	if len(res.Calls) < 15 {
 		t.Errorf("%d calls", len(res.Calls))
+	}
+	// Forwarded and branded calls across the two carriers: a call
+	// forwarded by meridian verifies at atlantic with meridian's div
+	// PASSporT and fails without it; meridian's brand shows at atlantic,
+	// and not once its logo changed.
+	seen := map[Kind]string{}
+	for _, c := range res.Calls {
+		if c.Term == "atlantic" && c.Via == "meridian" || c.Term == "atlantic" && c.Orig == "meridian" && (c.Kind == KindBranded || c.Kind == KindBrandChanged) {
+			seen[c.Kind] = c.Got.Verstat + " " + c.Got.Name + fmt.Sprint(" logo=", c.Got.Logo)
+		}
+	}
+	for k, want := range map[Kind]string{
+		KindForwarded:      Passed + "  logo=false",
+		KindForwardedNoDiv: Failed + "  logo=false",
+		KindBranded:        Passed + " Meridian Global Voice logo=true",
+		KindBrandChanged:   Passed + "  logo=false",
+	} {
+		if seen[k] != want {
+			t.Errorf("%s call at atlantic: got %q, want %q", k, seen[k], want)
+		}
 	}
 	// Each carrier's two appliances obtained the carrier's certificate from
 	// its CA through ACME (governance records of kind ACME, by its CA).

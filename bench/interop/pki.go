@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shakenline/shakenline/internal/netns"
@@ -151,10 +152,36 @@ func mustUint(s string) uint64 {
 	return n.Uint64()
 }
 
+// fileSet is a repository's files, changeable while it serves them.
+type fileSet struct {
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+func (f *fileSet) get(path string) ([]byte, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.files[path]
+	return b, ok
+}
+
+func (f *fileSet) set(path string, b []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.files[path] = b
+}
+
 // serveFiles serves files over http on addr inside ns until stop; with
 // dir set, /acme/<side>/<name>.pem is served from dir/<side>/<name>.pem
 // too (what the proxies publish there: acme publish.dir).
 func serveFiles(ns *netns.NS, addr netip.AddrPort, files map[string][]byte, ctype, dir string) (stop func(), err error) {
+	return serveFileSet(ns, addr, &fileSet{files: files}, ctype, dir)
+}
+
+// serveFileSet is serveFiles for a changeable set: ctype and an hour's
+// max-age, but .png files (brand logos) as image/png, no-store (a
+// verifier fetches each time, so a change shows at once).
+func serveFileSet(ns *netns.NS, addr netip.AddrPort, files *fileSet, ctype, dir string) (stop func(), err error) {
 	var ln net.Listener
 	if err := ns.Do(func() error {
 		var err error
@@ -166,7 +193,7 @@ func serveFiles(ns *netns.NS, addr netip.AddrPort, files map[string][]byte, ctyp
 	srv := &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, ok := files[r.URL.Path]
+			b, ok := files.get(r.URL.Path)
 			if !ok && dir != "" && strings.HasPrefix(r.URL.Path, "/acme/") && strings.HasSuffix(r.URL.Path, ".pem") &&
 				!strings.Contains(r.URL.Path, "..") {
 				var err error
@@ -177,8 +204,13 @@ func serveFiles(ns *netns.NS, addr netip.AddrPort, files map[string][]byte, ctyp
 				http.NotFound(w, r)
 				return
 			}
-			w.Header().Set("Content-Type", ctype)
-			w.Header().Set("Cache-Control", "max-age=3600")
+			if strings.HasSuffix(r.URL.Path, ".png") {
+				w.Header().Set("Content-Type", "image/png")
+				w.Header().Set("Cache-Control", "no-store")
+			} else {
+				w.Header().Set("Content-Type", ctype)
+				w.Header().Set("Cache-Control", "max-age=3600")
+			}
 			_, _ = w.Write(b)
 		}),
 	}

@@ -3,6 +3,7 @@ package interop
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -131,6 +132,15 @@ const (
 	KindRevoked     Kind = "revoked"      // signed with a revoked certificate
 	KindReplayFirst Kind = "replay-first" // a PASSporT's first use
 	KindReplay      Kind = "replay"       // the same PASSporT again, on a new call
+	// Forwarded calls (RFC 8946): the caller's carrier signed the call to
+	// a number of the forwarding carrier (Call.Via), which forwards it
+	// to the terminating carrier with a Diversion header.
+	KindForwarded      Kind = "forwarded"        // through the forwarding carrier's retail trunk: a div PASSporT is added
+	KindForwardedNoDiv Kind = "forwarded-no-div" // through its wholesale trunk, no div rule: the caller's PASSporT alone
+	// Branded calls (RFC 9795): the originating carrier signs Rich Call
+	// Data for its first number (the brand).
+	KindBranded      Kind = "branded"       // name and logo, the logo unchanged since signing
+	KindBrandChanged Kind = "brand-changed" // the logo's content changed after signing: rcdi mismatch
 )
 
 // Verstat values (ATIS-1000074).
@@ -150,6 +160,10 @@ type Call struct {
 	Trunk      byte   // 'A', 'B', 'C' or 'N' (unsigned trunk)
 	Signer     string // who signs: SignerAppliance, SignerKamailio, or "pre-signed"
 	Expect     Expect
+	// Forwarded calls: the forwarding carrier, whose trunk sends the
+	// call, and its number the caller dialled (the PASSporT's dest).
+	Via       string
+	Forwarder Number
 }
 
 // Expect is the outcome a call must have.
@@ -160,6 +174,8 @@ type Expect struct {
 	Code      int    // the verifier's SIP code (0 when passed): the final response when rejected
 	Result    string // the verifier's verstat, also when the call is rejected
 	Why       string // which check decides
+	Name      string // delivered: the verified Rich Call Data name shown as display name ("": none)
+	Logo      bool   // delivered: a verified logo in Call-Info
 }
 
 func (e Expect) String() string {
@@ -170,16 +186,30 @@ func (e Expect) String() string {
 	if e.Attest != "" {
 		s += " attest " + e.Attest
 	}
+	if e.Name != "" {
+		s += fmt.Sprintf(" name %q", e.Name)
+	}
+	if e.Logo {
+		s += " logo"
+	}
 	return s
 }
 
 // expect derives the outcome from the verifier's check order (verify
 // package: orig/dest match, x5u, chain and trust store, validity,
 // revocation, TNAuthList, signature, replay) and the terminating policy.
-func expect(k Kind, orig, term Carrier, trunk byte) Expect {
+func expect(k Kind, orig, term Carrier, trunk byte, via *Carrier) Expect {
 	trusted := term.TrustsCA(orig.CA)
 	verstat, code, why := Passed, 0, "chain to a trusted anchor, signature, freshness"
 	switch {
+	case k == KindForwardedNoDiv:
+		verstat, code, why = Failed, 438, "no div PASSporT: the caller's PASSporT names the forwarding number"
+	case k == KindForwarded && !trusted:
+		verstat, code, why = Failed, 437, fmt.Sprintf("caller's %s-issued certificate not in the trust stores %v", orig.CA, term.Trusts)
+	case k == KindForwarded && !term.TrustsCA(via.CA):
+		verstat, code, why = Failed, 438, fmt.Sprintf("div PASSporT under a %s-issued certificate, not trusted: no div chain", via.CA)
+	case k == KindForwarded:
+		why = "div chain: the caller's PASSporT, then the forwarding carrier's div PASSporT"
 	case k == KindUnsigned:
 		verstat, code, why = None, 428, "no Identity header"
 	case k == KindTamperOrig || k == KindTamperDest:
@@ -203,8 +233,42 @@ func expect(k Kind, orig, term Carrier, trunk byte) Expect {
 	}
 	if e.Delivered && verstat == Passed {
 		e.Attest = string(trunk)
+		switch k {
+		case KindBranded:
+			e.Name, e.Logo, e.Why = orig.Display, true, why+"; rcd: name and logo match their rcdi digests"
+		case KindBrandChanged:
+			e.Why = why + "; rcd: the logo does not match its rcdi digest, nothing shown"
+		}
 	}
 	return e
+}
+
+// BrandNumber is the number a carrier signs Rich Call Data for (its
+// Display as the name, a logo in its repository): its first number with
+// other last two digits, a number of its own that no other call of the
+// plan uses (inside the 100-number block of a TN-range certificate).
+func BrandNumber(c Carrier) Number { return brandVariant(c, 0) }
+
+// BrandChangingNumber is the brand number whose logo changes after the
+// signer loaded it.
+func BrandChangingNumber(c Carrier) Number { return brandVariant(c, 1) }
+
+// brandVariant is the i-th of c's first number with its last two digits
+// replaced that is no number of Countries.
+func brandVariant(c Carrier, i int) Number {
+	n := c.Numbers()[0]
+	for d := 77; d < 100; d++ {
+		tn := n.TN[:len(n.TN)-2] + strconv.Itoa(d)
+		if slices.ContainsFunc(Countries, func(co Country) bool { return slices.Contains(co.Numbers, tn) }) {
+			continue
+		}
+		if i == 0 {
+			n.TN = tn
+			return n
+		}
+		i--
+	}
+	panic("interop: no brand number left")
 }
 
 // Plan builds the call list for carriers: for every ordered pair every
@@ -214,13 +278,21 @@ func expect(k Kind, orig, term Carrier, trunk byte) Expect {
 // the TN-range mismatch from each TN-range carrier.
 func Plan(carriers []Carrier) []Call {
 	var calls []Call
+	byName := map[string]Carrier{}
+	for _, c := range carriers {
+		byName[c.Name] = c
+	}
 	add := func(c Call, o, t Carrier) {
 		c.ID = len(calls) + 1
 		c.Orig, c.Term = o.Name, t.Name
 		if c.Signer == "" {
 			c.Signer = o.Signer
 		}
-		c.Expect = expect(c.Kind, o, t, c.Trunk)
+		var via *Carrier
+		if v, ok := byName[c.Via]; ok {
+			via = &v
+		}
+		c.Expect = expect(c.Kind, o, t, c.Trunk, via)
 		calls = append(calls, c)
 	}
 	for _, o := range carriers {
@@ -266,6 +338,37 @@ func Plan(carriers []Carrier) []Call {
 			if o.TNRange && o.Name != t.Name {
 				add(Call{Kind: KindTNMismatch, Caller: outside(o), Callee: t.Numbers()[0], Trunk: 'A'}, o, t)
 			}
+		}
+		// Forwarded calls: through each forwarding carrier that signs
+		// with the appliance, from another carrier (one the terminating
+		// carrier trusts when there is one; the terminating one itself
+		// when there are only two), with and without the div rule.
+		for _, f := range carriers {
+			if f.Name == t.Name || f.Signer != SignerAppliance {
+				continue
+			}
+			o, found := t, false // a caller's carrier the terminating one trusts, so the div chain decides
+			for _, c := range carriers {
+				if c.Name != f.Name && c.Name != t.Name && (!found || !t.TrustsCA(o.CA) && t.TrustsCA(c.CA)) {
+					o, found = c, true
+				}
+			}
+			for _, k := range []Kind{KindForwarded, KindForwardedNoDiv} {
+				trunk := byte('A')
+				if k == KindForwardedNoDiv {
+					trunk = 'B'
+				}
+				add(Call{Kind: k, Caller: o.Numbers()[0], Callee: t.Numbers()[0], Trunk: trunk, Signer: "pre-signed",
+					Via: f.Name, Forwarder: f.Numbers()[0]}, o, t)
+			}
+		}
+		// Branded calls from each carrier that signs with the appliance.
+		for _, o := range carriers {
+			if o.Name == t.Name || o.Signer != SignerAppliance {
+				continue
+			}
+			add(Call{Kind: KindBranded, Caller: BrandNumber(o), Callee: t.Numbers()[0], Trunk: 'A'}, o, t)
+			add(Call{Kind: KindBrandChanged, Caller: BrandChangingNumber(o), Callee: t.Numbers()[0], Trunk: 'A'}, o, t)
 		}
 	}
 	return calls

@@ -75,6 +75,71 @@ func TestPlanExpectations(t *testing.T) {
 			t.Errorf("%s %s->%s: expect %q, want %q", tc.kind, tc.orig, tc.term, got, tc.want)
 		}
 	}
+	// Forwarded and branded calls (docs/STANDARDS.md, "div" and "rcd").
+	for _, tc := range []struct {
+		kind      Kind
+		via, term string
+		want      string
+	}{
+		{KindForwarded, "atlantic", "meridian", "TN-Validation-Passed attest A"},
+		{KindForwardedNoDiv, "atlantic", "meridian", "TN-Validation-Failed"},
+		{KindForwarded, "lumiere", "atlantic", "TN-Validation-Failed"}, // FR-signed div, atlantic does not trust FR
+		{KindForwarded, "meridian", "sakura", "TN-Validation-Passed attest A"},
+		{KindForwardedNoDiv, "meridian", "lumiere", "rejected 438"},
+	} {
+		var c *Call
+		for i := range calls {
+			if calls[i].Kind == tc.kind && calls[i].Via == tc.via && calls[i].Term == tc.term {
+				c = &calls[i]
+			}
+		}
+		if c == nil {
+			t.Errorf("no %s call via %s to %s", tc.kind, tc.via, tc.term)
+			continue
+		}
+		if got := c.Expect.String(); got != tc.want || c.Signer != "pre-signed" || c.Forwarder.TN == "" || c.Orig == tc.via {
+			t.Errorf("%s via %s to %s: expect %q (%+v), want %q", tc.kind, tc.via, tc.term, got, c, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		kind       Kind
+		orig, term string
+		want       string
+	}{
+		{KindBranded, "meridian", "atlantic", `TN-Validation-Passed attest A name "Meridian Global Voice" logo`},
+		{KindBrandChanged, "meridian", "atlantic", "TN-Validation-Passed attest A"},
+		{KindBranded, "lumiere", "atlantic", "TN-Validation-Failed"},
+		{KindBranded, "atlantic", "lumiere", "rejected 437"},
+	} {
+		c := find(calls, tc.kind, tc.orig, tc.term)
+		if c == nil || c.Expect.String() != tc.want {
+			t.Errorf("%s %s->%s: %v, want %q", tc.kind, tc.orig, tc.term, c, tc.want)
+		}
+	}
+	if find(calls, KindBranded, "rheinfunk", "atlantic") != nil {
+		t.Error("a Kamailio carrier signs no Rich Call Data")
+	}
+	// The brand numbers are no other call's caller, and a TN-range
+	// certificate covers them.
+	for _, c := range calls {
+		if c.Kind == KindBranded || c.Kind == KindBrandChanged {
+			continue
+		}
+		for _, o := range carriers {
+			if c.Caller == BrandNumber(o) || c.Caller == BrandChangingNumber(o) {
+				t.Errorf("%s call %d uses brand number %s", c.Kind, c.ID, c.Caller.TN)
+			}
+		}
+	}
+	sk, covered := carriers[3], false
+	for _, r := range TNRanges(sk) {
+		if b := BrandNumber(sk).TN; len(b) == len(r) && b[:len(b)-2] == r[:len(r)-2] {
+			covered = true
+		}
+	}
+	if !covered {
+		t.Errorf("sakura's TN ranges %v do not cover its brand number %s", TNRanges(sk), BrandNumber(sk).TN)
+	}
 	sum := Summary(carriers, calls)
 	if !strings.HasPrefix(sum, "5 carriers, 22 countries") {
 		t.Errorf("summary %q", sum)

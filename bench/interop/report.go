@@ -168,6 +168,12 @@ func Describe(c CallResult) string {
 			if c.Got.Attest != "" {
 				got += " attest " + c.Got.Attest
 			}
+			if c.Got.Name != "" {
+				got += fmt.Sprintf(" name %q", c.Got.Name)
+			}
+			if c.Got.Logo {
+				got += " logo"
+			}
 		} else {
 			got = "rejected " + strconv.Itoa(c.Got.Code)
 			if c.Got.Reason != "" {
@@ -175,8 +181,12 @@ func Describe(c CallResult) string {
 			}
 		}
 	}
-	return fmt.Sprintf("#%d %s %s->%s +%s(%s)->+%s(%s) trunk %c via %s: want %s, got %s",
-		c.ID, c.Kind, c.Orig, c.Term, c.Caller.TN, c.Caller.Country, c.Callee.TN, c.Callee.Country, c.Trunk, c.Signer, c.Expect, got)
+	fwd := ""
+	if c.Via != "" {
+		fwd = fmt.Sprintf(" forwarded by %s from +%s(%s)", c.Via, c.Forwarder.TN, c.Forwarder.Country)
+	}
+	return fmt.Sprintf("#%d %s %s->%s +%s(%s)->+%s(%s)%s trunk %c via %s: want %s, got %s",
+		c.ID, c.Kind, c.Orig, c.Term, c.Caller.TN, c.Caller.Country, c.Callee.TN, c.Callee.Country, fwd, c.Trunk, c.Signer, c.Expect, got)
 }
 
 func pct(xs []time.Duration, p float64) time.Duration {

@@ -49,6 +49,8 @@ type Outcome struct {
 	Verstat   string
 	Attest    string
 	OrigTN    string
+	Name      string // the display name of the caller's identity (verified Rich Call Data)
+	Logo      bool   // a Call-Info purpose=icon marked verified
 	Err       string
 }
 
@@ -129,6 +131,7 @@ type carrierHost struct {
 	account               labsti.Account // at the carrier's STI-PA
 	uas                   *uas
 	uacs                  map[byte]*uac
+	repo                  *fileSet // its http repository: certificates and brand logos
 }
 
 func (h *carrierHost) addr() netip.Addr { return hostAddr(h.idx) }
@@ -227,12 +230,16 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	closers = append(closers, stop)
 	for _, h := range hosts {
-		files := map[string][]byte{
+		h.repo = &fileSet{files: map[string][]byte{
 			"/sp.pem":      labpki.EncodeCerts(h.cred.Chain...),
 			"/expired.pem": labpki.EncodeCerts(h.expired.Chain...),
 			"/revoked.pem": labpki.EncodeCerts(h.revoke.Chain...),
-		}
-		stop, err := serveFiles(h.ns, netip.AddrPortFrom(h.addr(), portHTTP), files, "application/pem-certificate-chain", filepath.Join(h.dir, "x5u"))
+			// Brand logos (Rich Call Data): the signer digests them when it
+			// loads its policy; brand-changing.png changes afterwards.
+			"/brand.png":          []byte("PNG " + h.Display),
+			"/brand-changing.png": []byte("PNG " + h.Display + " as signed"),
+		}}
+		stop, err := serveFileSet(h.ns, netip.AddrPortFrom(h.addr(), portHTTP), h.repo, "application/pem-certificate-chain", filepath.Join(h.dir, "x5u"))
 		if err != nil {
 			return res, err
 		}
@@ -257,7 +264,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.Timings.Processes = time.Since(t2)
 	logf("hosts up in %v", res.Timings.Processes.Round(time.Millisecond))
 
-	// 4. Calls.
+	// 4. Calls. Every signer has digested its brand logos by now (it
+	// listens only once its policy loaded): one of them changes.
+	for _, h := range hosts {
+		h.repo.set("/brand-changing.png", []byte("PNG "+h.Display+" replaced after signing"))
+	}
 	t3 := time.Now()
 	plan := Plan(cfg.Carriers)
 	byName := map[string]*carrierHost{}
@@ -364,14 +375,26 @@ func startProxies(ctx context.Context, cfg Config, lb *lab, gov *governance, h *
 		}
 		return err
 	}
+	// The retail trunk also forwards calls (div PASSporTs for the
+	// diversions it performs, docs/STANDARDS.md "div"); the brand numbers
+	// carry Rich Call Data ("rcd"), names quoted for YAML.
+	brands := ""
+	for _, b := range []struct{ name, file string }{{"brand", "brand.png"}, {"brand-changing", "brand-changing.png"}} {
+		n := BrandNumber(h.Carrier)
+		if b.name == "brand-changing" {
+			n = BrandChangingNumber(h.Carrier)
+		}
+		brands += fmt.Sprintf("    - {name: %s, action: sign, attest: A, sources: [%s], numbers: [\"+%s\"], div: true, rcd: {nam: %q, icn: %q}}\n",
+			b.name, trunk('A'), n.TN, h.Display, h.x5u(b.file))
+	}
 	outCfg := fmt.Sprintf(`policy:
   default: C
   rules:
-    - {name: retail-trunk, action: sign, attest: A, sources: [%s]}
+%s    - {name: retail-trunk, action: sign, attest: A, sources: [%s], div: true}
     - {name: wholesale-trunk, action: sign, attest: B, sources: [%s]}
     - {name: gateway-trunk, action: sign, attest: C, sources: [%s]}
     - {name: legacy-tdm, action: forward, sources: [%s]}
-`, trunk('A'), trunk('B'), trunk('C'), trunk('N')) + gov.acmeConfig(cfg, h, "out", true)
+`, brands, trunk('A'), trunk('B'), trunk('C'), trunk('N')) + gov.acmeConfig(cfg, h, "out", true)
 	outPath := filepath.Join(h.dir, "outbound.yaml")
 	if err := os.WriteFile(outPath, []byte(outCfg), 0o644); err != nil {
 		return fmt.Errorf("interop: %w", err)

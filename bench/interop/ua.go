@@ -27,6 +27,8 @@ type Delivery struct {
 	Attest     string // attest of the first SHAKEN PASSporT
 	OrigTN     string
 	X5U        string
+	Name       string // display name of P-Asserted-Identity (or From): verified Rich Call Data
+	Logo       bool   // a Call-Info element with purpose=icon marked verified
 }
 
 // uas is a terminating carrier's switch: it records each INVITE's verstat
@@ -37,7 +39,10 @@ type uas struct {
 	got  map[string]Delivery // by Call-ID, first arrival
 }
 
-var verstatRE = regexp.MustCompile(`verstat=([A-Za-z-]+)`)
+var (
+	verstatRE = regexp.MustCompile(`verstat=([A-Za-z-]+)`)
+	displayRE = regexp.MustCompile(`^"((?:[^"\\]|\\.)*)"`)
+)
 
 func newUAS(ns *netns.NS, addr netip.AddrPort) (*uas, error) {
 	u := &uas{got: map[string]Delivery{}}
@@ -72,6 +77,14 @@ func (u *uas) serve() {
 		}
 		if m := verstatRE.FindStringSubmatch(who); m != nil {
 			d.Verstat = m[1]
+		}
+		if m := displayRE.FindStringSubmatch(who); m != nil {
+			d.Name = m[1]
+		}
+		for _, ci := range h["call-info"] {
+			if strings.Contains(ci, "purpose=icon;verified") {
+				d.Logo = true
+			}
 		}
 		d.Identities = len(h["identity"])
 		for _, v := range h["identity"] {
@@ -251,11 +264,12 @@ type final struct {
 
 // invite is one outgoing INVITE's content.
 type invite struct {
-	CallID   string
-	Caller   string // E.164 digits in From and P-Asserted-Identity
-	Callee   string // E.164 digits in To and the Request-URI
-	Term     netip.AddrPort
-	Identity string // pre-signed Identity header value, or ""
+	CallID    string
+	Caller    string // E.164 digits in From and P-Asserted-Identity
+	Callee    string // E.164 digits in To and the Request-URI
+	Term      netip.AddrPort
+	Identity  string // pre-signed Identity header value, or ""
+	Diversion string // Diversion header value (a forwarded call), or ""
 }
 
 func (c *uac) build(iv invite) []byte {
@@ -272,6 +286,9 @@ func (c *uac) build(iv invite) []byte {
 	fmt.Fprintf(&b, "Call-ID: %s\r\nCSeq: 1 INVITE\r\n", iv.CallID)
 	fmt.Fprintf(&b, "P-Asserted-Identity: <sip:+%s@%s;user=phone>\r\n", iv.Caller, host)
 	fmt.Fprintf(&b, "Contact: <sip:%s>\r\n", c.addr)
+	if iv.Diversion != "" {
+		fmt.Fprintf(&b, "Diversion: %s\r\n", iv.Diversion)
+	}
 	if iv.Identity != "" {
 		fmt.Fprintf(&b, "Identity: %s\r\n", iv.Identity)
 	}

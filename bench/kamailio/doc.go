@@ -5,19 +5,24 @@
 // certificate its x5u serves chained to a CA file (Options.VerifyCAFile:
 // libsecsipid fetches and caches the x5u; interop tests: a verified
 // INVITE is forwarded with X-Identity-Check: ok and X-Identity-Payload, the
-// PASSporT payload as Kamailio decodes it).
+// PASSporT payload as Kamailio decodes it), or verifies the ES256
+// signature of every Identity header's JWS whatever its PASSporT type
+// (Options.VerifyJWT: the second implementation for div and rcd
+// PASSporTs, "X-JWT-Check: ok N <payload>" per header; TestGoldenPassports
+// checks package passport's golden PASSporTs with it).
 //
 // # What it owns
 //
 // kamailio.cfg and Start, which writes that config into a temporary
 // directory and runs `kamailio -DD -E -f cfg` in the foreground in its own
 // process group, selecting the variant with -A defines (WITH_SIGN,
-// WITH_VERIFY, WITH_TCP, WITH_TLS) and the addresses with -l and -A NEXTHOP.
-// Options.Transport adds a TCP or TLS listener on the UDP port, and
-// Options.NextHopTransport the next hop's transport; TLS takes a
-// certificate, a key and the anchors peers are verified against (the tls
-// module, Debian package kamailio-tls-modules; TLS 1.2 and later). Stop
-// ends the whole process group and removes the directory.
+// WITH_VERIFY, WITH_VERIFY_JWT, EXPIRE, WITH_TCP, WITH_TLS) and the
+// addresses with -l and -A NEXTHOP. Options.Transport adds a TCP or TLS
+// listener on the UDP port, and Options.NextHopTransport the next hop's
+// transport; TLS takes a certificate, a key and the anchors peers are
+// verified against (the tls module, Debian package kamailio-tls-modules;
+// TLS 1.2 and later). Stop ends the whole process group and removes the
+// directory.
 //
 // # Concurrency
 //

@@ -197,4 +197,14 @@ func TestArgs(t *testing.T) {
 	if _, err := (Options{}).Args("c", "d"); err == nil {
 		t.Error("empty options accepted")
 	}
+	o = Options{Listen: o.Listen, NextHop: o.NextHop, VerifyJWT: true}
+	if _, err := o.Args("/tmp/k.cfg", "/tmp"); err == nil {
+		t.Error("VerifyJWT without a key accepted")
+	}
+	o.VerifyKeyPath, o.Expire = "/tmp/k.pub", 99
+	args, err = o.Args("/tmp/k.cfg", "/tmp")
+	if joined := strings.Join(args, " "); err != nil || !strings.Contains(joined, "-A WITH_VERIFY_JWT") || strings.Contains(joined, "WITH_VERIFY ") ||
+		!strings.Contains(joined, `PUBKEYPATH="/tmp/k.pub"`) || !strings.Contains(joined, "-A EXPIRE=99") {
+		t.Errorf("VerifyJWT args %q (%v)", joined, err)
+	}
 }

@@ -63,6 +63,13 @@ type Options struct {
 	// VerifyKeyPath, when set, checks the Identity header of INVITEs with
 	// this PEM public key (or certificate) and answers 438 on failure.
 	VerifyKeyPath string
+	// VerifyJWT checks, instead, the JWS of every Identity header with
+	// VerifyKeyPath: the ES256 signature (and iat within Expire) only,
+	// any PASSporT type; each passes as "X-JWT-Check: ok N <payload>".
+	VerifyJWT bool
+	// Expire is how long an iat stays valid for the checks, in seconds
+	// (default 300).
+	Expire int
 	// VerifyCAFile, when set (instead of VerifyKeyPath), checks the
 	// Identity header with the key of the certificate at its x5u, fetched
 	// by libsecsipid (cached per URL), which must chain to the anchors in
@@ -188,11 +195,18 @@ func (o Options) Args(cfgPath, runDir string) ([]string, error) {
 	switch {
 	case o.VerifyKeyPath != "" && o.VerifyCAFile != "":
 		return nil, fmt.Errorf("%w: VerifyKeyPath or VerifyCAFile, not both", ErrOptions)
+	case o.VerifyJWT && o.VerifyKeyPath == "":
+		return nil, fmt.Errorf("%w: VerifyJWT needs VerifyKeyPath", ErrOptions)
+	case o.VerifyJWT:
+		args = append(args, "-A", "WITH_VERIFY_JWT", "-A", `PUBKEYPATH="`+o.VerifyKeyPath+`"`)
 	case o.VerifyKeyPath != "":
 		args = append(args, "-A", "WITH_VERIFY", "-A", `PUBKEYPATH="`+o.VerifyKeyPath+`"`)
 	case o.VerifyCAFile != "":
 		args = append(args, "-A", "WITH_VERIFY_X5U", "-A", `CAFILEOPT="CertCAFile=`+o.VerifyCAFile+`"`,
 			"-A", `CACHEDIR="`+filepath.Join(runDir, "x5u-cache")+`"`)
+	}
+	if o.Expire > 0 {
+		args = append(args, "-A", "EXPIRE="+strconv.Itoa(o.Expire))
 	}
 	return args, nil
 }

@@ -10,12 +10,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -376,5 +378,69 @@ func waitLog(t *testing.T, logs *syncBuf, s string, n int) {
 			t.Fatalf("log never said %q:\n%s", s, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServeRCDContent: a policy whose Rich Call Data link to content that
+// cannot be fetched is refused at start with the URL and the reason; once
+// the content is there, it starts, its rcdi computed from the content.
+func TestServeRCDContent(t *testing.T) {
+	pki := labPKI(t)
+	var body atomic.Value
+	body.Store("")
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := body.Load().(string)
+		if b == "" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(b))
+	}))
+	defer web.Close()
+	cfgPath := filepath.Join(t.TempDir(), "rcd.yaml")
+	cfg := fmt.Sprintf("lab: true\nsip: 127.0.0.1:5060\nnext_hop: 127.0.0.1:5070\nkey: %s\ncert: %s\nx5u: https://cert.example.org/sp.pem\n"+
+		"policy:\n  rules:\n    - name: bank\n      attest: A\n      numbers: [\"+12155550100\"]\n      rcd: {nam: Example Bank, icn: %q}\n",
+		filepath.Join(pki, "sp.key"), filepath.Join(pki, "sp.pem"), web.URL+"/logo.png")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCmd("serve", "--check", "--config", cfgPath)
+	if code != 2 || !strings.Contains(errs, "policy rcd") || !strings.Contains(errs, web.URL+"/logo.png") || !strings.Contains(errs, "404") || !strings.Contains(errs, `"bank"`) {
+		t.Fatalf("missing logo: exit %d %q", code, errs)
+	}
+	body.Store("PNG")
+	if code, out, errs := runCmd("serve", "--check", "--config", cfgPath); code != 0 || !strings.Contains(out, "configuration ok") {
+		t.Fatalf("logo present: exit %d %s%s", code, out, errs)
+	}
+	// Without lab the content client is the x5u one: an http URL on a
+	// loopback address is refused, with the URL, though it serves.
+	noLab := filepath.Join(t.TempDir(), "rcd-nolab.yaml")
+	if err := os.WriteFile(noLab, []byte(strings.Replace(cfg, "lab: true\n", "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCmd("serve", "--check", "--config", noLab); code != 2 || !strings.Contains(errs, "policy rcd") || !strings.Contains(errs, web.URL+"/logo.png") ||
+		!strings.Contains(errs, "not allowed") {
+		t.Fatalf("http logo on loopback without lab: exit %d %q", code, errs)
+	}
+	// Running; a reload whose logo is gone is refused with the reason,
+	// and the running policy stays.
+	cfg = strings.Replace(cfg, "127.0.0.1:5060", freeUDP(t), 1)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuf{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfgPath}, env{stdin: strings.NewReader(""), stdout: logs, stderr: logs, now: time.Now, signals: hup})
+	}()
+	defer func() { cancel(); <-done }()
+	waitLog(t, logs, "appliance serving", 1)
+	body.Store("")
+	hup <- syscall.SIGHUP
+	waitLog(t, logs, "reload refused", 1)
+	if l := logs.String(); !strings.Contains(l, web.URL+"/logo.png") || !strings.Contains(l, "404") {
+		t.Fatalf("reload refusal without the URL or reason:\n%s", l)
 	}
 }

@@ -29,7 +29,7 @@ func TestSignThenVerify(t *testing.T) {
 
 	// Claims as JSON (the ATIS signingRequest shape), with an extension claim.
 	code, out, errs := runIn(t, `{"signingRequest":{"attest":"B","dest":{"tn":["+44 20 7946 0018"]},"orig":{"tn":"+1-215-555-0100"},
-		"origid":"123e4567-e89b-42d3-a456-426614174000","div":{"tn":"12155550199"}}}`, signArgs...)
+		"origid":"123e4567-e89b-42d3-a456-426614174000","crn":"Order update"}}`, signArgs...)
 	if code != 0 {
 		t.Fatalf("sign JSON: exit %d: %s", code, errs)
 	}
@@ -42,8 +42,8 @@ func TestSignThenVerify(t *testing.T) {
 	}
 	p := id.Payload
 	if p.Attest != "B" || p.Orig.TN != "12155550100" || p.Dest.TN[0] != "442079460018" ||
-		p.OrigID != "123e4567-e89b-42d3-a456-426614174000" || !strings.Contains(string(p.Div), "12155550199") {
-		t.Fatalf("claims %+v div %s", p, p.Div)
+		p.OrigID != "123e4567-e89b-42d3-a456-426614174000" || p.CRN != "Order update" {
+		t.Fatalf("claims %+v", p)
 	}
 
 	// The same header through verify: passes; with a tampered payload it
@@ -87,6 +87,69 @@ func TestSignThenVerify(t *testing.T) {
 	// No number to sign: a clear error, exit 2.
 	if code, _, errs := runIn(t, strings.Replace(invite, "P-Asserted-Identity: <tel:01632960123>\n", "", 1), signArgs...); code != 2 || !strings.Contains(errs, "no calling telephone number") {
 		t.Fatalf("anonymous: exit %d %q", code, errs)
+	}
+}
+
+// TestSignDivAndRCD: `appliance sign` makes standard PASSporTs of div
+// and Rich Call Data: JSON with a div claim gives a div PASSporT; with rcd
+// and --rcd-ppt rcd a shaken and an rcd PASSporT; a forwarded SIP INVITE
+// under a div rule gives its div PASSporT, orig copied from the received
+// shaken PASSporT.
+func TestSignDivAndRCD(t *testing.T) {
+	pki := labPKI(t)
+	signArgs := signArgsFor(pki)
+	key := leafKey(t, pki)
+	parse := func(out string, want ...string) []*passport.Identity {
+		t.Helper()
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != len(want) {
+			t.Fatalf("%d Identity values, want %d:\n%s", len(lines), len(want), out)
+		}
+		var ids []*passport.Identity
+		for i, l := range lines {
+			id, err := passport.ParseIdentityAny(l)
+			if err != nil || id.PPT != want[i] || passport.VerifySignature(key, id) != nil {
+				t.Fatalf("line %d: %v ppt %v", i, err, id)
+			}
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	code, out, errs := runIn(t, `{"dest":{"tn":["12155550123"]},"orig":{"tn":"12155550100"},"div":{"tn":"12025550101"}}`, signArgs...)
+	if code != 0 {
+		t.Fatalf("div JSON: exit %d %s", code, errs)
+	}
+	if p := parse(out, "div")[0].Payload; p.Attest != "" || string(p.Div) != `{"tn":"12025550101"}` || p.Dest.TN[0] != "12155550123" {
+		t.Errorf("div claims %+v", p)
+	}
+	code, out, errs = runIn(t, `{"attest":"A","dest":{"tn":["12155550123"]},"orig":{"tn":"12155550100"},"rcd":{"nam":"Example Bank"},"crn":"Alert"}`,
+		append(signArgs, "--rcd-ppt", "rcd")...)
+	if code != 0 {
+		t.Fatalf("rcd JSON: exit %d %s", code, errs)
+	}
+	ids := parse(out, "shaken", "rcd")
+	if len(ids[0].Payload.RCD) != 0 || string(ids[1].Payload.RCD) != `{"nam":"Example Bank"}` || ids[1].Payload.CRN != "Alert" {
+		t.Errorf("shaken %+v rcd %+v", ids[0].Payload, ids[1].Payload)
+	}
+
+	// A forwarded INVITE, under a div rule for the forwarding number.
+	cfgPath := filepath.Join(t.TempDir(), "sign.yaml")
+	if err := os.WriteFile(cfgPath, []byte("policy:\n  rules:\n    - name: fwd\n      attest: A\n      numbers: [\"+1202555*\"]\n      div: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, shaken, errs := runIn(t, `{"attest":"A","dest":{"tn":["12025550101"]},"orig":{"tn":"12155550100"}}`, signArgs...)
+	if code != 0 {
+		t.Fatalf("%d %s", code, errs)
+	}
+	invite := "INVITE sip:+12155550123@198.18.2.2 SIP/2.0\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK1\n" +
+		"From: <sip:+12155550100@198.18.1.2>;tag=1\nTo: <sip:+12155550123@198.18.2.2>\nCall-ID: c1\nCSeq: 1 INVITE\n" +
+		"Diversion: <tel:+12025550101>;reason=unconditional\nIdentity: " + strings.TrimSpace(shaken) + "\nContent-Length: 0\n\n"
+	code, out, errs = runIn(t, invite, append(signArgs, "--config", cfgPath)...)
+	if code != 0 {
+		t.Fatalf("forwarded SIP: exit %d %s", code, errs)
+	}
+	if p := parse(out, "div")[0].Payload; p.Orig.TN != "12155550100" || p.Dest.TN[0] != "12155550123" || string(p.Div) != `{"tn":"12025550101"}` {
+		t.Errorf("div from SIP %+v %s", p, p.Div)
 	}
 }
 

@@ -199,6 +199,9 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, err
 	}
+	if err := resolveRCD(ctx, tbl, cfg); err != nil {
+		return nil, err
+	}
 	a.policy = policy.NewHolder(tbl)
 	numbers, err := e164.New(cfg.DefaultCountry)
 	if err != nil {
@@ -327,6 +330,9 @@ func (a *appliance) reload(f *serveFlags) error {
 	}
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
 	if err != nil {
+		return err
+	}
+	if err := resolveRCD(context.Background(), tbl, cfg); err != nil {
 		return err
 	}
 	// Trust stores: validated completely before anything is swapped.

@@ -43,8 +43,10 @@ func cmdSign(ctx context.Context, args []string, e env) error {
 	x5u := fs.String("x5u", "", "certificate `URL` for info= and x5u")
 	attest := fs.String("attest", "", "attestation `A|B|C` (JSON input may set it; for a SIP INVITE the policy decides)")
 	country := fs.String("default-country", "", "ISO 3166 `CC` for national numbers in a SIP INVITE")
+	rcdPPT := fs.String("rcd-ppt", "shaken", "JSON claims with rcd: `shaken` (in the shaken PASSporT, ATIS-1000094) or rcd (a separate rcd PASSporT, printed second)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: appliance sign --key FILE --cert FILE --x5u URL < claims.json | invite.sip")
+		fmt.Fprintln(fs.Output(), "Prints one Identity header value per line: the shaken PASSporT, or the div PASSporT(s) of a forwarded call, then an rcd PASSporT.")
 		printFlags(fs, fs.Output())
 	}
 	if err := parseFlags(fs, args, e); err != nil {
@@ -92,22 +94,61 @@ func cmdSign(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	in = bytes.TrimLeft(in, " \t\r\n")
-	var claims passport.Claims
-	var ext map[string]json.RawMessage
+	var ids []string
 	if len(in) > 0 && in[0] == '{' {
-		claims, ext, err = claimsFromJSON(in, c.Attest, e)
-	} else {
-		claims, err = claimsFromSIP(in, c, e)
-	}
-	if err != nil {
+		if *rcdPPT != "shaken" && *rcdPPT != "rcd" {
+			return fmt.Errorf("--rcd-ppt %q: want shaken or rcd", *rcdPPT)
+		}
+		claims, ext, err := claimsFromJSON(in, c.Attest, e)
+		if err != nil {
+			return err
+		}
+		ids, err = signJSON(ctx, signer, b, &claims, ext, *rcdPPT == "rcd")
+		if err != nil {
+			return err
+		}
+	} else if ids, err = signSIP(ctx, signer, b, in, c, e); err != nil {
 		return err
 	}
-	id, err := passport.SignExt(ctx, signer, b, &claims, ext)
-	if err != nil {
-		return err
+	for _, id := range ids {
+		fmt.Fprintln(e.stdout, id)
 	}
-	fmt.Fprintln(e.stdout, id)
 	return nil
+}
+
+// signJSON signs claims given as JSON: a div claim makes a div PASSporT
+// (RFC 8946); Rich Call Data go into the shaken PASSporT, or with
+// separate into an rcd PASSporT after it (RFC 9795).
+func signJSON(ctx context.Context, s passport.SignDigester, b *passport.Builder, c *passport.Claims, ext map[string]json.RawMessage, separate bool) ([]string, error) {
+	if ext["div"] != nil {
+		db, err := passport.NewBuilderPPT(b.X5U(), passport.PPTDiv)
+		if err != nil {
+			return nil, err
+		}
+		id, err := passport.SignExt(ctx, s, db, c, ext)
+		return []string{id}, err
+	}
+	if !separate || ext["rcd"] == nil {
+		id, err := passport.SignExt(ctx, s, b, c, ext)
+		return []string{id}, err
+	}
+	rcdExt := map[string]json.RawMessage{}
+	for _, k := range []string{"rcd", "rcdi", "crn"} {
+		if ext[k] != nil {
+			rcdExt[k] = ext[k]
+			delete(ext, k)
+		}
+	}
+	sh, err := passport.SignExt(ctx, s, b, c, ext)
+	if err != nil {
+		return nil, err
+	}
+	rb, err := passport.NewBuilderPPT(b.X5U(), passport.PPTRCD)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := passport.SignExt(ctx, s, rb, c, rcdExt)
+	return []string{sh, rc}, err
 }
 
 func claimsFromJSON(in []byte, defAttest string, e env) (passport.Claims, map[string]json.RawMessage, error) {
@@ -183,58 +224,156 @@ func parseUUID(s string) ([16]byte, error) {
 	return id, nil
 }
 
-// claimsFromSIP extracts the claims exactly as the fast path does, with the
-// policy deciding attestation (source address unknown here: rules on
-// numbers still apply).
-func claimsFromSIP(in []byte, c config.Config, e env) (passport.Claims, error) {
-	var cl passport.Claims
+// signSIP signs a SIP INVITE as the fast path would (source address
+// unknown here: rules on numbers still apply): a forwarded call that
+// carries a SHAKEN Identity gets its div PASSporTs when a div rule
+// matches the diverted-from number; any other call a shaken PASSporT with
+// the claims mapped as the fast path maps them, and the Rich Call Data of
+// the rule that decided it (in it, or in an rcd PASSporT after it).
+func signSIP(ctx context.Context, s passport.SignDigester, b *passport.Builder, in []byte, c config.Config, e env) ([]string, error) {
 	// Tolerate a message pasted with bare LF line ends.
 	if !bytes.Contains(in, []byte("\r\n")) {
 		in = bytes.ReplaceAll(in, []byte("\n"), []byte("\r\n"))
 	}
 	var m sip.Message
 	if err := m.Parse(in); err != nil {
-		return cl, fmt.Errorf("SIP message: %w", err)
+		return nil, fmt.Errorf("SIP message: %w", err)
 	}
 	numbers, err := e164.New(c.DefaultCountry)
 	if err != nil {
-		return cl, err
-	}
-	orig, ok := claims.OrigTN(nil, nil, in, &m, numbers)
-	if !ok {
-		return cl, errors.New("the INVITE has no calling telephone number (P-Asserted-Identity or From)")
-	}
-	dest, ok := claims.DestTN(nil, nil, in, &m, numbers)
-	if !ok {
-		return cl, errors.New("the INVITE has no called telephone number in To")
+		return nil, err
 	}
 	tbl, err := policy.Build(c.Policy, c.Attest)
 	if err != nil {
-		return cl, err
+		return nil, err
 	}
-	// The Date rules of the fast path (RFC 8224 sections 4.1 and 6.1). The
-	// INVITE itself is not printed, so the Date it must carry is told on
-	// stderr when it differs from what it has.
+	if err := resolveRCD(ctx, tbl, c); err != nil {
+		return nil, err
+	}
+	iat, err := sipDate(in, &m, c, e)
+	if err != nil {
+		return nil, err
+	}
+	if ids, ok, err := signDiv(ctx, s, b, in, &m, tbl, numbers, iat); ok || err != nil {
+		return ids, err
+	}
+	orig, ok := claims.OrigTN(nil, nil, in, &m, numbers)
+	if !ok {
+		return nil, errors.New("the INVITE has no calling telephone number (P-Asserted-Identity or From)")
+	}
+	dest, ok := claims.DestTN(nil, nil, in, &m, numbers)
+	if !ok {
+		return nil, errors.New("the INVITE has no called telephone number in To")
+	}
+	d := tbl.Decide(netipZero, orig)
+	cl := passport.Claims{Attest: d.Attest, Orig: orig, Dest: [][]byte{dest}, IAT: iat}
+	_, _ = rand.Read(cl.OrigID[:])
+	if d.RCD != nil && !d.RCDSeparate {
+		cl.RCD = d.RCD.Passport()
+	}
+	id, err := passport.Sign(ctx, s, b, &cl)
+	if err != nil || d.RCD == nil || !d.RCDSeparate {
+		return []string{id}, err
+	}
+	rb, err := passport.NewBuilderPPT(b.X5U(), passport.PPTRCD)
+	if err != nil {
+		return nil, err
+	}
+	cl.RCD = d.RCD.Passport()
+	rc, err := passport.SignRCD(ctx, s, rb, &cl)
+	return []string{id, rc}, err
+}
+
+// sipDate applies the fast path's Date rules (RFC 8224 sections 4.1 and
+// 6.1). The INVITE itself is not printed, so the Date it must carry is
+// told on stderr when it differs from what it has.
+func sipDate(in []byte, m *sip.Message, c config.Config, e env) (int64, error) {
 	stale, err := claims.ParseStaleDate(c.StaleDate)
 	if err != nil {
-		return cl, err
+		return 0, err
 	}
-	iat, act := claims.DateRule(in, &m, e.now(), c.Freshness, stale)
+	iat, act := claims.DateRule(in, m, e.now(), c.Freshness, stale)
 	date := string(sip.AppendDate(nil, iat))
 	switch act {
 	case claims.DateStale:
-		return cl, fmt.Errorf("the INVITE's Date %q is outside the %v freshness window: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in), c.Freshness)
+		return 0, fmt.Errorf("the INVITE's Date %q is outside the %v freshness window: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in), c.Freshness)
 	case claims.DateBad:
-		return cl, fmt.Errorf("the INVITE's Date %q is not an RFC 3261 date: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in))
+		return 0, fmt.Errorf("the INVITE's Date %q is not an RFC 3261 date: not signed (RFC 8224 section 4.1; stale_date: replace signs it with a new Date)", m.Date.In(in))
 	case claims.DateAdd:
 		fmt.Fprintf(e.stderr, "the INVITE has no Date: send it with \"Date: %s\" (the PASSporT's iat, RFC 8224 section 6.1)\n", date)
 	case claims.DateReplace:
 		fmt.Fprintf(e.stderr, "stale_date: replace: send the INVITE with \"Date: %s\" in place of %q (the PASSporT's iat)\n", date, m.Date.In(in))
 	}
-	d := tbl.Decide(netipZero, orig)
-	cl = passport.Claims{Attest: d.Attest, Orig: orig, Dest: [][]byte{dest}, IAT: iat}
-	_, _ = rand.Read(cl.OrigID[:])
-	return cl, nil
+	return iat, nil
+}
+
+// signDiv signs the div PASSporTs of a forwarded INVITE (docs/STANDARDS.md,
+// "div"), as the fast path does: ok is false when the INVITE is not a
+// forwarded call a div rule takes (then it is signed like any other).
+func signDiv(ctx context.Context, s passport.SignDigester, b *passport.Builder, in []byte, m *sip.Message, tbl *policy.Table, numbers *e164.Canonicalizer, iat int64) ([]string, bool, error) {
+	if !tbl.HasDiv() || m.TotalDiversion+m.TotalHistoryInfo == 0 {
+		return nil, false, nil
+	}
+	var rt claims.Retargets
+	if err := rt.Read(in, m, numbers); err != nil {
+		return nil, false, nil
+	}
+	var shaken *passport.Identity
+	reached := map[string]bool{}
+	ndiv := 0
+	for i := range int(m.NumIdentity) {
+		id, err := passport.ParseIdentityAny(string(m.Identity[i].In(in)))
+		if err != nil {
+			continue
+		}
+		switch {
+		case id.PPT == passport.PPTShaken && shaken == nil:
+			shaken = id
+		case id.PPT == passport.PPTDiv:
+			ndiv++
+		default:
+			continue
+		}
+		for _, tn := range id.Payload.Dest.TN {
+			reached[strings.TrimPrefix(tn, "+")] = true
+		}
+	}
+	if shaken == nil {
+		return nil, false, nil
+	}
+	h := -1
+	for i, hop := range rt.Hops {
+		if reached[string(hop.From)] && !reached[string(hop.To)] {
+			h = i
+			break
+		}
+	}
+	if h < 0 {
+		return nil, false, errors.New("the INVITE's SHAKEN PASSporT reaches the new target already, or none of the diverted targets: no div PASSporT")
+	}
+	d := tbl.DecideDiv(netipZero, rt.Hops[h].From)
+	if !d.Div || d.Action != policy.Sign {
+		return nil, false, nil
+	}
+	db, err := passport.NewBuilderPPT(b.X5U(), passport.PPTDiv)
+	if err != nil {
+		return nil, true, err
+	}
+	var ids []string
+	for _, hop := range rt.Hops[h:] {
+		if bytes.Equal(hop.From, hop.To) {
+			continue
+		}
+		id, err := passport.SignDiv(ctx, s, db, &passport.DivClaims{Orig: []byte(shaken.Payload.Orig.TN), Dest: [][]byte{hop.To}, Div: hop.From, IAT: iat})
+		if err != nil {
+			return nil, true, err
+		}
+		ids = append(ids, id)
+	}
+	if ndiv+len(ids) > claims.MaxDiv {
+		return nil, true, fmt.Errorf("the call would carry %d div PASSporTs, more than %d: none signed", ndiv+len(ids), claims.MaxDiv)
+	}
+	return ids, true, nil
 }
 
 var netipZero netip.Addr

@@ -35,5 +35,9 @@ func (s sipVerifier) Verify(ctx context.Context, ids [][]byte, orig, dest []byte
 		in.Identity = append(in.Identity, string(id))
 	}
 	r := s.v.Verify(ctx, in)
-	return fastpath.VerifyResult{Verstat: r.Verstat, Code: r.Code, Reason: r.Reason}
+	out := fastpath.VerifyResult{Verstat: r.Verstat, Code: r.Code, Reason: r.Reason}
+	if d := r.RCD; d != nil { // Rich Call Data that verified (docs/STANDARDS.md, "rcd")
+		out.Name, out.Icon, out.JCard, out.CRN = d.Name, d.Icon, d.JCard, d.CRN
+	}
+	return out
 }
