@@ -193,6 +193,7 @@ func (l *loop) handleDiv(pkt []byte, src, dst netip.AddrPort, tbl *policy.Table,
 	j := l.ws
 	j.start = time.Now()
 	j.src, j.dst, j.flow = src, dst, l.flow
+	j.in, j.to = l.in, l.to
 	j.orig = append(j.orig[:0], rx.orig...)
 	j.dest = append(j.dest[:0], last...)
 	j.setDate(m, iat, dact)
