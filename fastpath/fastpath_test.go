@@ -71,11 +71,21 @@ func listenUDP(t testing.TB) *net.UDPConn {
 	return c
 }
 
+// freePort returns a loopback port free for UDP and for TCP (the server
+// listens on both), also on the wildcard addresses.
 func freePort(t testing.TB) netip.AddrPort {
-	c := listenUDP(t)
-	a := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	c.Close()
-	return a
+	for range 50 {
+		c := listenUDP(t)
+		a := c.LocalAddr().(*net.UDPAddr).AddrPort()
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", a.Port()))
+		c.Close()
+		if err == nil {
+			ln.Close()
+			return a
+		}
+	}
+	t.Fatal("no port free for both UDP and TCP")
+	return netip.AddrPort{}
 }
 
 // start runs a Server on loopback with a real software key behind a Pool.

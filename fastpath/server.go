@@ -10,8 +10,10 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -205,6 +207,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.udpHost = host
 	addrs := []string{udp}
 	if s.streams {
+		if err := probeTCP(tcp); err != nil {
+			return fmt.Errorf("fastpath: SIP over TCP: %w", err)
+		}
 		addrs = append(addrs, tcp)
 	}
 	defer s.cancel()
@@ -282,4 +287,26 @@ func (s *Server) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.eng.Stop(ctx)
+}
+
+// probeTCP binds and closes a TCP listener on proto://host as gnet will
+// (SO_REUSEPORT), so that an address in use is reported as such: gnet
+// v2.10 closes a listener whose bind failed and then sets an option on it,
+// and reports "setsockopt: bad file descriptor" instead.
+func probeTCP(addr string) error {
+	network, host, _ := strings.Cut(addr, "://")
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), network, host)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }

@@ -3,6 +3,8 @@ package fastpath
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,10 +13,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/e164"
+	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/policy"
 )
 
 // streamPeer is a SIP peer on a stream: it reads whole messages (headers,
@@ -387,5 +393,51 @@ func TestNextHopRefusesTCP(t *testing.T) {
 	}
 	if err := te.srv.NextHopReady(); err != nil {
 		t.Fatalf("readiness once connected: %v", err)
+	}
+}
+
+// TestTCPAddressInUse: when another socket holds the SIP port for TCP, Run
+// fails naming the address in use (gnet alone says "setsockopt: bad file
+// descriptor").
+func TestTCPAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	if c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr)); err != nil {
+		t.Skipf("UDP %s taken as well: %v", addr, err)
+	} else {
+		c.Close()
+	}
+	key := newKey(t)
+	soft, err := hsm.NewSoftware("soft", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := passport.NewBuilder(testX5U)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := policy.Build(policy.Config{}, "C")
+	if err != nil {
+		t.Fatal(err)
+	}
+	num, err := e164.New("US")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := New(Config{Mode: Proxy, Listen: addr, NextHop: netip.MustParseAddrPort("127.0.0.1:9"), Loops: 1,
+		Builder: b, Signer: hsm.NewPool(ctx, soft, 1, 16), Policy: policy.NewHolder(tbl), Numbers: num,
+		MaxInFlight: 16, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "SIP over TCP") || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("Run: %v; want the TCP address in use", err)
 	}
 }
