@@ -208,6 +208,11 @@ func New(ctx context.Context, cfg Config, cert *x509.Certificate) (*Chain, error
 		default:
 			return fail(fmt.Errorf("hsm: signer %d: neither PKCS11 nor Signer set", i+1))
 		}
+		if l.p11 != nil {
+			// A token that allows fewer sessions than workers: one worker
+			// per session it gave (the others would only wait).
+			sc.Workers = min(sc.Workers, l.p11.SessionCap())
+		}
 		l.name = l.s.Name()
 		if sc.Name != "" {
 			l.name = sc.Name

@@ -302,6 +302,10 @@ type Stats struct {
 	InFlight    int    `json:"in_flight"`
 	MaxInFlight int    `json:"max_in_flight"` // the most C_Sign calls at once
 	Hung        uint64 `json:"hung"`          // C_Sign calls that met a hang
+	Logins      uint64 `json:"logins"`        // successful C_Login calls
+	Opens       uint64 `json:"opens"`         // sessions opened
+	Closes      uint64 `json:"closes"`        // sessions closed by C_CloseSession
+	NotLoggedIn uint64 `json:"not_logged_in"` // C_SignInit refused for want of a login
 	Fault       string `json:"fault"`
 	Hang        int    `json:"hang"`
 	SlowUS      int64  `json:"slow_us"`

@@ -242,7 +242,7 @@ static atomic_int hang;
 static pthread_mutex_t hang_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hang_cv = PTHREAD_COND_INITIALIZER;
 
-static atomic_uint_fast64_t st_signs, st_errors, st_compute_ns, st_hung;
+static atomic_uint_fast64_t st_signs, st_errors, st_compute_ns, st_hung, st_logins, st_opens, st_closes, st_not_logged_in;
 static atomic_int st_inflight, st_max_inflight;
 
 /* Sessions and objects (under mu). */
@@ -775,12 +775,15 @@ static void stats(char *out, size_t cap)
 		 "{\"signs\":%" PRIu64 ",\"sign_errors\":%" PRIu64 ",\"compute_ns\":%" PRIu64
 		 ",\"pool_size\":%zu,\"pool_filled\":%zu,\"pool_used\":%zu,\"pool_misses\":%" PRIu64
 		 ",\"sessions\":%lu,\"max_sessions\":%lu,\"in_flight\":%d,\"max_in_flight\":%d,\"hung\":%" PRIu64
+		 ",\"logins\":%" PRIu64 ",\"opens\":%" PRIu64 ",\"closes\":%" PRIu64 ",\"not_logged_in\":%" PRIu64
 		 ",\"fault\":\"%s\",\"hang\":%d,\"slow_us\":%" PRIu64 ",\"latency_us\":%" PRIu64
 		 ",\"jitter_us\":%" PRIu64 ",\"capacity\":%" PRIu64 "}",
 		 (uint64_t)atomic_load(&st_signs), (uint64_t)atomic_load(&st_errors),
 		 (uint64_t)atomic_load(&st_compute_ns), pool_size, (size_t)atomic_load(&pool_filled),
 		 (size_t)atomic_load(&pool_next), (uint64_t)atomic_load(&pool_misses), open, cf.max_sessions,
 		 atomic_load(&st_inflight), atomic_load(&st_max_inflight), (uint64_t)atomic_load(&st_hung),
+		 (uint64_t)atomic_load(&st_logins), (uint64_t)atomic_load(&st_opens), (uint64_t)atomic_load(&st_closes),
+		 (uint64_t)atomic_load(&st_not_logged_in),
 		 fault_name(atomic_load(&fault_rv)), atomic_load(&hang), (uint64_t)atomic_load(&slow_ns) / 1000,
 		 (uint64_t)atomic_load(&lat_ns) / 1000, (uint64_t)atomic_load(&jit_ns) / 1000,
 		 (uint64_t)atomic_load(&cap_sps));
@@ -1137,6 +1140,7 @@ CK_RV C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY 
 				sess[i].epoch = ep + 1;
 				sess[i].used = 1;
 				sess_open++;
+				atomic_fetch_add(&st_opens, 1);
 				*h = i + 1;
 				rv = CKR_OK;
 				break;
@@ -1156,8 +1160,10 @@ CK_RV C_CloseSession(CK_SESSION_HANDLE h)
 		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
 	else if ((s = lookup(h)) == NULL)
 		rv = CKR_SESSION_HANDLE_INVALID;
-	else
+	else {
 		end_session(s);
+		atomic_fetch_add(&st_closes, 1);
+	}
 	pthread_mutex_unlock(&mu);
 	return rv;
 }
@@ -1204,8 +1210,10 @@ CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_UL
 		rv = CKR_USER_ALREADY_LOGGED_IN;
 	else if (pin == NULL || pin_len != strlen(cf.pin) || memcmp(pin, cf.pin, pin_len) != 0)
 		rv = CKR_PIN_INCORRECT;
-	else
+	else {
 		logged_in = 1;
+		atomic_fetch_add(&st_logins, 1);
+	}
 	pthread_mutex_unlock(&mu);
 	return rv;
 }
@@ -1342,8 +1350,10 @@ CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE ke
 		rv = CKR_KEY_HANDLE_INVALID;
 	else if (i == OBJ_PUB)
 		rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-	else if (!logged_in)
+	else if (!logged_in) {
 		rv = CKR_USER_NOT_LOGGED_IN;
+		atomic_fetch_add(&st_not_logged_in, 1);
+	}
 	else {
 		s->op = 1;
 		s->op_key = i;
