@@ -25,7 +25,9 @@
 //	    matched; "request" when an HTTP client gave the attestation itself).
 //	  - signer: hsm signer name ("soft", "pkcs11:<token>", ...).
 //	  - cert: SHA-256 of the signing certificate's DER in lowercase hex
-//	    (Fingerprint).
+//	    (Fingerprint); "-" when a remote STI-AS link of the chain signed
+//	    (signer names the link; the certificate is the remote's, at the
+//	    x5u of the Identity header it returned).
 //
 // An empty value is written as "-". A value holding a space, '"', '=', a
 // control character or non-ASCII byte is written as a Go-quoted string

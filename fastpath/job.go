@@ -111,11 +111,20 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 	s := j.l.s
 	if r.Err == nil {
 		j.hdr = append(j.hdr[:0], "Identity: "...)
-		j.hdr = s.cfg.Builder.AppendIdentity(j.hdr, j.input, &r.Sig)
+		if len(r.Identity) > 0 {
+			// A remote STI-AS signed: its Identity header value (its x5u,
+			// its signature) as it is.
+			j.hdr = append(j.hdr, r.Identity...)
+		} else {
+			j.hdr = s.cfg.Builder.AppendIdentity(j.hdr, j.input, &r.Sig)
+		}
 		j.hdr = append(j.hdr, "\r\n"...)
 		if al := s.cfg.Audit; al != nil {
 			j.rec = audit.Record{Time: time.Now(), CallID: m.CallID.In(pkt), Orig: j.orig, Dest: j.dest,
 				Attest: j.decision.Attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: s.cfg.CertFingerprint}
+			if len(r.Identity) > 0 {
+				j.rec.CertFingerprint = "" // a remote STI-AS's certificate, not ours (audit/doc.go)
+			}
 			al.Record(&j.rec) // copies; never blocks (drops and counts when its queue is full)
 		}
 		switch j.decision.Attest {

@@ -91,6 +91,7 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 	_, _ = l.rng.Read(j.claims.OrigID[:])
 	j.input = cfg.Builder.AppendSigningInput(j.input[:0], &j.claims)
 	j.req.Digest = sha256.Sum256(j.input)
+	j.req.Input = j.input                    // for a remote STI-AS link, which signs claims, not a digest
 	j.req.Deadline = j.start.Add(cfg.Budget) // the signers' clock, not cfg.Now (the dates' clock)
 	j.req.Err, j.req.SignedBy = nil, ""
 	// A signer that can sign at once (a warm software nonce pool: about

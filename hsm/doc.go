@@ -29,6 +29,19 @@
 // INVITE without Identity and with P-Identity-Bypass: BypassReason(err)
 // ("timeout", "queue-full", "signer-down", "error").
 //
+// # Remote links
+//
+// A link may also be a remote STI-AS (SignerConfig.Remote, a RemoteSigner:
+// package stias). It signs whole PASSporTs, not digests: it takes the
+// call's signing input (Request.Input, which the submitter sets beside
+// Digest; a request without one skips remote links) and answers with a
+// whole Identity header value (Request.Identity, set instead of Sig), which
+// the submitter stamps as it is. Its workers run one request each (no
+// batching); queue, timeout, breaker, metrics and bypass rules are every
+// link's. Its key is not checked against the certificate: it signs with the
+// remote's certificate, and the FCC own-certificate rule for it is checked
+// by the RemoteSigner at its answers.
+//
 // # Breakers and recovery
 //
 // Each signer's breaker opens after Breaker.Failures consecutive failures or
