@@ -1,0 +1,352 @@
+package stias
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/shakenline/shakenline/passport"
+	"github.com/shakenline/shakenline/tnauth"
+	"github.com/shakenline/shakenline/verify"
+)
+
+// Errors of a call; each is a signer error for the chain.
+var (
+	ErrConfig      = errors.New("stias: bad configuration")
+	ErrHTTP        = errors.New("stias: the STI-AS refused or failed")
+	ErrAnswer      = errors.New("stias: the STI-AS answer is not a usable Identity header")
+	ErrClaims      = errors.New("stias: the STI-AS signed other claims than asked for")
+	ErrForeignCert = errors.New("stias: the STI-AS signs with a certificate whose SPC is not ours (own_cert: enforce)")
+)
+
+// Own-certificate modes (Config.OwnCert).
+const (
+	OwnCertWarn    = "warn"
+	OwnCertEnforce = "enforce"
+)
+
+// MaxResponse bounds an answer's body.
+const MaxResponse = 64 << 10
+
+// recheck is how long an x5u's own-certificate verdict is kept.
+const recheck = time.Hour
+
+// Config configures a Client. Zero values take the defaults shown.
+type Config struct {
+	Name        string        // the link's name; default "sti-as"
+	URL         string        // the signing endpoint, https://host/stir/v1/signing
+	Token       string        // bearer token (LoadToken); none: no Authorization header
+	Timeout     time.Duration // one request, connecting included; default 1s
+	MaxInFlight int           // connections kept and requests at once; default 16
+	Lab         bool          // allow an http URL
+	OwnCert     string        // OwnCertWarn (default) or OwnCertEnforce
+	OwnSPCs     []string      // the SPCs of the provider's certificate (tnauth)
+	Fetcher     *verify.Fetcher
+	TLSRootCAs  *x509.CertPool // the STI-AS's server certificate; nil: the system roots
+	Logger      *slog.Logger
+}
+
+// Client is one remote STI-AS. It implements hsm.RemoteSigner and is safe
+// for concurrent use.
+type Client struct {
+	cfg    Config
+	url    string
+	auth   string
+	client *http.Client
+	log    *slog.Logger
+
+	group    singleflight.Group
+	mu       sync.Mutex
+	verdicts map[string]*verdict
+
+	mForeign               *metrics.Gauge
+	mHTTP, mAnswer, mClaim *metrics.Counter
+	mForeignRejected       *metrics.Counter
+	foreign                float64 // guarded by mu: the gauge's value
+}
+
+// verdict is the own-certificate check of one x5u.
+type verdict struct {
+	at      time.Time
+	foreign bool
+	spcs    []string
+	err     error // the fetch failed
+}
+
+// New checks cfg and returns a Client; it opens no connection.
+func New(cfg Config) (*Client, error) {
+	if cfg.Name == "" {
+		cfg.Name = "sti-as"
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" || u.User != nil || !(u.Scheme == "https" || cfg.Lab && u.Scheme == "http") {
+		return nil, fmt.Errorf("%w: sti_as %q: want an https URL (http only with lab)", ErrConfig, cfg.URL)
+	}
+	switch cfg.OwnCert {
+	case "":
+		cfg.OwnCert = OwnCertWarn
+	case OwnCertWarn, OwnCertEnforce:
+	default:
+		return nil, fmt.Errorf("%w: own_cert %q: want warn or enforce", ErrConfig, cfg.OwnCert)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 16
+	}
+	if cfg.Fetcher == nil {
+		cfg.Fetcher = verify.NewFetcher(verify.Config{AllowHTTP: cfg.Lab, AllowPrivate: cfg.Lab})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	tr := &http.Transport{
+		Proxy:                  nil,
+		DialContext:            (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.TLSRootCAs},
+		TLSHandshakeTimeout:    cfg.Timeout,
+		ResponseHeaderTimeout:  cfg.Timeout,
+		MaxIdleConns:           cfg.MaxInFlight,
+		MaxIdleConnsPerHost:    cfg.MaxInFlight,
+		MaxConnsPerHost:        cfg.MaxInFlight,
+		IdleConnTimeout:        90 * time.Second,
+		MaxResponseHeaderBytes: 16 << 10,
+	}
+	c := &Client{
+		cfg: cfg,
+		url: u.String(),
+		client: &http.Client{Transport: tr, Timeout: cfg.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		log:      cfg.Logger,
+		verdicts: map[string]*verdict{},
+	}
+	if cfg.Token != "" {
+		c.auth = "Bearer " + cfg.Token
+	}
+	lab := `signer="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", " ").Replace(cfg.Name) + `"`
+	c.mHTTP = metrics.GetOrCreateCounter(`shakenline_sti_as_rejected_total{` + lab + `,reason="http"}`)
+	c.mAnswer = metrics.GetOrCreateCounter(`shakenline_sti_as_rejected_total{` + lab + `,reason="answer"}`)
+	c.mClaim = metrics.GetOrCreateCounter(`shakenline_sti_as_rejected_total{` + lab + `,reason="claims"}`)
+	c.mForeignRejected = metrics.GetOrCreateCounter(`shakenline_sti_as_rejected_total{` + lab + `,reason="foreign-cert"}`)
+	c.mForeign = metrics.GetOrCreateGauge(`shakenline_sti_as_foreign_cert{`+lab+`}`, nil)
+	return c, nil
+}
+
+// LoadToken reads a bearer token file: the first line that is neither
+// empty nor a '#' comment, trimmed. The token is never logged.
+func LoadToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: token_file: %w", ErrConfig, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, 64<<10))
+	for sc.Scan() {
+		if t := strings.TrimSpace(sc.Text()); t != "" && !strings.HasPrefix(t, "#") {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("%w: token_file %s holds no token", ErrConfig, path)
+}
+
+// Name implements hsm.RemoteSigner.
+func (c *Client) Name() string { return c.cfg.Name }
+
+// MaxInFlight is the requests the client sends at once (the chain's
+// workers for the link).
+func (c *Client) MaxInFlight() int { return c.cfg.MaxInFlight }
+
+// Close drops the idle connections.
+func (c *Client) Close() { c.client.CloseIdleConnections() }
+
+// signingResponse is the ATIS-1000082 answer.
+type signingResponse struct {
+	SigningResponse *struct {
+		Identity string `json:"identity"`
+	} `json:"signingResponse"`
+}
+
+// SignInput implements hsm.RemoteSigner: it has input's claims signed by
+// the STI-AS, checks the answer and appends the Identity header value to
+// dst.
+func (c *Client) SignInput(ctx context.Context, input, dst []byte) ([]byte, error) {
+	hdr, claims, err := passport.ParseSigningInput(input)
+	if err != nil {
+		return dst, fmt.Errorf("stias: %s: %w", c.cfg.Name, err)
+	}
+	body := make([]byte, 0, len(claims)+len(`{"signingRequest":}`))
+	body = append(append(append(body, `{"signingRequest":`...), claims...), '}')
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return dst, fmt.Errorf("stias: %s: %w", c.cfg.Name, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.mHTTP.Inc()
+		return dst, fmt.Errorf("%w: %s: %w", ErrHTTP, c.cfg.Name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
+	if err != nil {
+		c.mHTTP.Inc()
+		return dst, fmt.Errorf("%w: %s: reading the answer: %w", ErrHTTP, c.cfg.Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		c.mHTTP.Inc()
+		return dst, fmt.Errorf("%w: %s: HTTP %d %s", ErrHTTP, c.cfg.Name, resp.StatusCode, excerpt(b))
+	}
+	if len(b) > MaxResponse {
+		c.mAnswer.Inc()
+		return dst, fmt.Errorf("%w: %s: over %d bytes", ErrAnswer, c.cfg.Name, MaxResponse)
+	}
+	var sr signingResponse
+	if err := json.Unmarshal(b, &sr); err != nil || sr.SigningResponse == nil || sr.SigningResponse.Identity == "" {
+		c.mAnswer.Inc()
+		return dst, fmt.Errorf("%w: %s: no signingResponse.identity in %s", ErrAnswer, c.cfg.Name, excerpt(b))
+	}
+	ident := sr.SigningResponse.Identity
+	x5u, err := c.check(ident, hdr, claims)
+	if err != nil {
+		return dst, err
+	}
+	if err := c.ownCert(ctx, x5u); err != nil {
+		c.mForeignRejected.Inc()
+		return dst, err
+	}
+	return append(dst, ident...), nil
+}
+
+// check verifies that ident is a PASSporT of the header's alg, ppt and typ
+// with exactly the claims asked for, and returns its x5u.
+func (c *Client) check(ident string, hdr passport.ProtectedHeader, claims []byte) (string, error) {
+	id, err := passport.ParseIdentity(ident)
+	if err != nil {
+		c.mAnswer.Inc()
+		return "", fmt.Errorf("%w: %s: %w", ErrAnswer, c.cfg.Name, err)
+	}
+	if id.Alg != hdr.Alg || id.Header.Alg != hdr.Alg || id.PPT != hdr.PPT || id.Header.PPT != hdr.PPT || id.Header.Typ != hdr.Typ {
+		c.mAnswer.Inc()
+		return "", fmt.Errorf("%w: %s: alg %q ppt %q typ %q, asked for alg %q ppt %q typ %q", ErrAnswer, c.cfg.Name,
+			id.Header.Alg, id.Header.PPT, id.Header.Typ, hdr.Alg, hdr.PPT, hdr.Typ)
+	}
+	if id.Header.X5U == "" {
+		c.mAnswer.Inc()
+		return "", fmt.Errorf("%w: %s: no x5u", ErrAnswer, c.cfg.Name)
+	}
+	_, got, err := passport.ParseSigningInput(id.SigningInput)
+	if err == nil {
+		var same bool
+		if same, err = passport.SameClaims(claims, got); err == nil && !same {
+			err = fmt.Errorf("asked for %s, signed %s", claims, got)
+		}
+	}
+	if err != nil {
+		c.mClaim.Inc()
+		return "", fmt.Errorf("%w: %s: %w", ErrClaims, c.cfg.Name, err)
+	}
+	return id.Header.X5U, nil
+}
+
+// ownCert applies the own-certificate rule to x5u (see the package doc).
+func (c *Client) ownCert(ctx context.Context, x5u string) error {
+	c.mu.Lock()
+	v := c.verdicts[x5u]
+	c.mu.Unlock()
+	if v == nil || time.Since(v.at) > recheck {
+		ch := c.group.DoChan(x5u, func() (any, error) { return c.verdict(x5u), nil })
+		if c.cfg.OwnCert != OwnCertEnforce {
+			return nil // warn: the verdict logs when it comes
+		}
+		select {
+		case r := <-ch:
+			v = r.Val.(*verdict)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s: %s not checked yet: %w", ErrForeignCert, c.cfg.Name, x5u, ctx.Err())
+		}
+	}
+	if c.cfg.OwnCert != OwnCertEnforce {
+		return nil
+	}
+	switch {
+	case v.err != nil:
+		return fmt.Errorf("%w: %s: %s cannot be checked: %w", ErrForeignCert, c.cfg.Name, x5u, v.err)
+	case v.foreign:
+		return fmt.Errorf("%w: %s: %s has SPC %v, ours %v", ErrForeignCert, c.cfg.Name, x5u, v.spcs, c.cfg.OwnSPCs)
+	}
+	return nil
+}
+
+// verdict fetches x5u's chain and compares its SPCs with ours; it is
+// stored (a failed fetch for a minute only), logged when foreign, and
+// sets the gauge.
+func (c *Client) verdict(x5u string) *verdict {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v := &verdict{at: time.Now()}
+	chain, err := c.cfg.Fetcher.Chain(ctx, x5u)
+	if err == nil {
+		var l tnauth.List
+		var ok bool
+		if l, ok, err = tnauth.FromCertificate(chain[0]); err == nil {
+			v.spcs = l.SPCs
+			v.foreign = !ok || !slices.ContainsFunc(l.SPCs, func(s string) bool { return slices.Contains(c.cfg.OwnSPCs, s) })
+		}
+	}
+	if err != nil {
+		v.err = err
+		v.at = time.Now().Add(time.Minute - recheck) // retried after a minute
+		c.log.Warn("stias: cannot check the certificate the remote STI-AS signs with (FCC own-certificate rule)",
+			"signer", c.cfg.Name, "x5u", x5u, "err", err, "own_cert", c.cfg.OwnCert)
+	} else if v.foreign {
+		c.log.Warn("stias: the remote STI-AS signs with a certificate whose SPC is not ours (FCC own-certificate rule: since 18 September 2025 a provider signs with its own certificate)",
+			"signer", c.cfg.Name, "x5u", x5u, "spc", v.spcs, "ours", c.cfg.OwnSPCs, "own_cert", c.cfg.OwnCert)
+	}
+	c.mu.Lock()
+	if len(c.verdicts) >= 64 {
+		clear(c.verdicts)
+	}
+	c.verdicts[x5u] = v
+	if err == nil {
+		c.foreign = 0
+		if v.foreign {
+			c.foreign = 1
+		}
+		c.mForeign.Set(c.foreign)
+	}
+	c.mu.Unlock()
+	return v
+}
+
+// excerpt is the start of an answer body for an error message.
+func excerpt(b []byte) string {
+	const n = 200
+	s := strings.TrimSpace(string(b))
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
