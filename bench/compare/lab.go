@@ -120,7 +120,7 @@ type sut struct {
 	logPath string
 }
 
-func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, next netip.AddrPort, logPath string) (*sut, netip.AddrPort, error) {
+func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, next netip.AddrPort, logPath string, dev *device) (*sut, netip.AddrPort, error) {
 	sipPort, err := freePort("udp")
 	if err != nil {
 		return nil, netip.AddrPort{}, err
@@ -149,6 +149,8 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 		args = append(args, "--pkcs11", l.pkcs11URI)
 	case "hsm-remote":
 		args = append(args, "--pkcs11", l.pkcs11RemoteURI)
+	case "nethsm":
+		args = append(args, "--config", dev.conf)
 	default:
 		args = append(args, "--key", l.key)
 	}
@@ -160,6 +162,9 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+l.softhsmConf)
 	if hsmSrv != nil {
 		cmd.Env = append(cmd.Env, "P11_KIT_SERVER_ADDRESS="+hsmSrv.srv.Address)
+	}
+	if dev != nil {
+		cmd.Env = append(cmd.Env, dev.dev.Env())
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/bench/loadgen"
+	"github.com/shakenline/shakenline/bench/nethsm"
 )
 
 // Params are the knobs of one run; Quick and full runs differ only here.
@@ -63,6 +64,10 @@ type Setup struct {
 	Key   string `json:"key"` // appliance signer: "soft" or "hsm"
 	Signs bool   `json:"signs"`
 	Relay bool   `json:"relay"` // INVITEs go through the anonymizing relay
+	// HSM is the emulated network HSM of Key "nethsm" (bench/nethsm).
+	HSM *HSMModel `json:"hsm,omitempty"`
+	// Start overrides Params.Start for this setup's ramp (0: Params').
+	Start float64 `json:"start_rate,omitempty"`
 }
 
 // Setups are run in this order.
@@ -76,6 +81,8 @@ var Setups = []Setup{
 	{Name: "appliance-sign-hsm", Title: "appliance, signing, softhsm2", SUT: "appliance", Key: "hsm", Signs: true},
 	{Name: RemoteSetup, Title: "appliance, signing, softhsm2 behind p11-kit server (HSM on its own core)", SUT: "appliance", Key: "hsm-remote", Signs: true},
 }
+
+func init() { Setups = append(Setups, hsmRows()...) }
 
 // RemoteSetup is the setup with the layout of a network HSM: SoftHSM runs
 // in a `p11-kit server` process pinned to the SUT core, the appliance (with
@@ -108,6 +115,10 @@ type SetupResult struct {
 	} `json:"relay"`
 	Profile []PerfEntry `json:"profile,omitempty"`
 	Error   string      `json:"error,omitempty"`
+	// SLO is the highest rate at the latency objective (slo.go).
+	SLO *SLOResult `json:"slo,omitempty"`
+	// Device is the emulated network HSM's counters after the setup.
+	Device *nethsm.Stats `json:"device,omitempty"`
 }
 
 // Env describes the machine during the run.
@@ -284,9 +295,23 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 	target := sink.Addr()
 	var u *sut
 	logPath := filepath.Join(out, "log-"+s.Name+".txt")
+	var dev *device
+	if s.HSM != nil {
+		if dev, err = makeDevice(l, s, p); err != nil {
+			return fail(err)
+		}
+		defer func() {
+			if st, err := dev.dev.Stats(context.Background()); err == nil {
+				r.Device = &st
+			}
+		}()
+	}
+	if s.Start > 0 {
+		p.Start = s.Start
+	}
 	switch s.SUT {
 	case "appliance":
-		u, target, err = startAppliance(ctx, bin, p, l, s, sink.Addr(), logPath)
+		u, target, err = startAppliance(ctx, bin, p, l, s, sink.Addr(), logPath, dev)
 	case "kamailio":
 		u, target, err = startKamailio(ctx, p, l, s, sink.Addr(), l.dir, logPath)
 	}
@@ -320,6 +345,11 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		return c
 	}
 
+	if dev != nil {
+		if err := dev.waitPool(ctx); err != nil {
+			return fail(err)
+		}
+	}
 	// Warm up (not recorded): first packets pay for page faults, Kamailio
 	// worker start-up and the Go scheduler settling.
 	if _, err := g.Run(ctx, loadgen.Load{Rate: p.Start, Duration: p.Warmup}); err != nil {
@@ -375,10 +405,19 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		// The profile is taken in a second run at the same rate: perf's
 		// sampling interrupts and its own process would otherwise sit in
 		// the latency and CPU figures above.
-		if perfOK && u != nil && s.SUT == "appliance" && s.Signs {
+		if perfOK && u != nil && s.SUT == "appliance" && s.Signs && s.HSM == nil {
 			r.Profile = profile(ctx, g, u.pgid, rate, p, out, s.Name)
 		}
 	}
+	// The highest rate at the latency objective, from the ramp's steps
+	// and bisected further.
+	r.SLO = sloSearch(ctx, g, p, s, sum.Steps, func(res loadgen.Result) {
+		_ = enc.Encode(struct {
+			Step loadgen.Result `json:"slo_step"`
+		}{res})
+		fmt.Fprintf(os.Stderr, "  %-20s slo %s\n", s.Name, res.String())
+	})
+	fmt.Fprintf(os.Stderr, "  %-20s at the objective (p99 ≤ %.0f µs): %.0f/s\n", s.Name, r.SLO.TargetMicros, r.SLO.Rate)
 	if u != nil && u.api != "" {
 		r.Metrics = scrapeMetrics(u.api)
 	}

@@ -23,7 +23,7 @@ type lab struct {
 	key *ecdsa.PrivateKey
 }
 
-func newLab(t *testing.T, cfg Config) *lab {
+func newLab(t testing.TB, cfg Config) *lab {
 	t.Helper()
 	mod := Module(t)
 	dir := t.TempDir()
@@ -52,7 +52,7 @@ func newLab(t *testing.T, cfg Config) *lab {
 }
 
 // open opens the device through package hsm's PKCS#11 signer.
-func (l *lab) open(t *testing.T, sessions int) *hsm.PKCS11 {
+func (l *lab) open(t testing.TB, sessions int) *hsm.PKCS11 {
 	t.Helper()
 	u, err := hsm.ParseURI(l.dev.URI())
 	if err != nil {
@@ -66,8 +66,8 @@ func (l *lab) open(t *testing.T, sessions int) *hsm.PKCS11 {
 	return p
 }
 
-func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	return c
 }

@@ -187,29 +187,8 @@ signers:
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var total loadgen.Result
-	// flow sends calls until signer has signed n more of them.
-	flow := func(what, signer string, n float64) {
-		t.Helper()
-		base := signedBy(t, api)[signer]
-		end := time.Now().Add(40 * time.Second)
-		for signedBy(t, api)[signer] < base+n {
-			if time.Now().After(end) {
-				t.Fatalf("%s: %s signed %.0f in 40 s, want %.0f; by signer %v", what, signer,
-					signedBy(t, api)[signer]-base, n, signedBy(t, api))
-			}
-			r, err := g.Run(ctx, loadgen.Load{Rate: 200, Duration: 300 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			total.Sent += r.Sent
-			total.Received += r.Received
-			total.WithIdentity += r.WithIdentity
-			total.VerifyOK += r.VerifyOK
-			total.VerifyFailed += r.VerifyFailed
-		}
-		t.Logf("%s: signed by %v", what, signedBy(t, api))
-	}
+	f := &callFlow{t: t, g: g, api: api}
+	flow := func(what, signer string, n float64) { t.Helper(); f.until(ctx, what, signer, n) }
 	flow("healthy", "hsm", 100)
 	if err := dev.Fault(ctx, nethsm.TokenNotPresent); err != nil {
 		t.Fatal(err)
@@ -226,12 +205,7 @@ signers:
 	}
 	flow("HSM back", "hsm", 200)
 
-	t.Logf("calls: sent %d, received %d, with Identity %d, verified %d, failed verification %d",
-		total.Sent, total.Received, total.WithIdentity, total.VerifyOK, total.VerifyFailed)
-	if total.Received != total.Sent || total.WithIdentity != total.Sent || total.VerifyFailed != 0 || total.VerifyOK == 0 {
-		t.Fatalf("%d sent, %d received, %d signed, %d failed verification: want every call signed and verifying",
-			total.Sent, total.Received, total.WithIdentity, total.VerifyFailed)
-	}
+	f.check()
 }
 
 // ready checks that /readyz answers 200: a remote STI-AS link that is up
@@ -245,5 +219,51 @@ func ready(t *testing.T, api string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/readyz: %s", resp.Status)
+	}
+}
+
+// callFlow sends calls through the appliance under test (its API at api)
+// and adds up what the sink saw.
+type callFlow struct {
+	t     *testing.T
+	g     *loadgen.Generator
+	api   string
+	total loadgen.Result
+}
+
+// until sends calls, 200 a second, until signer has signed n more of them.
+func (f *callFlow) until(ctx context.Context, what, signer string, n float64) {
+	t := f.t
+	t.Helper()
+	base := signedBy(t, f.api)[signer]
+	end := time.Now().Add(40 * time.Second)
+	for signedBy(t, f.api)[signer] < base+n {
+		if time.Now().After(end) {
+			t.Fatalf("%s: %s signed %.0f in 40 s, want %.0f; by signer %v", what, signer,
+				signedBy(t, f.api)[signer]-base, n, signedBy(t, f.api))
+		}
+		r, err := f.g.Run(ctx, loadgen.Load{Rate: 200, Duration: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.total.Sent += r.Sent
+		f.total.Received += r.Received
+		f.total.WithIdentity += r.WithIdentity
+		f.total.VerifyOK += r.VerifyOK
+		f.total.VerifyFailed += r.VerifyFailed
+	}
+	t.Logf("%s: signed by %v", what, signedBy(t, f.api))
+}
+
+// check fails the test unless every call arrived signed, and every
+// signature checked verified.
+func (f *callFlow) check() {
+	t, r := f.t, f.total
+	t.Helper()
+	t.Logf("calls: sent %d, received %d, with Identity %d, verified %d, failed verification %d",
+		r.Sent, r.Received, r.WithIdentity, r.VerifyOK, r.VerifyFailed)
+	if r.Received != r.Sent || r.WithIdentity != r.Sent || r.VerifyFailed != 0 || r.VerifyOK == 0 {
+		t.Fatalf("%d sent, %d received, %d signed, %d failed verification: want every call signed and verifying",
+			r.Sent, r.Received, r.WithIdentity, r.VerifyFailed)
 	}
 }

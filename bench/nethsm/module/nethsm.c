@@ -1437,7 +1437,9 @@ CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR si
 			pthread_cond_wait(&hang_cv, &hang_mu);
 		pthread_mutex_unlock(&hang_mu);
 	}
-	sleep_until(device_done(now));
+	uint64_t done = device_done(now);
+	if (done > mono_ns())
+		sleep_until(done);
 	atomic_fetch_sub(&st_inflight, 1);
 
 	pthread_mutex_lock(&mu);
