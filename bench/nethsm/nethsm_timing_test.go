@@ -60,9 +60,10 @@ func BenchmarkCSign(b *testing.B) {
 // signing back to back: sig/s is what the device delivered (at most its
 // capacity), p50/p99-µs the time of one C_Sign as its caller saw it, and
 // cpu-µs/sig the process's CPU per signature (the callers included).
+// Run it with at most 150000 iterations (the pool).
 func BenchmarkDevice(b *testing.B) {
 	const sessions, lat, capacity = 32, time.Millisecond, 10000
-	l := newLab(b, Config{Latency: lat, Jitter: 200 * time.Microsecond, Capacity: capacity, Pool: 60000, PoolThreads: 2, MaxSessions: sessions + 1})
+	l := newLab(b, Config{Latency: lat, Jitter: 200 * time.Microsecond, Capacity: capacity, Pool: 150000, PoolThreads: 2, MaxSessions: sessions + 1})
 	p := l.open(b, sessions)
 	c := ctx(b)
 	if err := l.dev.WaitPool(c); err != nil {
