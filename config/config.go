@@ -47,13 +47,14 @@ type Config struct {
 	X5UPreload    string `yaml:"x5u_preload"`     // verification: file of x5u URLs fetched at start
 	CRLFailClosed bool   `yaml:"crl_fail_closed"` // verification: refuse when a CRL cannot be had (default: pass, counted)
 
-	Loops        int           `yaml:"loops"`         // event loops, default one per core
-	Freshness    time.Duration `yaml:"freshness"`     // iat window, default 60s
-	StaleDate    string        `yaml:"stale_date"`    // a Date outside freshness: refuse (forward unsigned, RFC 8224 4.1) | replace (deviation: Date replaced by now, signed)
-	SignBudget   time.Duration `yaml:"sign_budget"`   // per-call budget before P-Identity-Bypass, default 100ms
-	ResignSigned bool          `yaml:"resign_signed"` // sign INVITEs already carrying a SHAKEN Identity
-	MaxInFlight  int           `yaml:"max_in_flight"` // signing jobs per loop
-	LogLevel     string        `yaml:"log_level"`     // debug | info | warn | error
+	Loops        int           `yaml:"loops"`              // event loops, default one per core
+	Freshness    time.Duration `yaml:"freshness"`          // iat window, default 60s
+	StaleDate    string        `yaml:"stale_date"`         // a Date outside freshness: refuse (forward unsigned, RFC 8224 4.1) | replace (deviation: Date replaced by now, signed)
+	SignBudget   time.Duration `yaml:"sign_budget"`        // per-call budget before P-Identity-Bypass, default 100ms
+	ResignSigned bool          `yaml:"resign_signed"`      // sign INVITEs already carrying a SHAKEN Identity
+	MaxInFlight  int           `yaml:"max_in_flight"`      // signing jobs per loop
+	RecvBuffer   int           `yaml:"sip_receive_buffer"` // SO_RCVBUF bytes of each loop's socket; 0: fastpath's default (512 KiB)
+	LogLevel     string        `yaml:"log_level"`          // debug | info | warn | error
 
 	Policy policy.Config `yaml:"policy"`
 }
@@ -190,6 +191,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.DefaultCountry) != 2 {
 		return bad("default_country %q: want an ISO 3166 alpha-2 code", c.DefaultCountry)
+	}
+	if c.RecvBuffer < 0 || c.RecvBuffer > 64<<20 {
+		return bad("sip_receive_buffer %d: want 0 (the default) to 64 MiB", c.RecvBuffer)
 	}
 	if c.Freshness <= 0 || c.SignBudget <= 0 {
 		return bad("freshness and sign_budget must be positive")

@@ -65,6 +65,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SocketBuffer <= 0 {
 		cfg.SocketBuffer = 4 << 20
 	}
+	if cfg.RecvBuffer <= 0 {
+		cfg.RecvBuffer = DefaultRecvBuffer
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -142,7 +145,7 @@ func (s *Server) Run(ctx context.Context) error {
 		gnet.WithReusePort(true),
 		gnet.WithLockOSThread(false),
 		gnet.WithReadBufferCap(sip.MaxMessage+1),
-		gnet.WithSocketRecvBuffer(s.cfg.SocketBuffer),
+		gnet.WithSocketRecvBuffer(s.cfg.RecvBuffer),
 		gnet.WithSocketSendBuffer(s.cfg.SocketBuffer),
 		gnet.WithLogger(gnetLogger{s.log}),
 		gnet.WithTicker(s.heartbeat),

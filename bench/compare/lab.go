@@ -154,6 +154,16 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 	default:
 		args = append(args, "--key", l.key)
 	}
+	if s.YAML != "" {
+		conf := filepath.Join(l.dir, s.Name+".yaml")
+		if err := os.WriteFile(conf, []byte(s.YAML), 0o600); err != nil {
+			return nil, listen, fmt.Errorf("compare: %w", err)
+		}
+		args = append(args, "--config", conf)
+	}
+	if s.AllCPUs {
+		args[1] = "0-" + strconv.Itoa(machineCPUs()-1)
+	}
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, listen, fmt.Errorf("compare: %w", err)
@@ -309,4 +319,20 @@ func scrapeMetrics(api string) map[string]float64 {
 		}
 	}
 	return m
+}
+
+// machineCPUs counts the machine's processors in /proc/cpuinfo (this
+// process runs under taskset: runtime.NumCPU sees only its own).
+func machineCPUs() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 1
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, _, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "processor" {
+			n++
+		}
+	}
+	return max(n, 1)
 }

@@ -46,7 +46,7 @@ func hsmRows() []Setup {
 			out = append(out, Setup{
 				Name:  fmt.Sprintf("appliance-sign-nethsm-%dus-%dk", lat.Microseconds(), capacity/1000),
 				Title: fmt.Sprintf("appliance, signing, emulated network HSM %.1f ms, %d sig/s", float64(lat.Microseconds())/1000, capacity),
-				SUT:   "appliance", Key: "nethsm", Signs: true, HSM: &m,
+				SUT:   "appliance", Key: "nethsm", Signs: true, HSM: &m, AllCPUs: true,
 				// The ramp starts near the device's capacity: below it
 				// there is nothing to learn, and every signature there
 				// spends a precomputed nonce.

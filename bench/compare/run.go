@@ -68,6 +68,11 @@ type Setup struct {
 	HSM *HSMModel `json:"hsm,omitempty"`
 	// Start overrides Params.Start for this setup's ramp (0: Params').
 	Start float64 `json:"start_rate,omitempty"`
+	// YAML is configuration the appliance reads besides its flags.
+	YAML string `json:"yaml,omitempty"`
+	// AllCPUs runs the system under test on both cores, shared with the
+	// generator and the sink, instead of on Params.SUTCPU alone.
+	AllCPUs bool `json:"all_cpus,omitempty"`
 }
 
 // Setups are run in this order.
@@ -78,6 +83,10 @@ var Setups = []Setup{
 	{Name: "appliance-forward", Title: "appliance, forward only (anonymous INVITEs)", SUT: "appliance", Key: "soft", Relay: true},
 	{Name: "kamailio-sign", Title: "Kamailio + secsipid, signing", SUT: "kamailio", Signs: true},
 	{Name: "appliance-sign-soft", Title: "appliance, signing, software key", SUT: "appliance", Key: "soft", Signs: true},
+	// The same with the receive buffer the appliance had before it was
+	// bounded (fastpath.Config.RecvBuffer): its effect on both rates.
+	{Name: "appliance-sign-soft-rcvbuf-4m", Title: "appliance, signing, software key, 4 MiB receive buffer (the former default)",
+		SUT: "appliance", Key: "soft", Signs: true, YAML: "sip_receive_buffer: 4194304\n"},
 	{Name: "appliance-sign-hsm", Title: "appliance, signing, softhsm2", SUT: "appliance", Key: "hsm", Signs: true},
 	{Name: RemoteSetup, Title: "appliance, signing, softhsm2 behind p11-kit server (HSM on its own core)", SUT: "appliance", Key: "hsm-remote", Signs: true},
 }
@@ -300,11 +309,6 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		if dev, err = makeDevice(l, s, p); err != nil {
 			return fail(err)
 		}
-		defer func() {
-			if st, err := dev.dev.Stats(context.Background()); err == nil {
-				r.Device = &st
-			}
-		}()
 	}
 	if s.Start > 0 {
 		p.Start = s.Start
@@ -420,6 +424,11 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 	fmt.Fprintf(os.Stderr, "  %-20s at the objective (p99 ≤ %.0f µs): %.0f/s\n", s.Name, r.SLO.TargetMicros, r.SLO.Rate)
 	if u != nil && u.api != "" {
 		r.Metrics = scrapeMetrics(u.api)
+	}
+	if dev != nil { // the module lives in the appliance: before it stops
+		if st, err := dev.dev.Stats(ctx); err == nil {
+			r.Device = &st
+		}
 	}
 	return r
 }

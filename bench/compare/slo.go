@@ -50,20 +50,10 @@ func meets(res loadgen.Result, p Params, signs bool, target float64) bool {
 func sloSearch(ctx context.Context, g *loadgen.Generator, p Params, s Setup, ramp []loadgen.Result,
 	each func(loadgen.Result)) *SLOResult {
 	res := &SLOResult{TargetMicros: s.sloTarget()}
-	lo, hi := 0.0, 0.0
-	var best *loadgen.Result
-	for i := range ramp {
-		st := &ramp[i]
+	lo, hi, best := sloBracket(ramp, p, s.Signs, res.TargetMicros)
+	for _, st := range ramp {
 		if res.Lowest == 0 || st.TargetRate < res.Lowest {
 			res.Lowest = st.TargetRate
-		}
-		if meets(*st, p, s.Signs, res.TargetMicros) && st.TargetRate > lo {
-			lo, best = st.TargetRate, st
-		}
-	}
-	for _, st := range ramp {
-		if st.TargetRate > lo && !meets(st, p, s.Signs, res.TargetMicros) && (hi == 0 || st.TargetRate < hi) {
-			hi = st.TargetRate
 		}
 	}
 	run := func(rate float64) (loadgen.Result, bool, error) {
@@ -120,4 +110,21 @@ func sloSearch(ctx context.Context, g *loadgen.Generator, p Params, s Setup, ram
 		res.Best = &b
 	}
 	return res
+}
+
+// sloBracket is the bracket the ramp's steps give: lo, the highest rate
+// that met the objective (best, its step), and hi, the lowest rate above lo
+// that did not (0: none).
+func sloBracket(ramp []loadgen.Result, p Params, signs bool, target float64) (lo, hi float64, best *loadgen.Result) {
+	for i := range ramp {
+		if st := &ramp[i]; meets(*st, p, signs, target) && st.TargetRate > lo {
+			lo, best = st.TargetRate, st
+		}
+	}
+	for _, st := range ramp {
+		if st.TargetRate > lo && !meets(st, p, signs, target) && (hi == 0 || st.TargetRate < hi) {
+			hi = st.TargetRate
+		}
+	}
+	return lo, hi, best
 }

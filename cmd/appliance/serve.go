@@ -220,7 +220,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	fc := fastpath.Config{
 		Mode: mode, Loops: loops, Builder: builder, Signer: chain, Policy: a.policy, Numbers: numbers,
 		Freshness: cfg.Freshness, StaleDate: staleDate, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
-		MaxInFlight: cfg.MaxInFlight, Logger: log,
+		MaxInFlight: cfg.MaxInFlight, RecvBuffer: cfg.RecvBuffer, Logger: log,
 	}
 	if verifier != nil {
 		fc.Verifier = sipVerifier{verifier}
