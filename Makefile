@@ -11,7 +11,7 @@ FUZZTIME ?= 3s
 APT_PKGS := clang llvm libbpf-dev bpftool linux-libc-dev softhsm2 opensc sip-tester \
             kamailio kamailio-secsipid-modules tshark ansible-core iproute2 openssl \
             procps psmisc python3 curl openssh-server ansible-lint ethtool gnuplot-nox \
-            p11-kit p11-kit-modules gcc libssl-dev libp11-kit-dev
+            p11-kit p11-kit-modules prometheus chromium pebble gcc libssl-dev libp11-kit-dev
 
 export GOTOOLCHAIN := local
 
@@ -38,6 +38,7 @@ build:
 -include bpf/Makefile.inc
 -include bench/interop/Makefile.inc
 -include deploy/ansible/Makefile.inc
+-include deploy/prometheus/Makefile.inc
 
 ## check-generated: regenerate the committed BPF objects and fail when they are stale
 check-generated: bpf-check
@@ -46,9 +47,9 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-## test: everything CI runs: vet, stale BPF objects, ansible-lint, unit and integration tests (together
-## every package of go test ./...), race, fuzz smoke
-test: deps vet check-generated lint-ansible build test-unit test-integration test-race fuzz-smoke
+## test: everything CI runs: vet, stale BPF objects, ansible-lint, promtool rule tests, unit and integration
+## tests (together every package of go test ./...), race, fuzz smoke
+test: deps vet check-generated lint-ansible test-rules build test-unit test-integration test-race fuzz-smoke
 	@echo "make test: all green"
 
 # Packages whose tests need root and the real machinery: XDP on veth links in network namespaces (bpf,
@@ -62,7 +63,8 @@ UNIT_PKGS = $(filter-out $(shell $(GO) list $(INTEGRATION_PKGS)),$(shell $(GO) l
 # Pure-Go packages under the race detector: everything with goroutines or shared state that races in
 # a few minutes on two cores (the integration packages and the lab stay out).
 RACE_PKGS := ./fastpath/ ./hsm/... ./policy/ ./es256/ ./verify/ ./api/ ./audit/ ./passport/ ./sip/ ./config/ \
-             ./e164/ ./tnauth/ ./labpki/ ./p256verify/ ./internal/p256/... ./claims/
+             ./e164/ ./tnauth/ ./labpki/ ./p256verify/ ./internal/p256/... ./claims/ ./credential/ ./certmgr/ \
+             ./spctoken/ ./labsti/
 
 ## test-unit: the tests of every package outside INTEGRATION_PKGS
 test-unit:

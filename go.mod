@@ -7,6 +7,8 @@ require (
 	filippo.io/nistec v0.0.4
 	github.com/VictoriaMetrics/metrics v1.35.1
 	github.com/cilium/ebpf v0.22.0
+	github.com/grafana/grafana-foundation-sdk/go v0.0.22
+	github.com/mholt/acmez/v3 v3.1.7
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/nyaruka/phonenumbers v1.8.1
 	github.com/panjf2000/gnet/v2 v2.10.0

@@ -1,7 +1,7 @@
 // Package api owns the appliance's HTTP side: the ATIS-1000082 STI-AS/STI-VS
 // interface (signing and verification requests), the attestation-only
-// request, POST /admin/reload, /healthz, /readyz and the Prometheus /metrics
-// exposition. It is never on the SIP fast path: package fastpath must not
+// request, POST /admin/reload, /healthz, /readyz, the Prometheus /metrics
+// exposition and the /status page. It is never on the SIP fast path: package fastpath must not
 // import it. docs/API.md is the operator's manual with examples.
 //
 // # Routes
@@ -15,7 +15,8 @@
 //	POST /admin/reload          -> 200 {"reload":"ok"}, or a refusal with the reason
 //	GET  /healthz  liveness, with the signer chain state (Config.Health)
 //	GET  /readyz   200 when every Check passes (a probe signature, policy loaded, ...), else 503
-//	GET  /metrics  Prometheus text format (VictoriaMetrics/metrics)
+//	GET  /metrics  Prometheus text format (VictoriaMetrics/metrics), histograms also with le buckets
+//	GET  /status   HTML status page for people (Config.Status; 404 without it)
 //
 // Signing: attest, dest, iat and orig are mandatory; origid is optional (a
 // random version 4 UUID is made when absent; a given one must be a version 4
@@ -73,10 +74,38 @@
 // The STIR routes and /admin/reload need "Authorization: Bearer <token>"
 // with a token from Config.Tokens (LoadTokens: one per line, '#' comments,
 // at least MinTokenLen bytes). Only SHA-256 hashes of tokens are kept and
-// they are compared in constant time. /healthz, /readyz and /metrics are
-// open (bind --api to a management address). New refuses a Config without
-// tokens (ErrNoTokens) unless Lab is set (then the API is open) or
-// MonitorOnly is set (then only the three open routes exist).
+// they are compared in constant time. /healthz, /readyz, /metrics and
+// /status are open and read-only (bind --api to a management address). New
+// refuses a Config without tokens (ErrNoTokens) unless Lab is set (then the
+// API is open) or MonitorOnly is set (then only the open routes exist).
+//
+// # Status page
+//
+// GET /status (status.go, statuspage.go, statuspage.html) is one HTML page
+// with no script and no external resource (Content-Security-Policy
+// default-src 'none'); it reloads itself every 5 s (meta refresh). It shows
+// the mode, version, uptime, the certificate in use (Status.Cert, read on
+// every request so a renewal shows at once), the signer chain (breaker,
+// readiness, sessions, queue, signed/s and p50/p99 latency over the last
+// minute), XDP attachment per interface, the /readyz checks, calls/s by
+// outcome over the last minute and hour as inline SVG drawn by the server,
+// and the last errors by reason. Rates, latencies and error counts come from
+// the metrics registry: Status.Run samples the series of sampledPrefixes
+// once a second (61 samples kept) and every 10 s (361 kept) and the page
+// differences them, so the page and Prometheus agree. A red banner lists
+// what needs action (not ready, bypass ratio over 1 % in the last minute,
+// XDP detached or failing open, certificate expiring within 3 days or
+// expired), an amber one what is degraded (any bypass, a breaker not
+// closed, an error in the last minute other than a call failing
+// verification, certificate within 14 days).
+//
+// # Exposition
+//
+// The registry's histograms have vmrange buckets (VictoriaMetrics); /metrics
+// repeats each as <name>_le_bucket{...,le} with cumulative counts at
+// 10^(k/3) s from 10 us to 10 s and +Inf (exposition.go), exact because
+// every bound is a vmrange edge, so Prometheus' histogram_quantile works.
+// docs/METRICS.md lists every series.
 //
 // # Reload
 //
@@ -98,7 +127,8 @@
 // shakenline_api_request_duration_seconds{route} for a fixed set of routes
 // and codes declared at init, shakenline_api_signed_total{attest},
 // shakenline_api_sign_failures_total{reason},
-// shakenline_api_reloads_total{result}, shakenline_api_audit_dropped_total.
+// shakenline_api_reloads_total{result} (POST /admin/reload and SIGHUP, which
+// the appliance routes through Server.Reload), shakenline_api_audit_dropped_total.
 //
 // With Config.Audit set every HTTP-signed call is recorded (package audit):
 // the call hash is of X-RequestID when given, else of the origid.

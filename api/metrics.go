@@ -17,11 +17,12 @@ const (
 	rHealthz
 	rReadyz
 	rMetrics
+	rStatus
 	rOther
 	nRoutes
 )
 
-var routeNames = [nRoutes]string{"signing", "verification", "attestation", "reload", "healthz", "readyz", "metrics", "other"}
+var routeNames = [nRoutes]string{"signing", "verification", "attestation", "reload", "healthz", "readyz", "metrics", "status", "other"}
 
 // statusCodes are the HTTP statuses the API answers with; anything else is
 // counted as code="other".

@@ -15,9 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/shakenline/shakenline/audit"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -48,6 +47,9 @@ type Config struct {
 	Builder *passport.Builder
 	Signer  hsm.Dispatcher
 	Policy  *policy.Holder
+	// Credential, when set, replaces Builder, Signer and CertFingerprint,
+	// read once per request (a renewal swaps it; see package credential).
+	Credential *credential.Holder
 	// Verifier serves verification requests; nil answers them with POL5000
 	// (503). SetVerifier swaps it (trust store reload).
 	Verifier *verify.Verifier
@@ -68,6 +70,8 @@ type Config struct {
 	Reload func() error
 	// Health returns the signer chain state for /healthz (JSON-encoded).
 	Health func() any
+	// Status serves GET /status (status.go); nil: no status page.
+	Status *Status
 
 	// Audit receives one record per HTTP-signed call; nil: no audit.
 	Audit *audit.Log
@@ -102,8 +106,11 @@ func New(cfg Config) (*Server, error) {
 		if cfg.Tokens == nil && !cfg.Lab {
 			return nil, ErrNoTokens
 		}
-		if cfg.Builder == nil || cfg.Policy == nil {
-			return nil, fmt.Errorf("%w: Builder and Policy are required", ErrConfig)
+		if cfg.Credential == nil && cfg.Builder != nil {
+			cfg.Credential = credential.NewHolder(&credential.Credential{Signer: cfg.Signer, Builder: cfg.Builder, Fingerprint: cfg.CertFingerprint})
+		}
+		if cfg.Credential == nil || cfg.Credential.Load() == nil || cfg.Policy == nil {
+			return nil, fmt.Errorf("%w: Builder (or Credential) and Policy are required", ErrConfig)
 		}
 	}
 	if cfg.MaxBody <= 0 {
@@ -263,6 +270,12 @@ func (s *Server) route(w *respWriter, r *http.Request) route {
 		rt = rReadyz
 	case "/metrics":
 		rt = rMetrics
+	case "/status":
+		if s.cfg.Status == nil {
+			s.fail(w, r, newErr(svc4003))
+			return rOther
+		}
+		rt = rStatus
 	case "/stir/v1/signing":
 		rt, post = rSigning, true
 	case "/stir/v1/verification":
@@ -301,7 +314,9 @@ func (s *Server) route(w *respWriter, r *http.Request) route {
 		s.readyz(w)
 	case rMetrics:
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		metrics.WritePrometheus(w, true)
+		writeExposition(w)
+	case rStatus:
+		s.status(w, r)
 	case rReload:
 		s.reload(w, r)
 	default:

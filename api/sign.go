@@ -158,14 +158,16 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 			ext[x.name] = x.v
 		}
 	}
+	// One credential for the request: x5u, key and audit fingerprint.
+	cred := s.cfg.Credential.Load()
 	if ext == nil {
-		j.input = s.cfg.Builder.AppendSigningInput(j.input[:0], c)
-	} else if j.input, err = s.cfg.Builder.AppendSigningInputJSON(j.input[:0], c, ext); err != nil {
+		j.input = cred.Builder.AppendSigningInput(j.input[:0], c)
+	} else if j.input, err = cred.Builder.AppendSigningInputJSON(j.input[:0], c, ext); err != nil {
 		return newErr(svc4005, "signingRequest", err.Error())
 	}
 
 	// Sign through the SIP path's dispatcher, under the same budget.
-	if s.cfg.Signer == nil {
+	if cred.Signer == nil {
 		countSignFailure("signer-down")
 		return newErr(pol5000, "signer-down").withStatus(http.StatusServiceUnavailable)
 	}
@@ -176,7 +178,7 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	if dl, ok := ctx.Deadline(); ok && dl.Before(j.req.Deadline) {
 		j.req.Deadline = dl
 	}
-	if err := s.cfg.Signer.Submit(&j.req); err != nil {
+	if err := cred.Signer.Submit(&j.req); err != nil {
 		return signErr(err)
 	}
 	select {
@@ -200,7 +202,7 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	if len(j.req.Identity) > 0 {
 		j.ident = append(j.ident[:0], j.req.Identity...) // a remote STI-AS signed
 	} else {
-		j.ident = s.cfg.Builder.AppendIdentity(j.ident[:0], j.input, &j.req.Sig)
+		j.ident = cred.Builder.AppendIdentity(j.ident[:0], j.input, &j.req.Sig)
 	}
 	j.out = append(j.out[:0], `{"signingResponse":{"identity":`...)
 	j.out = appendJSONString(j.out, j.ident)
@@ -208,7 +210,7 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 
 	if s.cfg.Audit != nil {
 		rec := audit.Record{Time: now, Orig: c.Orig, Dest: j.joined, Attest: c.Attest, Rule: AuditRule,
-			Signer: j.req.SignedBy, CertFingerprint: s.cfg.CertFingerprint}
+			Signer: j.req.SignedBy, CertFingerprint: cred.Fingerprint}
 		if len(j.req.Identity) > 0 {
 			rec.CertFingerprint = "" // a remote STI-AS's certificate, not ours (audit/doc.go)
 		}

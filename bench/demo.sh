@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # make demo: lab PKI + softhsm2 token, the appliance in proxy mode on
 # loopback, SIPp UAC -> appliance -> SIPp UAS, one decoded signed INVITE, its
-# verification, and the calls per second achieved. Cleans up after itself.
+# verification, the calls per second achieved, a second appliance that
+# obtains its certificate through ACME from a lab STI-PA/STI-CA and renews it
+# once (30 s certificates), and a screenshot of the status page (path
+# printed; DEMO_STATUS_PNG sets it). Cleans up after itself.
 set -euo pipefail
 BIN=$(readlink -f "${1:-bin/appliance}")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -105,4 +108,46 @@ print(f"appliance: {a-b} PASSporTs signed ({(a-b)/el:.0f}/s; a retransmitted INV
 print("(SIPp UAC + UAS + appliance + softhsm2 share this machine's cores; make bench measures without SIPp)")
 PY
 grep -E '^shakenline_calls_(bypassed|unsigned)_total' <(curl -fsS "http://127.0.0.1:$API_PORT/metrics") | awk '$2>0' || true
+step "certificate through ACME: lab STI-PA + STI-CA (lab-sti, 30 s certificates), one renewal"
+STI_PORT=18443 ACME_SIP=15062 ACME_API=18083 REPO_PORT=18085
+"$BIN" lab-sti --listen 127.0.0.1:$STI_PORT --out "$T/sti" --lifetime 30s >"$T/lab-sti.log" 2>&1 &
+pids+=($!)
+wait_port t $STI_PORT
+cat >"$T/acme.yaml" <<EOF
+sip: 127.0.0.1:$ACME_SIP
+next_hop: 127.0.0.1:$UAS_PORT
+pkcs11: "$URI"
+api: 127.0.0.1:$ACME_API
+lab: true
+trust: {lab: $T/sti/root.pem}
+acme:                       # docs/KEYS.md, "Certificates through ACME"
+  directory: https://127.0.0.1:$STI_PORT/acme/directory
+  spc: "1234"
+  spc_token: {api: "https://127.0.0.1:$STI_PORT/sti-pa", credentials: $T/sti/stipa-1234.json}
+  tls_roots: $T/sti/tls-root.pem
+  publish: {url: "http://127.0.0.1:$REPO_PORT/x5u/", listen: "127.0.0.1:$REPO_PORT"}
+  state_dir: $T/acme
+  unready_before: 3s
+EOF
+sed 's/^/  /' "$T/acme.yaml"
+"$BIN" serve --config "$T/acme.yaml" 2>"$T/acme.log" &
+pids+=($!)
+wait_port u $ACME_SIP # serve opens SIP once it has its first certificate (its key generated in the token)
+acme_show() {
+  grep -E 'certificate obtained, validated and published|msg="certificate in use"' "$T/acme.log" | tail -2 |
+    sed -E 's/^time=([^ ]+) level=[A-Z]+ /\1 /'
+  curl -fsS "http://127.0.0.1:$ACME_API/metrics" |
+    awk -v now="$(date +%s)" '/^shakenline_(cert_not_after_seconds|acme_next_attempt_timestamp_seconds) / { printf "%s %s (in %+ds)\n", $1, $2, $2-now }
+      /^shakenline_acme_renewals_total/ && $2 > 0 { print }'
+}
+acme_show
+echo "... waiting for the renewal, due when a third of the lifetime is left (about 20 s)"
+for _ in $(seq 400); do [ "$(grep -c 'msg="certificate in use"' "$T/acme.log")" -ge 2 ] && break; sleep 0.1; done
+acme_show
+
+step "status page (GET /status on the API) in headless Chromium"
+PNG=${DEMO_STATUS_PNG:-/tmp/shakenline-demo-status.png}
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+  --disable-component-update --disable-sync --user-data-dir="$T/chromium" --window-size=1400,1500 --hide-scrollbars \
+  --screenshot="$PNG" "http://127.0.0.1:$API_PORT/status" >/dev/null 2>&1 && echo "status page screenshot: $PNG"
 step "done; cleaning up"

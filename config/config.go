@@ -57,6 +57,10 @@ type Config struct {
 	LogLevel     string        `yaml:"log_level"`          // debug | info | warn | error
 
 	Policy policy.Config `yaml:"policy"`
+
+	// ACME, when set, makes the appliance obtain and renew its certificate
+	// (acme.go); cert and x5u then only name a starting certificate.
+	ACME *ACME `yaml:"acme"`
 }
 
 // Signer is one link of the signer chain, in order of preference: a
@@ -180,10 +184,21 @@ func (c *Config) Validate() error {
 			return bad("signers[%d]: timeout %v: want a positive duration (or none for the default)", i, s.Timeout)
 		}
 	}
-	if c.Cert == "" {
-		return bad("cert is required (the provider's certificate)")
+	switch {
+	case c.ACME != nil:
+		if err := c.ACME.validate(c); err != nil {
+			return err
+		}
+		if (c.Cert == "") != (c.X5U == "") {
+			return bad("with acme, cert and x5u name a starting certificate: give both or neither")
+		}
+	case c.Cert == "":
+		return bad("cert is required (the provider's certificate), or an acme: block")
 	}
-	if !strings.HasPrefix(c.X5U, "https://") && !(c.Lab && strings.HasPrefix(c.X5U, "http://")) {
+	if c.X5U != "" && !strings.HasPrefix(c.X5U, "https://") && !(c.Lab && strings.HasPrefix(c.X5U, "http://")) {
+		return bad("x5u %q: must be an https URL (http only with lab)", c.X5U)
+	}
+	if c.ACME == nil && c.X5U == "" {
 		return bad("x5u %q: must be an https URL (http only with lab)", c.X5U)
 	}
 	if _, err := policy.Build(c.Policy, c.Attest); err != nil {

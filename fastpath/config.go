@@ -11,6 +11,7 @@ import (
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/claims"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -66,6 +67,12 @@ type Config struct {
 	Signer  hsm.Dispatcher
 	Policy  *policy.Holder
 	Numbers *e164.Canonicalizer
+
+	// Credential, when set, replaces Builder, Signer and CertFingerprint:
+	// each call reads it once and signs, stamps and audits with that one
+	// credential, so a renewal that swaps it (certmgr) changes key and x5u
+	// together, between calls (docs/KEYS.md, "A renewal").
+	Credential *credential.Holder
 
 	Freshness    time.Duration    // a Date within this of now becomes iat; default 60s
 	StaleDate    claims.StaleDate // a Date outside Freshness: claims.StaleRefuse (forward unsigned, default) or claims.StaleReplace

@@ -10,6 +10,7 @@ import (
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
 	"github.com/shakenline/shakenline/claims"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
@@ -38,6 +39,7 @@ type job struct {
 	out      []byte            // the datagram to send
 	sc       *scratch
 	req      hsm.Request
+	cred     *credential.Credential // the key, x5u and certificate of this call (read once, in sign)
 	rec      audit.Record
 	reject   bool // verify-reject: answer a failed verification instead of annotating
 }
@@ -55,6 +57,7 @@ func newJob(l *loop) *job {
 		sc:       newScratch(),
 	}
 	j.req.Done = j.done
+	j.cred = l.s.cfg.Credential.Load() // sign sets each call's own
 	return j
 }
 
@@ -116,12 +119,12 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 			// its signature) as it is.
 			j.hdr = append(j.hdr, r.Identity...)
 		} else {
-			j.hdr = s.cfg.Builder.AppendIdentity(j.hdr, j.input, &r.Sig)
+			j.hdr = j.cred.Builder.AppendIdentity(j.hdr, j.input, &r.Sig)
 		}
 		j.hdr = append(j.hdr, "\r\n"...)
 		if al := s.cfg.Audit; al != nil {
 			j.rec = audit.Record{Time: time.Now(), CallID: m.CallID.In(pkt), Orig: j.orig, Dest: j.dest,
-				Attest: j.decision.Attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: s.cfg.CertFingerprint}
+				Attest: j.decision.Attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: j.cred.Fingerprint}
 			if len(r.Identity) > 0 {
 				j.rec.CertFingerprint = "" // a remote STI-AS's certificate, not ours (audit/doc.go)
 			}

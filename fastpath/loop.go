@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/sip"
 )
@@ -51,6 +52,8 @@ type loop struct {
 	used  int
 	ws    *job         // the call being signed; taken from free only when it goes asynchronous
 	idle  hsm.IdleWork // the signer's refill work, done when the socket is drained (nil: none)
+
+	idleCred *credential.Credential // the credential idle belongs to
 
 	bursts    uint64 // calls of drainSocket
 	handedOff uint64 // the last burst that gave a call to a signer or verifier goroutine (see drainSocket)
@@ -99,9 +102,7 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		l.made.Add(1)
 	}
 	l.ws = newJob(l)
-	if iw, ok := s.cfg.Signer.(interface{ IdleWork(shard int) hsm.IdleWork }); ok {
-		l.idle = iw.IdleWork(idx) // the shard TrySign uses
-	}
+	l.followCredential(s.cfg.Credential.Load())
 	l.bursts = lingerQuiet // no hand-off yet: the loop may linger from the start
 	s.wg.Add(1)
 	go l.runSender(newBatch(fd, v6), s.stopSenders)
@@ -126,3 +127,16 @@ func (l *loop) getJob() *job {
 
 // initialJobs is how many jobs a loop makes when it starts.
 const initialJobs = 32
+
+// followCredential makes the loop's idle work that of c's signer (after a
+// renewal switched the credential; the old signer is retired later).
+func (l *loop) followCredential(c *credential.Credential) {
+	if l.idle != nil {
+		l.idle.Close()
+		l.idle = nil
+	}
+	l.idleCred = c
+	if iw, ok := c.Signer.(interface{ IdleWork(shard int) hsm.IdleWork }); ok {
+		l.idle = iw.IdleWork(l.idx) // the shard TrySign uses
+	}
+}

@@ -161,6 +161,9 @@ func (l *loop) drainSocket(first []byte, src netip.AddrPort) {
 		// slept, and the next datagram would cost a wakeup and two
 		// thread switches. Measured at 12k-20k calls/s on one core: 3-4
 		// times fewer context switches and 6-15 % less CPU per call.
+		if c := l.s.cfg.Credential.Load(); c != l.idleCred {
+			l.followCredential(c)
+		}
 		if l.idle != nil && !l.s.stopped.Load() && l.idle.Step() {
 			mIdleSteps.Inc()
 			continue

@@ -14,6 +14,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/sip"
 )
 
@@ -44,7 +45,10 @@ type Server struct {
 
 // New checks cfg and returns a Server; Run starts it.
 func New(cfg Config) (*Server, error) {
-	if cfg.Builder == nil || cfg.Signer == nil || cfg.Policy == nil || cfg.Numbers == nil {
+	if cfg.Credential == nil && cfg.Builder != nil && cfg.Signer != nil {
+		cfg.Credential = credential.NewHolder(&credential.Credential{Signer: cfg.Signer, Builder: cfg.Builder, Fingerprint: cfg.CertFingerprint})
+	}
+	if cfg.Credential == nil || cfg.Credential.Load() == nil || cfg.Policy == nil || cfg.Numbers == nil {
 		return nil, errors.New("fastpath: Builder, Signer, Policy and Numbers are required")
 	}
 	if !cfg.Listen.IsValid() {

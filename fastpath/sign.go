@@ -89,7 +89,10 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 	j.claims = passport.Claims{Attest: j.decision.Attest, Orig: j.orig, Dest: j.destv[:], IAT: iat}
 	j.destv[0] = j.dest
 	_, _ = l.rng.Read(j.claims.OrigID[:])
-	j.input = cfg.Builder.AppendSigningInput(j.input[:0], &j.claims)
+	// One credential for the whole call: the x5u in the signing input, the
+	// key that signs it and the Identity header's info= all come from it.
+	j.cred = cfg.Credential.Load()
+	j.input = j.cred.Builder.AppendSigningInput(j.input[:0], &j.claims)
 	j.req.Digest = sha256.Sum256(j.input)
 	j.req.Input = j.input                    // for a remote STI-AS link, which signs claims, not a digest
 	j.req.Deadline = j.start.Add(cfg.Budget) // the signers' clock, not cfg.Now (the dates' clock)
@@ -98,7 +101,7 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 	// 0.1 µs) costs less than the two hand-offs of the asynchronous path,
 	// so the call is finished here, on the loop. Otherwise, and for every
 	// HSM, the request is queued and the loop goes on.
-	if ss, ok := cfg.Signer.(syncSigner); ok && ss.TrySign(&j.req, l.idx) {
+	if ss, ok := j.cred.Signer.(syncSigner); ok && ss.TrySign(&j.req, l.idx) {
 		l.eg.sendSigned(l, j, pkt, m)
 		l.hist.UpdateDuration(j.start)
 		mSignedOnLoop.Inc()
@@ -116,7 +119,7 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 	l.handedOff = l.bursts
 	j.pkt = append(j.pkt[:0], pkt...)
 	j.msg = *m
-	if err := cfg.Signer.Submit(&j.req); err != nil {
+	if err := j.cred.Signer.Submit(&j.req); err != nil {
 		// Submit refused (queue full, or no signer usable): Done will not
 		// be called, so the call is bypassed here, now.
 		l.free <- j

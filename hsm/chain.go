@@ -8,12 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/VictoriaMetrics/metrics"
 )
 
 // Config configures a signer Chain. Zero fields take the defaults shown.
@@ -92,7 +89,6 @@ type Chain struct {
 	budget time.Duration
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	set    *metrics.Set
 	owned  []*PKCS11
 	once   sync.Once
 }
@@ -114,9 +110,7 @@ type link struct {
 	wedged  atomic.Bool  // every worker is stuck in a call past timeout
 	lastErr atomic.Pointer[errBox]
 
-	mSigned  *metrics.Counter
-	mFail    [nFail]*metrics.Counter
-	mLatency *metrics.Histogram
+	*linkMetrics // shared by the live links of every chain with this name (metrics.go)
 }
 
 type worker struct {
@@ -174,8 +168,11 @@ func New(ctx context.Context, cfg Config, cert *x509.Certificate) (*Chain, error
 	cfg.Batch.MaxSize = min(cfg.Batch.MaxSize, maxBatch)
 	cfg.Breaker = fillBreaker(cfg.Breaker, Breaker{Failures: 5, OpenFor: time.Second, HalfOpenProbes: 1})
 
-	c := &Chain{budget: cfg.Budget, set: metrics.NewSet()}
+	c := &Chain{budget: cfg.Budget}
 	fail := func(err error) (*Chain, error) {
+		for _, l := range c.links {
+			l.releaseMetrics()
+		}
 		for _, p := range c.owned {
 			_ = p.Close()
 		}
@@ -253,10 +250,9 @@ func New(ctx context.Context, cfg Config, cert *x509.Certificate) (*Chain, error
 			}
 			l.workers[j] = w
 		}
-		l.metrics(c.set)
+		l.metrics()
 		c.links = append(c.links, l)
 	}
-	metrics.RegisterSet(c.set)
 	ctx, c.cancel = context.WithCancel(ctx)
 	for _, l := range c.links {
 		for _, w := range l.workers {
@@ -292,25 +288,6 @@ func fillBreaker(b, def Breaker) Breaker {
 		b.HalfOpenProbes = def.HalfOpenProbes
 	}
 	return b
-}
-
-func (l *link) metrics(set *metrics.Set) {
-	n := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", " ").Replace(l.name)
-	lab := `{signer="` + n + `"}`
-	l.mSigned = set.NewCounter(`shakenline_hsm_signed_total` + lab)
-	for i := range l.mFail {
-		l.mFail[i] = set.NewCounter(`shakenline_hsm_failures_total{signer="` + n + `",reason="` + failNames[i] + `"}`)
-	}
-	l.mLatency = set.NewHistogram(`shakenline_hsm_sign_duration_seconds` + lab)
-	set.NewGauge(`shakenline_hsm_breaker_state`+lab, func() float64 { return float64(l.br.state.Load()) })
-	set.NewGauge(`shakenline_hsm_sessions`+lab, func() float64 { return float64(l.sessions()) })
-	set.NewGauge(`shakenline_hsm_queue_depth`+lab, func() float64 { return float64(len(l.q)) })
-	set.NewGauge(`shakenline_hsm_ready`+lab, func() float64 {
-		if l.usable() {
-			return 1
-		}
-		return 0
-	})
 }
 
 // Health reports every signer in chain order.
@@ -375,7 +352,9 @@ func (c *Chain) Close() error {
 		for _, p := range c.owned {
 			_ = p.Close()
 		}
-		metrics.UnregisterSet(c.set, true)
+		for _, l := range c.links {
+			l.releaseMetrics()
+		}
 	})
 	return nil
 }

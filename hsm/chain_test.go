@@ -203,7 +203,10 @@ func TestTimeoutMovesOnAndBreakerCycles(t *testing.T) {
 		Breaker: hsm.Breaker{Failures: 2, OpenFor: 50 * time.Millisecond, HalfOpenProbes: 1},
 		Signers: []hsm.SignerConfig{
 			{Signer: h, Workers: 2, Timeout: 20 * time.Millisecond},
-			{Signer: s2, Workers: 2},
+			// The second signer is not under test: a generous timeout keeps
+			// its breaker closed on a loaded machine, where the 50 ms
+			// default was seen to open it and leave no signer.
+			{Signer: s2, Workers: 2, Timeout: 2 * time.Second},
 		},
 	}, cert)
 	if err != nil {

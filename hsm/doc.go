@@ -89,6 +89,19 @@
 // signer out of the chain and accepts P-Identity-Bypass when every HSM is
 // down.
 //
+// # Key generation (certificate renewal)
+//
+// GenerateKey makes a new P-256 key pair inside a token (C_GenerateKeyPair;
+// the private key sensitive and not extractable), labelled and identified
+// by the caller, so that a renewed certificate's key is born where it signs;
+// CryptoSigner turns any Signer into the crypto.Signer crypto/x509 needs to
+// sign the CSR for it through PKCS#11. HasKey checks that another token (a
+// replicated cluster member) sees the key; DestroyKey removes a retired key.
+// A renewal builds a second Chain on the new key while the old one finishes
+// its calls: the links of one name in both share their metric series (the
+// counters count both, the gauges show the newest), so /metrics never shows
+// a series twice.
+//
 // # Concurrency and buffers
 //
 // Submit is safe from any number of goroutines and allocates nothing. A

@@ -130,33 +130,54 @@ func NewCA(name string, parent *CA, opts ...CAOption) (*CA, error) {
 // TNAuthList extension is tn when it has entries, else the SPC form {spc}.
 // The subject CN is "SHAKEN <spc>" (or "SHAKEN TN" when spc is empty).
 func (ca *CA) IssueSP(spc string, tn tnauth.List, notBefore, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	if tn.Empty() {
-		if spc == "" {
-			return nil, nil, ErrNoTN
-		}
-		tn = tnauth.List{SPCs: []string{spc}}
-	}
-	ext, err := tn.Extension()
-	if err != nil {
-		return nil, nil, fmt.Errorf("labpki: %w", err)
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("labpki: %w", err)
+	}
+	cert, err := ca.IssueSPKey(&key.PublicKey, spc, tn, pkix.Name{}, notBefore, notAfter)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
+}
+
+// IssueSPKey is IssueSP for a key the provider holds (the public key of an
+// ACME CSR). subj's Organization and Country, when set, replace the lab's;
+// the CN is always "SHAKEN <spc>" (ATIS-1000080 certificate profile).
+func (ca *CA) IssueSPKey(pub *ecdsa.PublicKey, spc string, tn tnauth.List, subj pkix.Name, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	if tn.Empty() {
+		if spc == "" {
+			return nil, ErrNoTN
+		}
+		tn = tnauth.List{SPCs: []string{spc}}
+	}
+	if pub == nil || pub.Curve != elliptic.P256() {
+		return nil, errors.New("labpki: SP key is not P-256")
+	}
+	ext, err := tn.Extension()
+	if err != nil {
+		return nil, fmt.Errorf("labpki: %w", err)
 	}
 	cn := "SHAKEN " + spc
 	if spc == "" {
 		cn = "SHAKEN TN"
 	}
+	name := pkix.Name{CommonName: cn, Organization: []string{"Shakenline Lab SP"}}
+	if len(subj.Organization) > 0 {
+		name.Organization = subj.Organization
+	}
+	if len(subj.Country) > 0 {
+		name.Country = subj.Country
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"Shakenline Lab SP"}},
+		Subject:               name,
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  false,
-		SubjectKeyId:          keyID(&key.PublicKey),
+		SubjectKeyId:          keyID(pub),
 		AuthorityKeyId:        ca.Cert.SubjectKeyId,
 		Policies:              []x509.OID{ShakenPolicy},
 		ExtraExtensions:       []pkix.Extension{ext},
@@ -164,15 +185,25 @@ func (ca *CA) IssueSP(spc string, tn tnauth.List, notBefore, notAfter time.Time)
 	if ca.crlURL != "" {
 		tmpl.CRLDistributionPoints = []string{ca.crlURL}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("labpki: issue SP %q: %w", spc, err)
+		return nil, fmt.Errorf("labpki: issue SP %q: %w", spc, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("labpki: %w", err)
+		return nil, fmt.Errorf("labpki: %w", err)
 	}
-	return cert, key, nil
+	return cert, nil
+}
+
+// LoadCA makes a CA from a certificate and its key (as a lab tool keeps
+// them on disk between runs). crlURL is the distribution point placed in
+// what it issues (see WithCRLURL); parent is nil for a root.
+func LoadCA(cert *x509.Certificate, key *ecdsa.PrivateKey, parent *CA, crlURL string) (*CA, error) {
+	if pub, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
+		return nil, errors.New("labpki: CA key does not match its certificate")
+	}
+	return &CA{Cert: cert, Key: key, Parent: parent, crlURL: crlURL}, nil
 }
 
 // CRL returns a DER CRL signed by ca that lists revoked, valid for 24 hours.

@@ -30,7 +30,7 @@
 //
 // A remote STI-AS signs with its own certificate. At each new x5u (the
 // first answer, and again after an hour), the client fetches the chain
-// through verify's hardened client (verify.Fetcher: https, no private or
+// through verify's hardened client (verify.FetchX5U: https, no private or
 // loopback targets unless lab, size cap, timeout) and reads the leaf's
 // TNAuthList (package tnauth). When none of its SPCs is one of ours
 // (Config.OwnSPCs, from the provider's certificate), it logs a warning once

@@ -59,9 +59,12 @@ type Config struct {
 	Lab         bool          // allow an http URL
 	OwnCert     string        // OwnCertWarn (default) or OwnCertEnforce
 	OwnSPCs     []string      // the SPCs of the provider's certificate (tnauth)
-	Fetcher     *verify.Fetcher
-	TLSRootCAs  *x509.CertPool // the STI-AS's server certificate; nil: the system roots
-	Logger      *slog.Logger
+	// Fetch is how the remote's x5u is fetched (verify.FetchX5U, the
+	// verifiers' hardened client); nil: http and private targets only
+	// with Lab.
+	Fetch      *verify.Config
+	TLSRootCAs *x509.CertPool // the STI-AS's server certificate; nil: the system roots
+	Logger     *slog.Logger
 }
 
 // Client is one remote STI-AS. It implements hsm.RemoteSigner and is safe
@@ -113,8 +116,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 16
 	}
-	if cfg.Fetcher == nil {
-		cfg.Fetcher = verify.NewFetcher(verify.Config{AllowHTTP: cfg.Lab, AllowPrivate: cfg.Lab})
+	if cfg.Fetch == nil {
+		cfg.Fetch = &verify.Config{AllowHTTP: cfg.Lab, AllowPrivate: cfg.Lab}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -307,7 +310,11 @@ func (c *Client) verdict(x5u string) *verdict {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	v := &verdict{at: time.Now()}
-	chain, err := c.cfg.Fetcher.Chain(ctx, x5u)
+	var chain []*x509.Certificate
+	body, err := verify.FetchX5U(ctx, *c.cfg.Fetch, x5u)
+	if err == nil {
+		chain, err = verify.ParseChain(body)
+	}
 	if err == nil {
 		var l tnauth.List
 		var ok bool

@@ -50,6 +50,9 @@
 // forgets it; at most CacheSize failures are remembered. Stats and the metrics below count hits, misses, fetch
 // failures and calls answered from remembered failures.
 //
+// FetchX5U exposes the same client to a publisher: certmgr fetches a
+// renewed certificate from its own x5u before it signs with it.
+//
 // With Config.CacheDir every cached chain is also written to
 // CacheDir/<hash of URL>.pem (a PEM header block with the URL and expiry,
 // then the chain), through a temporary file, fsync and rename, by one

@@ -11,6 +11,15 @@
 //     provider's account key; Authority (root + issuing intermediate from
 //     package labpki) issues a provider certificate only against a valid
 //     token of its own PA, with the token's TNAuthList, and publishes CRLs.
+//     On the network (acme.go), each jurisdiction's CA is an ACME server
+//     and its PA a token API (package labsti, https on the core host, one
+//     port per jurisdiction from 8443): every carrier has an account at
+//     its PA, and its appliances obtain the carrier's certificate from its
+//     CA through ACME at start (acme:, publishing under /acme/<side>/ of
+//     the carrier's repository); the Kamailio signer, which has no ACME
+//     client, signs with the key and certificate its verifier obtained.
+//     The runner keeps certificates of its own (current, expired, revoked,
+//     issued directly) for the pre-signed cases.
 //   - The plan (plan.go): the carriers (DefaultCarriers: five, on the
 //     Global CA, a US-style STI-CA and a French CA; one signing with
 //     Kamailio+secsipid, one rejecting failed calls, one holding a

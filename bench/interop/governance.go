@@ -6,16 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/shakenline/shakenline/labpki"
+	"github.com/shakenline/shakenline/spctoken"
 	"github.com/shakenline/shakenline/tnauth"
 )
 
@@ -70,41 +67,16 @@ func (pa *PolicyAdministrator) AssignSPC() string {
 // Public is the key CAs use to check this PA's tokens.
 func (pa *PolicyAdministrator) Public() *ecdsa.PublicKey { return &pa.key.PublicKey }
 
-// spcToken is the payload of an ATIS-1000080 SPC token.
-type spcToken struct {
-	Exp int64  `json:"exp"`
-	Iat int64  `json:"iat"`
-	Iss string `json:"iss"`
-	Jti string `json:"jti"`
-	ATC struct {
-		TkType      string `json:"tktype"`
-		TkValue     string `json:"tkvalue"`
-		CA          bool   `json:"ca"`
-		Fingerprint string `json:"fingerprint"`
-	} `json:"atc"`
-}
+// Fingerprint is the ATIS-1000080 account key fingerprint (package
+// spctoken): "SHA256 " and the colon-separated hex SHA-256 of the DER
+// public key.
+func Fingerprint(pub *ecdsa.PublicKey) (string, error) { return spctoken.Fingerprint(pub) }
 
-// Fingerprint is the ATIS-1000080 account key fingerprint:
-// "SHA256 " and the colon-separated hex SHA-256 of the DER public key.
-func Fingerprint(pub *ecdsa.PublicKey) (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", fmt.Errorf("interop: %w", err)
-	}
-	sum := sha256.Sum256(der)
-	parts := make([]string, len(sum))
-	for i, b := range sum {
-		parts[i] = fmt.Sprintf("%02X", b)
-	}
-	return "SHA256 " + strings.Join(parts, ":"), nil
-}
-
-var b64 = base64.RawURLEncoding
-
-// Token issues an SPC token (a compact ES256 JWS) authorising the holder of
-// account to obtain a certificate with TNAuthList tn, valid for ttl.
+// Token issues an SPC token (spctoken: a compact ES256 JWT) authorising the
+// holder of account to obtain a certificate with TNAuthList tn, valid for
+// ttl.
 func (pa *PolicyAdministrator) Token(tn tnauth.List, account *ecdsa.PublicKey, now time.Time, ttl time.Duration) (string, error) {
-	der, err := tnauth.Marshal(tn)
+	tv, err := spctoken.TkValue(tn)
 	if err != nil {
 		return "", fmt.Errorf("interop: %w", err)
 	}
@@ -112,68 +84,34 @@ func (pa *PolicyAdministrator) Token(tn tnauth.List, account *ecdsa.PublicKey, n
 	if err != nil {
 		return "", err
 	}
-	var p spcToken
-	p.Iat, p.Exp, p.Iss = now.Unix(), now.Add(ttl).Unix(), pa.Name
-	p.Jti = fmt.Sprintf("%x", sha256.Sum256(append(der, []byte(fp)...)))[:32]
-	p.ATC.TkType, p.ATC.TkValue, p.ATC.Fingerprint = "TNAuthList", base64.StdEncoding.EncodeToString(der), fp
-	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "x5u": "https://pa.lab/" + string(pa.Jurisdiction) + "/cert.pem"})
-	pay, err := json.Marshal(p)
-	if err != nil {
-		return "", fmt.Errorf("interop: %w", err)
-	}
-	si := b64.EncodeToString(hdr) + "." + b64.EncodeToString(pay)
-	digest := sha256.Sum256([]byte(si))
-	r, s, err := ecdsa.Sign(rand.Reader, pa.key, digest[:])
-	if err != nil {
-		return "", fmt.Errorf("interop: %w", err)
-	}
-	var sig [64]byte
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return si + "." + b64.EncodeToString(sig[:]), nil
+	c := spctoken.Claims{Iat: now.Unix(), Exp: now.Add(ttl).Unix(), Iss: pa.Name,
+		Jti: fmt.Sprintf("%x", sha256.Sum256([]byte(tv+fp)))[:32],
+		ATC: spctoken.ATC{TkType: spctoken.TkType, TkValue: tv, Fingerprint: fp}}
+	return spctoken.Sign(c, pa.key, "https://pa.lab/"+string(pa.Jurisdiction)+"/cert.pem")
 }
 
 // checkToken verifies tok against pa and returns the authorised TNAuthList.
 func (pa *PolicyAdministrator) checkToken(tok string, account *ecdsa.PublicKey, now time.Time) (tnauth.List, error) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return tnauth.List{}, fmt.Errorf("%w: want three parts", ErrToken)
-	}
-	sig, err := b64.DecodeString(parts[2])
-	if err != nil || len(sig) != 64 {
-		return tnauth.List{}, fmt.Errorf("%w: signature encoding", ErrToken)
-	}
-	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-	if !ecdsa.Verify(&pa.key.PublicKey, digest[:], r, s) {
-		return tnauth.List{}, ErrForeignToken
-	}
-	raw, err := b64.DecodeString(parts[1])
+	t, err := spctoken.Parse(tok)
 	if err != nil {
-		return tnauth.List{}, fmt.Errorf("%w: payload encoding", ErrToken)
-	}
-	var p spcToken
-	if err := json.Unmarshal(raw, &p); err != nil {
 		return tnauth.List{}, fmt.Errorf("%w: %w", ErrToken, err)
 	}
-	if p.ATC.TkType != "TNAuthList" || p.ATC.CA {
-		return tnauth.List{}, fmt.Errorf("%w: tktype %q ca %v", ErrToken, p.ATC.TkType, p.ATC.CA)
-	}
-	if now.Unix() > p.Exp {
-		return tnauth.List{}, ErrTokenExpired
+	if err := t.VerifySignature(&pa.key.PublicKey); err != nil {
+		return tnauth.List{}, ErrForeignToken
 	}
 	fp, err := Fingerprint(account)
 	if err != nil {
 		return tnauth.List{}, err
 	}
-	if fp != p.ATC.Fingerprint {
+	switch err := t.Check(spctoken.Want{Fingerprint: fp, Now: now}); {
+	case errors.Is(err, spctoken.ErrExpired):
+		return tnauth.List{}, ErrTokenExpired
+	case errors.Is(err, spctoken.ErrFingerprint):
 		return tnauth.List{}, ErrFingerprint
+	case err != nil:
+		return tnauth.List{}, fmt.Errorf("%w: %w", ErrToken, err)
 	}
-	der, err := base64.StdEncoding.DecodeString(p.ATC.TkValue)
-	if err != nil {
-		return tnauth.List{}, fmt.Errorf("%w: tkvalue: %w", ErrToken, err)
-	}
-	l, err := tnauth.Parse(der)
+	_, l, err := spctoken.DecodeTkValue(t.Claims.ATC.TkValue)
 	if err != nil {
 		return tnauth.List{}, fmt.Errorf("%w: %w", ErrToken, err)
 	}

@@ -85,6 +85,17 @@ func TestReducedMatrix(t *testing.T) {
 	if len(res.Calls) < 15 {
 		t.Errorf("%d calls", len(res.Calls))
 	}
+	// Each carrier's two appliances obtained the carrier's certificate from
+	// its CA through ACME (governance records of kind ACME, by its CA).
+	acme := map[string]int{}
+	for _, g := range res.Governance {
+		if g.Kind == "ACME" {
+			acme[g.Carrier+" "+g.CA]++
+		}
+	}
+	if acme["atlantic US STI-CA"] != 2 || acme["meridian Global CA (G-CA)"] != 2 || len(acme) != 2 {
+		t.Errorf("certificates obtained through ACME: %v; want 2 per carrier from its CA", acme)
+	}
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
 		t.Fatal(err)

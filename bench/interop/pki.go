@@ -16,11 +16,14 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/labpki"
+	"github.com/shakenline/shakenline/labsti"
 	"github.com/shakenline/shakenline/tnauth"
 )
 
-// buildPKI makes the policy administrators, the CAs and every carrier's
-// credentials, and writes certificates, keys and trust stores.
+// buildPKI makes the policy administrators, the CAs, every carrier's
+// STI-PA account (its certificates for the proxies come later, through
+// ACME: startGovernance) and the credentials the runner pre-signs with,
+// and writes certificates, keys, credentials and trust stores.
 func buildPKI(cfg Config, res *Result) ([]*carrierHost, map[Jurisdiction]*Authority, error) {
 	now := time.Now()
 	auths := map[Jurisdiction]*Authority{}
@@ -75,10 +78,20 @@ func buildPKI(cfg Config, res *Result) ([]*carrierHost, map[Jurisdiction]*Author
 				tl.Ranges = append(tl.Ranges, tnauth.Range{Start: s, Count: 100})
 			}
 		}
+		// The carrier's account at its STI-PA: its proxies obtain their
+		// certificates from its CA through ACME with tokens from there.
+		h.spc, h.tn = spc, tl
+		h.account = labsti.Account{UserID: c.Name, Password: randomHex(16), ID: spc, SPC: spc, TNAuthList: tl}
+		if err := h.account.WriteCredentials(filepath.Join(h.dir, "sti-pa.json")); err != nil {
+			return nil, nil, err
+		}
 		tok, err := pa.Token(tl, &account.PublicKey, now, time.Hour)
 		if err != nil {
 			return nil, nil, err
 		}
+		// The credentials below are the runner's own: what another STI-AS of
+		// the carrier puts on the wire in the pre-signed cases (and the
+		// expired and revoked certificates).
 		issue := func(kind string, nb, na time.Time) (*Credential, error) {
 			cr, err := a.Issue(tok, &account.PublicKey, now, nb, na)
 			if err != nil {
@@ -109,6 +122,12 @@ func buildPKI(cfg Config, res *Result) ([]*carrierHost, map[Jurisdiction]*Author
 	return hosts, auths, nil
 }
 
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
+
 func describeTN(l tnauth.List) string {
 	var parts []string
 	for _, s := range l.SPCs {
@@ -131,8 +150,10 @@ func mustUint(s string) uint64 {
 	return n.Uint64()
 }
 
-// serveFiles serves files over http on addr inside ns until stop.
-func serveFiles(ns netns, addr netip.AddrPort, files map[string][]byte, ctype string) (stop func(), err error) {
+// serveFiles serves files over http on addr inside ns until stop; with
+// dir set, /acme/<side>/<name>.pem is served from dir/<side>/<name>.pem
+// too (what the proxies publish there: acme publish.dir).
+func serveFiles(ns netns, addr netip.AddrPort, files map[string][]byte, ctype, dir string) (stop func(), err error) {
 	var ln net.Listener
 	if err := ns.do(func() error {
 		var err error
@@ -145,6 +166,12 @@ func serveFiles(ns netns, addr netip.AddrPort, files map[string][]byte, ctype st
 		ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			b, ok := files[r.URL.Path]
+			if !ok && dir != "" && strings.HasPrefix(r.URL.Path, "/acme/") && strings.HasSuffix(r.URL.Path, ".pem") &&
+				!strings.Contains(r.URL.Path, "..") {
+				var err error
+				b, err = os.ReadFile(filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(r.URL.Path, "/acme/"))))
+				ok = err == nil
+			}
 			if !ok {
 				http.NotFound(w, r)
 				return

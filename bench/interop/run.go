@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/labpki"
+	"github.com/shakenline/shakenline/labsti"
+	"github.com/shakenline/shakenline/tnauth"
 )
 
 //go:embed kamailio.cfg
@@ -123,7 +125,10 @@ type carrierHost struct {
 	idx                   int
 	ns                    netns
 	dir                   string
-	cred, expired, revoke *Credential
+	cred, expired, revoke *Credential // the runner's, for pre-signed calls
+	spc                   string
+	tn                    tnauth.List
+	account               labsti.Account // at the carrier's STI-PA
 	uas                   *uas
 	uacs                  map[byte]*uac
 }
@@ -213,7 +218,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		crls["/crl/"+strings.ToLower(string(a.Jurisdiction))+"-root.crl"] = root
 		crls["/crl/"+strings.ToLower(string(a.Jurisdiction))+".crl"] = issuing
 	}
-	stop, err := serveFiles(lb.core, netip.AddrPortFrom(coreAddr, portHTTP), crls, "application/pkix-crl")
+	stop, err := serveFiles(lb.core, netip.AddrPortFrom(coreAddr, portHTTP), crls, "application/pkix-crl", "")
+	if err != nil {
+		return res, err
+	}
+	closers = append(closers, stop)
+	gov, stop, err := startGovernance(cfg, lb, hosts, auths, res)
 	if err != nil {
 		return res, err
 	}
@@ -224,7 +234,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			"/expired.pem": labpki.EncodeCerts(h.expired.Chain...),
 			"/revoked.pem": labpki.EncodeCerts(h.revoke.Chain...),
 		}
-		stop, err := serveFiles(h.ns, netip.AddrPortFrom(h.addr(), portHTTP), files, "application/pem-certificate-chain")
+		stop, err := serveFiles(h.ns, netip.AddrPortFrom(h.addr(), portHTTP), files, "application/pem-certificate-chain", filepath.Join(h.dir, "x5u"))
 		if err != nil {
 			return res, err
 		}
@@ -242,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			closers = append(closers, u.close)
 			h.uacs[t] = u
 		}
-		if err := startProxies(ctx, cfg, lb, h, res.Logs); err != nil {
+		if err := startProxies(ctx, cfg, lb, gov, h, res.Logs); err != nil {
 			return res, err
 		}
 	}
@@ -323,10 +333,13 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	return res, nil
 }
 
-// startProxies starts the carrier's originating signer (appliance or
-// Kamailio+secsipid) and its terminating verifier (appliance).
-func startProxies(ctx context.Context, cfg Config, lb *lab, h *carrierHost, logs string) error {
-	key, cert := filepath.Join(h.dir, "sp.key"), filepath.Join(h.dir, "sp.pem")
+// startProxies starts the carrier's terminating verifier (appliance) and
+// its originating signer (appliance or Kamailio+secsipid). The appliances
+// obtain the carrier's certificates from its CA through ACME at start
+// (acme:, the carrier's STI-PA account); Kamailio, which has no ACME
+// client, signs with the key and certificate the verifier obtained.
+func startProxies(ctx context.Context, cfg Config, lb *lab, gov *governance, h *carrierHost, logs string) error {
+	key := filepath.Join(h.dir, "sp.key") // names the chain's (software) link; the key itself comes through ACME
 	trunk := func(t byte) string { return trunkAddr(h.idx, t).String() + "/32" }
 	var trust []string
 	for _, j := range h.Trusts {
@@ -336,7 +349,8 @@ func startProxies(ctx context.Context, cfg Config, lb *lab, h *carrierHost, logs
 	if h.Reject {
 		action = "verify-reject"
 	}
-	inCfg := fmt.Sprintf("policy:\n  default: C\n  rules:\n    - name: interconnect\n      action: %s\n", action)
+	inCfg := fmt.Sprintf("policy:\n  default: C\n  rules:\n    - name: interconnect\n      action: %s\n", action) +
+		gov.acmeConfig(cfg, h, "in", false)
 	inPath := filepath.Join(h.dir, "inbound.yaml")
 	if err := os.WriteFile(inPath, []byte(inCfg), 0o644); err != nil {
 		return fmt.Errorf("interop: %w", err)
@@ -345,13 +359,17 @@ func startProxies(ctx context.Context, cfg Config, lb *lab, h *carrierHost, logs
 	if _, err := lb.start(ctx, h.Name+"-verifier", h.ns, filepath.Join(logs, h.Name+"-verifier.log"), portIn,
 		cfg.Appliance, "serve", "--config", inPath, "--sip", in.String(),
 		"--next-hop", netip.AddrPortFrom(h.addr(), portUAS).String(),
-		"--key", key, "--cert", cert, "--x5u", h.x5u("sp.pem"), "--trust", strings.Join(trust, ","),
+		"--key", key, "--trust", strings.Join(trust, ","),
 		"--api", netip.AddrPortFrom(h.addr(), portAPI).String(),
 		"--lab", "--default-country", h.Home, "--loops", "1"); err != nil {
 		return err
 	}
 	out := netip.AddrPortFrom(h.addr(), portOut)
 	if h.Signer == SignerKamailio {
+		x5u, kkey, err := acmeCurrent(h, "in")
+		if err != nil {
+			return err
+		}
 		run := filepath.Join(h.dir, "kamailio")
 		if err := os.MkdirAll(run, 0o755); err != nil {
 			return fmt.Errorf("interop: %w", err)
@@ -361,9 +379,9 @@ func startProxies(ctx context.Context, cfg Config, lb *lab, h *carrierHost, logs
 			return fmt.Errorf("interop: %w", err)
 		}
 		kam := "/usr/sbin/kamailio"
-		_, err := lb.start(ctx, h.Name+"-kamailio", h.ns, filepath.Join(logs, h.Name+"-kamailio.log"), portOut,
+		_, err = lb.start(ctx, h.Name+"-kamailio", h.ns, filepath.Join(logs, h.Name+"-kamailio.log"), portOut,
 			kam, "-DD", "-E", "-f", kcfg, "-l", "udp:"+out.String(), "-n", "2", "-Y", run, "-w", run, "-m", "64", "-M", "8",
-			"-A", `KEYPATH="`+key+`"`, "-A", `X5U="`+h.x5u("sp.pem")+`"`,
+			"-A", `KEYPATH="`+kkey+`"`, "-A", `X5U="`+x5u+`"`,
 			"-A", `SRC_A="`+trunkAddr(h.idx, 'A').String()+`"`, "-A", `SRC_B="`+trunkAddr(h.idx, 'B').String()+`"`,
 			"-A", `SRC_N="`+trunkAddr(h.idx, 'N').String()+`"`)
 		if err == nil {
@@ -378,14 +396,14 @@ func startProxies(ctx context.Context, cfg Config, lb *lab, h *carrierHost, logs
     - {name: wholesale-trunk, action: sign, attest: B, sources: [%s]}
     - {name: gateway-trunk, action: sign, attest: C, sources: [%s]}
     - {name: legacy-tdm, action: forward, sources: [%s]}
-`, trunk('A'), trunk('B'), trunk('C'), trunk('N'))
+`, trunk('A'), trunk('B'), trunk('C'), trunk('N')) + gov.acmeConfig(cfg, h, "out", true)
 	outPath := filepath.Join(h.dir, "outbound.yaml")
 	if err := os.WriteFile(outPath, []byte(outCfg), 0o644); err != nil {
 		return fmt.Errorf("interop: %w", err)
 	}
 	_, err := lb.start(ctx, h.Name+"-signer", h.ns, filepath.Join(logs, h.Name+"-signer.log"), portOut,
 		cfg.Appliance, "serve", "--config", outPath, "--sip", out.String(),
-		"--key", key, "--cert", cert, "--x5u", h.x5u("sp.pem"),
+		"--key", key,
 		"--lab", "--default-country", h.Home, "--loops", "1")
 	return err
 }

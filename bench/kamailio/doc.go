@@ -1,7 +1,9 @@
 // Package kamailio runs Kamailio as the comparison peer of the benchmark: a
 // stateless SIP proxy that signs initial INVITEs with the secsipid module
 // (kamailio.cfg, embedded), or only forwards them (the plain forwarding
-// cost), or verifies their Identity header (interop tests: a verified
+// cost), or verifies their Identity header with a key, or with the
+// certificate its x5u serves chained to a CA file (Options.VerifyCAFile:
+// libsecsipid fetches and caches the x5u; interop tests: a verified
 // INVITE is forwarded with X-Identity-Check: ok and X-Identity-Payload, the
 // PASSporT payload as Kamailio decodes it).
 //

@@ -52,6 +52,11 @@ type Options struct {
 	// VerifyKeyPath, when set, checks the Identity header of INVITEs with
 	// this PEM public key (or certificate) and answers 438 on failure.
 	VerifyKeyPath string
+	// VerifyCAFile, when set (instead of VerifyKeyPath), checks the
+	// Identity header with the key of the certificate at its x5u, fetched
+	// by libsecsipid (cached per URL), which must chain to the anchors in
+	// this PEM file and be valid now; failures get 438.
+	VerifyCAFile string
 	// Workers is the number of UDP worker processes (-n, default 2).
 	Workers int
 	// Binary is the kamailio executable (default: "kamailio" from PATH,
@@ -115,7 +120,7 @@ func (o Options) Args(cfgPath, runDir string) ([]string, error) {
 	if o.Attest != "A" && o.Attest != "B" && o.Attest != "C" {
 		return nil, fmt.Errorf("%w: attest %q", ErrOptions, o.Attest)
 	}
-	for _, s := range []string{o.KeyPath, o.X5U, o.VerifyKeyPath} {
+	for _, s := range []string{o.KeyPath, o.X5U, o.VerifyKeyPath, o.VerifyCAFile} {
 		if strings.ContainsAny(s, "\"\n\r") {
 			return nil, fmt.Errorf("%w: quote or newline in %q", ErrOptions, s)
 		}
@@ -137,8 +142,14 @@ func (o Options) Args(cfgPath, runDir string) ([]string, error) {
 			"-A", `X5U="`+o.X5U+`"`,
 			"-A", `ATTEST="`+o.Attest+`"`)
 	}
-	if o.VerifyKeyPath != "" {
+	switch {
+	case o.VerifyKeyPath != "" && o.VerifyCAFile != "":
+		return nil, fmt.Errorf("%w: VerifyKeyPath or VerifyCAFile, not both", ErrOptions)
+	case o.VerifyKeyPath != "":
 		args = append(args, "-A", "WITH_VERIFY", "-A", `PUBKEYPATH="`+o.VerifyKeyPath+`"`)
+	case o.VerifyCAFile != "":
+		args = append(args, "-A", "WITH_VERIFY_X5U", "-A", `CAFILEOPT="CertCAFile=`+o.VerifyCAFile+`"`,
+			"-A", `CACHEDIR="`+filepath.Join(runDir, "x5u-cache")+`"`)
 	}
 	return args, nil
 }
@@ -163,6 +174,10 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	}
 	dir, err := os.MkdirTemp("", "shakebench-kamailio-")
 	if err != nil {
+		return nil, fmt.Errorf("kamailio: %w", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "x5u-cache"), 0o700); err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("kamailio: %w", err)
 	}
 	cfgPath := filepath.Join(dir, "kamailio.cfg")

@@ -3,28 +3,31 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/shakenline/shakenline/api"
-	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/config"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 )
 
 // newAPI wires package api into the appliance: signing requests go through
-// the SIP path's own signer chain (a.signer: same batching, breakers,
-// budget and failover) and builder, attestation requests through the same
-// policy holder.
+// the SIP path's own credential (a.cred: the same signer chain, batching,
+// breakers, budget and failover, and the same x5u, followed across
+// renewals), attestation requests through the same policy holder.
 //
 // Without --api-token-file and without --lab the STIR and admin routes are
-// not served (only /healthz, /readyz, /metrics, with a warning), so an
+// not served (only /healthz, /readyz, /metrics, /status, with a warning), so an
 // unauthenticated signing API is never exposed.
 func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error) {
 	log = log.With("component", "api")
 	if cfg.APITokenFile == "" && !cfg.Lab {
-		log.Warn("no api_token_file: serving only /healthz, /readyz and /metrics (STIR and admin routes need tokens)")
+		log.Warn("no api_token_file: serving only /healthz, /readyz, /metrics and /status (STIR and admin routes need tokens)")
 		return api.New(api.Config{Addr: cfg.API, MonitorOnly: true, Logger: log, Policy: a.policy,
-			Ready: signerReady(a), Health: signerHealth(a)})
+			Ready: a.ready, Health: signerHealth(a), Status: a.status})
 	}
 	// TNs in API requests are E.164 as given: default_country does not
 	// apply (docs/API.md, "Telephone numbers").
@@ -35,18 +38,14 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 			return nil, err
 		}
 	}
-	var signer hsm.Dispatcher
-	if a.signer != nil {
-		signer = a.signer
-	}
 	var s *api.Server
 	s, err = api.New(api.Config{
-		Addr: cfg.API, Builder: a.builder, Signer: signer, Policy: a.policy, Verifier: a.verifier,
+		Addr: cfg.API, Credential: a.cred, Policy: a.policy, Verifier: a.verifier,
 		Tokens: tokens, Lab: cfg.Lab, Logger: log, Budget: cfg.SignBudget, Freshness: cfg.Freshness,
-		CertFingerprint: audit.Fingerprint(a.certs[0]),
-		Audit:           a.audit,
-		Ready:           signerReady(a),
-		Health:          signerHealth(a),
+		Audit:  a.audit,
+		Ready:  a.ready,
+		Health: signerHealth(a),
+		Status: a.status,
 		// POST /admin/reload re-reads the token file itself and then runs
 		// the appliance's reload (policy, trust stores), set by serve with
 		// SetReload so that SIGHUP and the API share one path.
@@ -55,19 +54,37 @@ func newAPI(cfg config.Config, a *appliance, log *slog.Logger) (apiServer, error
 }
 
 // signerReady is the /readyz conditions: a real probe signature through
-// the chain, and in inline mode the XDP program attached and answering.
+// the chain in use, the certificate in use not expired (nor about to be,
+// with acme:), and in inline mode the XDP program attached to every
+// interface (its link still attached, not only attached at start) and its
+// counters readable.
 func signerReady(a *appliance) []api.Check {
-	checks := []api.Check{api.SignerCheck(a.signer, time.Second)}
-	if a.signer == nil {
-		checks = []api.Check{api.SignerCheck(nil, time.Second)}
+	var before time.Duration
+	if a.cfg.ACME != nil {
+		before = a.cfg.ACME.UnreadyBefore
+	}
+	checks := []api.Check{
+		{Name: "signer", Fn: followingSignerCheck(a.cred)},
+		{Name: "certificate", Fn: certificateCheck(a.cred, before, a.cfg.ACME != nil)},
 	}
 	if st := a.steering; st != nil {
 		checks = append(checks, api.Check{Name: "xdp", Fn: func() error {
 			if _, err := st.Counters(); err != nil {
 				return fmt.Errorf("XDP steering not readable: %w", err)
 			}
-			if len(st.Modes()) != len(a.cfg.Ifaces) {
-				return fmt.Errorf("XDP attached to %d of %d interfaces", len(st.Modes()), len(a.cfg.Ifaces))
+			att := st.Attached()
+			if len(att) != len(a.cfg.Ifaces) {
+				return fmt.Errorf("XDP attached to %d of %d interfaces", len(att), len(a.cfg.Ifaces))
+			}
+			var off []string
+			for name, ok := range att {
+				if !ok {
+					off = append(off, name)
+				}
+			}
+			if len(off) > 0 {
+				sort.Strings(off)
+				return fmt.Errorf("XDP detached from %s: INVITEs there pass unsigned", strings.Join(off, ", "))
 			}
 			return nil
 		}})
@@ -75,9 +92,33 @@ func signerReady(a *appliance) []api.Check {
 	return checks
 }
 
+// followingSignerCheck is api.SignerCheck (a probe signature, a success
+// remembered briefly) on the signer of the credential in use: a renewal
+// gets a fresh check of the new chain.
+func followingSignerCheck(h *credential.Holder) func() error {
+	var mu sync.Mutex
+	var cur hsm.Dispatcher
+	var check api.Check
+	return func() error {
+		var d hsm.Dispatcher
+		if c := h.Load(); c != nil && c.Signer != nil {
+			d = c.Signer
+		}
+		mu.Lock()
+		if check.Fn == nil || d != cur {
+			cur, check = d, api.SignerCheck(d, time.Second)
+		}
+		f := check.Fn
+		mu.Unlock()
+		return f()
+	}
+}
+
 func signerHealth(a *appliance) func() any {
-	if a.signer == nil {
+	return func() any {
+		if c := a.chain(); c != nil {
+			return c.Health()
+		}
 		return nil
 	}
-	return func() any { return a.signer.Health() }
 }

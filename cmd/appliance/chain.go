@@ -120,5 +120,5 @@ func newRemote(cfg config.Config, l config.Signer, leaf *x509.Certificate, log *
 	}
 	return stias.New(stias.Config{Name: name, URL: l.StiAS, Token: token, Timeout: timeout, MaxInFlight: l.MaxInFlight,
 		Lab: cfg.Lab, OwnCert: l.OwnCert, OwnSPCs: ours,
-		Fetcher: verify.NewFetcher(verify.Config{AllowHTTP: cfg.Lab, AllowPrivate: cfg.Lab}), Logger: log})
+		Fetch: &verify.Config{AllowHTTP: cfg.Lab, AllowPrivate: cfg.Lab}, Logger: log})
 }

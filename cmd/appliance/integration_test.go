@@ -7,10 +7,13 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -274,9 +277,10 @@ func TestReloadPolicyBySignal(t *testing.T) {
 	}
 	defer next.Close()
 	cfgPath := filepath.Join(t.TempDir(), "appliance.yaml")
+	apiAddr := freeTCP(t) // monitor-only API: /metrics counts the SIGHUP reloads
 	writeCfg := func(def string) {
-		body := fmt.Sprintf("sip: %s\nnext_hop: %s\nkey: %s\ncert: %s\nx5u: https://cert.example.org/sp.pem\npolicy:\n  default: %s\n",
-			sipAddr, next.LocalAddr(), filepath.Join(pki, "sp.key"), filepath.Join(pki, "sp.pem"), def)
+		body := fmt.Sprintf("sip: %s\nnext_hop: %s\nkey: %s\ncert: %s\nx5u: https://cert.example.org/sp.pem\napi: %s\npolicy:\n  default: %s\n",
+			sipAddr, next.LocalAddr(), filepath.Join(pki, "sp.key"), filepath.Join(pki, "sp.pem"), apiAddr, def)
 		if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -328,6 +332,25 @@ func TestReloadPolicyBySignal(t *testing.T) {
 	if a := attest("r1"); a != "A" {
 		t.Fatalf("attest %s, want A", a)
 	}
+	reloads := func() (ok, refused int) {
+		t.Helper()
+		resp, err := http.Get("http://" + apiAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, found := strings.CutPrefix(l, `shakenline_api_reloads_total{result="ok"} `); found {
+				ok, _ = strconv.Atoi(v)
+			}
+			if v, found := strings.CutPrefix(l, `shakenline_api_reloads_total{result="refused"} `); found {
+				refused, _ = strconv.Atoi(v)
+			}
+		}
+		return ok, refused
+	}
+	ok0, refused0 := reloads()
 	writeCfg("B")
 	hup <- syscall.SIGHUP
 	waitLog(t, logs, "configuration reloaded", 1)
@@ -339,6 +362,10 @@ func TestReloadPolicyBySignal(t *testing.T) {
 	waitLog(t, logs, "reload refused", 1)
 	if a := attest("r3"); a != "B" {
 		t.Fatalf("after a refused reload attest %s, want B (kept)", a)
+	}
+	// SIGHUP reloads are counted where ShakenlineConfigReloadRefused looks.
+	if ok, refused := reloads(); ok-ok0 != 1 || refused-refused0 != 1 {
+		t.Errorf("shakenline_api_reloads_total after one good and one refused SIGHUP: ok +%d, refused +%d", ok-ok0, refused-refused0)
 	}
 }
 

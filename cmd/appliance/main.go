@@ -1,7 +1,7 @@
 // Command appliance is the Shakenline STIR/SHAKEN signing appliance: one
-// binary with the subcommands serve, lab-pki, sign, verify and version
-// (docs/CLI.md). Exit codes: 0 ok, 1 a verification that did not pass, 2
-// usage or configuration error with a one-line reason on stderr.
+// binary with the subcommands serve, lab-pki, lab-sti, sign, verify and
+// version (docs/CLI.md). Exit codes: 0 ok, 1 a verification that did not
+// pass, 2 usage or configuration error with a one-line reason on stderr.
 package main
 
 import (
@@ -44,6 +44,7 @@ const usage = `usage: appliance <command> [flags]
 commands:
   serve     run the appliance (proxy, redirect or inline mode)
   lab-pki   make a lab PKI: root, intermediate, provider certificate with TNAuthList
+  lab-sti   run a lab STI-PA (SPC token API) and STI-CA (ACME, TNAuthList, tkauth-01, CRL)
   sign      read claims (JSON) or a SIP INVITE on stdin, print an Identity header value
   verify    read an Identity header and From/To (or an INVITE) on stdin, print the verstat as JSON
   version   print the version
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = cmdServe(ctx, args[1:], e)
 	case "lab-pki":
 		err = cmdLabPKI(args[1:], e)
+	case "lab-sti":
+		err = cmdLabSTI(ctx, args[1:], e)
 	case "sign":
 		err = cmdSign(ctx, args[1:], e)
 	case "verify":

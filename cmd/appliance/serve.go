@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"runtime"
 	"runtime/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -19,12 +21,13 @@ import (
 	"github.com/shakenline/shakenline/api"
 	"github.com/shakenline/shakenline/audit"
 	"github.com/shakenline/shakenline/bpf"
+	"github.com/shakenline/shakenline/certmgr"
 	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/config"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/fastpath"
 	"github.com/shakenline/shakenline/hsm"
-	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/policy"
 	"github.com/shakenline/shakenline/verify"
 )
@@ -75,6 +78,11 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	log := newLogger(e, cfg.LogLevel)
 	app, err := newAppliance(ctx, cfg, e.now(), log, f.check)
+	if f.check && errors.Is(err, errNoCertificateYet) {
+		fmt.Fprintf(e.stdout, "configuration ok: mode %s, acme: no certificate yet (serve obtains one from %s before it opens the SIP port)\n",
+			cfg.Mode, cfg.ACME.Directory)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -91,7 +99,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	if f.check {
 		fmt.Fprintf(e.stdout, "configuration ok: mode %s, %d signer(s), %d policy rule(s)\n",
-			cfg.Mode, len(app.signer.Health()), app.policy.Load().Rules())
+			cfg.Mode, len(app.chain().Health()), app.policy.Load().Rules())
 		return nil
 	}
 	errc := make(chan error, 2)
@@ -107,10 +115,15 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		s.SetReload(func() error { return app.reload(f) })
 	}
 	if app.api != nil {
+		defer app.observe()()
+		go app.status.Run(ctx)
 		go func() { errc <- app.api.Run(ctx) }()
 	}
+	if app.acme != nil {
+		go app.acme.Run(ctx, app.cred)
+	}
 	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "next_hop", cfg.NextHop, "api", cfg.API,
-		"signers", len(app.signer.Health()), "x5u", cfg.X5U, "policy_rules", app.policy.Load().Rules())
+		"signers", len(app.chain().Health()), "x5u", app.cred.Load().X5U(), "policy_rules", app.policy.Load().Rules())
 	for {
 		select {
 		case <-ctx.Done():
@@ -139,10 +152,14 @@ type appliance struct {
 	policy  *policy.Holder
 	fp      *fastpath.Server
 	api     apiServer
-	signer  *hsm.Chain
-	builder *passport.Builder
-	certs   []*x509.Certificate
+	cred    *credential.Holder // key + certificate + x5u in use; a renewal swaps it (acme.go)
+	acme    *certmgr.Manager   // nil without acme:
+	cert    certInUse          // the leaf signing now (observe.go), stored at start and at each switch
 	closers []func()
+	ready   []api.Check // /readyz conditions besides the policy (signerReady)
+	status  *api.Status // GET /status; nil without --api
+
+	lastReady atomic.Pointer[[]api.CheckResult] // readiness as last evaluated (observe.go)
 
 	verifier  *verify.Verifier // nil without --trust
 	audit     *audit.Log       // nil without audit_log
@@ -155,16 +172,20 @@ type apiServer interface{ Run(context.Context) error }
 
 func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger, checkOnly bool) (*appliance, error) {
 	a := &appliance{cfg: cfg, log: log, checkOnly: checkOnly}
-	certs, err := loadCerts(cfg.Cert)
+	cred, err := a.startCredential(ctx, cfg, now, log)
 	if err != nil {
-		return nil, fmt.Errorf("cert: %w", err)
-	}
-	chain, closeChain, err := buildSigner(ctx, cfg, certs[0], now, log)
-	if err != nil {
+		a.close()
 		return nil, err
 	}
-	a.signer = chain
-	a.closers = append(a.closers, closeChain)
+	a.cred = credential.NewHolder(cred)
+	if !checkOnly {
+		a.onSwitch(nil, cred)
+	}
+	a.closers = append(a.closers, func() {
+		if c := a.cred.Load(); c != nil && c.Close != nil {
+			c.Close()
+		}
+	})
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
 	if err != nil {
 		return nil, err
@@ -174,11 +195,6 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	if err != nil {
 		return nil, fmt.Errorf("default-country: %w", err)
 	}
-	builder, err := passport.NewBuilder(cfg.X5U)
-	if err != nil {
-		return nil, fmt.Errorf("x5u: %w", err)
-	}
-	a.builder, a.certs = builder, certs
 	if cfg.AuditLog != "" && !checkOnly {
 		if a.audit, err = audit.Open(cfg.AuditLog, audit.Options{MaxBytes: cfg.AuditMaxBytes, Keep: cfg.AuditKeep}); err != nil {
 			return nil, fmt.Errorf("audit_log: %w", err)
@@ -218,7 +234,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		runtime.GOMAXPROCS(runtime.NumCPU() + loops + 1)
 	}
 	fc := fastpath.Config{
-		Mode: mode, Loops: loops, Builder: builder, Signer: chain, Policy: a.policy, Numbers: numbers,
+		Mode: mode, Loops: loops, Credential: a.cred, Policy: a.policy, Numbers: numbers,
 		Freshness: cfg.Freshness, StaleDate: staleDate, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
 		MaxInFlight: cfg.MaxInFlight, RecvBuffer: cfg.RecvBuffer, Logger: log,
 	}
@@ -226,7 +242,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		fc.Verifier = sipVerifier{verifier}
 	}
 	if a.audit != nil {
-		fc.Audit, fc.CertFingerprint = a.audit, audit.Fingerprint(certs[0])
+		fc.Audit = a.audit // with each call's certificate fingerprint (fc.Credential)
 	}
 	fc.Listen, _ = netip.ParseAddrPort(cfg.SIP)
 	if mode == fastpath.Inline {
@@ -240,6 +256,8 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 		return nil, err
 	}
 	if cfg.API != "" {
+		a.ready = signerReady(a)
+		a.status = newStatus(a, now)
 		if a.api, err = newAPI(cfg, a, log); err != nil {
 			return nil, err
 		}
@@ -293,8 +311,8 @@ func (a *appliance) reload(f *serveFlags) error {
 		return err
 	}
 	if cfg.Key != a.cfg.Key || cfg.PKCS11 != a.cfg.PKCS11 || cfg.Cert != a.cfg.Cert || cfg.X5U != a.cfg.X5U ||
-		fmt.Sprint(cfg.Signers) != fmt.Sprint(a.cfg.Signers) {
-		return errors.New("signer, certificate or x5u changes need a restart; nothing was reloaded")
+		fmt.Sprint(cfg.Signers) != fmt.Sprint(a.cfg.Signers) || !reflect.DeepEqual(cfg.ACME, a.cfg.ACME) {
+		return errors.New("signer, certificate, x5u or acme changes need a restart; nothing was reloaded")
 	}
 	tbl, err := policy.Build(cfg.Policy, cfg.Attest)
 	if err != nil {
@@ -315,6 +333,78 @@ func (a *appliance) reload(f *serveFlags) error {
 	}
 	a.policy.Store(tbl)
 	a.cfg.Policy, a.cfg.Trust = cfg.Policy, cfg.Trust
+	return nil
+}
+
+// startCredential is the credential to start with: without acme: the
+// operator's certificate and keys; with acme: the one in the state
+// directory, else the operator's starting certificate, else one obtained
+// now (retried until ctx ends). With acme the renewal manager is kept in
+// a.acme (Run starts it once serving).
+func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger) (*credential.Credential, error) {
+	if cfg.ACME == nil {
+		return operatorCredential(ctx, cfg, now, log)
+	}
+	if a.checkOnly {
+		// --check touches nothing: no state written, no key made, nobody
+		// contacted. The chain must be able to follow a rotation, and a
+		// starting certificate must match the keys.
+		if err := certmgr.CheckChain(chainTemplate(cfg)); err != nil {
+			return nil, fmt.Errorf("acme: %w", err)
+		}
+		if cfg.Cert != "" {
+			return operatorCredential(ctx, cfg, now, log)
+		}
+		return nil, errNoCertificateYet
+	}
+	alog := log // certmgr adds component=acme
+	m, repo, closeACME, err := acmeManager(cfg, alog, a.onSwitch)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, closeACME)
+	if repo != nil {
+		if err := repo.start(); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, repo.close)
+	}
+	a.acme = m
+	cred, err := m.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cred != nil {
+		log.Info("acme: certificate from the state directory", "x5u", cred.X5U(), "not_after", cred.Leaf().NotAfter.UTC().Format(time.RFC3339))
+		return cred, nil
+	}
+	if cfg.Cert != "" {
+		return operatorCredential(ctx, cfg, now, log)
+	}
+	log.Info("acme: no certificate yet; obtaining one before serving", "directory", cfg.ACME.Directory)
+	return m.Obtain(ctx)
+}
+
+// onSwitch runs at start and after each renewal switched the credential:
+// the certificate gauges and GET /status follow (a.cert).
+func (a *appliance) onSwitch(old, cur *credential.Credential) {
+	leaf := cur.Leaf()
+	a.cert.Store(leaf)
+	a.log.Info("certificate in use", "x5u", cur.X5U(), "serial", leaf.SerialNumber.Text(16),
+		"not_before", leaf.NotBefore.UTC().Format(time.RFC3339), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// errNoCertificateYet is --check of an acme: configuration with no
+// starting certificate: valid, nothing to check the keys against yet.
+var errNoCertificateYet = errors.New("acme: no certificate yet")
+
+// chain is the signer chain of the credential in use.
+func (a *appliance) chain() *hsm.Chain {
+	if c := a.cred.Load(); c != nil {
+		if ch, ok := c.Signer.(*hsm.Chain); ok {
+			return ch
+		}
+	}
 	return nil
 }
 

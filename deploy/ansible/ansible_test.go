@@ -35,6 +35,11 @@ const (
 	apiPort    = 8080
 	trafficHz  = 100             // INVITEs per second while the upgrade runs
 	trafficMax = trafficHz * 240 // hard bound on INVITEs per traffic run
+
+	// The monitoring tag's targets on the test hosts.
+	promAddr     = "127.0.0.1:9090" // a Prometheus on sl1's own loopback
+	promRulesDir = "/etc/prometheus/rules.d"
+	grafanaDir   = "/var/lib/grafana/dashboards/shakenline"
 )
 
 // requireTools skips (or, with CI=true, fails) when a prerequisite is missing.
@@ -258,6 +263,45 @@ func (h *host) in(t *testing.T, args ...string) string {
 	return strings.TrimSpace(run(t, "nsenter", a...))
 }
 
+// exists reports whether path exists in the host's filesystem view.
+func (h *host) exists(t *testing.T, path string) bool {
+	t.Helper()
+	err := exec.Command("nsenter", "-t", strconv.Itoa(h.sshd.Process.Pid), "-m", "-n", "--", "test", "-e", path).Run()
+	return err == nil
+}
+
+// startPrometheus runs a Prometheus (Debian package) on the host's
+// loopback, in its mount namespace, loading promRulesDir/*.yml: the
+// "existing Prometheus" the monitoring tag installs into. t.Cleanup and the
+// host's teardown stop it.
+func startPrometheus(t *testing.T, h *host) {
+	t.Helper()
+	cfg := fmt.Sprintf("global: {evaluation_interval: 5s}\nrule_files: [%q]\n", promRulesDir+"/*.yml")
+	h.in(t, "sh", "-c", "mkdir -p /etc/prometheus /var/lib/prometheus-test && cat > /etc/prometheus/test.yml <<'EOF'\n"+cfg+"EOF")
+	logf, err := os.Create(filepath.Join(h.nsDir, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "-t", strconv.Itoa(h.sshd.Process.Pid), "-m", "-n", "--", "prometheus",
+		"--config.file=/etc/prometheus/test.yml", "--storage.tsdb.path=/var/lib/prometheus-test",
+		"--web.listen-address="+promAddr, "--web.enable-lifecycle", "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	deadline := time.Now().Add(20 * time.Second)
+	for exec.Command("nsenter", "-t", strconv.Itoa(h.sshd.Process.Pid), "-m", "-n", "--", "curl", "-fsS", "http://"+promAddr+"/-/ready").Run() != nil {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(h.nsDir, "prometheus.log"))
+			t.Fatalf("%s: Prometheus did not come up:\n%s", h.name, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func (h *host) pid(t *testing.T) string {
 	return h.in(t, "cat", "/run/shakenline/appliance.pid")
 }
@@ -354,6 +398,14 @@ func (l *lab) writeInventory(bin string, sinkPort int, pki map[string]string) {
 		"appliance_undrain_command": "rm -f " + filepath.Join(l.dir, "drain") + "/{{ inventory_hostname }}",
 		"appliance_drain_delegate":  "localhost",
 		"appliance_drain_wait":      1,
+		// --tags monitoring (never by default): rules into the Prometheus
+		// on sl1, the dashboard into a provisioning directory on sl2.
+		"appliance_prometheus_host":           l.hosts[0].name,
+		"appliance_prometheus_rules_dir":      promRulesDir,
+		"appliance_prometheus_reload_command": "curl -fsS -X POST http://" + promAddr + "/-/reload",
+		"appliance_prometheus_url":            "http://" + promAddr,
+		"appliance_grafana_host":              l.hosts[len(l.hosts)-1].name,
+		"appliance_grafana_dashboards_dir":    grafanaDir,
 	}
 	writeJSON(t, filepath.Join(l.invDir, "hosts.yml"), inv)
 	writeJSON(t, filepath.Join(l.invDir, "group_vars", "appliances.yml"), vars)
@@ -738,8 +790,18 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 		}
 	}
 
-	// 3. A policy change reloads (same pid, SIGHUP logged) and does not restart.
 	h1, h2 := l.hosts[0], l.hosts[1]
+	// The monitoring tag is off by default: neither run installed rules or
+	// a dashboard although the inventory sets their directories.
+	for _, h := range l.hosts {
+		for _, f := range []string{promRulesDir + "/shakenline-alerts.yml", grafanaDir + "/shakenline.json"} {
+			if h.exists(t, f) {
+				t.Errorf("%s: %s installed without --tags monitoring", h.name, f)
+			}
+		}
+	}
+
+	// 3. A policy change reloads (same pid, SIGHUP logged) and does not restart.
 	pid1 := h1.pid(t)
 	reloadsBefore := strings.Count(h1.log(t), "configuration reloaded")
 	startsBefore := strings.Count(h1.log(t), "appliance serving")
@@ -866,6 +928,96 @@ func TestRoleAndRollingUpgrade(t *testing.T) {
 		t.Errorf("calls dropped or unsigned during the failed upgrade: sent %d, sunk %d, unsigned %d", tr.sent.Load(), sunk, s.unsigned.Load())
 	}
 	t.Logf("whole ansible test: %v", time.Since(total).Round(100*time.Millisecond))
+}
+
+// monitoringTasks are the tasks --tags monitoring may run.
+var monitoringTasks = map[string]bool{
+	"Validating arguments against arg spec 'main' - Shakenline signing appliance": true,
+	"Check the monitoring variables":                                              true,
+	"Create the rules directory":                                                  true,
+	"Install the rule files (validated with promtool)":                            true,
+	"Reload Prometheus":                                                           true,
+	"Wait for Prometheus to load the Shakenline rules":                            true,
+	"Create the dashboards directory":                                             true,
+	"Install the dashboard JSON (Grafana's file provider picks it up)":            true,
+}
+
+// TestMonitoringTag applies the role's monitoring tag (off by default) to
+// two test hosts: the rules go into a real Prometheus (Debian package)
+// running on sl1's loopback, validated with promtool, Prometheus reloaded
+// and seen to load them; the dashboard goes into sl2's provisioning
+// directory; nothing else runs, a second run changes nothing, and a rule
+// file promtool refuses fails the play and leaves the installed rules.
+// That the tag is off by default is checked by TestRoleAndRollingUpgrade.
+func TestMonitoringTag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ansible test: skipped with -short")
+	}
+	requireTools(t)
+	if _, err := exec.LookPath("prometheus"); err != nil {
+		prereq.Need(t, fmt.Errorf("ansible test: prometheus (Debian package): %w", err))
+	}
+	l := newLab(t, nHosts)
+	// The appliance variables are required by the role's argument check
+	// only; the monitoring tasks do not use them.
+	l.writeInventory("/nonexistent/appliance", 5070, map[string]string{"sp.key": "-", "sp.pem": "-", "root.pem": "-"})
+	h1, h2 := l.hosts[0], l.hosts[1]
+	startPrometheus(t, h1)
+	out, rc, took := l.mustPlaybook("site.yml", "--tags", "monitoring")
+	t.Logf("monitoring run: %v %+v", took.Round(100*time.Millisecond), rc)
+	if !strings.Contains(out, "Reload Prometheus") {
+		t.Errorf("monitoring run: Prometheus was not reloaded:\n%s", steps(out))
+	}
+	// Only the monitoring tasks ran (and the role's argument check).
+	for _, m := range regexp.MustCompile(`(?m)^TASK \[appliance : ([^\]]+)\]`).FindAllStringSubmatch(out, -1) {
+		if !monitoringTasks[m[1]] {
+			t.Errorf("--tags monitoring ran %q", m[1])
+		}
+	}
+	repo := filepath.Join(repoRoot(t), "deploy")
+	for _, f := range []struct {
+		host      *host
+		path, src string
+	}{
+		{h1, promRulesDir + "/shakenline-rules.yml", filepath.Join(repo, "prometheus", "shakenline-rules.yml")},
+		{h1, promRulesDir + "/shakenline-alerts.yml", filepath.Join(repo, "prometheus", "shakenline-alerts.yml")},
+		{h2, grafanaDir + "/shakenline.json", filepath.Join(repo, "grafana", "shakenline.json")},
+	} {
+		if got := f.host.in(t, "sha256sum", f.path); !strings.HasPrefix(got, sha(t, f.src)) {
+			t.Errorf("%s: %s is not %s", f.host.name, f.path, f.src)
+		}
+		if m := f.host.in(t, "stat", "-c", "%a", f.path); m != "644" {
+			t.Errorf("%s: %s mode %s", f.host.name, f.path, m)
+		}
+	}
+	if h2.exists(t, promRulesDir+"/shakenline-alerts.yml") || h1.exists(t, grafanaDir+"/shakenline.json") {
+		t.Errorf("monitoring files went to the wrong host (rules belong on %s, the dashboard on %s)", h1.name, h2.name)
+	}
+	if groups := h1.in(t, "curl", "-fsS", "http://"+promAddr+"/api/v1/rules"); !strings.Contains(groups, `"name":"shakenline.alerts"`) ||
+		!strings.Contains(groups, `"name":"shakenline.recording"`) {
+		t.Errorf("Prometheus on %s did not load the rules: %.300s", h1.name, groups)
+	}
+	out, rc, _ = l.mustPlaybook("site.yml", "--tags", "monitoring")
+	for _, h := range l.hosts {
+		if rc[h.name].changed != 0 {
+			t.Errorf("%s: second monitoring run changed=%d, want 0\n%s", h.name, rc[h.name].changed, steps(out))
+		}
+	}
+	// A rule file promtool refuses is not installed; the running rules stay.
+	badRules := filepath.Join(l.dir, "bad", "shakenline-alerts.yml")
+	_ = os.MkdirAll(filepath.Dir(badRules), 0o700)
+	if err := os.WriteFile(badRules, []byte("groups:\n  - name: shakenline.alerts\n    rules:\n      - alert: Broken\n        expr: rate(x[\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badVars, _ := json.Marshal(map[string]any{"appliance_prometheus_rules_files": []string{badRules}})
+	out, _, _, err := l.playbook("site.yml", "--tags", "monitoring", "-e", string(badVars))
+	if err == nil || !strings.Contains(out, "failed to validate") {
+		t.Errorf("a rule file promtool refuses was not refused:\n%s", tail(out, 30))
+	}
+	if got := h1.in(t, "sha256sum", promRulesDir+"/shakenline-alerts.yml"); !strings.HasPrefix(got, sha(t, filepath.Join(repo, "prometheus", "shakenline-alerts.yml"))) {
+		t.Errorf("the refused rule file replaced the installed one")
+	}
+
 }
 
 func sha(t *testing.T, path string) string {
