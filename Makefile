@@ -52,12 +52,12 @@ vet:
 test: deps vet check-generated lint-ansible test-rules build test-unit test-integration test-race fuzz-smoke
 	@echo "make test: all green"
 
-# Packages whose tests need root and the real machinery: XDP on veth links in network namespaces (bpf,
-# cmd/appliance, bench/interop), the Ansible role on namespace test hosts (deploy/ansible), and the lab's
-# SIPp, Kamailio and raw softhsm2 runs (bench/sipp, bench/kamailio, bench/hsmraw). Every other package is a
-# unit-test package, a new one included.
+# Packages whose tests need root and the real machinery: network namespaces (internal/netns), XDP on veth
+# links in them (bpf, cmd/appliance, bench/interop), the Ansible role on namespace test hosts
+# (deploy/ansible), and the lab's SIPp, Kamailio and raw softhsm2 runs (bench/sipp, bench/kamailio,
+# bench/hsmraw). Every other package is a unit-test package, a new one included.
 INTEGRATION_PKGS := ./bpf/... ./cmd/appliance/ ./bench/interop/ ./bench/kamailio/ ./bench/sipp/ ./bench/hsmraw/ \
-                    ./deploy/ansible/
+                    ./deploy/ansible/ ./internal/netns/
 UNIT_PKGS = $(filter-out $(shell $(GO) list $(INTEGRATION_PKGS)),$(shell $(GO) list ./...))
 
 # Pure-Go packages under the race detector: everything with goroutines or shared state that races in

@@ -1,10 +1,11 @@
 package bpf
 
 import (
-	"github.com/shakenline/shakenline/internal/prereq"
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/shakenline/shakenline/internal/prereq"
 )
 
 var sinkPayload []byte

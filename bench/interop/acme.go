@@ -100,7 +100,7 @@ func startGovernance(cfg Config, lb *lab, hosts []*carrierHost, auths map[Jurisd
 			Logger: log.With("pa", a.PA.Name)}))
 		var ln net.Listener
 		addr := netip.AddrPortFrom(coreAddr, uint16(portACME+i))
-		if err := lb.core.do(func() error {
+		if err := lb.core.Do(func() error {
 			var err error
 			ln, err = net.Listen("tcp4", addr.String())
 			return err

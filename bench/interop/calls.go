@@ -176,7 +176,7 @@ func checkCounters(h *carrierHost, calls []CallResult) ([]CounterCheck, error) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var conn net.Conn
-			err := h.ns.do(func() error {
+			err := h.ns.Do(func() error {
 				var err error
 				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 				return err

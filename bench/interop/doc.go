@@ -65,7 +65,8 @@
 // Pdeathsig; Run stops them (SIGTERM, SIGKILL after 5 s) and deletes every
 // namespace it made (which removes the veths and the bridge) on every
 // return path. A run killed with SIGKILL can leave namespaces named
-// sli<pid>-*; remove them with `ip netns del`. Needs root, iproute2 and,
+// sli<pid>-*; the next run removes them (internal/netns owns the
+// namespaces, veths, bridge and addresses). Needs root, iproute2 and,
 // for a Kamailio carrier, kamailio and kamailio-secsipid-modules. Lab
 // keys are written in the clear to Config.WorkDir and never logged.
 // Addresses are from 198.18.0.0/15 only; IPv4 only.

@@ -9,13 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/shakenline/shakenline/internal/netns"
 )
 
 // ErrPrereq reports a missing prerequisite (root, ip, kamailio).
@@ -23,21 +22,15 @@ var ErrPrereq = errors.New("interop: prerequisite missing")
 
 // Prereqs returns ErrPrereq when the run cannot work here.
 func Prereqs(kamailio bool) error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%w: root (network namespaces)", ErrPrereq)
+	if err := netns.Available(); err != nil {
+		return fmt.Errorf("%w: %v", ErrPrereq, err)
 	}
-	tools := []string{"ip"}
 	if kamailio {
-		tools = append(tools, "kamailio")
-	}
-	for _, t := range tools {
-		if _, err := exec.LookPath(t); err != nil {
-			if _, err2 := os.Stat("/usr/sbin/" + t); err2 != nil {
-				return fmt.Errorf("%w: %s", ErrPrereq, t)
+		if _, err := exec.LookPath("kamailio"); err != nil {
+			if _, err2 := os.Stat("/usr/sbin/kamailio"); err2 != nil {
+				return fmt.Errorf("%w: kamailio", ErrPrereq)
 			}
 		}
-	}
-	if kamailio {
 		if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/kamailio/modules/secsipid.so"); err != nil {
 			return fmt.Errorf("%w: kamailio-secsipid-modules", ErrPrereq)
 		}
@@ -45,47 +38,9 @@ func Prereqs(kamailio bool) error {
 	return nil
 }
 
-// netns is a named network namespace made by this package.
-type netns struct{ name string }
-
-// do runs fn on an OS thread switched into the namespace. Sockets made by
-// fn belong to the namespace; goroutines fn starts do not run in it.
-func (n netns) do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("interop: own netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open("/run/netns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("interop: netns %s: %w", n.name, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("interop: setns %s: %w", n.name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err == nil {
-			runtime.UnlockOSThread() // only a thread back home may be reused
-		}
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-func ipcmd(args ...string) error {
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("interop: ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
+// labTag starts the lab's namespace names: sli<pid>-<n>-core and
+// sli<pid>-<n>-<carrier>.
+const labTag = "sli"
 
 // lab is the network: a core namespace with a bridge and the PKI host
 // address, and one namespace per carrier on that bridge. Addresses are
@@ -93,15 +48,15 @@ func ipcmd(args ...string) error {
 // services) and 198.18.i.10-13 (its SBC trunks A, B, C, unsigned).
 type lab struct {
 	prefix string
-	core   netns
-	hosts  map[string]netns
+	core   *netns.NS
+	hosts  map[string]*netns.NS
 
 	mu    sync.Mutex
 	procs []*proc
-	made  []string
+	made  []*netns.NS
 }
 
-const labMask = "/16"
+const labBits = 16
 
 // coreAddr is the PKI host (CRL distribution points).
 var coreAddr = netip.MustParseAddr("198.18.0.1")
@@ -113,52 +68,53 @@ func trunkAddr(i int, trunk byte) netip.Addr {
 }
 
 func newLab(names []string) (l *lab, err error) {
-	l = &lab{prefix: fmt.Sprintf("sli%d", os.Getpid()), hosts: map[string]netns{}}
+	// Namespaces that killed runs left behind go first; one that cannot
+	// be removed does not stop this run, whose names differ.
+	_, _ = netns.RemoveLeftovers(labTag)
+	l = &lab{prefix: netns.Prefix(labTag), hosts: map[string]*netns.NS{}}
 	defer func() {
 		if err != nil {
 			l.close()
 		}
 	}()
-	l.core = netns{l.prefix + "-core"}
-	if err := l.addNS(l.core); err != nil {
+	if l.core, err = l.addNS("core"); err != nil {
 		return l, err
 	}
-	steps := [][]string{
-		{"-n", l.core.name, "link", "add", "br0", "type", "bridge"},
-		{"-n", l.core.name, "link", "set", "br0", "up"},
-		{"-n", l.core.name, "addr", "add", coreAddr.String() + labMask, "dev", "br0"},
+	if err := l.core.Bridge("br0"); err != nil {
+		return l, err
+	}
+	if err := l.core.AddAddr("br0", netip.PrefixFrom(coreAddr, labBits)); err != nil {
+		return l, err
 	}
 	for i, name := range names {
-		ns := netns{fmt.Sprintf("%s-%s", l.prefix, name)}
-		if err := l.addNS(ns); err != nil {
+		ns, err := l.addNS(name)
+		if err != nil {
 			return l, err
 		}
 		l.hosts[name] = ns
-		peer := fmt.Sprintf("c%d", i+1)
-		steps = append(steps,
-			[]string{"link", "add", "eth0", "netns", ns.name, "type", "veth", "peer", "name", peer, "netns", l.core.name},
-			[]string{"-n", l.core.name, "link", "set", peer, "master", "br0", "up"},
-			[]string{"-n", ns.name, "link", "set", "eth0", "up"},
-			[]string{"-n", ns.name, "addr", "add", hostAddr(i+1).String() + labMask, "dev", "eth0"},
-		)
-		for _, t := range []byte("ABCN") {
-			steps = append(steps, []string{"-n", ns.name, "addr", "add", trunkAddr(i+1, t).String() + labMask, "dev", "eth0"})
-		}
-	}
-	for _, s := range steps {
-		if err := ipcmd(s...); err != nil {
+		if err := netns.Veth(netns.End{NS: ns, Name: "eth0"}, netns.End{NS: l.core, Name: fmt.Sprintf("c%d", i+1), Master: "br0"}); err != nil {
 			return l, err
+		}
+		addrs := []netip.Addr{hostAddr(i + 1)}
+		for _, t := range []byte("ABCN") {
+			addrs = append(addrs, trunkAddr(i+1, t))
+		}
+		for _, a := range addrs {
+			if err := ns.AddAddr("eth0", netip.PrefixFrom(a, labBits)); err != nil {
+				return l, err
+			}
 		}
 	}
 	return l, nil
 }
 
-func (l *lab) addNS(ns netns) error {
-	if err := ipcmd("netns", "add", ns.name); err != nil {
-		return err
+func (l *lab) addNS(name string) (*netns.NS, error) {
+	ns, err := netns.Add(l.prefix + "-" + name)
+	if err != nil {
+		return nil, err
 	}
-	l.made = append(l.made, ns.name)
-	return ipcmd("-n", ns.name, "link", "set", "lo", "up")
+	l.made = append(l.made, ns)
+	return ns, nil
 }
 
 // close stops every process the lab started and removes its namespaces
@@ -176,7 +132,7 @@ func (l *lab) close() error {
 	}
 	wg.Wait()
 	for i := len(l.made) - 1; i >= 0; i-- {
-		if err := ipcmd("netns", "del", l.made[i]); err != nil {
+		if err := l.made[i].Delete(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -197,12 +153,12 @@ type proc struct {
 // start runs argv inside ns (ip netns exec), output to logPath, and
 // waits until it has bound UDP port (read from /proc/PID/net/udp, which
 // shows the process's own namespace).
-func (l *lab) start(ctx context.Context, name string, ns netns, logPath string, port uint16, argv ...string) (*proc, error) {
+func (l *lab) start(ctx context.Context, name string, ns *netns.NS, logPath string, port uint16, argv ...string) (*proc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("interop: %w", err)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name}, argv...)...)
+	cmd := ns.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

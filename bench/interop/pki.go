@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shakenline/shakenline/internal/netns"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/labsti"
 	"github.com/shakenline/shakenline/tnauth"
@@ -153,9 +154,9 @@ func mustUint(s string) uint64 {
 // serveFiles serves files over http on addr inside ns until stop; with
 // dir set, /acme/<side>/<name>.pem is served from dir/<side>/<name>.pem
 // too (what the proxies publish there: acme publish.dir).
-func serveFiles(ns netns, addr netip.AddrPort, files map[string][]byte, ctype, dir string) (stop func(), err error) {
+func serveFiles(ns *netns.NS, addr netip.AddrPort, files map[string][]byte, ctype, dir string) (stop func(), err error) {
 	var ln net.Listener
-	if err := ns.do(func() error {
+	if err := ns.Do(func() error {
 		var err error
 		ln, err = net.Listen("tcp4", addr.String())
 		return err

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shakenline/shakenline/internal/netns"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/labsti"
 	"github.com/shakenline/shakenline/tnauth"
@@ -123,7 +124,7 @@ func (r *Result) CountersFailed() int {
 type carrierHost struct {
 	Carrier
 	idx                   int
-	ns                    netns
+	ns                    *netns.NS
 	dir                   string
 	cred, expired, revoke *Credential // the runner's, for pre-signed calls
 	spc                   string

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shakenline/shakenline/internal/netns"
 	"github.com/shakenline/shakenline/passport"
 )
 
@@ -38,9 +39,9 @@ type uas struct {
 
 var verstatRE = regexp.MustCompile(`verstat=([A-Za-z-]+)`)
 
-func newUAS(ns netns, addr netip.AddrPort) (*uas, error) {
+func newUAS(ns *netns.NS, addr netip.AddrPort) (*uas, error) {
 	u := &uas{got: map[string]Delivery{}}
-	err := ns.do(func() error {
+	err := ns.Do(func() error {
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 		u.conn = c
 		return err
@@ -198,9 +199,9 @@ type uac struct {
 	wait map[string]chan final
 }
 
-func newUAC(ns netns, addr netip.AddrPort) (*uac, error) {
+func newUAC(ns *netns.NS, addr netip.AddrPort) (*uac, error) {
 	c := &uac{addr: addr, wait: map[string]chan final{}}
-	err := ns.do(func() error {
+	err := ns.Do(func() error {
 		conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 		c.conn = conn
 		return err

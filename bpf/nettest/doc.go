@@ -9,8 +9,11 @@
 //	                            2001:2:0:2::1/64             2001:2:0:2::2/64
 //
 // MAC addresses are fixed (02:00:00:00:<net>:<host>) and neighbour entries
-// are static, so nothing depends on ARP/NDP timing. Namespaces are removed
-// by t.Cleanup, also when the test fails.
+// are static, so nothing depends on ARP/NDP timing. The namespaces, links
+// and addresses are internal/netns's; this package owns only the
+// topology. Namespaces are removed by t.Cleanup, also when the test fails;
+// those a killed run left behind are removed by the first New of the next
+// (netns.RemoveLeftovers).
 //
 // The client and server veths are left as ip-link creates them (no XDP
 // program, GRO off, TX checksum offload on), like the ordinary hosts of a
@@ -22,7 +25,7 @@
 // Without them the test is skipped with a message naming what is missing,
 // unless CI=true, where a missing prerequisite fails the test.
 //
-// Concurrency: NS.Do locks an OS thread per call; Topology values are
-// read-only after New. Limits: one topology per New call, names unique per
+// Concurrency: NS.Do (netns.NS.Do) locks an OS thread per call; Topology
+// values are read-only after New. Limits: one topology per New call, names unique per
 // process (sl<pid>-<n>-{c,a,s}).
 package nettest

@@ -1,20 +1,15 @@
 package nettest
 
 import (
-	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/shakenline/shakenline/internal/prereq"
+	"github.com/shakenline/shakenline/internal/netns"
 )
+
+// tag starts the topology's namespace names: sl<pid>-<n>-{c,a,s}.
+const tag = "sl"
 
 // Fixed addressing of the topology.
 var (
@@ -56,9 +51,11 @@ type Options struct {
 	NeighbourGRO bool
 }
 
-// NS is a named network namespace.
+// NS is a namespace of the topology: internal/netns's, with the testing
+// forms of IP, Sysctl and SetGRO (they fail the test on error). Do, Go,
+// Command and Name are netns.NS's.
 type NS struct {
-	Name string
+	*netns.NS
 }
 
 // Topology is the three-namespace test network.
@@ -66,7 +63,8 @@ type Topology struct {
 	Client, Appliance, Server *NS
 }
 
-var seq atomic.Int64
+// sweep removes, once per process, the namespaces that killed runs left.
+var sweep sync.Once
 
 // Require skips the test when root, its privileges or the ip tool are
 // missing, or fails it when CI=true; the message names what is missing.
@@ -74,39 +72,38 @@ var seq atomic.Int64
 // CAP_NET_ADMIN.
 func Require(t testing.TB) {
 	t.Helper()
-	prereq.Root(t)
-	prereq.Caps(t, prereq.CapSysAdmin, prereq.CapNetAdmin)
-	prereq.Tool(t, "ip")
+	netns.Require(t)
 }
 
 // New builds the topology and registers its removal with t.Cleanup.
 func New(t testing.TB, opts Options) *Topology {
 	t.Helper()
 	Require(t)
+	sweep.Do(func() {
+		if gone, err := netns.RemoveLeftovers(tag); len(gone) > 0 || err != nil {
+			t.Logf("nettest: removed namespaces of killed runs %v (%v)", gone, err)
+		}
+	})
 	if opts.ClientMTU == 0 {
 		opts.ClientMTU = 1500
 	}
-	id := fmt.Sprintf("sl%d-%d", os.Getpid(), seq.Add(1))
+	id := netns.Prefix(tag)
 	topo := &Topology{
-		Client:    &NS{Name: id + "-c"},
-		Appliance: &NS{Name: id + "-a"},
-		Server:    &NS{Name: id + "-s"},
-	}
-	for _, ns := range []*NS{topo.Client, topo.Appliance, topo.Server} {
-		run(t, "ip", "netns", "add", ns.Name)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
-				t.Errorf("nettest: removing %s: %v: %s", ns.Name, err, out)
-			}
-		})
-		ns.ip(t, "link", "set", "lo", "up")
+		Client:    &NS{netns.New(t, id+"-c")},
+		Appliance: &NS{netns.New(t, id+"-a")},
+		Server:    &NS{netns.New(t, id+"-s")},
 	}
 	c, a, s := topo.Client, topo.Appliance, topo.Server
-	mtu := fmt.Sprint(opts.ClientMTU)
-	run(t, "ip", "link", "add", ClientIf, "netns", c.Name, "address", ClientMAC, "mtu", mtu,
-		"type", "veth", "peer", "name", ApplianceClientIf, "netns", a.Name, "address", ApplianceClientMAC, "mtu", mtu)
-	run(t, "ip", "link", "add", ServerIf, "netns", s.Name, "address", ServerMAC,
-		"type", "veth", "peer", "name", ApplianceServerIf, "netns", a.Name, "address", ApplianceServerMAC)
+	if err := netns.Veth(
+		netns.End{NS: c.NS, Name: ClientIf, MAC: ClientMAC, MTU: opts.ClientMTU},
+		netns.End{NS: a.NS, Name: ApplianceClientIf, MAC: ApplianceClientMAC, MTU: opts.ClientMTU}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Veth(
+		netns.End{NS: s.NS, Name: ServerIf, MAC: ServerMAC},
+		netns.End{NS: a.NS, Name: ApplianceServerIf, MAC: ApplianceServerMAC}); err != nil {
+		t.Fatal(err)
+	}
 
 	a.Sysctl(t, "net.ipv4.ip_forward", "1")
 	a.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
@@ -123,14 +120,16 @@ func New(t testing.TB, opts Options) *Topology {
 		{a, ApplianceServerIf, ApplianceServerV4, ApplianceServerV6, ServerV4, ServerV6, ServerMAC, false, false},
 		{s, ServerIf, ServerV4, ServerV6, ApplianceServerV4, ApplianceServerV6, ApplianceServerMAC, true, true},
 	} {
-		l.ns.ip(t, "addr", "add", l.v4.String()+"/24", "dev", l.dev)
-		l.ns.ip(t, "addr", "add", l.v6.String()+"/64", "dev", l.dev, "nodad")
-		l.ns.ip(t, "link", "set", l.dev, "up")
-		l.ns.ip(t, "neigh", "replace", l.peerV4.String(), "lladdr", l.peerMAC, "dev", l.dev, "nud", "permanent")
-		l.ns.ip(t, "neigh", "replace", l.peerV6.String(), "lladdr", l.peerMAC, "dev", l.dev, "nud", "permanent")
+		for _, p := range []netip.Prefix{netip.PrefixFrom(l.v4, 24), netip.PrefixFrom(l.v6, 64)} {
+			if err := l.ns.AddAddr(l.dev, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.ns.IP(t, "neigh", "replace", l.peerV4.String(), "lladdr", l.peerMAC, "dev", l.dev, "nud", "permanent")
+		l.ns.IP(t, "neigh", "replace", l.peerV6.String(), "lladdr", l.peerMAC, "dev", l.dev, "nud", "permanent")
 		if l.defaultV4 {
-			l.ns.ip(t, "route", "add", "default", "via", l.peerV4.String())
-			l.ns.ip(t, "-6", "route", "add", "default", "via", l.peerV6.String())
+			l.ns.IP(t, "route", "add", "default", "via", l.peerV4.String())
+			l.ns.IP(t, "-6", "route", "add", "default", "via", l.peerV6.String())
 		}
 	}
 	if opts.NeighbourGRO {
@@ -143,98 +142,23 @@ func New(t testing.TB, opts Options) *Topology {
 // SetGRO is `ethtool -K dev gro on|off` inside the namespace.
 func (n *NS) SetGRO(t testing.TB, dev string, on bool) {
 	t.Helper()
-	if err := n.Do(func() error { return setGRO(dev, on) }); err != nil {
+	if err := n.NS.SetGRO(dev, on); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// setGRO is ETHTOOL_SGRO.
-func setGRO(dev string, on bool) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("nettest: ethtool socket: %w", err)
-	}
-	defer unix.Close(fd)
-	val := struct{ cmd, data uint32 }{cmd: unix.ETHTOOL_SGRO}
-	if on {
-		val.data = 1
-	}
-	var ifr struct {
-		name [unix.IFNAMSIZ]byte
-		data unsafe.Pointer
-		_    [16]byte
-	}
-	copy(ifr.name[:], dev)
-	ifr.data = unsafe.Pointer(&val)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return fmt.Errorf("nettest: ETHTOOL_SGRO %s: %w", dev, errno)
-	}
-	return nil
-}
-
-func run(t testing.TB, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("nettest: %s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-func (n *NS) ip(t testing.TB, args ...string) {
-	t.Helper()
-	run(t, "ip", append([]string{"-n", n.Name}, args...)...)
-}
-
 // IP runs `ip -n <ns> args...`, failing the test on error.
-func (n *NS) IP(t testing.TB, args ...string) { t.Helper(); n.ip(t, args...) }
+func (n *NS) IP(t testing.TB, args ...string) {
+	t.Helper()
+	if err := n.NS.IP(args...); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // Sysctl sets a sysctl inside the namespace.
 func (n *NS) Sysctl(t testing.TB, key, value string) {
 	t.Helper()
-	run(t, "ip", "netns", "exec", n.Name, "sysctl", "-qw", key+"="+value)
-}
-
-// Do runs fn on an OS thread switched into the namespace and waits for it.
-// Sockets, links and interface lookups made by fn belong to the namespace;
-// goroutines started by fn do not run in it.
-func (n *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("nettest: own netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open("/run/netns/"+n.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("nettest: netns %s: %w", n.Name, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("nettest: setns %s: %w", n.Name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err == nil {
-			// Only a thread back in its own namespace may be reused.
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-// Go starts fn like Do but does not wait; the returned channel yields its
-// result.
-func (n *NS) Go(fn func() error) <-chan error {
-	errc := make(chan error, 1)
-	go func() { errc <- n.Do(fn) }()
-	return errc
-}
-
-// Command returns a command that runs inside the namespace.
-func (n *NS) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+	if err := n.NS.Sysctl(key, value); err != nil {
+		t.Fatal(err)
+	}
 }

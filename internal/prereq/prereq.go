@@ -55,7 +55,15 @@ func Tools(t testing.TB, names ...string) {
 // lacks some).
 func Root(t testing.TB) {
 	t.Helper()
+	Need(t, MissingRoot())
+}
+
+// MissingRoot returns nil when the process runs as root, or an error
+// saying it does not and how to check: Root for code that is not a test
+// (a lab command that reports what is missing).
+func MissingRoot() error {
 	if uid := os.Geteuid(); uid != 0 {
-		Need(t, fmt.Errorf("needs root (effective uid 0), running as uid %d (check: id -u)", uid))
+		return fmt.Errorf("needs root (effective uid 0), running as uid %d (check: id -u)", uid)
 	}
+	return nil
 }

@@ -101,3 +101,31 @@ func TestPermission(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingRootChild is run by TestMissingRoot as an ordinary user.
+func TestMissingRootChild(t *testing.T) {
+	if os.Getenv("PREREQ_CHILD") == "" {
+		t.Skip("run by TestMissingRoot")
+	}
+	if err := MissingRoot(); err == nil || !strings.Contains(err.Error(), "running as uid 65534 (check: id -u)") {
+		t.Fatalf("MissingRoot as uid 65534: %v", err)
+	}
+	Root(t)
+	t.Log("reached past a missing root")
+}
+
+// TestMissingRoot: root is no error; an ordinary user is one that says
+// which uid runs and how to check, and Root skips on it.
+func TestMissingRoot(t *testing.T) {
+	Root(t)
+	if err := MissingRoot(); err != nil {
+		t.Fatalf("running as root, but: %v", err)
+	}
+	setpriv := Tool(t, "setpriv")
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", os.Args[0], "-test.run=^TestMissingRootChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "PREREQ_CHILD=1", "CI=")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "--- SKIP: TestMissingRootChild") || strings.Contains(string(out), "reached past") {
+		t.Errorf("as uid 65534, Root must skip:\n%s", out)
+	}
+}
