@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shakenline/shakenline/internal/netns"
 )
 
 // A tracer timestamps, with the kernel's receive stamps, what crosses the
@@ -58,9 +60,9 @@ type CallTrace struct {
 	Fetches []Fetch
 }
 
-func startTracer(core netns) (*tracer, error) {
+func startTracer(core *netns.NS) (*tracer, error) {
 	t := &tracer{sip: map[string]*crossing{}, done: make(chan struct{})}
-	err := core.do(func() error {
+	err := core.Do(func() error {
 		// ETH_P_ALL: bridged frames reach only the taps of every protocol.
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
