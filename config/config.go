@@ -171,6 +171,11 @@ func (c *Config) Validate() error {
 			if s.Workers != 0 {
 				return bad("signers[%d]: an sti_as link has max_in_flight, not workers", i)
 			}
+			if c.ACME != nil {
+				// certmgr moves the key links of the chain to each renewed
+				// key; it does not carry remote links (docs/KEYS.md).
+				return bad("signers[%d]: an sti_as link cannot be combined with acme", i)
+			}
 			switch s.OwnCert {
 			case "", "warn", "enforce":
 			default:

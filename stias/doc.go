@@ -39,6 +39,12 @@
 // the first answer waits for the fetch, within the call's timeout), and an
 // x5u that cannot be fetched is refused too until a fetch succeeds.
 //
+// CheckAtStart applies the rule before any call: it has one probe PASSporT
+// signed (attest C, from and to ProbeTN) and waits for the verdict of the
+// x5u its answer names, logging a foreign certificate (in warn mode too),
+// our own, or why it could not check. The appliance runs it for every
+// sti_as link when it starts serving, in the background.
+//
 // # Security and limits
 //
 // The URL must be https (http only with Config.Lab); the token is read

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -276,23 +277,13 @@ func (c *Client) check(ident string, hdr passport.ProtectedHeader, claims []byte
 
 // ownCert applies the own-certificate rule to x5u (see the package doc).
 func (c *Client) ownCert(ctx context.Context, x5u string) error {
-	c.mu.Lock()
-	v := c.verdicts[x5u]
-	c.mu.Unlock()
-	if v == nil || time.Since(v.at) > recheck {
-		ch := c.group.DoChan(x5u, func() (any, error) { return c.verdict(x5u), nil })
-		if c.cfg.OwnCert != OwnCertEnforce {
-			return nil // warn: the verdict logs when it comes
-		}
-		select {
-		case r := <-ch:
-			v = r.Val.(*verdict)
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s: %s not checked yet: %w", ErrForeignCert, c.cfg.Name, x5u, ctx.Err())
-		}
-	}
 	if c.cfg.OwnCert != OwnCertEnforce {
+		c.pendingVerdict(x5u) // warn: the verdict logs when it comes
 		return nil
+	}
+	v, err := c.awaitVerdict(ctx, x5u)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %s not checked yet: %w", ErrForeignCert, c.cfg.Name, x5u, err)
 	}
 	switch {
 	case v.err != nil:
@@ -301,6 +292,90 @@ func (c *Client) ownCert(ctx context.Context, x5u string) error {
 		return fmt.Errorf("%w: %s: %s has SPC %v, ours %v", ErrForeignCert, c.cfg.Name, x5u, v.spcs, c.cfg.OwnSPCs)
 	}
 	return nil
+}
+
+// pendingVerdict returns x5u's stored verdict while it is fresh, or nil
+// and a channel that brings a new one (one fetch for all callers).
+func (c *Client) pendingVerdict(x5u string) (*verdict, <-chan singleflight.Result) {
+	c.mu.Lock()
+	v := c.verdicts[x5u]
+	c.mu.Unlock()
+	if v != nil && time.Since(v.at) <= recheck {
+		return v, nil
+	}
+	return nil, c.group.DoChan(x5u, func() (any, error) { return c.verdict(x5u), nil })
+}
+
+// awaitVerdict returns x5u's verdict, waiting for its fetch until ctx ends.
+func (c *Client) awaitVerdict(ctx context.Context, x5u string) (*verdict, error) {
+	v, ch := c.pendingVerdict(x5u)
+	if v != nil {
+		return v, nil
+	}
+	select {
+	case r := <-ch:
+		return r.Val.(*verdict), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// ProbeTN is the calling and called number of the PASSporT CheckAtStart
+// has signed: a fictitious number (NANP 555-01XX, reserved for fiction).
+const ProbeTN = "12025550100"
+
+// CheckAtStart applies the own-certificate rule when the appliance starts,
+// not only at the first call the link signs (for a fallback link that may
+// be hours later, during an outage): it has one probe PASSporT signed
+// (attest C, from and to ProbeTN, iat now; the remote signs and may audit
+// it like a call), checks the answer as SignInput does, and waits for the
+// verdict of the x5u it names. It logs the outcome: a warning when the
+// certificate is not ours (also with own_cert warn, where calls wait for
+// nothing) or when it cannot be checked, one info line when it is ours.
+// own reports whether the remote's certificate carries one of our SPCs;
+// err is a failure to ask or to check (the link still serves: its calls
+// apply the rule again at their answers). The probe does not go through
+// the chain, so it never touches the link's breaker or counters.
+func (c *Client) CheckAtStart(ctx context.Context) (own bool, err error) {
+	own, err = c.checkAtStart(ctx)
+	switch {
+	case err != nil:
+		c.log.Warn("stias: the certificate the remote STI-AS signs with could not be checked at start (FCC own-certificate rule); its first answers will be",
+			"signer", c.cfg.Name, "err", err, "own_cert", c.cfg.OwnCert)
+	case own:
+		c.log.Info("stias: the remote STI-AS signs with a certificate of ours", "signer", c.cfg.Name, "own_cert", c.cfg.OwnCert)
+	}
+	// A foreign certificate: verdict has logged the warning, once per x5u.
+	return own, err
+}
+
+func (c *Client) checkAtStart(ctx context.Context) (bool, error) {
+	b, err := passport.NewBuilder("https://probe.invalid/") // the header's x5u is not sent
+	if err != nil {
+		return false, err
+	}
+	cl := passport.Claims{Attest: 'C', Orig: []byte(ProbeTN), Dest: [][]byte{[]byte(ProbeTN)}, IAT: time.Now().Unix()}
+	if _, err := rand.Read(cl.OrigID[:]); err != nil {
+		return false, err
+	}
+	cl.OrigID[6] = cl.OrigID[6]&0x0f | 0x40 // a version 4 UUID
+	cl.OrigID[8] = cl.OrigID[8]&0x3f | 0x80
+	ident, err := c.SignInput(ctx, b.AppendSigningInput(nil, &cl), nil)
+	if err != nil {
+		return false, err
+	}
+	id, err := passport.ParseIdentity(string(ident))
+	if err != nil {
+		return false, err // SignInput checked it
+	}
+	v, err := c.awaitVerdict(ctx, id.Header.X5U)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", id.Header.X5U, err)
+	}
+	if v.err != nil {
+		return false, fmt.Errorf("%s: %w", id.Header.X5U, v.err)
+	}
+	return !v.foreign, nil
 }
 
 // verdict fetches x5u's chain and compares its SPCs with ours; it is

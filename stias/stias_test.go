@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -254,3 +255,89 @@ func TestConfig(t *testing.T) {
 }
 
 func base64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// syncBuffer is a log destination the client's goroutines may write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// At start, before any call, the client has one probe PASSporT signed and
+// applies the own-certificate rule to the x5u of the answer: a foreign
+// certificate is warned about in warn mode too (where calls never wait for
+// the check), our own is logged once as ours, and a remote whose x5u
+// cannot be fetched is an error, warned about.
+func TestCheckAtStart(t *testing.T) {
+	foreign := newProvider(t, "9999")
+	url, token := stiAS(t, foreign)
+	var logs syncBuffer
+	c, err := New(Config{Name: "remote", URL: url, Token: token, Lab: true, OwnSPCs: []string{"1234"}, OwnCert: OwnCertWarn,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	own, err := c.CheckAtStart(context.Background())
+	if err != nil || own {
+		t.Fatalf("foreign certificate: own %v, err %v", own, err)
+	}
+	if n := foreign.fetches.Load(); n != 1 {
+		t.Fatalf("x5u fetched %d times at start, want 1", n)
+	}
+	if !strings.Contains(logs.String(), "not ours") || !strings.Contains(logs.String(), "level=WARN") {
+		t.Fatalf("no warning at start:\n%s", logs.String())
+	}
+	// The verdict is kept: the first call fetches nothing again.
+	if _, err := c.SignInput(context.Background(), input(t, "https://cert.example.net/ours.pem"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := foreign.fetches.Load(); n != 1 {
+		t.Fatalf("x5u fetched %d times, want 1", n)
+	}
+
+	mine := newProvider(t, "1234")
+	url, token = stiAS(t, mine)
+	logs = syncBuffer{}
+	c, err = New(Config{Name: "remote", URL: url, Token: token, Lab: true, OwnSPCs: []string{"1234"}, OwnCert: OwnCertEnforce,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if own, err := c.CheckAtStart(context.Background()); err != nil || !own {
+		t.Fatalf("own certificate: own %v, err %v", own, err)
+	}
+	if strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "a certificate of ours") {
+		t.Fatalf("own certificate logged as:\n%s", logs.String())
+	}
+
+	// The remote's x5u is gone: the check fails and says so.
+	gone := newProvider(t, "1234")
+	gone.x5u = "http://127.0.0.1:1/sp.pem"
+	url, token = stiAS(t, gone)
+	logs = syncBuffer{}
+	c, err = New(Config{Name: "remote", URL: url, Token: token, Lab: true, OwnSPCs: []string{"1234"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.CheckAtStart(context.Background()); err == nil {
+		t.Fatal("x5u not fetchable: no error")
+	}
+	if !strings.Contains(logs.String(), "could not be checked at start") {
+		t.Fatalf("no warning:\n%s", logs.String())
+	}
+}

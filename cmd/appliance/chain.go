@@ -24,13 +24,13 @@ import (
 // (docs/KEYS.md, "A remote STI-AS in the chain").
 //
 // The returned close stops the chain, then the software signers it was
-// given (their nonce pools are wiped) and the remote links' connections.
-func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate, now time.Time, log *slog.Logger) (*hsm.Chain, func(), error) {
+// given (their nonce pools are wiped) and the remote links' connections;
+// remotes are the chain's sti_as links (checkRemotesAtStart).
+func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate, now time.Time, log *slog.Logger) (_ *hsm.Chain, _ func(), remotes []*stias.Client, _ error) {
 	if err := checkValidity(leaf, now); err != nil {
-		return nil, nil, fmt.Errorf("cert %s: %w", cfg.Cert, err)
+		return nil, nil, nil, fmt.Errorf("cert %s: %w", cfg.Cert, err)
 	}
 	var soft []*hsm.Software
-	var remotes []*stias.Client
 	closeSoft := func() {
 		for _, s := range soft {
 			_ = s.Close()
@@ -54,7 +54,7 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 			r, err := newRemote(cfg, l, leaf, log)
 			if err != nil {
 				closeSoft()
-				return nil, nil, fmt.Errorf("signer %d: %w", i+1, err)
+				return nil, nil, nil, fmt.Errorf("signer %d: %w", i+1, err)
 			}
 			remotes = append(remotes, r)
 			sc.Remote, sc.Workers = r, r.MaxInFlight()
@@ -63,7 +63,7 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 			key, err := loadKey(l.Key)
 			if err != nil {
 				closeSoft()
-				return nil, nil, fmt.Errorf("signer %d: key: %w", i+1, err)
+				return nil, nil, nil, fmt.Errorf("signer %d: key: %w", i+1, err)
 			}
 			name := l.Name
 			if name == "" {
@@ -72,7 +72,7 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 			sw, err := hsm.NewSoftware(name, key)
 			if err != nil {
 				closeSoft()
-				return nil, nil, fmt.Errorf("signer %d: %w", i+1, err)
+				return nil, nil, nil, fmt.Errorf("signer %d: %w", i+1, err)
 			}
 			soft = append(soft, sw)
 			sc.Signer = sw
@@ -82,13 +82,33 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 	chain, err := hsm.New(ctx, hc, leaf)
 	if err != nil {
 		closeSoft()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, h := range chain.Health() {
 		log.Info("signer ready", "name", h.Name, "state", h.State, "sessions", h.Sessions)
 	}
-	return chain, func() { _ = chain.Close(); closeSoft() }, nil
+	return chain, func() { _ = chain.Close(); closeSoft() }, remotes, nil
 }
+
+// checkRemotesAtStart has each sti_as link apply the own-certificate rule
+// now, in the background (stias.Client.CheckAtStart: one probe PASSporT
+// signed by the remote, its x5u fetched and its SPCs compared with ours),
+// so that a remote signing with another provider's certificate is warned
+// about at start, not at the first call a fallback link signs. Serving
+// does not wait for it. serve --check contacts nobody and skips it.
+func checkRemotesAtStart(remotes []*stias.Client) {
+	for _, r := range remotes {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), remoteCheckTimeout)
+			defer cancel()
+			_, _ = r.CheckAtStart(ctx) // it logs the outcome
+		}()
+	}
+}
+
+// remoteCheckTimeout bounds checkRemotesAtStart: the probe's round trip and
+// the x5u fetch (the hardened client's own limit is 3 s).
+const remoteCheckTimeout = 15 * time.Second
 
 // newRemote makes the client of an sti_as link. The own-certificate rule
 // compares the SPCs of the remote's certificate with those of ours (leaf);

@@ -178,7 +178,18 @@ signers:
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startServe(t, "--config", cfg)
+	logs := startServe(t, "--config", cfg)
+	// At start, before any call reaches them, both remote links have
+	// checked the certificate they sign with (a probe signature each).
+	for _, name := range []string{"primary", "secondary"} {
+		end := time.Now().Add(20 * time.Second)
+		for !strings.Contains(logs.String(), `certificate of ours" signer=`+name) {
+			if time.Now().After(end) {
+				t.Fatalf("no own-certificate check of %s at start:\n%s", name, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	g, err := loadgen.NewGenerator(loadgen.Config{Target: netip.MustParseAddrPort(sip), Sink: sink, Drain: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -343,7 +343,7 @@ func (a *appliance) reload(f *serveFlags) error {
 // a.acme (Run starts it once serving).
 func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger) (*credential.Credential, error) {
 	if cfg.ACME == nil {
-		return operatorCredential(ctx, cfg, now, log)
+		return operatorCredential(ctx, cfg, now, log, a.checkOnly)
 	}
 	if a.checkOnly {
 		// --check touches nothing: no state written, no key made, nobody
@@ -353,7 +353,7 @@ func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now 
 			return nil, fmt.Errorf("acme: %w", err)
 		}
 		if cfg.Cert != "" {
-			return operatorCredential(ctx, cfg, now, log)
+			return operatorCredential(ctx, cfg, now, log, a.checkOnly)
 		}
 		return nil, errNoCertificateYet
 	}
@@ -379,7 +379,7 @@ func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now 
 		return cred, nil
 	}
 	if cfg.Cert != "" {
-		return operatorCredential(ctx, cfg, now, log)
+		return operatorCredential(ctx, cfg, now, log, a.checkOnly)
 	}
 	log.Info("acme: no certificate yet; obtaining one before serving", "directory", cfg.ACME.Directory)
 	return m.Obtain(ctx)
