@@ -44,3 +44,30 @@ func TestParseSigningInputAndSameClaims(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseSigningInput: any input parses or is refused without a panic;
+// claims it returns are ones SameClaims finds equal to themselves, and
+// SameClaims is symmetric.
+func FuzzParseSigningInput(f *testing.F) {
+	b, err := NewBuilder("https://cert.example.net/sp.pem")
+	if err != nil {
+		f.Fatal(err)
+	}
+	c := Claims{Attest: 'A', Orig: []byte("12155550121"), Dest: [][]byte{[]byte("12155550131")}, IAT: 1443208345}
+	f.Add(b.AppendSigningInput(nil, &c), []byte(`{"attest":"A","iat":1}`))
+	f.Add([]byte("eyJhbGciOiJFUzI1NiJ9.e30"), []byte(`{}`))
+	f.Add([]byte("a.b.c"), []byte(`{"a":[1,2,{"b":null}]}`))
+	f.Fuzz(func(t *testing.T, input, other []byte) {
+		_, claims, err := ParseSigningInput(input)
+		if err == nil {
+			if same, err := SameClaims(claims, claims); err != nil || !same {
+				t.Fatalf("claims %s not the same as themselves: %v", claims, err)
+			}
+		}
+		s1, e1 := SameClaims(claims, other)
+		s2, e2 := SameClaims(other, claims)
+		if s1 != s2 || (e1 == nil) != (e2 == nil) {
+			t.Fatalf("SameClaims not symmetric: %v %v / %v %v", s1, e1, s2, e2)
+		}
+	})
+}

@@ -227,13 +227,7 @@ func (c *Client) SignInput(ctx context.Context, input, dst []byte) ([]byte, erro
 		c.mAnswer.Inc()
 		return dst, fmt.Errorf("%w: %s: over %d bytes", ErrAnswer, c.cfg.Name, MaxResponse)
 	}
-	var sr signingResponse
-	if err := json.Unmarshal(b, &sr); err != nil || sr.SigningResponse == nil || sr.SigningResponse.Identity == "" {
-		c.mAnswer.Inc()
-		return dst, fmt.Errorf("%w: %s: no signingResponse.identity in %s", ErrAnswer, c.cfg.Name, excerpt(b))
-	}
-	ident := sr.SigningResponse.Identity
-	x5u, err := c.check(ident, hdr, claims)
+	ident, x5u, err := c.answer(b, hdr, claims)
 	if err != nil {
 		return dst, err
 	}
@@ -242,6 +236,19 @@ func (c *Client) SignInput(ctx context.Context, input, dst []byte) ([]byte, erro
 		return dst, err
 	}
 	return append(dst, ident...), nil
+}
+
+// answer takes the Identity header value out of an HTTP 200 body and
+// checks it (check); it returns the value and its x5u.
+func (c *Client) answer(b []byte, hdr passport.ProtectedHeader, claims []byte) (ident, x5u string, err error) {
+	var sr signingResponse
+	if err := json.Unmarshal(b, &sr); err != nil || sr.SigningResponse == nil || sr.SigningResponse.Identity == "" {
+		c.mAnswer.Inc()
+		return "", "", fmt.Errorf("%w: %s: no signingResponse.identity in %s", ErrAnswer, c.cfg.Name, excerpt(b))
+	}
+	ident = sr.SigningResponse.Identity
+	x5u, err = c.check(ident, hdr, claims)
+	return ident, x5u, err
 }
 
 // check verifies that ident is a PASSporT of the header's alg, ppt and typ
