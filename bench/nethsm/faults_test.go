@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -174,8 +173,6 @@ func sum(m map[string]int) int {
 	}
 	return n
 }
-
-var _ = fmt.Sprint
 
 // One stale event (every session closed, handle numbers handed out again,
 // the key's old handle naming the decoy) costs the client exactly one
