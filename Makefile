@@ -64,7 +64,7 @@ UNIT_PKGS = $(filter-out $(shell $(GO) list $(INTEGRATION_PKGS)),$(shell $(GO) l
 # a few minutes on two cores (the integration packages and the lab stay out).
 RACE_PKGS := ./fastpath/ ./hsm/... ./policy/ ./es256/ ./verify/ ./api/ ./audit/ ./passport/ ./sip/ ./config/ \
              ./e164/ ./tnauth/ ./labpki/ ./p256verify/ ./internal/p256/... ./claims/ ./credential/ ./certmgr/ \
-             ./spctoken/ ./labsti/
+             ./spctoken/ ./labsti/ ./stias/
 
 ## test-unit: the tests of every package outside INTEGRATION_PKGS
 test-unit:
