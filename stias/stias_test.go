@@ -34,7 +34,7 @@ type provider struct {
 	fetches atomic.Int64
 }
 
-func newProvider(t *testing.T, spc string) *provider {
+func newProvider(t testing.TB, spc string) *provider {
 	t.Helper()
 	ca, err := labpki.NewCA("root-"+spc, nil)
 	if err != nil {
@@ -58,7 +58,7 @@ func newProvider(t *testing.T, spc string) *provider {
 
 // stiAS is another appliance's signing API (package api, the real one),
 // signing with p's key under p's x5u.
-func stiAS(t *testing.T, p *provider) (url, token string) {
+func stiAS(t testing.TB, p *provider) (url, token string) {
 	t.Helper()
 	soft, err := hsm.NewSoftware("soft", p.key)
 	if err != nil {
@@ -94,7 +94,7 @@ func stiAS(t *testing.T, p *provider) (url, token string) {
 }
 
 // input is the signing input the appliance would build for a call now.
-func input(t *testing.T, x5u string) []byte {
+func input(t testing.TB, x5u string) []byte {
 	t.Helper()
 	b, err := passport.NewBuilder(x5u)
 	if err != nil {
