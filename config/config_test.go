@@ -51,6 +51,13 @@ func TestStaleDate(t *testing.T) {
 	}
 }
 
+func TestReceiveBufferKey(t *testing.T) {
+	c, err := Load(write(t, "sip_receive_buffer: 1048576\n"))
+	if err != nil || c.RecvBuffer != 1<<20 {
+		t.Fatalf("sip_receive_buffer: %v %+v", err, c)
+	}
+}
+
 func TestUnknownKeyRefused(t *testing.T) {
 	if _, err := Load(write(t, "next_hopp: 1.2.3.4:5\n")); err == nil || !strings.Contains(err.Error(), "next_hopp") {
 		t.Fatalf("typo accepted: %v", err)
@@ -90,6 +97,8 @@ func TestValidateErrors(t *testing.T) {
 		"in flight":   func(c *Config) { c.Signers = []Signer{{StiAS: "https://s/", MaxInFlight: -1}} },
 		"sti workers": func(c *Config) { c.Signers = []Signer{{StiAS: "https://s/", Workers: 4}} },
 		"token, key":  func(c *Config) { c.Signers = []Signer{{Key: "a", TokenFile: "/t"}} },
+		"rcvbuf < 0":  func(c *Config) { c.RecvBuffer = -1 },
+		"rcvbuf huge": func(c *Config) { c.RecvBuffer = 65 << 20 },
 	} {
 		c := base
 		mut(&c)
