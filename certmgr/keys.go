@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 )
 
@@ -199,7 +200,7 @@ func (p *plan) chainConfig(rec keyRecord) (hsm.Config, []*hsm.Software, error) {
 			}
 			if key == nil {
 				var err error
-				if key, err = readKey(rec.File); err != nil {
+				if key, err = credential.ReadKeyFile(rec.File); err != nil {
 					return cfg, soft, err
 				}
 			}
@@ -224,36 +225,6 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 	return writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
-// readKey reads a P-256 key (PKCS#8 or SEC 1 PEM); errors name the file,
-// never its content.
-func readKey(path string) (*ecdsa.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("certmgr: %w", err)
-	}
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("certmgr: %s: no private key", path)
-		}
-		var k any
-		switch blk.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(blk.Bytes)
-		default:
-			continue
-		}
-		ec, ok := k.(*ecdsa.PrivateKey)
-		if err != nil || !ok || ec.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("certmgr: %s: not a P-256 private key", path)
-		}
-		return ec, nil
-	}
-}
-
 // AccountKeyFile returns the ACME account key in path, generating a P-256
 // key there (mode 0600) when the file does not exist.
 func AccountKeyFile(path string) (crypto.Signer, error) {
@@ -270,7 +241,7 @@ func AccountKeyFile(path string) (crypto.Signer, error) {
 		}
 		return key, nil
 	}
-	return readKey(path)
+	return credential.ReadKeyFile(path)
 }
 
 // AccountKeyPKCS11 returns the ACME account key in the token: the key the

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/config"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/stias"
 	"github.com/shakenline/shakenline/tnauth"
@@ -60,7 +61,7 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 			sc.Remote, sc.Workers = r, r.MaxInFlight()
 		}
 		if l.Key != "" {
-			key, err := loadKey(l.Key)
+			key, err := credential.ReadKeyFile(l.Key)
 			if err != nil {
 				closeSoft()
 				return nil, nil, nil, fmt.Errorf("signer %d: key: %w", i+1, err)

@@ -2,9 +2,7 @@ package main
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -25,39 +23,6 @@ func loadCerts(path string) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return chain, nil
-}
-
-// loadKey reads a P-256 private key in PKCS#8 or SEC 1 PEM. The key never
-// reaches a log line: errors name the file, not its content.
-func loadKey(path string) (*ecdsa.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("%s: no private key in PEM", path)
-		}
-		var k any
-		switch blk.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(blk.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: unreadable private key", path)
-		}
-		ec, ok := k.(*ecdsa.PrivateKey)
-		if !ok || ec.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("%s: not an ECDSA P-256 key (ES256 needs P-256)", path)
-		}
-		return ec, nil
-	}
 }
 
 // checkCert enforces what the appliance promises at start: the signing key

@@ -25,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/shakenline/shakenline/bpf/nettest"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm/softhsmtest"
 	"github.com/shakenline/shakenline/internal/prereq"
 )
@@ -237,7 +238,7 @@ func TestPrometheusLive(t *testing.T) {
 	topo := nettest.New(t, nettest.Options{})
 	pki := labPKI(t)
 	dir := t.TempDir()
-	key, err := loadKey(filepath.Join(pki, "sp.key"))
+	key, err := credential.ReadKeyFile(filepath.Join(pki, "sp.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

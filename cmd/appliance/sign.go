@@ -15,6 +15,7 @@ import (
 
 	"github.com/shakenline/shakenline/claims"
 	"github.com/shakenline/shakenline/config"
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/e164"
 	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/passport"
@@ -66,7 +67,7 @@ func cmdSign(ctx context.Context, args []string, e env) error {
 	if c.Key == "" || c.Cert == "" || c.X5U == "" {
 		return errors.New("--key, --cert and --x5u are required (or a --config that sets them)")
 	}
-	k, err := loadKey(c.Key)
+	k, err := credential.ReadKeyFile(c.Key)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/credential"
 	"github.com/shakenline/shakenline/hsm/softhsmtest"
 	"github.com/shakenline/shakenline/internal/prereq"
 )
@@ -64,7 +65,7 @@ func TestStatusPageChromium(t *testing.T) {
 	}
 	const lo = "127.0.91.1" // this test's own loopback address
 	pki := labPKI(t)
-	key, err := loadKey(filepath.Join(pki, "sp.key"))
+	key, err := credential.ReadKeyFile(filepath.Join(pki, "sp.key"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package p256test
 
 import (
 	"math/big"
+	"testing"
 
 	"github.com/shakenline/shakenline/internal/p256"
 )
@@ -79,4 +80,27 @@ func EdgeValues(m *big.Int) []*big.Int {
 		vals[i] = new(big.Int).Mod(v, m)
 	}
 	return vals
+}
+
+// FuzzOperands runs check on two operands reduced mod one of the moduli
+// (p when the fuzzer's bool is set, else n), from arbitrary byte strings
+// of at most 32 bytes, seeded with the edge values around p and n.
+func FuzzOperands(f *testing.F, check func(t *testing.T, mc Case, x, y *big.Int)) {
+	f.Add([]byte{1}, []byte{2}, false)
+	f.Add(N.Bytes(), P.Bytes(), true)
+	f.Add(new(big.Int).Sub(N, big.NewInt(1)).Bytes(), []byte{0xff, 0xff}, false)
+	f.Add(new(big.Int).Sub(P, big.NewInt(1)).Bytes(), new(big.Int).Sub(P, big.NewInt(1)).Bytes(), true)
+	f.Add([]byte{}, []byte{0x80}, true)
+	f.Fuzz(func(t *testing.T, a, b []byte, useP bool) {
+		if len(a) > 32 || len(b) > 32 {
+			return
+		}
+		mc := Moduli[1]
+		if useP {
+			mc = Moduli[0]
+		}
+		x := new(big.Int).Mod(new(big.Int).SetBytes(a), mc.Big)
+		y := new(big.Int).Mod(new(big.Int).SetBytes(b), mc.Big)
+		check(t, mc, x, y)
+	})
 }
