@@ -341,13 +341,31 @@ const ProbeTN = "12025550100"
 // nothing) or when it cannot be checked, one info line when it is ours.
 // own reports whether the remote's certificate carries one of our SPCs;
 // err is a failure to ask or to check (the link still serves: its calls
-// apply the rule again at their answers). The probe does not go through
-// the chain, so it never touches the link's breaker or counters.
+// apply the rule again at their answers); a remote that does not answer
+// or refuses (ErrHTTP) is asked again with a growing pause (250 ms to
+// 4 s) until ctx ends. The probe does not go through the chain, so it
+// never touches the link's breaker or shakenline_hsm_* series (a refused
+// probe counts in shakenline_sti_as_rejected_total like a call's answer).
 func (c *Client) CheckAtStart(ctx context.Context) (own bool, err error) {
-	own, err = c.checkAtStart(ctx)
+	// A remote that does not answer (yet: it may be starting too, or the
+	// first connection is slow) is asked again, until ctx ends.
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 4*time.Second) {
+		own, err = c.checkAtStart(ctx)
+		if !errors.Is(err, ErrHTTP) {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+			continue
+		}
+		break
+	}
 	switch {
 	case err != nil:
-		c.log.Warn("stias: the certificate the remote STI-AS signs with could not be checked at start (FCC own-certificate rule); its first answers will be",
+		c.log.Warn("stias: the certificate the remote STI-AS signs with could not be checked at start (FCC own-certificate rule); its answers will be checked as they come",
 			"signer", c.cfg.Name, "err", err, "own_cert", c.cfg.OwnCert)
 	case own:
 		c.log.Info("stias: the remote STI-AS signs with a certificate of ours", "signer", c.cfg.Name, "own_cert", c.cfg.OwnCert)

@@ -1,6 +1,7 @@
 package stias
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
@@ -321,6 +322,38 @@ func TestCheckAtStart(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "a certificate of ours") {
 		t.Fatalf("own certificate logged as:\n%s", logs.String())
+	}
+
+	// A remote that refuses at first (still starting) is asked again.
+	var asked atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if asked.Add(1) <= 2 {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, url, bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(front.Close)
+	c, err = New(Config{Name: "remote", URL: front.URL, Token: token, Lab: true, OwnSPCs: []string{"1234"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if own, err := c.CheckAtStart(ctx); err != nil || !own || asked.Load() != 3 {
+		t.Fatalf("refused twice, then ours: own %v, err %v after %d requests", own, err, asked.Load())
 	}
 
 	// The remote's x5u is gone: the check fails and says so.
