@@ -11,7 +11,7 @@ FUZZTIME ?= 3s
 APT_PKGS := clang llvm libbpf-dev bpftool linux-libc-dev softhsm2 opensc sip-tester \
             kamailio kamailio-secsipid-modules tshark ansible-core iproute2 openssl \
             procps psmisc python3 curl openssh-server ansible-lint ethtool gnuplot-nox \
-            p11-kit p11-kit-modules prometheus chromium pebble gcc libssl-dev libp11-kit-dev
+            p11-kit p11-kit-modules prometheus chromium pebble kamailio-tls-modules gcc libssl-dev libp11-kit-dev
 
 export GOTOOLCHAIN := local
 

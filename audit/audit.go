@@ -63,6 +63,7 @@ type Record struct {
 	Rule            string    // policy rule that decided the attestation
 	Signer          string    // signer that produced the signature
 	CertFingerprint string    // Fingerprint of the signing certificate
+	Transport       string    // how the call came: udp, tcp, tls ("" for an HTTP request)
 }
 
 // entry is the fixed-size queue form of a Record.
@@ -74,6 +75,7 @@ type entry struct {
 	orig                 [MaxTN]byte
 	dest                 [MaxDest]byte
 	rule, signer, certFP string
+	transport            string
 }
 
 // Log is an asynchronous, size-rotated audit file. Safe for concurrent use.
@@ -148,7 +150,7 @@ func (l *Log) Record(r *Record) bool {
 	e.origN = uint8(copy(e.orig[:], r.Orig))
 	e.destN = uint8(copy(e.dest[:], r.Dest))
 	e.attest[0] = r.Attest
-	e.rule, e.signer, e.certFP = r.Rule, r.Signer, r.CertFingerprint
+	e.rule, e.signer, e.certFP, e.transport = r.Rule, r.Signer, r.CertFingerprint, r.Transport
 	select {
 	case l.q <- e:
 		return true
@@ -313,6 +315,8 @@ func (l *Log) format(e *entry) {
 	b = appendValue(b, e.signer)
 	b = append(b, " cert="...)
 	b = appendValue(b, e.certFP)
+	b = append(b, " transport="...)
+	b = appendValue(b, e.transport)
 	b = append(b, '\n')
 	l.buf = b
 }

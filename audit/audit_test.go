@@ -77,7 +77,7 @@ func TestLineFormat(t *testing.T) {
 	when := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.FixedZone("X", 3600))
 	callID := []byte("a84b4c76e66710@pc33.example.org")
 	if !l.Record(&Record{Time: when, CallID: callID, Orig: []byte("12155550100"), Dest: []byte("12155550199,442079460018"),
-		Attest: 'A', Rule: "retail", Signer: "pkcs11:tok-a", CertFingerprint: "abcd"}) {
+		Attest: 'A', Rule: "retail", Signer: "pkcs11:tok-a", CertFingerprint: "abcd", Transport: "tcp"}) {
 		t.Fatal("record dropped")
 	}
 	if !l.Record(&Record{Time: when, Attest: 'C', Rule: "odd rule \"x\"=y", Signer: "soft"}) {
@@ -98,7 +98,7 @@ func TestLineFormat(t *testing.T) {
 	}
 	sum := sha256.Sum256(callID)
 	want := "time=2026-03-01T11:00:00.123456Z call=" + hex.EncodeToString(sum[:16]) +
-		" orig=12155550100 dest=12155550199,442079460018 attest=A rule=retail signer=pkcs11:tok-a cert=abcd"
+		" orig=12155550100 dest=12155550199,442079460018 attest=A rule=retail signer=pkcs11:tok-a cert=abcd transport=tcp"
 	if lines[0] != want {
 		t.Fatalf("line\n got %s\nwant %s", lines[0], want)
 	}
@@ -106,10 +106,10 @@ func TestLineFormat(t *testing.T) {
 		t.Fatal("raw Call-ID in the audit line")
 	}
 	keys, vals := parseLine(t, lines[1])
-	if strings.Join(keys, ",") != "time,call,orig,dest,attest,rule,signer,cert" {
+	if strings.Join(keys, ",") != "time,call,orig,dest,attest,rule,signer,cert,transport" {
 		t.Fatalf("keys %v", keys)
 	}
-	if vals["rule"] != `odd rule "x"=y` || vals["orig"] != "-" || vals["cert"] != "-" || vals["attest"] != "C" {
+	if vals["rule"] != `odd rule "x"=y` || vals["orig"] != "-" || vals["cert"] != "-" || vals["attest"] != "C" || vals["transport"] != "-" {
 		t.Fatalf("values %q", vals)
 	}
 	if l.Written() != 2 {
@@ -150,7 +150,7 @@ func TestRotation(t *testing.T) {
 			t.Fatalf("%s is %d bytes", name, st.Size())
 		}
 		for _, line := range readLines(t, filepath.Join(dir, name)) {
-			if !strings.HasPrefix(line, "time=") || !strings.HasSuffix(line, " cert=ff") {
+			if !strings.HasPrefix(line, "time=") || !strings.HasSuffix(line, " cert=ff transport=-") {
 				t.Fatalf("torn line in %s: %q", name, line)
 			}
 			total++

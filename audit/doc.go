@@ -10,7 +10,7 @@
 // One line per record, UTF-8, fields separated by one space, always in this
 // order (logfmt style, key=value):
 //
-//		time=2026-03-01T12:00:00.123456Z call=3f1c...(32 hex) orig=12155550100 dest=12155550199 attest=A rule=retail signer=pkcs11:tok-a cert=9a7b...(64 hex)
+//		time=2026-03-01T12:00:00.123456Z call=3f1c...(32 hex) orig=12155550100 dest=12155550199 attest=A rule=retail signer=pkcs11:tok-a cert=9a7b...(64 hex) transport=tcp
 //
 //	  - time: RFC 3339 UTC with microseconds, when the signature was made.
 //	  - call: the first 16 bytes of SHA-256(Call-ID) in lowercase hex. For
@@ -28,6 +28,9 @@
 //	    (Fingerprint); "-" when a remote STI-AS link of the chain signed
 //	    (signer names the link; the certificate is the remote's, at the
 //	    x5u of the Identity header it returned).
+//	  - transport: how the signed INVITE came: udp, tcp or tls ("-" for an
+//	    HTTP signing request). Added last, so that readers of the older
+//	    eight fields read on.
 //
 // An empty value is written as "-". A value holding a space, '"', '=', a
 // control character or non-ASCII byte is written as a Go-quoted string

@@ -38,7 +38,10 @@
 // safe. Datagrams from the wire to the steering address and port are
 // dropped (they could carry forged metadata).
 // IP fragments are never steered: an INVITE that arrives fragmented is
-// forwarded unsigned (counted as invite_unsteered/fragment).
+// forwarded unsigned (counted as invite_unsteered/fragment). SIP over TCP
+// is never steered either: a segment to or from a SIP port is forwarded
+// like any other packet, unchanged, and counted on top (sip_tcp; signing
+// it would need a transparent TCP proxy, docs/ARCHITECTURE.md).
 //
 // Only the first bytes are checked: re-INVITEs (To tag) are steered too,
 // and the userspace loop must forward them unchanged with the Reinjector.
@@ -116,8 +119,8 @@
 // A per-CPU array counts, per ingress interface and Reason, every packet
 // exactly once as steered, forwarded, passed or dropped, plus
 // invite_unsteered events (heartbeat_stale, disabled, steer_error,
-// fragment). Counters returns them; WritePrometheus writes, for
-// metrics.RegisterMetricsWriter:
+// fragment) and sip_tcp events (SIP over TCP passed on unsigned). Counters
+// returns them; WritePrometheus writes, for metrics.RegisterMetricsWriter:
 //
 //   - shakenline_xdp_packets_total{iface,action,reason}, action steered
 //     (invite), forwarded (fib, fib_checksum_completed), passed
@@ -128,6 +131,8 @@
 //     are the frames XDP would have forwarded but handed to the kernel
 //     because a redirect was not safe (IfaceCounters.RedirectUnsafe);
 //   - shakenline_xdp_invite_unsteered_total{iface,reason};
+//   - shakenline_xdp_sip_tcp_packets_total{iface}: SIP over TCP segments
+//     (a SIP port at either end), forwarded unchanged, never steered;
 //   - shakenline_xdp_redirect_target{iface}: 1 while XDP forwards into the
 //     interface, 0 while the kernel does (RedirectTargets; the reason is
 //     logged when it changes).

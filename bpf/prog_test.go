@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"strings"
@@ -328,6 +329,75 @@ func TestProgramForwardsEverythingElse(t *testing.T) {
 			t.Errorf("invite fragment events %d, want 1", c.ByReason[ReasonInviteFragment])
 		}
 	})
+}
+
+// tcpSeg is a TCP segment (PSH|ACK) carrying payload; its checksum is
+// left zero (the program does not look at it).
+func tcpSeg(src, dst netip.AddrPort, payload []byte) []byte {
+	b := make([]byte, 20, 20+len(payload))
+	binary.BigEndian.PutUint16(b[0:], src.Port())
+	binary.BigEndian.PutUint16(b[2:], dst.Port())
+	b[12], b[13] = 5<<4, 0x18
+	binary.BigEndian.PutUint16(b[14:], 65535)
+	return append(b, payload...)
+}
+
+// tcpFrame is f carrying payload in a TCP segment.
+func tcpFrame(f frame, payload []byte) frame {
+	f.proto, f.seg = 6, tcpSeg(f.src, f.dst, payload)
+	return f
+}
+
+// SIP over TCP through the wire (inline mode): forwarded unchanged, not
+// steered, and counted as a sip_tcp event, in both directions; TCP on
+// other ports is not counted.
+func TestProgramCountsSIPOverTCP(t *testing.T) {
+	e := newProgEnv(t)
+	invTCP := invite(300)
+	for _, tc := range []struct {
+		name    string
+		ingress func() *net.Interface
+		f       frame
+		counted bool
+	}{
+		{"invite-to-5060", func() *net.Interface { return e.ac },
+			tcpFrame(frame{dstMAC: nettest.ApplianceClientMAC, srcMAC: nettest.ClientMAC, src: netip.AddrPortFrom(nettest.ClientV4, 40000),
+				dst: srvV4}, invTCP), true},
+		{"response-from-5060-v6", func() *net.Interface { return e.as },
+			tcpFrame(frame{dstMAC: nettest.ApplianceServerMAC, srcMAC: nettest.ServerMAC, src: srvV6,
+				dst: netip.AddrPortFrom(nettest.ClientV6, 40000)}, []byte("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n")), true},
+		{"https", func() *net.Interface { return e.ac },
+			tcpFrame(frame{dstMAC: nettest.ApplianceClientMAC, srcMAC: nettest.ClientMAC, src: netip.AddrPortFrom(nettest.ClientV4, 40000),
+				dst: netip.AddrPortFrom(nettest.ServerV4, 443)}, []byte("x")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ifc := tc.ingress()
+			before := e.counters(t)[ifc.Name]
+			in := tc.f.bytes()
+			ret, out := e.run(t, ifc, in)
+			if verdict(ret) != "REDIRECT" {
+				t.Fatalf("verdict %s, want REDIRECT (forwarded)", verdict(ret))
+			}
+			after := e.counters(t)[ifc.Name]
+			want := uint64(0)
+			if tc.counted {
+				want = 1
+			}
+			if d := after.ByReason[ReasonSIPOverTCP] - before.ByReason[ReasonSIPOverTCP]; d != want {
+				t.Errorf("sip_tcp moved by %d, want %d", d, want)
+			}
+			if d := after.ByReason[ReasonForwarded] - before.ByReason[ReasonForwarded]; d != 1 {
+				t.Errorf("forwarded moved by %d, want 1", d)
+			}
+			if after.Steered() != before.Steered() {
+				t.Error("a TCP segment was steered")
+			}
+			// Unchanged but for the MACs and the TTL the forwarding rewrites.
+			if len(out) != len(in) || !bytes.Equal(out[len(out)-len(tc.f.seg):], tc.f.seg) {
+				t.Error("segment changed")
+			}
+		})
+	}
 }
 
 func TestProgramShortFrames(t *testing.T) {

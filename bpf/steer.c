@@ -12,6 +12,7 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -69,6 +70,7 @@ enum reason {
 	R_EV_INVITE_DISABLED,  // INVITE not steered: steering switched off
 	R_EV_INVITE_ERROR,     // INVITE not steered: no steer address / no tailroom
 	R_EV_INVITE_FRAGMENT,  // INVITE not steered: arrived as IP fragments
+	R_EV_SIP_TCP,          // SIP over TCP (a SIP port at either end): passed on unsigned
 	R_NR,
 };
 
@@ -738,6 +740,14 @@ int xdp_steer(struct xdp_md *ctx)
 	}
 	pp.l4proto = l4proto;
 
+	// SIP over TCP is not steered: signing it here would take a
+	// transparent TCP proxy (docs/ARCHITECTURE.md, "Inline mode"). It is
+	// forwarded like any other packet and counted on top.
+	if (l4proto == IPPROTO_TCP && !(pp.fragment && !pp.first_fragment)) {
+		struct tcphdr *tcp = data + (pp.l4 & 0xff);
+		if ((void *)(tcp + 1) <= data_end && (is_sip_port(cfg, tcp->dest) || is_sip_port(cfg, tcp->source)))
+			count(slot, R_EV_SIP_TCP);
+	}
 	if (l4proto != IPPROTO_UDP || (pp.fragment && !pp.first_fragment))
 		return forward(ctx, &pp, ifc, slot);
 

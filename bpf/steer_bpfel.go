@@ -72,7 +72,8 @@ const (
 	steerReasonR_EV_INVITE_DISABLED steerReason = 18
 	steerReasonR_EV_INVITE_ERROR    steerReason = 19
 	steerReasonR_EV_INVITE_FRAGMENT steerReason = 20
-	steerReasonR_NR                 steerReason = 21
+	steerReasonR_EV_SIP_TCP         steerReason = 21
+	steerReasonR_NR                 steerReason = 22
 )
 
 // Names of all BPF objects in the ELF.

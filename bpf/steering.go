@@ -417,6 +417,7 @@ const (
 	ReasonInviteDisabled  = Reason(steerReasonR_EV_INVITE_DISABLED)
 	ReasonInviteError     = Reason(steerReasonR_EV_INVITE_ERROR)
 	ReasonInviteFragment  = Reason(steerReasonR_EV_INVITE_FRAGMENT)
+	ReasonSIPOverTCP      = Reason(steerReasonR_EV_SIP_TCP)
 	NumReasons            = int(steerReasonR_NR)
 )
 
@@ -442,11 +443,13 @@ var reasonInfo = [NumReasons]struct{ action, name string }{
 	ReasonInviteDisabled:  {"invite_unsteered", "disabled"},
 	ReasonInviteError:     {"invite_unsteered", "steer_error"},
 	ReasonInviteFragment:  {"invite_unsteered", "fragment"},
+	ReasonSIPOverTCP:      {"sip_tcp", "passed_unsigned"},
 }
 
 // Action is "steered", "forwarded", "passed", "dropped" (each packet is
-// counted in exactly one of these) or "invite_unsteered" (an extra event
-// on top of the packet's action).
+// counted in exactly one of these), or "invite_unsteered" or "sip_tcp" (an
+// extra event on top of the packet's action: a SIP over TCP segment, to or
+// from a SIP port, passed on unsigned).
 func (r Reason) Action() string {
 	if int(r) < NumReasons {
 		return reasonInfo[r].action
@@ -527,6 +530,7 @@ func (s *Steering) Counters() (map[string]IfaceCounters, error) {
 //	shakenline_xdp_packets_total{iface="eth0",action="forwarded",reason="fib"} 42
 //	shakenline_xdp_packets_total{iface="eth0",action="passed",reason="redirect_unsafe_egress"} 7
 //	shakenline_xdp_invite_unsteered_total{iface="eth0",reason="heartbeat_stale"} 1
+//	shakenline_xdp_sip_tcp_packets_total{iface="eth0"} 7
 //	shakenline_xdp_redirect_target{iface="eth1"} 1
 //
 // Register it with metrics.RegisterMetricsWriter(s.WritePrometheus).
@@ -545,6 +549,10 @@ func (s *Steering) WritePrometheus(w io.Writer) {
 		metrics.WriteGaugeFloat64(w, fmt.Sprintf("shakenline_xdp_redirect_target{iface=%q}", a.name), v)
 		for r := 0; r < NumReasons; r++ {
 			ri := reasonInfo[r]
+			if ri.action == "sip_tcp" {
+				metrics.WriteCounterUint64(w, fmt.Sprintf("shakenline_xdp_sip_tcp_packets_total{iface=%q}", a.name), c.ByReason[r])
+				continue
+			}
 			if ri.action == "invite_unsteered" {
 				metrics.WriteCounterUint64(w, fmt.Sprintf("shakenline_xdp_invite_unsteered_total{iface=%q,reason=%q}", a.name, ri.name), c.ByReason[r])
 				continue

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/shakenline/shakenline/policy"
+	"github.com/shakenline/shakenline/sip"
 )
 
 // ErrInvalid wraps every validation failure.
@@ -22,9 +23,9 @@ var ErrInvalid = errors.New("config: invalid")
 // command-line flag (flags.go) is that flag with '_' for '-'.
 type Config struct {
 	Mode           string            `yaml:"mode"`            // proxy | redirect | inline
-	SIP            string            `yaml:"sip"`             // UDP listen ADDR:PORT
+	SIP            string            `yaml:"sip"`             // UDP and TCP listen ADDR:PORT
 	Advertise      string            `yaml:"advertise"`       // ADDR:PORT in our Via when SIP listens on 0.0.0.0/::
-	NextHop        string            `yaml:"next_hop"`        // proxy mode: ADDR:PORT; empty: route by Request-URI
+	NextHop        string            `yaml:"next_hop"`        // proxy mode: ADDR:PORT or sip:ADDR:PORT;transport=udp|tcp|tls; empty: route by Request-URI
 	Key            string            `yaml:"key"`             // PEM private key file (PKCS#8 or SEC 1)
 	PKCS11         string            `yaml:"pkcs11"`          // RFC 7512 URI
 	Signers        []Signer          `yaml:"signers"`         // signer chain; --key/--pkcs11 make a one-element chain
@@ -47,13 +48,24 @@ type Config struct {
 	X5UPreload    string `yaml:"x5u_preload"`     // verification: file of x5u URLs fetched at start
 	CRLFailClosed bool   `yaml:"crl_fail_closed"` // verification: refuse when a CRL cannot be had (default: pass, counted)
 
+	// SIP over TCP and TLS (docs/ARCHITECTURE.md, "SIP over TCP and TLS").
+	SIPTLS                  string        `yaml:"sip_tls"`                    // SIP over TLS listen ADDR:PORT; empty: none
+	TLSCert                 string        `yaml:"tls_cert"`                   // the SIP TLS certificate, PEM (not the STI certificate)
+	TLSKey                  string        `yaml:"tls_key"`                    // its key, PEM
+	TLSCA                   string        `yaml:"tls_ca"`                     // trust anchors for TLS peers, PEM; empty: the system's (next hops only)
+	TLSClientAuth           string        `yaml:"tls_client_auth"`            // none | request | require
+	UDPMTU                  int           `yaml:"udp_mtu"`                    // requests larger than this over UDP go over TCP; 0: off
+	MaxConnections          int           `yaml:"max_connections"`            // inbound TCP and TLS connections at most
+	MaxConnectionsPerSource int           `yaml:"max_connections_per_source"` // from one address
+	ConnectionIdleTimeout   time.Duration `yaml:"connection_idle_timeout"`    // close connections idle this long
+
 	Loops        int           `yaml:"loops"`              // event loops, default one per core
 	Freshness    time.Duration `yaml:"freshness"`          // iat window, default 60s
 	StaleDate    string        `yaml:"stale_date"`         // a Date outside freshness: refuse (forward unsigned, RFC 8224 4.1) | replace (deviation: Date replaced by now, signed)
 	SignBudget   time.Duration `yaml:"sign_budget"`        // per-call budget before P-Identity-Bypass, default 100ms
 	ResignSigned bool          `yaml:"resign_signed"`      // sign INVITEs already carrying a SHAKEN Identity
 	MaxInFlight  int           `yaml:"max_in_flight"`      // signing jobs per loop
-	RecvBuffer   int           `yaml:"sip_receive_buffer"` // SO_RCVBUF bytes of each loop's socket; 0: fastpath's default (512 KiB)
+	RecvBuffer   int           `yaml:"sip_receive_buffer"` // SO_RCVBUF bytes of each loop's UDP socket; 0: fastpath's default (512 KiB)
 	LogLevel     string        `yaml:"log_level"`          // debug | info | warn | error
 
 	Policy policy.Config `yaml:"policy"`
@@ -94,6 +106,11 @@ func Default() Config {
 		SignBudget:     100 * time.Millisecond,
 		LogLevel:       "info",
 		SteerPort:      5099,
+
+		TLSClientAuth:           "none",
+		MaxConnections:          16384,
+		MaxConnectionsPerSource: 256,
+		ConnectionIdleTimeout:   120 * time.Second,
 	}
 }
 
@@ -128,9 +145,16 @@ func (c *Config) Validate() error {
 		return bad("sip %q: want ADDR:PORT", c.SIP)
 	}
 	if c.NextHop != "" {
-		if _, err := netip.ParseAddrPort(c.NextHop); err != nil {
-			return bad("next_hop %q: want ADDR:PORT (or leave it out to route by Request-URI)", c.NextHop)
+		_, tr, err := sip.ParseHop(c.NextHop)
+		if err != nil {
+			return bad("next_hop %q: want ADDR:PORT or sip:ADDR:PORT;transport=udp|tcp|tls (or leave it out to route by Request-URI)", c.NextHop)
 		}
+		if tr != "udp" && c.Mode == "inline" {
+			return bad("next_hop %q: inline mode carries UDP only", c.NextHop)
+		}
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.Mode == "inline" && len(c.Ifaces) == 0 {
 		return bad("inline mode needs iface")
@@ -222,6 +246,49 @@ func (c *Config) Validate() error {
 	case "", "refuse", "replace":
 	default:
 		return bad("stale_date %q: want refuse (RFC 8224 section 4.1, the default) or replace", c.StaleDate)
+	}
+	return nil
+}
+
+// validateTLS checks the SIP over TCP and TLS keys.
+func (c *Config) validateTLS() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(f, a...)) }
+	if c.SIPTLS != "" {
+		tls, err := netip.ParseAddrPort(c.SIPTLS)
+		if err != nil {
+			return bad("sip_tls %q: want ADDR:PORT", c.SIPTLS)
+		}
+		if c.Mode == "inline" {
+			return bad("sip_tls: inline mode carries UDP only")
+		}
+		if c.TLSCert == "" || c.TLSKey == "" {
+			return bad("sip_tls needs tls_cert and tls_key (the SIP TLS certificate, not the STI one)")
+		}
+		if sipAP, err := netip.ParseAddrPort(c.SIP); err == nil && sipAP.Port() == tls.Port() &&
+			(sipAP.Addr() == tls.Addr() || sipAP.Addr().IsUnspecified() || tls.Addr().IsUnspecified()) {
+			return bad("sip_tls %q: the sip address serves TCP on that port already", c.SIPTLS)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return bad("tls_cert and tls_key go together")
+	}
+	switch c.TLSClientAuth {
+	case "", "none":
+	case "request", "require":
+		if c.TLSCA == "" {
+			return bad("tls_client_auth %s needs tls_ca (the anchors client certificates are verified against)", c.TLSClientAuth)
+		}
+	default:
+		return bad("tls_client_auth %q: want none, request or require", c.TLSClientAuth)
+	}
+	if c.UDPMTU != 0 && (c.UDPMTU < 256 || c.UDPMTU > 65535) {
+		return bad("udp_mtu %d: want 0 (off) or 256 to 65535 bytes (RFC 3261 section 18.1.1 suggests 1300)", c.UDPMTU)
+	}
+	if c.UDPMTU != 0 && c.Mode == "inline" {
+		return bad("udp_mtu: inline mode carries UDP only")
+	}
+	if c.MaxConnections < 0 || c.MaxConnectionsPerSource < 0 || c.ConnectionIdleTimeout < 0 {
+		return bad("max_connections, max_connections_per_source and connection_idle_timeout may not be negative")
 	}
 	return nil
 }

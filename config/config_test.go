@@ -134,3 +134,49 @@ func TestParseTrust(t *testing.T) {
 		t.Fatal("missing = accepted")
 	}
 }
+
+func TestStreamKeys(t *testing.T) {
+	base := Default()
+	base.Key, base.Cert, base.X5U = "/k.pem", "/c.pem", "https://cert.example/sp.pem"
+	ok := map[string]func(*Config){
+		"next hop tcp":  func(c *Config) { c.NextHop = "sip:198.18.0.1:5070;transport=tcp" },
+		"next hop sips": func(c *Config) { c.NextHop = "sips:198.18.0.1" },
+		"tls listener":  func(c *Config) { c.SIPTLS, c.TLSCert, c.TLSKey = "127.0.0.1:5061", "/t.pem", "/t.key" },
+		"mutual TLS": func(c *Config) {
+			c.SIPTLS, c.TLSCert, c.TLSKey, c.TLSCA, c.TLSClientAuth = "127.0.0.1:5061", "/t.pem", "/t.key", "/ca.pem", "require"
+		},
+		"udp_mtu": func(c *Config) { c.UDPMTU = 1300 },
+		"limits": func(c *Config) {
+			c.MaxConnections, c.MaxConnectionsPerSource, c.ConnectionIdleTimeout = 10, 2, time.Minute
+		},
+	}
+	bad := map[string]func(*Config){
+		"next hop sctp":       func(c *Config) { c.NextHop = "sip:198.18.0.1;transport=sctp" },
+		"next hop name":       func(c *Config) { c.NextHop = "sip:sbc.example.net;transport=tcp" },
+		"tls without cert":    func(c *Config) { c.SIPTLS = "127.0.0.1:5061" },
+		"tls on the sip port": func(c *Config) { c.SIPTLS, c.TLSCert, c.TLSKey = "127.0.0.1:5060", "/t.pem", "/t.key" },
+		"require without ca":  func(c *Config) { c.TLSClientAuth = "require" },
+		"client auth typo":    func(c *Config) { c.TLSClientAuth = "mandatory" },
+		"cert without key":    func(c *Config) { c.TLSCert = "/t.pem" },
+		"udp_mtu tiny":        func(c *Config) { c.UDPMTU = 100 },
+		"inline tls next hop": func(c *Config) {
+			c.Mode, c.Ifaces, c.NextHop = "inline", []string{"eth0"}, "sip:198.18.0.1;transport=tls"
+		},
+		"inline udp_mtu":           func(c *Config) { c.Mode, c.Ifaces, c.UDPMTU = "inline", []string{"eth0"}, 1300 },
+		"negative max_connections": func(c *Config) { c.MaxConnections = -1 },
+	}
+	for name, mut := range ok {
+		c := base
+		mut(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for name, mut := range bad {
+		c := base
+		mut(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: accepted (%v)", name, err)
+		}
+	}
+}

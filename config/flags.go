@@ -16,9 +16,13 @@ import (
 // panics in AddFlags (and fails TestFlagsAreKeys).
 var flagKeys = []struct{ key, usage string }{
 	{"mode", "proxy|redirect|inline"},
-	{"sip", "SIP listen `ADDR:PORT` (UDP; proxy and redirect modes)"},
+	{"sip", "SIP listen `ADDR:PORT` (UDP and TCP; proxy and redirect modes)"},
+	{"sip_tls", "SIP over TLS listen `ADDR:PORT` (with --tls-cert and --tls-key)"},
+	{"tls_cert", "the SIP TLS certificate, PEM `FILE` (not the STI certificate)"},
+	{"tls_key", "the SIP TLS certificate's key, PEM `FILE`"},
+	{"tls_ca", "trust anchors for TLS peers, PEM `FILE` (next hops always; clients with tls_client_auth)"},
 	{"advertise", "`ADDR:PORT` written in our Via when --sip is 0.0.0.0 or ::"},
-	{"next_hop", "`ADDR:PORT` where proxy mode forwards requests"},
+	{"next_hop", "where proxy mode forwards requests: `ADDR:PORT` (UDP) or sip:ADDR:PORT;transport=udp|tcp|tls"},
 	{"key", "signing key: PEM `FILE` (PKCS#8 or SEC 1, P-256)"},
 	{"pkcs11", "signing key in an HSM: RFC 7512 pkcs11: `URI` (module-path, token, object, pin-source=file:...)"},
 	{"cert", "the provider's certificate, PEM `FILE` (chain allowed)"},

@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -58,10 +59,21 @@ const DefaultRecvBuffer = 512 << 10
 // Config configures a Server. Zero fields take the defaults documented here.
 type Config struct {
 	Mode      Mode
-	Listen    netip.AddrPort // UDP address the loops listen on
+	Listen    netip.AddrPort // the loops listen here for UDP, and for TCP in proxy and redirect modes
 	Advertise netip.AddrPort // address in our Via; default Listen (required when Listen is unspecified)
 	NextHop   netip.AddrPort // proxy mode: where requests go; unset: by Request-URI (IP literal hosts)
 	Loops     int            // event loops; default GOMAXPROCS
+
+	// SIP over TCP and TLS (docs/ARCHITECTURE.md, "SIP over TCP and TLS").
+	NextHopTransport Transport      // how requests reach NextHop: UDP (default), TCP or TLS
+	ListenTLS        netip.AddrPort // SIP over TLS listens here (with TLSServer)
+	TLSServer        *tls.Config    // the TLS listener's: certificate, client authentication; nil: no TLS listener
+	TLSClient        *tls.Config    // connections we open over TLS: trust anchors (nil: the system's), our certificate; TLS 1.2 minimum forced, verification always
+	UDPMTU           int            // a request that would leave over UDP larger than this goes over TCP (RFC 3261 section 18.1.1); 0: off
+	MaxConnections   int            // inbound TCP and TLS connections at most; default DefaultMaxConnections
+	MaxPerSource     int            // inbound connections from one address at most; default DefaultMaxPerSource
+	IdleTimeout      time.Duration  // a connection without traffic this long is closed; default DefaultIdleTimeout
+	MessageTimeout   time.Duration  // an incomplete message older than this closes its connection; default DefaultMessageTimeout
 
 	Builder *passport.Builder
 	Signer  hsm.Dispatcher

@@ -1,8 +1,9 @@
-// Package fastpath owns the per-packet path of the appliance: gnet v2 UDP
-// event loops (one per core, SO_REUSEPORT) that read SIP datagrams, parse only
-// what a PASSporT needs, hand initial INVITEs to the signers without
-// blocking, stamp the Identity header into a pooled buffer and send the
-// result with batched sendmmsg(2) calls.
+// Package fastpath owns the per-packet path of the appliance: gnet v2 event
+// loops (one per core, SO_REUSEPORT) that read SIP datagrams and SIP over
+// TCP (and TLS connections on goroutines of their own), parse only what a
+// PASSporT needs, hand initial INVITEs to the signers without blocking,
+// stamp the Identity header into a pooled buffer and send the result with
+// batched sendmmsg(2) calls, or one write per connection and burst.
 //
 // Receive batching: gnet hands a loop one datagram per readiness event; the
 // loop then drains its socket itself with recvmmsg(2) (rxBatch datagrams a
@@ -74,12 +75,14 @@
 //   - config.go: Config and Mode; server.go: New (defaults, the mode's
 //     egress), Run, Stop.
 //   - handler.go: gnet's callbacks: OnTraffic hands the datagram to its
-//     loop (loop.go: per-loop state, created on the loop's first datagram).
+//     loop (loop.go: per-loop state, created on the loop's first event),
+//     or a TCP connection's bytes to stream.go.
 //   - recv.go: drainSocket, the receive burst: gnet's datagram, then the
 //     socket drained with recvmmsg(2), each datagram to routeDatagram.
-//   - route.go: routeDatagram (counted, panics recovered) calls the mode's
-//     egress: proxy.go, redirect.go, inline.go route requests, responses
-//     and malformed messages, and say how each decided call leaves.
+//   - route.go: routeMessage (counted by transport, panics recovered) calls
+//     the mode's egress: proxy.go, redirect.go, inline.go route requests,
+//     responses and malformed messages, and say how each decided call
+//     leaves; send and sendRequest take a message to its target.
 //   - sign.go: handleInvite, the decision for an initial INVITE (policy:
 //     verify, forward or sign; already signed; numbers and Date through
 //     package claims), and signInvite, which signs on the loop or hands the
@@ -93,10 +96,50 @@
 //     the sender goroutine that sends finished jobs.
 //   - log.go, metrics.go: rate-limited logging and the counters.
 //
-// The decision, the claims and the stamps know nothing of UDP: a stream
-// transport (SIP over TCP or TLS) adds its own ingress beside handler.go
-// and recv.go that hands whole messages to the egress's route, and its own
-// send path beside send.go (the egresses send through outBuf and queue
-// there, the senders through sendJob). A new PASSporT (div, rcd) extends
-// signInvite and package claims.
+// The decision, the claims and the stamps know nothing of the transport:
+// every message, a datagram or one framed on a connection, goes through
+// routeMessage (route.go) with its ingress (transport, connection), and
+// every message leaves through loop.send / loop.sendRequest (route.go) to a
+// target (address, transport, connection). A new PASSporT (div, rcd)
+// extends signInvite and package claims.
+//
+// # SIP over TCP and TLS (docs/ARCHITECTURE.md, "SIP over TCP and TLS")
+//
+//   - transport.go: Transport, target and ingress, our Via's connection
+//     parameter (;i=), the transports a Via or a Request-URI names.
+//   - frame.go: the stream framer (RFC 3261 section 18.3: Content-Length
+//     mandatory; a message split across reads, several in one read, a body
+//     arriving late; CRLFCRLF keep-alives, RFC 5626 section 3.5.1) and the
+//     pooled buffers of incomplete messages and queued output, within a
+//     budget.
+//   - conn.go: the connection (conn: TCP on a gnet loop, or TLS), the
+//     connection table (ids, limits per source and in total), sending on a
+//     connection from any goroutine (conn.send), closing, the sweeper
+//     (idle connections, slow messages), readStream (framing to routing).
+//   - stream.go: TCP on the gnet loops: accepting (OnOpen), reading
+//     (OnTraffic), closing (OnClose); a burst's output to one connection
+//     written once (cork, flushStreams, called by loop.flush).
+//   - tls.go: TLS on goroutines (a reader that borrows a TLS loop per read,
+//     a writer per connection), TLS 1.2 and 1.3 only.
+//   - peer.go: connections we open (next hops, addresses a Request-URI or
+//     a Via names over a stream): one per loop and address, opened on
+//     demand, reused, retried with backoff; readiness (NextHopReady).
+//
+// Stateless over connections: a request that came on a connection leaves
+// with our Via naming it (;i=<16 hex>: a slot of the connection table and
+// a random tag), so its responses go back on it (RFC 3261 section 18.2.2)
+// with nothing kept per call; when that connection is gone they go by the
+// Via under ours. udp_mtu (Config.UDPMTU) moves a request that would leave
+// over UDP larger than the MTU to TCP towards the same address and port,
+// our Via switched to TCP in place (RFC 3261 section 18.1.1).
+//
+// Metrics of the stream transports (metrics.go): shakenline_sip_packets_total
+// and shakenline_calls_seen_total by transport, shakenline_sip_stream_sent_total,
+// shakenline_sip_connections (gauge) and shakenline_sip_connections_opened_total
+// by transport and direction, shakenline_sip_connections_closed_total{reason},
+// shakenline_sip_connections_refused_total{limit}, shakenline_sip_connect_errors_total,
+// shakenline_tls_handshake_errors_total{direction}, shakenline_sip_framing_errors_total{reason},
+// shakenline_sip_keepalives_total, shakenline_sip_udp_mtu_switched_total,
+// shakenline_sip_stream_dropped_total{reason}, shakenline_sip_stream_buffer_refused_total,
+// shakenline_sip_dropped_total{reason="unreachable"}.
 package fastpath

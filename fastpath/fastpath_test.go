@@ -8,8 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
@@ -107,7 +105,7 @@ func start(t *testing.T, mode Mode, mut func(*Config, *testEnv)) *testEnv {
 	cfg := Config{
 		Mode: mode, Listen: te.addr, NextHop: te.next.LocalAddr().(*net.UDPAddr).AddrPort(), Loops: 2,
 		Builder: b, Signer: hsm.NewPool(ctx, soft, 2, 1024), Policy: policy.NewHolder(tbl), Numbers: num,
-		MaxInFlight: 64, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MaxInFlight: 64, Logger: testLogger(),
 	}
 	if mut != nil {
 		mut(&cfg, te)

@@ -106,7 +106,7 @@ func testLoop(tb testing.TB, d hsm.Dispatcher) (*loop, *net.UDPConn) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	l := s.loopFor(udpFD(tb, sock))
+	l := s.loopFor(udpFD(tb, sock), nil)
 	tb.Cleanup(func() { close(s.stopSenders); s.wg.Wait() })
 	return l, next
 }
@@ -235,7 +235,7 @@ func TestAllocsPerPacket(t *testing.T) {
 			bs.send(burst...)
 			lb.drainSocket(nil, netip.AddrPort{})
 		}
-		read, invites, resps := mRecvDatagrams.Get(), mInvites.Get(), mResponses.Get()
+		read, invites, resps := mRecvDatagrams.Get(), mInvitesBy[UDP].Get(), mResponses.Get()
 		if n := testing.AllocsPerRun(c.runs, func() { bs.send(burst...); lb.drainSocket(nil, netip.AddrPort{}) }); n != 0 {
 			t.Errorf("%s: burst of %d datagrams through recvmmsg: %.2f allocations per burst, want 0", c.name, len(burst), n)
 		}
@@ -244,7 +244,7 @@ func TestAllocsPerPacket(t *testing.T) {
 		if got := mRecvDatagrams.Get() - read; got != want {
 			t.Errorf("%s: recvmmsg read %d datagrams, want %d", c.name, got, want)
 		}
-		if got := mInvites.Get() - invites; got != want/2 {
+		if got := mInvitesBy[UDP].Get() - invites; got != want/2 {
 			t.Errorf("%s: %d INVITEs handled in the bursts, want %d", c.name, got, want/2)
 		}
 		if got := mResponses.Get() - resps; got != want/2 {
@@ -270,7 +270,7 @@ func waitJobs(t *testing.T, l *loop) {
 // benchmark's drain reads them).
 func burstOf(l *loop, n int) [][]byte {
 	next := l.s.cfg.NextHop
-	resp := []byte("SIP/2.0 200 OK\r\n" + string(l.s.viaPrefix) + "z9hG4bKsl0123456789abcdef\r\n" +
+	resp := []byte("SIP/2.0 200 OK\r\n" + string(l.s.viaPrefix[UDP]) + "z9hG4bKsl0123456789abcdef\r\n" +
 		"Via: SIP/2.0/UDP " + next.String() + ";branch=z9hG4bK-b;rport=" + fmt.Sprint(next.Port()) + "\r\n" +
 		"From: <sip:+12155550100@198.18.1.2>;tag=abc\r\nTo: <sip:+12155550123@198.18.2.2>;tag=srv\r\n" +
 		"Call-ID: b@198.18.1.2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 type handler struct {
@@ -14,8 +15,28 @@ type handler struct {
 }
 
 func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
-	h.s.eng = eng
-	close(h.s.booted)
+	s := h.s
+	s.eng = eng
+	// A loop whose first traffic is a TCP connection sends its UDP
+	// datagrams through this copy of one of the SIP address's UDP
+	// sockets until its own UDP socket is known (loopFor).
+	if fd, err := eng.DupListener("udp", s.udpHost); err == nil {
+		s.udpOut = fd
+		if sa, err := unix.Getsockname(fd); err == nil {
+			_, s.udpOutV6 = sa.(*unix.SockaddrInet6)
+		}
+	}
+	close(s.booted)
+	return gnet.None
+}
+
+// OnOpen admits an inbound TCP connection, or takes one of ours that has
+// connected (stream.go).
+func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) { return nil, h.s.openTCP(c) }
+
+// OnClose ends a TCP connection (stream.go).
+func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
+	h.s.closeTCP(c)
 	return gnet.None
 }
 
@@ -36,6 +57,9 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 }
 
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
+	if cc, ok := c.Context().(*conn); ok { // a TCP connection
+		return cc.home.Load().trafficTCP(cc, c)
+	}
 	pkt, _ := c.Next(-1)
 	ua, ok := c.RemoteAddr().(*net.UDPAddr)
 	if !ok {
@@ -44,6 +68,6 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	// A dual-stack socket reports IPv4 peers v4-mapped; policy prefixes,
 	// the next-hop comparison and received= all want the plain address.
 	ap := ua.AddrPort()
-	h.s.loopFor(c.Fd()).drainSocket(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	h.s.loopFor(c.Fd(), c.EventLoop()).drainSocket(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	return gnet.None
 }

@@ -35,7 +35,7 @@ func (inlineEgress) route(l *loop, pkt []byte, _ netip.AddrPort) {
 		return
 	}
 	if m.IsRequest && m.Method == sip.MethodInvite && m.To.Tag.Empty() {
-		mInvites.Inc()
+		mInvitesBy[UDP].Inc()
 		if l.handleInvite(payload, flow.Src, flow.Dst) {
 			return
 		}

@@ -23,6 +23,8 @@ type job struct {
 	l        *loop
 	start    time.Time // when the datagram was read (monotonic), for the latency histogram
 	src, dst netip.AddrPort
+	in       ingress  // how the call came
+	to       target   // where it goes (an answer: back to src)
 	flow     bpf.Flow // inline mode: original addresses
 	pkt      []byte   // copy of the datagram (gnet reuses its buffer)
 	msg      sip.Message
@@ -124,7 +126,8 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 		j.hdr = append(j.hdr, "\r\n"...)
 		if al := s.cfg.Audit; al != nil {
 			j.rec = audit.Record{Time: time.Now(), CallID: m.CallID.In(pkt), Orig: j.orig, Dest: j.dest,
-				Attest: j.decision.Attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: j.cred.Fingerprint}
+				Attest: j.decision.Attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: j.cred.Fingerprint,
+				Transport: transportNames[j.in.tr]}
 			if len(r.Identity) > 0 {
 				j.rec.CertFingerprint = "" // a remote STI-AS's certificate, not ours (audit/doc.go)
 			}

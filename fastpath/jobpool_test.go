@@ -29,7 +29,7 @@ func TestJobPoolGrowsOnDemand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := s.loopFor(udpFD(t, sock))
+	l := s.loopFor(udpFD(t, sock), nil)
 	t.Cleanup(func() { close(s.stopSenders); s.wg.Wait() })
 	if got := l.made.Load(); got != initialJobs || len(l.free) != initialJobs {
 		t.Fatalf("a new loop made %d jobs (%d free), want %d", got, len(l.free), initialJobs)

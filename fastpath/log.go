@@ -19,6 +19,10 @@ const (
 	logStaleDate
 	logBadDate
 	logDateReplaced
+	logFraming
+	logConnLimit
+	logConnect
+	logTLSHandshake
 	nLogKeys
 )
 

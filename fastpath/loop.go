@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/shakenline/shakenline/bpf"
@@ -14,10 +15,12 @@ import (
 	"github.com/shakenline/shakenline/sip"
 )
 
-// loopFor returns the state of the loop that owns listener fd, creating it
-// on the loop's first packet. Each SO_REUSEPORT listener belongs to exactly
-// one gnet loop, so a loop's state is only ever used by its own goroutine.
-func (s *Server) loopFor(fd int) *loop {
+// loopFor returns the state of the gnet loop el whose UDP listener is fd
+// (-1: not known yet, for a TCP connection's first event), creating it on
+// the loop's first event. Each SO_REUSEPORT listener, and each connection,
+// belongs to exactly one gnet loop, so a loop's state is only ever used by
+// its own goroutine. Tests without gnet pass a nil el.
+func (s *Server) loopFor(fd int, el gnet.EventLoop) *loop {
 	if fd >= 0 && fd < len(s.byFD) {
 		if l := s.byFD[fd].Load(); l != nil {
 			return l
@@ -25,28 +28,53 @@ func (s *Server) loopFor(fd int) *loop {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l, ok := s.loops[fd]; ok {
-		return l
+	var l *loop
+	if el != nil {
+		l = s.byEL[el]
 	}
-	l := s.newLoop(fd, len(s.loops))
-	s.loops[fd] = l
-	if fd >= 0 && fd < len(s.byFD) {
-		s.byFD[fd].Store(l)
+	if l == nil && fd >= 0 {
+		l = s.loops[fd]
+	}
+	if l == nil {
+		l = s.newLoop(fd, len(s.all), true)
+		l.el = el
+		s.all = append(s.all, l)
+		if el != nil {
+			s.byEL[el] = l
+		}
+	}
+	if fd >= 0 {
+		if l.fd < 0 { // its first datagram: its own socket from now on
+			l.fd, l.rx = fd, newRx(fd)
+			l.tx = newBatch(fd, isV6(fd))
+		}
+		s.loops[fd] = l
+		if fd < len(s.byFD) {
+			s.byFD[fd].Store(l)
+		}
 	}
 	return l
 }
 
-// loop is the per-event-loop state. Only its own gnet goroutine touches it,
-// except sendq/free (channels) and the job objects it lends out.
+func isV6(fd int) bool {
+	sa, err := unix.Getsockname(fd)
+	_, v6 := sa.(*unix.SockaddrInet6)
+	return err == nil && v6
+}
+
+// loop is the per-event-loop state. Only its own goroutine touches it,
+// except sendq/free (channels) and the job objects it lends out. A TLS
+// loop (tls.go) is the same state, used by one TLS reader at a time.
 type loop struct {
 	s     *Server
-	eg    egress // the mode's (New)
-	fd    int
-	idx   int // 0..loops-1, in the order loops saw their first datagram
+	eg    egress         // the mode's (New)
+	el    gnet.EventLoop // gnet's loop (nil: a TLS loop, or a test's)
+	fd    int            // its UDP socket (-1: none yet; sends go through Server.udpOut)
+	idx   int            // 0..loops-1, in the order loops saw their first event
 	msg   sip.Message
 	out   []byte // inline mode: the datagram being reinjected (sent at once)
 	sc    *scratch
-	rx    *rx    // recvmmsg(2) state for draining the socket after gnet's datagram
+	rx    *rx    // recvmmsg(2) state for draining the socket after gnet's datagram (nil: no socket yet)
 	tx    *batch // the loop's own sends, flushed once per burst (see queue)
 	arena []byte // the datagrams in tx: each is built at arena[used:]
 	used  int
@@ -54,6 +82,13 @@ type loop struct {
 	idle  hsm.IdleWork // the signer's refill work, done when the socket is drained (nil: none)
 
 	idleCred *credential.Credential // the credential idle belongs to
+	noIdle   bool                   // a TLS loop: never does the signer's idle work
+
+	in     ingress           // where the message in hand came from
+	to     target            // where the request in hand goes (set by the egress before the decision)
+	nconns int               // TCP connections this gnet loop owns
+	peers  map[peerKey]*conn // connections it opened (peer.go)
+	corked []*conn           // connections it wrote to in this burst (stream.go)
 
 	bursts    uint64 // calls of drainSocket
 	handedOff uint64 // the last burst that gave a call to a signer or verifier goroutine (see drainSocket)
@@ -68,10 +103,15 @@ type loop struct {
 	hist      *metrics.Histogram
 }
 
-func (s *Server) newLoop(fd, idx int) *loop {
-	v6 := false
-	if sa, err := unix.Getsockname(fd); err == nil {
-		_, v6 = sa.(*unix.SockaddrInet6)
+// newLoop makes a loop's state; fd is its UDP socket (-1: none yet), idle
+// whether it does the signer's idle work (gnet loops do; TLS loops,
+// which never wait on a socket, do not).
+func (s *Server) newLoop(fd, idx int, idle bool) *loop {
+	txfd, v6 := fd, false
+	if fd >= 0 {
+		v6 = isV6(fd)
+	} else {
+		txfd, v6 = s.udpOut, s.udpOutV6
 	}
 	var seed [32]byte
 	_, _ = rand.Read(seed[:])
@@ -82,8 +122,7 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		idx:   idx,
 		out:   make([]byte, 0, sip.MaxMessage+outSlack),
 		sc:    newScratch(),
-		rx:    newRx(fd),
-		tx:    newBatch(fd, v6),
+		tx:    newBatch(txfd, v6),
 		arena: make([]byte, txArena),
 		rng:   mrand.NewChaCha8(seed),
 		tn:    [2][]byte{make([]byte, 0, 32), make([]byte, 0, 32)},
@@ -92,6 +131,10 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		free:  make(chan *job, s.cfg.MaxInFlight),
 		sendq: make(chan *job, s.cfg.MaxInFlight),
 		hist:  latencyHistogram(idx),
+		peers: map[peerKey]*conn{},
+	}
+	if fd >= 0 {
+		l.rx = newRx(fd)
 	}
 	// The free list starts small and grows on demand up to MaxInFlight
 	// (getJob): 4096 jobs of about 10 KiB each, allocated and faulted in on
@@ -102,10 +145,11 @@ func (s *Server) newLoop(fd, idx int) *loop {
 		l.made.Add(1)
 	}
 	l.ws = newJob(l)
+	l.noIdle = !idle
 	l.followCredential(s.cfg.Credential.Load())
 	l.bursts = lingerQuiet // no hand-off yet: the loop may linger from the start
 	s.wg.Add(1)
-	go l.runSender(newBatch(fd, v6), s.stopSenders)
+	go l.runSender(newBatch(txfd, v6), s.stopSenders)
 	return l
 }
 
@@ -136,6 +180,9 @@ func (l *loop) followCredential(c *credential.Credential) {
 		l.idle = nil
 	}
 	l.idleCred = c
+	if l.noIdle {
+		return
+	}
 	if iw, ok := c.Signer.(interface{ IdleWork(shard int) hsm.IdleWork }); ok {
 		l.idle = iw.IdleWork(l.idx) // the shard TrySign uses
 	}

@@ -2,14 +2,17 @@ package fastpath
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
 )
 
 // Metrics are declared once, here; the hot path only increments them.
 var (
-	mPackets        = metrics.NewCounter(`shakenline_sip_packets_total`)
-	mInvites        = metrics.NewCounter(`shakenline_calls_seen_total`)
+	// Messages received (datagrams, or messages framed on a connection)
+	// and initial INVITEs seen, by the transport they came on.
+	mPacketsBy      = byTransport(`shakenline_sip_packets_total{transport="%s"}`)
+	mInvitesBy      = byTransport(`shakenline_calls_seen_total{transport="%s"}`)
 	mSignedA        = metrics.NewCounter(`shakenline_calls_signed_total{attest="A"}`)
 	mSignedB        = metrics.NewCounter(`shakenline_calls_signed_total{attest="B"}`)
 	mSignedC        = metrics.NewCounter(`shakenline_calls_signed_total{attest="C"}`)
@@ -63,6 +66,43 @@ var (
 	mRecvCalls     = metrics.NewCounter(`shakenline_udp_recvmmsg_calls_total`)
 	mRecvDatagrams = metrics.NewCounter(`shakenline_udp_recvmmsg_datagrams_total`)
 	mRecvWaits     = metrics.NewCounter(`shakenline_udp_poll_waits_total`) // a drained loop waiting for more (rxLinger)
+	// SIP over TCP and TLS (stream.go, conn.go, peer.go, tls.go).
+	// Messages sent on connections (UDP datagrams: shakenline_udp_sent_total).
+	mSentBy = byTransport(`shakenline_sip_stream_sent_total{transport="%s"}`)
+	// Connections opened, inbound (accepted) and outbound (ours).
+	mConnOpened = [nTransports][2]*metrics.Counter{
+		{nil, nil},
+		{metrics.NewCounter(`shakenline_sip_connections_opened_total{transport="tcp",direction="in"}`),
+			metrics.NewCounter(`shakenline_sip_connections_opened_total{transport="tcp",direction="out"}`)},
+		{metrics.NewCounter(`shakenline_sip_connections_opened_total{transport="tls",direction="in"}`),
+			metrics.NewCounter(`shakenline_sip_connections_opened_total{transport="tls",direction="out"}`)},
+	}
+	mConnClosed        = closedCounters()
+	mConnRefusedTotal  = metrics.NewCounter(`shakenline_sip_connections_refused_total{limit="total"}`)
+	mConnRefusedSource = metrics.NewCounter(`shakenline_sip_connections_refused_total{limit="per-source"}`)
+	// Attempts to connect that failed (the next hop refusing TCP is one),
+	// and TLS handshakes that failed.
+	mConnectErrors      = byTransport(`shakenline_sip_connect_errors_total{transport="%s"}`)
+	mTLSHandshakeErrors = [2]*metrics.Counter{
+		metrics.NewCounter(`shakenline_tls_handshake_errors_total{direction="in"}`),
+		metrics.NewCounter(`shakenline_tls_handshake_errors_total{direction="out"}`),
+	}
+	mFrameErrors = frameCounters()
+	// CRLF keep-alives answered (RFC 5626 section 3.5.1).
+	mKeepalives = metrics.NewCounter(`shakenline_sip_keepalives_total`)
+	// Requests moved from UDP to TCP by udp_mtu (RFC 3261 section 18.1.1).
+	mMTUSwitched = metrics.NewCounter(`shakenline_sip_udp_mtu_switched_total`)
+	// Requests not forwarded because the connection to their destination
+	// failed and waits out its backoff (answered 503).
+	mUnreachable = metrics.NewCounter(`shakenline_sip_dropped_total{reason="unreachable"}`)
+	// Messages for a connection that closed, or whose backlog is full.
+	mStreamDropped = [...]*metrics.Counter{
+		dropClosed:  metrics.NewCounter(`shakenline_sip_stream_dropped_total{reason="closed"}`),
+		dropBacklog: metrics.NewCounter(`shakenline_sip_stream_dropped_total{reason="backlog"}`),
+	}
+	// Buffers for incomplete messages refused at the budget.
+	mStreamBudget = metrics.NewCounter(`shakenline_sip_stream_buffer_refused_total`)
+
 	// A drained loop refilling the software key's nonce pool instead of
 	// sleeping: one scalar multiplication per step (see loop.idle).
 	mIdleSteps = metrics.NewCounter(`shakenline_loop_idle_refill_steps_total`)
@@ -74,4 +114,49 @@ var (
 // loop at its start, never per packet.
 func latencyHistogram(loop int) *metrics.Histogram {
 	return metrics.GetOrCreateHistogram(fmt.Sprintf(`shakenline_sign_added_latency_seconds{loop="%d"}`, loop))
+}
+
+// Stream drop reasons.
+const (
+	dropClosed = iota
+	dropBacklog
+)
+
+// nOpen counts the open connections by transport and direction (0 in, 1
+// out), for the gauges.
+var nOpen [nTransports][2]atomic.Int64
+
+func init() {
+	for _, tr := range []Transport{TCP, TLS} {
+		for dir, name := range []string{"in", "out"} {
+			n := &nOpen[tr][dir]
+			metrics.NewGauge(fmt.Sprintf(`shakenline_sip_connections{transport="%s",direction="%s"}`, tr, name),
+				func() float64 { return float64(n.Load()) })
+		}
+	}
+}
+
+// byTransport declares one counter per transport from a name with one %s.
+func byTransport(format string) [nTransports]*metrics.Counter {
+	var cs [nTransports]*metrics.Counter
+	for t := range nTransports {
+		cs[t] = metrics.NewCounter(fmt.Sprintf(format, t))
+	}
+	return cs
+}
+
+func closedCounters() [nCloseReasons]*metrics.Counter {
+	var cs [nCloseReasons]*metrics.Counter
+	for r := range nCloseReasons {
+		cs[r] = metrics.NewCounter(fmt.Sprintf(`shakenline_sip_connections_closed_total{reason="%s"}`, closeReasonNames[r]))
+	}
+	return cs
+}
+
+func frameCounters() [frameBudget + 1]*metrics.Counter {
+	var cs [frameBudget + 1]*metrics.Counter
+	for e := frameTooLarge; e <= frameBudget; e++ {
+		cs[e] = metrics.NewCounter(fmt.Sprintf(`shakenline_sip_framing_errors_total{reason="%s"}`, closeReasonNames[frameClose[e]]))
+	}
+	return cs
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // listenerBuffers returns SO_RCVBUF and SO_SNDBUF of every UDP socket of
-// this process bound to port (each loop's SO_REUSEPORT listener).
+// this process bound to port (each loop's SO_REUSEPORT listener, and any
+// other UDP socket the server binds there).
 func listenerBuffers(t *testing.T, port uint16) (rcv, snd []int) {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -61,8 +62,8 @@ func TestReceiveBuffer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			te := start(t, Proxy, func(c *Config, _ *testEnv) { c.RecvBuffer = tc.set })
 			rcv, snd := listenerBuffers(t, te.addr.Port())
-			if len(rcv) != 2 {
-				t.Fatalf("%d listening sockets on port %d, want one per loop (2)", len(rcv), te.addr.Port())
+			if len(rcv) < 2 {
+				t.Fatalf("%d UDP sockets on port %d, want at least one per loop (2)", len(rcv), te.addr.Port())
 			}
 			for i := range rcv {
 				if want := capped(tc.want, "rmem_max"); rcv[i] != want {

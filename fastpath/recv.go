@@ -168,7 +168,9 @@ func (l *loop) drainSocket(first []byte, src netip.AddrPort) {
 			mIdleSteps.Inc()
 			continue
 		}
-		if l.bursts-l.handedOff < lingerQuiet || l.s.stopped.Load() || !l.rx.wait() {
+		// A loop with TCP connections never lingers: its connections'
+		// events wait in gnet's epoll meanwhile.
+		if l.bursts-l.handedOff < lingerQuiet || l.nconns > 0 || l.s.stopped.Load() || !l.rx.wait() {
 			return
 		}
 	}

@@ -31,7 +31,7 @@ func TestBurstThroughRecvmmsg(t *testing.T) {
 	for i := range n {
 		if i%4 == 3 {
 			// A response to an earlier INVITE, for the next hop to read.
-			burst = append(burst, []byte("SIP/2.0 200 OK\r\n"+string(l.s.viaPrefix)+"z9hG4bKsl0123456789abcdef\r\n"+
+			burst = append(burst, []byte("SIP/2.0 200 OK\r\n"+string(l.s.viaPrefix[UDP])+"z9hG4bKsl0123456789abcdef\r\n"+
 				"Via: SIP/2.0/UDP "+next.LocalAddr().String()+";branch=z9hG4bK-r"+fmt.Sprint(i)+"\r\n"+
 				"From: <sip:+12155550100@198.18.1.2>;tag=a\r\nTo: <sip:+12155550123@198.18.2.2>;tag=s\r\n"+
 				fmt.Sprintf("Call-ID: resp%d\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", i)))

@@ -8,7 +8,8 @@ import (
 )
 
 // redirectEgress is redirect mode: every initial INVITE is answered with
-// 302 Moved Temporarily, Contact its Request-URI, carrying the Identity
+// 302 Moved Temporarily (on the transport, and the connection, the INVITE
+// came on), Contact its Request-URI, carrying the Identity
 // header and a Date equal to the iat (the SBC copies both into its own
 // INVITE; docs/ARCHITECTURE.md, redirect mode); ACK is absorbed, OPTIONS
 // and CANCEL are answered 200, other methods 405; responses are dropped; a
@@ -64,7 +65,9 @@ func (redirectEgress) answerRequest(l *loop, pkt []byte, src netip.AddrPort) {
 	m := &l.msg
 	switch {
 	case m.Method == sip.MethodInvite && m.To.Tag.Empty():
-		mInvites.Inc()
+		mInvitesBy[l.in.tr].Inc()
+		// The 302 goes back the way the INVITE came.
+		l.to = l.back(src)
 		if !l.handleInvite(pkt, src, src) {
 			// Unsigned (no number): still redirect, so the call proceeds.
 			l.reply(pkt, src, 302, "Moved Temporarily", l.contact(pkt, m))
@@ -79,7 +82,7 @@ func (redirectEgress) answerRequest(l *loop, pkt []byte, src netip.AddrPort) {
 }
 
 func (redirectEgress) sendSigned(l *loop, j *job, pkt []byte, m *sip.Message) {
-	sendSignedOnSocket(l, j, pkt, m)
+	l.send(j.stamp(l.outBuf(len(pkt)), pkt, m, &j.req), j.to)
 }
 
 // stampCall: the 302 with its Identity header and the Date of the iat, for
@@ -111,4 +114,4 @@ func (redirectEgress) stampVerified(j *job, _ *annotation) {
 	j.out = appendResponse(j.out[:0], j.pkt, &j.msg, 302, "Moved Temporarily", j.contact(j.pkt, &j.msg))
 }
 
-func (redirectEgress) sendJob(tx *batch, j *job) bool { return sendJobOnSocket(tx, j) }
+func (redirectEgress) sendJob(tx *batch, j *job) bool { return sendJobOut(tx, j) }

@@ -88,14 +88,14 @@ func appendToTag(dst, pkt []byte, m *sip.Message) []byte {
 }
 
 // reply sends a locally generated response to the request in hand (l.msg)
-// to src.
+// back to src, on the connection it came on when it came on one.
 func (l *loop) reply(pkt []byte, src netip.AddrPort, code int, reason string, extra ...[]byte) {
 	mLocalReplies.Inc()
 	n := len(pkt)
 	for _, x := range extra {
 		n += len(x)
 	}
-	l.queue(appendResponse(l.outBuf(n), pkt, &l.msg, code, reason, extra...), src)
+	l.send(appendResponse(l.outBuf(n), pkt, &l.msg, code, reason, extra...), l.back(src))
 }
 
 // contact is the Contact header line of a 302: the request's Request-URI.

@@ -1,6 +1,7 @@
 package fastpath
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 
@@ -46,19 +47,104 @@ type egress interface {
 
 // routeDatagram takes one datagram from src through the mode's egress:
 // what it sends is queued in the loop's batch (see queue) until the caller
-// flushes. pkt is only valid during the call. A panic drops the datagram,
-// counted and logged, and never the loop.
+// flushes. pkt is only valid during the call.
 func (l *loop) routeDatagram(pkt []byte, src netip.AddrPort) {
+	l.routeMessage(pkt, src, ingress{})
+}
+
+// routeMessage takes one message from src, which came as in says (a
+// datagram, or a message framed on a connection), through the mode's
+// egress. pkt is only valid during the call. A panic drops the message,
+// counted and logged, and never the loop.
+func (l *loop) routeMessage(pkt []byte, src netip.AddrPort, in ingress) {
 	defer func() {
 		if r := recover(); r != nil {
 			mPanics.Inc()
 			if ok, n := l.s.limit.allow(logInternalError); ok {
-				l.s.log.Warn("fastpath: recovered from a panic while handling a datagram; it was dropped", "panic", fmt.Sprint(r), "suppressed_since_last", n)
+				l.s.log.Warn("fastpath: recovered from a panic while handling a message; it was dropped", "panic", fmt.Sprint(r), "suppressed_since_last", n)
 			}
 		}
 	}()
-	mPackets.Inc()
+	l.in = in
+	mPacketsBy[in.tr].Inc()
 	l.eg.route(l, pkt, src)
+}
+
+// back is where an answer to the message in hand goes: to src, on the
+// connection the message came on when it came on one (RFC 3261 section
+// 18.2.2).
+func (l *loop) back(src netip.AddrPort) target {
+	return target{addr: src, tr: l.in.tr, conn: l.in.conn}
+}
+
+// send sends b (built in outBuf) to t: a datagram queued in the loop's
+// batch, or a message on t's connection (or the loop's connection to t's
+// address). It reports false, counted, when a stream message cannot go.
+func (l *loop) send(b []byte, t target) bool {
+	if t.tr == UDP {
+		l.queue(b, t.addr)
+		return true
+	}
+	c := t.conn
+	if c == nil {
+		if c = l.peer(t.addr, t.tr); c == nil {
+			mUnreachable.Inc()
+			return false
+		}
+	}
+	return c.send(l, b)
+}
+
+// sendRequest sends a request this proxy stamped (our Via first) to t,
+// over TCP instead of UDP when it is larger than udp_mtu (RFC 3261 section
+// 18.1.1), its Via saying so.
+func (l *loop) sendRequest(b []byte, t target) {
+	if t.tr == UDP && l.s.cfg.UDPMTU > 0 && len(b) > l.s.cfg.UDPMTU {
+		alt := t.alt
+		if alt == nil {
+			alt = l.peer(t.addr, TCP)
+		}
+		if alt != nil && switchVia(b, TCP) {
+			mMTUSwitched.Inc()
+			alt.send(l, b)
+			return
+		}
+	}
+	l.send(b, t)
+}
+
+// sendJobOut sends a finished job from the loop's sender (proxy and
+// redirect modes): a datagram queued in tx, or a message on its
+// connection; a request over udp_mtu goes on the TCP connection the
+// router opened for it (target.alt).
+func sendJobOut(tx *batch, j *job) bool {
+	t := j.to
+	if t.tr == UDP {
+		if mtu := j.l.s.cfg.UDPMTU; mtu > 0 && !bytes.HasPrefix(j.out, []byte("SIP/2.0 ")) && len(j.out) > mtu && t.alt != nil && switchVia(j.out, TCP) {
+			mMTUSwitched.Inc()
+			t.alt.send(nil, j.out)
+			return true
+		}
+		return tx.add(j.out, t.addr)
+	}
+	if t.conn == nil {
+		return false
+	}
+	t.conn.send(nil, j.out)
+	return true
+}
+
+// switchVia changes the transport of our Via, the first header of the
+// request b, to tr (the tokens have one length). It reports false when
+// the first header is not our Via.
+func switchVia(b []byte, tr Transport) bool {
+	i := bytes.IndexByte(b, '\n') + 1
+	const p = "Via: SIP/2.0/"
+	if i <= 0 || len(b) < i+len(p)+3 || string(b[i:i+len(p)]) != p {
+		return false
+	}
+	copy(b[i+len(p):], viaTokens[tr])
+	return true
 }
 
 // dropMalformedResponse counts, logs (at most once a minute) and drops a
@@ -74,13 +160,3 @@ func (l *loop) dropMalformedResponse(pkt []byte, src netip.AddrPort, err error) 
 	}
 	return true
 }
-
-// sendSignedOnSocket is sendSigned for the modes that answer or forward
-// through the loop's socket (proxy, redirect): the call is stamped in the
-// send arena and queued in the loop's batch.
-func sendSignedOnSocket(l *loop, j *job, pkt []byte, m *sip.Message) {
-	l.queue(j.stamp(l.outBuf(len(pkt)), pkt, m, &j.req), j.dst)
-}
-
-// sendJobOnSocket is sendJob for the same modes: the sender's batch.
-func sendJobOnSocket(tx *batch, j *job) bool { return tx.add(j.out, j.dst) }

@@ -129,10 +129,14 @@ func (l *loop) queue(b []byte, dst netip.AddrPort) {
 }
 
 // flush sends the queued datagrams (one sendmmsg(2) call for up to
-// maxBatch) and frees the arena.
+// maxBatch) and what the burst wrote to TCP connections (one write per
+// connection), and frees the arena.
 func (l *loop) flush() {
 	if l.tx.n > 0 {
 		l.tx.flush()
+	}
+	if len(l.corked) > 0 {
+		l.flushStreams()
 	}
 	l.used = 0
 }

@@ -81,6 +81,7 @@ func (l *loop) signInvite(pkt []byte, src, dst netip.AddrPort, dec policy.Decisi
 	j := l.ws
 	j.start = time.Now()
 	j.src, j.dst, j.flow = src, dst, l.flow
+	j.in, j.to = l.in, l.to
 	j.orig = append(j.orig[:0], l.tn[0]...)
 	j.dest = append(j.dest[:0], l.tn[1]...)
 	j.setDate(m, iat, dact)

@@ -81,11 +81,22 @@ func (es *edits) apply(dst, pkt []byte) []byte {
 // scratch holds the small pieces a stamp builds. One per goroutine that
 // stamps (each loop, and each job for the signer side).
 type scratch struct {
+	tr    Transport // the request being stamped leaves over tr (our Via's transport)
+	cid   uint64    // and came on connection cid (our Via's ;i=; 0: none)
 	via   []byte
 	recv  []byte // ";received=..." for the previous top Via
 	rport []byte // "=port" filling a valueless rport
 	mf    []byte
 	ed    edits
+}
+
+// hop sets what our Via says of the request being stamped: it leaves for
+// to and came as in says.
+func (sc *scratch) hop(to target, in ingress) {
+	sc.tr, sc.cid = to.tr, 0
+	if in.conn != nil {
+		sc.cid = in.conn.id
+	}
 }
 
 func newScratch() *scratch {
@@ -120,8 +131,11 @@ func (s *Server) stampRequestEdit(dst, pkt []byte, m *sip.Message, src netip.Add
 	if date != nil {
 		sc.ed.add(date.at, date.del, date.ins)
 	}
-	sc.via = append(sc.via[:0], s.viaPrefix...)
+	sc.via = append(sc.via[:0], s.viaPrefix[sc.tr]...)
 	sc.via = appendBranch(sc.via, pkt, m)
+	if sc.cid != 0 {
+		sc.via = appendConnID(sc.via, sc.cid)
+	}
 	sc.via = append(sc.via, "\r\n"...)
 	if m.MaxForwards < 0 {
 		sc.via = append(sc.via, "Max-Forwards: 70\r\n"...)
@@ -233,14 +247,15 @@ func appendBranch(dst, pkt []byte, m *sip.Message) []byte {
 	return dst
 }
 
-// isOurVia reports whether the top Via of a response names this proxy.
+// isOurVia reports whether the top Via of a response names this proxy
+// (the SIP port, or the TLS one).
 func (s *Server) isOurVia(pkt []byte, m *sip.Message) bool {
 	v := &m.Via
 	port := v.Port
 	if port == 0 {
 		port = 5060
 	}
-	return int(port) == int(s.advertise.Port()) && bytes.EqualFold(v.Host.In(pkt), s.viaHost) &&
+	return (int(port) == int(s.advertise.Port()) || int(port) == int(s.tlsPort)) && bytes.EqualFold(v.Host.In(pkt), s.viaHost) &&
 		bytes.HasPrefix(v.Branch.In(pkt), []byte("z9hG4bKsl"))
 }
 

@@ -61,6 +61,7 @@ func (l *loop) startVerify(pkt []byte, src, dst netip.AddrPort, reject bool) boo
 	}()
 	j.start = time.Now()
 	j.src, j.dst, j.flow = src, dst, l.flow
+	j.in, j.to = l.in, l.to
 	j.pkt = append(j.pkt[:0], pkt...)
 	j.msg = *m
 	j.reject = reject
@@ -132,6 +133,7 @@ func (j *job) finishVerify(r VerifyResult) {
 		j.hdr = append(j.hdr, "\"\r\n"...)
 		j.out = appendResponse(j.out[:0], j.pkt, &j.msg, r.Code, reasonPhrase(r.Code), j.hdr)
 		j.dst = j.src
+		j.to = target{addr: j.src, tr: j.in.tr, conn: j.in.conn}
 		// Inline: the answer goes back to the caller from the callee's
 		// address, as if the callee had sent it.
 		j.flow.Src, j.flow.Dst = j.flow.Dst, j.flow.Src

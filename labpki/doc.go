@@ -15,7 +15,10 @@
 //	DIR/<NAME>/...        the same set for each Options.Countries entry
 //
 // NewCA, (*CA).IssueSP and (*CA).CRL are the building blocks for tests that
-// need several hierarchies, expired or revoked certificates.
+// need several hierarchies, expired or revoked certificates. (*CA).IssueTLS
+// issues the other kind of certificate the appliance uses, for SIP over TLS
+// (server and client authentication, IP and DNS names), which is never the
+// STI certificate.
 //
 // The keys are software keys written in the clear: this is lab material, never
 // production trust. A CA is safe for concurrent use (issuing only reads it).

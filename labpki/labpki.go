@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -204,6 +205,39 @@ func LoadCA(cert *x509.Certificate, key *ecdsa.PrivateKey, parent *CA, crlURL st
 		return nil, errors.New("labpki: CA key does not match its certificate")
 	}
 	return &CA{Cert: cert, Key: key, Parent: parent, crlURL: crlURL}, nil
+}
+
+// IssueTLS issues a certificate for SIP over TLS (not an STI
+// certificate: the two are kept apart) with a fresh P-256 key: subject CN
+// name, the IP addresses and DNS names as subject alternative names, for
+// server and client authentication.
+func (ca *CA) IssueTLS(name string, ips []net.IP, dns []string, notBefore, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("labpki: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"Shakenline Lab SIP"}},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		SubjectKeyId:          keyID(&key.PublicKey),
+		AuthorityKeyId:        ca.Cert.SubjectKeyId,
+		IPAddresses:           ips,
+		DNSNames:              dns,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("labpki: issue TLS %q: %w", name, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("labpki: %w", err)
+	}
+	return cert, key, nil
 }
 
 // CRL returns a DER CRL signed by ca that lists revoked, valid for 24 hours.

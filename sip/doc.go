@@ -11,7 +11,9 @@
 // Files: parse.go (Parse, the start line, header dispatch, the errors),
 // via.go (Via), header.go (From, To, P-Asserted-Identity, Identity, CSeq),
 // lex.go (the basic rules of RFC 3261 section 25.1: LWS, tokens, quoted
-// strings, list elements), uri.go, date.go, verstat.go.
+// strings, list elements), uri.go, date.go, verstat.go, hop.go (ParseHop:
+// a configured next hop, ADDR:PORT or sip:ADDR:PORT;transport=..., not a
+// packet-path function).
 //
 // # What Parse reads
 //

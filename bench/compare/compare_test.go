@@ -174,9 +174,9 @@ func TestGoalsAndSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Run{Started: time.Date(2026, 11, 23, 17, 0, 0, 0, time.UTC), OpenSSL: &OpenSSLSpeed{SignPerSec: 40000}}
-	app := SetupResult{Setup: Setups[5], Summary: sum, Fixed: &FixedRun{Rate: 1600, CPUMicros: 50}}
+	app := SetupResult{Setup: setupNamed(t, "appliance-sign-soft"), Summary: sum, Fixed: &FixedRun{Rate: 1600, CPUMicros: 50}}
 	app.Fixed.Result.Received, app.Fixed.Result.WithIdentity, app.Fixed.Result.Latency.P99 = 3200, 3200, 800
-	kam := SetupResult{Setup: Setups[4]}
+	kam := SetupResult{Setup: setupNamed(t, "kamailio-sign")}
 	kam.Summary.MaxCleanRate = 500
 	r.Setups = []SetupResult{kam, app}
 	g := ComputeGoals(r)
@@ -197,6 +197,42 @@ func TestGoalsAndSummary(t *testing.T) {
 	}
 }
 
+func setupNamed(t *testing.T, name string) Setup {
+	t.Helper()
+	for _, s := range Setups {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no setup %s", name)
+	return Setup{}
+}
+
+// The SIP over TCP and TLS goals: TCP against UDP on the same core (70 %),
+// against Kamailio + secsipid over TCP (5×), TLS beside TCP.
+func TestStreamGoals(t *testing.T) {
+	r := &Run{}
+	add := func(name string, rate, cpu float64) {
+		sr := SetupResult{Setup: setupNamed(t, name), Fixed: &FixedRun{CPUMicros: cpu}}
+		sr.Summary.MaxCleanRate = rate
+		r.Setups = append(r.Setups, sr)
+	}
+	add("appliance-sign-soft", 20000, 40)
+	add("appliance-sign-soft-tcp", 15000, 50)
+	add("appliance-sign-soft-tls", 9000, 80)
+	add("kamailio-sign-tcp", 2500, 300)
+	s := streamSummary(r)
+	for _, want := range []string{"15000 / 20000 = 75 % | **met** |", "15000 / 2500 = 6.0× | **met** |", "TLS 9000/s, 80.0 µs; TCP 15000/s, 50.0 µs; UDP 40.0 µs"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("stream summary lacks %q:\n%s", want, s)
+		}
+	}
+	r.Setups[1].Summary.MaxCleanRate = 12000
+	if s := streamSummary(r); !strings.Contains(s, "= 60 % | **not met** |") {
+		t.Errorf("60 %% not flagged:\n%s", s)
+	}
+}
+
 // TestLatencyMethodFollowsStamps: the report names what its latency
 // columns measure from what the steps recorded, so a redrawn old run keeps
 // its old description and a new one says kernel stamps.
@@ -205,7 +241,7 @@ func TestLatencyMethodFollowsStamps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Run{Setups: []SetupResult{{Setup: Setups[5], Summary: sum}}}
+	r := &Run{Setups: []SetupResult{{Setup: setupNamed(t, "appliance-sign-soft"), Summary: sum}}}
 	if s := Summary(r, "", false); !strings.Contains(s, "sink read time − send time, one process clock") || strings.Contains(s, "SO_TIMESTAMPNS") {
 		t.Errorf("old run described as kernel-stamped:\n%s", s)
 	}

@@ -17,10 +17,10 @@ func historyRun(t *testing.T, start time.Time, rate float64) *Run {
 	}
 	r := &Run{Started: start, OpenSSL: &OpenSSLSpeed{SignPerSec: 40000}}
 	r.Env.LoadStart = "0.50 0.40 0.30"
-	app := SetupResult{Setup: Setups[5], Summary: sum, Fixed: &FixedRun{Rate: 1600, CPUMicros: 50}}
+	app := SetupResult{Setup: setupNamed(t, "appliance-sign-soft"), Summary: sum, Fixed: &FixedRun{Rate: 1600, CPUMicros: 50}}
 	app.Summary.MaxCleanRate = rate
 	app.Fixed.Result.Received, app.Fixed.Result.WithIdentity, app.Fixed.Result.Latency.P99 = 3200, 3200, 800
-	kam := SetupResult{Setup: Setups[4]}
+	kam := SetupResult{Setup: setupNamed(t, "kamailio-sign")}
 	kam.Summary.MaxCleanRate = 500
 	r.Setups = []SetupResult{kam, app}
 	return r

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/ecdsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/shakenline/shakenline/bench/kamailio"
 	"github.com/shakenline/shakenline/hsm/softhsmtest"
+	"github.com/shakenline/shakenline/labpki"
 )
 
 // lab is the key material shared by all setups.
@@ -29,6 +31,11 @@ type lab struct {
 	dir, key, ecKey, cert, pkcs11URI, softhsmConf string
 	pkcs11RemoteURI                               string // the same key through p11-kit-client.so
 	hsm                                           *softhsmtest.Env
+	// SIP over TLS: a lab CA and certificates for 127.0.0.1 (PEM files:
+	// certificate, key) for the appliance, Kamailio and the sink.
+	tlsCA                 string
+	tlsPool               *x509.CertPool
+	applianceTLS, sinkTLS [2]string
 }
 
 // readECKey reads the lab's PKCS#8 P-256 key.
@@ -90,7 +97,59 @@ func makeLab(bin, dir string) (*lab, error) {
 	l.hsm, l.softhsmConf = hsmEnv, hsmEnv.Conf
 	l.pkcs11URI = tk.URI()
 	l.pkcs11RemoteURI = tk.URIWith(softhsmtest.P11KitClient)
+	if err := l.makeTLS(filepath.Join(dir, "tls")); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// makeTLS writes the SIP TLS lab material: a CA and a certificate for
+// 127.0.0.1 each for the appliance and the sink (never the STI ones).
+func (l *lab) makeTLS(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("compare: %w", err)
+	}
+	ca, err := labpki.NewCA("Shakebench SIP TLS CA", nil)
+	if err != nil {
+		return err
+	}
+	l.tlsCA = filepath.Join(dir, "ca.pem")
+	if err := labpki.WriteCerts(l.tlsCA, ca.Cert); err != nil {
+		return err
+	}
+	l.tlsPool = x509.NewCertPool()
+	l.tlsPool.AddCert(ca.Cert)
+	for _, x := range []struct {
+		name string
+		to   *[2]string
+	}{{"appliance", &l.applianceTLS}, {"sink", &l.sinkTLS}} {
+		cert, key, err := ca.IssueTLS(x.name, []net.IP{net.IPv4(127, 0, 0, 1)}, nil, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		if err != nil {
+			return err
+		}
+		*x.to = [2]string{filepath.Join(dir, x.name+".pem"), filepath.Join(dir, x.name+".key")}
+		if err := labpki.WriteCerts(x.to[0], cert); err != nil {
+			return err
+		}
+		if err := labpki.WriteKey(x.to[1], key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tlsServer is a TLS server configuration with the certificate in files.
+func (l *lab) tlsServer(files [2]string) *tls.Config {
+	c, err := tls.LoadX509KeyPair(files[0], files[1])
+	if err != nil {
+		return nil
+	}
+	return &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+}
+
+// tlsClient trusts the lab CA.
+func (l *lab) tlsClient() *tls.Config {
+	return &tls.Config{RootCAs: l.tlsPool, MinVersion: tls.VersionTLS12}
 }
 
 func freePort(network string) (uint16, error) {
@@ -131,6 +190,23 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 	}
 	listen := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sipPort)
 	api := fmt.Sprintf("127.0.0.1:%d", apiPort)
+	// What the generator sends to: the SIP address (UDP or TCP), or the
+	// TLS listener.
+	target := listen
+	nextHop := next.String()
+	var streamArgs []string
+	switch s.Transport {
+	case "tcp":
+		nextHop = "sip:" + next.String() + ";transport=tcp"
+	case "tls":
+		tlsPort, err := freePort("tcp")
+		if err != nil {
+			return nil, listen, err
+		}
+		target = netip.AddrPortFrom(listen.Addr(), tlsPort)
+		nextHop = "sip:" + next.String() + ";transport=tls"
+		streamArgs = []string{"--sip-tls", target.String(), "--tls-cert", l.applianceTLS[0], "--tls-key", l.applianceTLS[1], "--tls-ca", l.tlsCA}
+	}
 	cpu := p.SUTCPU
 	var hsmSrv *hsmServer
 	if s.Key == "hsm-remote" {
@@ -142,8 +218,9 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 		hsmSrv = &hsmServer{srv: srv, logPath: logPath + ".p11kit"}
 		cpu = p.GenCPU
 	}
-	args := []string{"-c", strconv.Itoa(cpu), bin, "serve", "--sip", listen.String(), "--next-hop", next.String(),
+	args := []string{"-c", strconv.Itoa(cpu), bin, "serve", "--sip", listen.String(), "--next-hop", nextHop,
 		"--cert", l.cert, "--x5u", x5u, "--attest", "A", "--api", api}
+	args = append(args, streamArgs...)
 	switch s.Key {
 	case "hsm":
 		args = append(args, "--pkcs11", l.pkcs11URI)
@@ -205,9 +282,9 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 			return nil, listen, fmt.Errorf("compare: appliance exited: %s", tail(b, 2000))
 		default:
 		}
-		if udpListening(listen) && httpUp("http://"+api+"/metrics") {
+		if udpListening(listen) && httpUp("http://"+api+"/metrics") && tcpUp(target) {
 			time.Sleep(200 * time.Millisecond)
-			return u, listen, nil
+			return u, target, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			u.stop()
@@ -240,7 +317,8 @@ func startKamailio(ctx context.Context, p Params, l *lab, s Setup, next netip.Ad
 	if err != nil {
 		return nil, listen, fmt.Errorf("compare: %w", err)
 	}
-	o := kamailio.Options{Listen: listen, NextHop: next, Workers: p.KamailioWorkers, Binary: wrapper, Log: logf}
+	o := kamailio.Options{Listen: listen, NextHop: next, Workers: p.KamailioWorkers, Binary: wrapper, Log: logf,
+		Transport: s.Transport, NextHopTransport: s.Transport}
 	if s.Signs {
 		o.Sign, o.KeyPath, o.X5U, o.Attest = true, l.ecKey, x5u, "A"
 	}
@@ -274,6 +352,16 @@ func httpUp(url string) bool {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	return true
+}
+
+// tcpUp reports whether something accepts TCP connections on ap.
+func tcpUp(ap netip.AddrPort) bool {
+	c, err := net.DialTimeout("tcp", ap.String(), time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
 	return true
 }
 

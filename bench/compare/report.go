@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/shakenline/shakenline/bench/loadgen"
@@ -20,6 +21,7 @@ const (
 	goalSpeedup   = 5.0    // appliance signed calls/s over Kamailio + secsipid
 	goalCostRatio = 1.5    // appliance CPU per signed call over one openssl signature
 	goalP99Micros = 1000.0 // added latency p99 at 80 % of the highest clean rate
+	goalTCPShare  = 0.70   // appliance signed calls/s over TCP as a share of over UDP (issue 22)
 )
 
 // Report reads run.json and the step files in dir and writes dir/README.md
@@ -283,6 +285,58 @@ func Summary(r *Run, prefix string, detached bool) string {
 	}
 	fmt.Fprintf(&b, "| added latency p99 at 80 %% of the appliance's highest clean rate | < %.0f µs | %s | %s |\n", goalP99Micros, p99, verdict(g.Known[2], g.OK[2]))
 	b.WriteString(sloGoalRows(r))
+	b.WriteString(streamSummary(r))
+	return b.String()
+}
+
+// streamSummary is the SIP over TCP and TLS goals (issue 22), when the run
+// has the stream setups: signed calls/s over TCP against UDP on the same
+// core, and against Kamailio + secsipid over TCP, all in the same run; TLS
+// beside TCP.
+func streamSummary(r *Run) string {
+	udp, tcp, tls, kam := r.setup("appliance-sign-soft"), r.setup("appliance-sign-soft-tcp"), r.setup("appliance-sign-soft-tls"), r.setup("kamailio-sign-tcp")
+	if tcp == nil {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nSIP over TCP and TLS (" + strconv.Itoa(StreamConns) + " persistent connections from the generator; the SUT connects to the sink over the same transport; latency over a stream is the sink's read time minus the send time in the Call-ID, so the generator's and the sink's scheduling count):\n\n")
+	b.WriteString("| goal | target | measured | verdict |\n|---|---|---|---|\n")
+	rate := func(s *SetupResult) float64 {
+		if s == nil {
+			return 0
+		}
+		return s.Summary.MaxCleanRate
+	}
+	lower := func(s *SetupResult) string {
+		if s != nil && (s.Summary.Stop == "generator" || s.Summary.Stop == "max-steps") {
+			return "≥ "
+		}
+		return ""
+	}
+	if rate(tcp) > 0 && rate(udp) > 0 {
+		share := rate(tcp) / rate(udp)
+		fmt.Fprintf(&b, "| appliance signed calls/s over TCP vs over UDP, same core | ≥ %.0f %% | %s%.0f / %s%.0f = %s%.0f %% | %s |\n", 100*goalTCPShare,
+			lower(tcp), rate(tcp), lower(udp), rate(udp), lower(tcp), 100*share, verdict(true, share >= goalTCPShare))
+	} else {
+		fmt.Fprintf(&b, "| appliance signed calls/s over TCP vs over UDP, same core | ≥ %.0f %% | – | not measured |\n", 100*goalTCPShare)
+	}
+	if rate(tcp) > 0 && rate(kam) > 0 {
+		sp := rate(tcp) / rate(kam)
+		fmt.Fprintf(&b, "| appliance signed calls/s over TCP vs Kamailio + secsipid over TCP | ≥ %.0f× | %s%.0f / %.0f = %s%.1f× | %s |\n", goalSpeedup,
+			lower(tcp), rate(tcp), rate(kam), lower(tcp), sp, verdict(true, sp >= goalSpeedup))
+	} else {
+		fmt.Fprintf(&b, "| appliance signed calls/s over TCP vs Kamailio + secsipid over TCP | ≥ %.0f× | – | not measured |\n", goalSpeedup)
+	}
+	cpu := func(s *SetupResult) string {
+		if s == nil || s.Fixed == nil || s.Fixed.CPUMicros == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.1f µs", s.Fixed.CPUMicros)
+	}
+	if tls != nil {
+		fmt.Fprintf(&b, "| TLS beside TCP: signed calls/s, CPU per signed call at 80 %% | (reported) | TLS %s%.0f/s, %s; TCP %s%.0f/s, %s; UDP %s | – |\n",
+			lower(tls), rate(tls), cpu(tls), lower(tcp), rate(tcp), cpu(tcp), cpu(udp))
+	}
 	return b.String()
 }
 

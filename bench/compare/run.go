@@ -66,7 +66,15 @@ type Setup struct {
 	Relay bool   `json:"relay"` // INVITEs go through the anonymizing relay
 	// HSM is the emulated network HSM of Key "nethsm" (bench/nethsm).
 	HSM *HSMModel `json:"hsm,omitempty"`
-	// Start overrides Params.Start for this setup's ramp (0: Params').
+	// Transport is how calls reach the system under test and leave it:
+	// "" (UDP), "tcp" or "tls" (StreamConns persistent connections from
+	// the generator; the SUT connects to the sink).
+	Transport string `json:"transport,omitempty"`
+	// Start, when set, is where this setup's ramp starts instead of
+	// Params.Start: full runs only (the stream setups of a fast system
+	// skip the steps far below its capacity, so that make bench stays
+	// short), except for the emulated HSM rows, which start at 40 % of the
+	// device's capacity in quick runs too.
 	Start float64 `json:"start_rate,omitempty"`
 	// YAML is configuration the appliance reads besides its flags.
 	YAML string `json:"yaml,omitempty"`
@@ -75,6 +83,10 @@ type Setup struct {
 	AllCPUs bool `json:"all_cpus,omitempty"`
 }
 
+// StreamConns is how many connections the generator keeps to a system
+// under test over TCP or TLS: several clients, as an SBC cluster's.
+const StreamConns = 8
+
 // Setups are run in this order.
 var Setups = []Setup{
 	{Name: "floor-direct", Title: "generator → sink (no proxy)"},
@@ -82,11 +94,14 @@ var Setups = []Setup{
 	{Name: "kamailio-forward", Title: "Kamailio, forward only", SUT: "kamailio", Relay: true},
 	{Name: "appliance-forward", Title: "appliance, forward only (anonymous INVITEs)", SUT: "appliance", Key: "soft", Relay: true},
 	{Name: "kamailio-sign", Title: "Kamailio + secsipid, signing", SUT: "kamailio", Signs: true},
+	{Name: "kamailio-sign-tcp", Title: "Kamailio + secsipid, signing, over TCP", SUT: "kamailio", Signs: true, Transport: "tcp"},
 	{Name: "appliance-sign-soft", Title: "appliance, signing, software key", SUT: "appliance", Key: "soft", Signs: true},
 	// The same with the receive buffer the appliance had before it was
 	// bounded (fastpath.Config.RecvBuffer): its effect on both rates.
 	{Name: "appliance-sign-soft-rcvbuf-4m", Title: "appliance, signing, software key, 4 MiB receive buffer (the former default)",
 		SUT: "appliance", Key: "soft", Signs: true, YAML: "sip_receive_buffer: 4194304\n"},
+	{Name: "appliance-sign-soft-tcp", Title: "appliance, signing, software key, over TCP", SUT: "appliance", Key: "soft", Signs: true, Transport: "tcp", Start: 4000},
+	{Name: "appliance-sign-soft-tls", Title: "appliance, signing, software key, over TLS", SUT: "appliance", Key: "soft", Signs: true, Transport: "tls", Start: 4000},
 	{Name: "appliance-sign-hsm", Title: "appliance, signing, softhsm2", SUT: "appliance", Key: "hsm", Signs: true},
 	{Name: RemoteSetup, Title: "appliance, signing, softhsm2 behind p11-kit server (HSM on its own core)", SUT: "appliance", Key: "hsm-remote", Signs: true},
 }
@@ -287,7 +302,10 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		r.Error = err.Error()
 		return r
 	}
-	sinkCfg := loadgen.SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0")}
+	sinkCfg := loadgen.SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Transport: s.Transport}
+	if s.Transport == "tls" {
+		sinkCfg.TLS = l.tlsServer(l.sinkTLS)
+	}
 	if s.Signs {
 		k, err := loadgen.LoadPublicKey(l.cert)
 		if err != nil {
@@ -310,7 +328,7 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 			return fail(err)
 		}
 	}
-	if s.Start > 0 {
+	if s.Start > 0 && (!p.Quick || s.HSM != nil) {
 		p.Start = s.Start
 	}
 	switch s.SUT {
@@ -336,7 +354,11 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		}()
 		target = rl.Addr()
 	}
-	g, err := loadgen.NewGenerator(loadgen.Config{Target: target, Sink: sink, Drain: p.Drain})
+	gc := loadgen.Config{Target: target, Sink: sink, Drain: p.Drain, Transport: s.Transport}
+	if s.Transport != "" {
+		gc.Sockets, gc.TLS = StreamConns, l.tlsClient()
+	}
+	g, err := loadgen.NewGenerator(gc)
 	if err != nil {
 		return fail(err)
 	}
@@ -409,7 +431,9 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		// The profile is taken in a second run at the same rate: perf's
 		// sampling interrupts and its own process would otherwise sit in
 		// the latency and CPU figures above.
-		if perfOK && u != nil && s.SUT == "appliance" && s.Signs && s.HSM == nil {
+		// (Not for the stream setups and the emulated HSM rows: make bench
+		// stays short.)
+		if perfOK && u != nil && s.SUT == "appliance" && s.Signs && s.HSM == nil && s.Transport == "" {
 			r.Profile = profile(ctx, g, u.pgid, rate, p, out, s.Name)
 		}
 	}

@@ -37,10 +37,21 @@ const ModuleDir = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 
 // Options configures one Kamailio instance.
 type Options struct {
-	// Listen is the UDP address Kamailio binds (required).
+	// Listen is the address Kamailio binds for UDP, and for Transport on
+	// the same port (required).
 	Listen netip.AddrPort
-	// NextHop receives every forwarded request (required).
-	NextHop netip.AddrPort
+	// Transport is what Kamailio listens for besides UDP: "" (UDP only),
+	// "tcp", or "tls" (with TLSCert, TLSKey; TCP too).
+	Transport string
+	// NextHop receives every forwarded request (required), over
+	// NextHopTransport: "" or "udp", "tcp", "tls".
+	NextHop          netip.AddrPort
+	NextHopTransport string
+	// TLS: Kamailio's certificate and key (PEM), the anchors it verifies
+	// peers against (PEM; it always verifies the server it connects to),
+	// and whether a TLS client must present a certificate.
+	TLSCert, TLSKey, TLSCA string
+	TLSRequireClient       bool
 	// Sign adds an Identity header to initial INVITEs, signed with the
 	// PEM P-256 private key at KeyPath; X5U goes into info= and x5u
 	// (default https://cert.example.net/sp.pem); Attest is A, B or C
@@ -125,13 +136,45 @@ func (o Options) Args(cfgPath, runDir string) ([]string, error) {
 			return nil, fmt.Errorf("%w: quote or newline in %q", ErrOptions, s)
 		}
 	}
+	nexthop := "sip:" + hostPort(o.NextHop)
+	switch o.NextHopTransport {
+	case "", "udp":
+	case "tcp", "tls":
+		nexthop += ";transport=" + o.NextHopTransport
+	default:
+		return nil, fmt.Errorf("%w: next hop transport %q", ErrOptions, o.NextHopTransport)
+	}
 	args := []string{
 		"-DD", "-E", "-f", cfgPath,
 		"-l", "udp:" + o.Listen.String(),
 		"-n", strconv.Itoa(o.Workers),
 		"-Y", runDir, "-w", runDir,
 		"-m", "128", "-M", "16",
-		"-A", `NEXTHOP="sip:` + hostPort(o.NextHop) + `"`,
+		"-A", `NEXTHOP="` + nexthop + `"`,
+	}
+	tls := o.Transport == "tls" || o.NextHopTransport == "tls"
+	switch o.Transport {
+	case "":
+	case "tcp", "tls":
+		args = append(args, "-l", o.Transport+":"+o.Listen.String())
+	default:
+		return nil, fmt.Errorf("%w: transport %q", ErrOptions, o.Transport)
+	}
+	if o.Transport != "" || o.NextHopTransport == "tcp" || tls {
+		args = append(args, "-N", strconv.Itoa(o.Workers), "-A", "WITH_TCP")
+	}
+	if tls {
+		for _, f := range []string{o.TLSCert, o.TLSKey, o.TLSCA} {
+			if f == "" || strings.ContainsAny(f, "\"\n\r") {
+				return nil, fmt.Errorf("%w: TLS needs TLSCert, TLSKey and TLSCA", ErrOptions)
+			}
+		}
+		require := "0"
+		if o.TLSRequireClient {
+			require = "1"
+		}
+		args = append(args, "-A", "WITH_TLS", "-A", `TLSCERT="`+o.TLSCert+`"`, "-A", `TLSKEY="`+o.TLSKey+`"`,
+			"-A", `TLSCA="`+o.TLSCA+`"`, "-A", "TLSREQUIRE="+require)
 	}
 	if o.Sign {
 		if o.KeyPath == "" {

@@ -70,6 +70,18 @@
 // or Config.MaxCalls for an open loop, default 10 million). Latency is
 // recorded at 10 ns resolution and saturates at about 21 s; percentiles
 // come from a log-linear histogram with under 1.6 % relative error.
-// Messages over 8 KiB are not scanned. UDP only; Via hosts must be IP
-// literals. Only loopback or test-namespace addresses should be targeted.
+// Messages over 8 KiB are not scanned. Via hosts must be IP literals. Only
+// loopback or test-namespace addresses should be targeted.
+//
+// # TCP and TLS
+//
+// With Config.Transport "tcp" or "tls" each of Config.Sockets is a
+// persistent connection to the target (several clients, as an SBC
+// cluster's); a batch of INVITEs leaves in one write, and responses, ACKs
+// and BYEs travel on the same connection. A Sink with SinkConfig.Transport
+// accepts connections and answers each request on the connection it came
+// on. Reads are framed by Content-Length (stream.go); a connection's
+// buffers are allocated when it opens. Latency over a stream is the sink's
+// read time minus the Call-ID's send time: no kernel timestamps, so the
+// generator's and the sink's scheduling count.
 package loadgen

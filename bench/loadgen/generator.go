@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -59,6 +60,13 @@ type Config struct {
 	// Sink, when set, is the in-process next hop whose arrivals give
 	// latency and loss; without it loss is counted from final answers.
 	Sink *Sink
+	// Transport is "udp" (default), "tcp" or "tls": on a stream each of the
+	// Sockets is one persistent connection to Target (TLS with the client
+	// configuration TLS), INVITEs of a batch leave in one write, and the
+	// responses, ACKs and BYEs travel on the same connection. INVITEs are
+	// then timed by the wall clock (Call-ID) and the sink's read time.
+	Transport string
+	TLS       *tls.Config
 	// UserSendTime times each INVITE by the wall clock read just before the
 	// sendmmsg that carries it only, without the kernel's per-datagram
 	// transmit timestamps (SO_TIMESTAMPING, read from the error queue after
@@ -94,7 +102,9 @@ type Generator struct {
 // genSock is one source port: the INVITE batch (prebuilt copies of the
 // template, patched in place), the receive batch and the ACK/BYE batch.
 type genSock struct {
-	c       *mmsgConn
+	c       *mmsgConn   // UDP
+	st      *streamConn // TCP or TLS
+	sbufs   [][]byte    // a stream's INVITE batch
 	tmpl    *template
 	out     *sendBatch // owned by the sending worker
 	rb      *recvBatch // owned by the receive goroutine
@@ -165,6 +175,20 @@ func NewGenerator(cfg Config) (*Generator, error) {
 	if g.to, err = numberPool(cfg.ToNumbers, 2); err != nil {
 		return nil, err
 	}
+	if isStream(cfg.Transport) {
+		if err := g.dialStreams(); err != nil {
+			g.closeSocks()
+			return nil, err
+		}
+		for _, s := range g.socks {
+			g.wg.Add(1)
+			go g.receiveStream(s)
+		}
+		return g, nil
+	}
+	if cfg.Transport != "" && cfg.Transport != "udp" {
+		return nil, fmt.Errorf("%w: transport %q", ErrConfig, cfg.Transport)
+	}
 	network := "udp4"
 	if cfg.Local.Is6() && !cfg.Local.Is4In6() {
 		network = "udp6"
@@ -218,6 +242,10 @@ func (g *Generator) Close() error {
 
 func (g *Generator) closeSocks() {
 	for _, s := range g.socks {
+		if s.st != nil {
+			_ = s.st.c.Close()
+			continue
+		}
 		_ = s.c.conn.Close()
 	}
 }
@@ -352,20 +380,31 @@ func (g *Generator) sendBatch(s *genSock, led *ledger, k int, now time.Time, dc 
 	}
 	f := callFields{date: dc.get(now)}
 	nf, nt := uint64(len(g.from)/11), uint64(len(g.to)/11)
+	bufs := s.sbufs
+	if s.out != nil {
+		bufs = s.out.bufs
+	}
 	for i := 0; i < k; i++ {
 		f.seq = seq + uint64(i)
 		fi := f.seq % nf
 		ti := (f.seq/nf + f.seq) % nt
 		f.from = g.from[fi*11 : fi*11+11]
 		f.to = g.to[ti*11 : ti*11+11]
-		s.tmpl.patch(s.out.bufs[i], &f)
+		s.tmpl.patch(bufs[i], &f)
 	}
 	// The send time goes in last, as close to the sendmmsg as it can be:
 	// latency is the sink's kernel receive timestamp minus this, corrected
 	// by the datagram's own kernel transmit timestamp when there is one.
 	ts := wallNS()
 	for i := 0; i < k; i++ {
-		s.tmpl.patchTS(s.out.bufs[i], uint64(ts))
+		s.tmpl.patchTS(bufs[i], uint64(ts))
+	}
+	if s.st != nil {
+		if err := s.st.writeBatch(bufs[:k]); err != nil {
+			return 0, err
+		}
+		led.sent.Add(uint64(k))
+		return k, nil
 	}
 	if s.tx != nil {
 		s.txRing[s.txPos] = txBatch{id: s.txNext, k: uint32(k), seq: seq, ts: ts, led: led, used: true}
@@ -419,37 +458,45 @@ func (g *Generator) receive(s *genSock) {
 }
 
 func (g *Generator) handleResponses(s *genSock, n int) int {
-	led := g.cur.Load()
 	out := 0
-	m := &s.m
 	for i := 0; i < n; i++ {
-		if m.scan(s.rb.msg(i)) != nil || m.request {
-			g.malformed.Add(1)
-			continue
-		}
-		seq, _, run, ok := parseCallID(m.callID)
-		if !ok || led == nil || !led.owns(seq, run) {
-			g.stray.Add(1)
-			continue
-		}
-		switch string(m.cseqMethod) { // string(b) in a switch does not allocate
-		case "INVITE":
-			switch {
-			case m.status < 200:
-				led.provisional.Add(1)
-			case m.status < 300:
-				led.answered.Add(1)
-				if g.cfg.FullCall && out+2 <= len(s.resp.bufs) {
-					out = g.appendInDialog(s, out, "ACK", "1 ACK", "-ack")
-					out = g.appendInDialog(s, out, "BYE", "2 BYE", "-bye")
-				}
-			default:
-				led.failed.Add(1)
+		out = g.handleResponse(s, s.rb.msg(i), out)
+	}
+	return out
+}
+
+// handleResponse counts one response and, for a 2xx to INVITE in
+// full-call mode, queues its ACK and BYE from out on; it returns the new
+// count queued.
+func (g *Generator) handleResponse(s *genSock, msg []byte, out int) int {
+	led := g.cur.Load()
+	m := &s.m
+	if m.scan(msg) != nil || m.request {
+		g.malformed.Add(1)
+		return out
+	}
+	seq, _, run, ok := parseCallID(m.callID)
+	if !ok || led == nil || !led.owns(seq, run) {
+		g.stray.Add(1)
+		return out
+	}
+	switch string(m.cseqMethod) { // string(b) in a switch does not allocate
+	case "INVITE":
+		switch {
+		case m.status < 200:
+			led.provisional.Add(1)
+		case m.status < 300:
+			led.answered.Add(1)
+			if g.cfg.FullCall && (s.st != nil || out+2 <= len(s.resp.bufs)) {
+				out = g.appendInDialog(s, out, "ACK", "1 ACK", "-ack")
+				out = g.appendInDialog(s, out, "BYE", "2 BYE", "-bye")
 			}
-		case "BYE":
-			if m.status >= 200 && m.status < 300 {
-				led.byeOK.Add(1)
-			}
+		default:
+			led.failed.Add(1)
+		}
+	case "BYE":
+		if m.status >= 200 && m.status < 300 {
+			led.byeOK.Add(1)
 		}
 	}
 	return out
@@ -459,8 +506,22 @@ func (g *Generator) handleResponses(s *genSock, n int) int {
 // s.resp, sent to Target. Buffers hold maxMessage+512 bytes and the copied
 // lines come from a message of at most maxMessage, so append never grows.
 func (g *Generator) appendInDialog(s *genSock, out int, method, cseq, branchSuffix string) int {
+	if s.st != nil { // on the connection, after the batch of reads
+		s.st.wbuf = s.inDialog(s.st.wbuf, method, cseq, branchSuffix)
+		return out + 1
+	}
+	b := s.inDialog(s.resp.bufs[out][:0], method, cseq, branchSuffix)
+	s.resp.setLen(out, len(b))
+	if s.nResp <= out {
+		s.resp.setDest(out, g.cfg.Target)
+		s.nResp = out + 1
+	}
+	return out + 1
+}
+
+// inDialog appends an ACK or BYE for the 2xx in s.m to b.
+func (s *genSock) inDialog(b []byte, method, cseq, branchSuffix string) []byte {
 	m := &s.m
-	b := s.resp.bufs[out][:0]
 	b = append(b, method...)
 	b = append(b, ' ')
 	if len(m.contactURI) > 0 {
@@ -481,12 +542,7 @@ func (g *Generator) appendInDialog(s *genSock, out int, method, cseq, branchSuff
 	b = append(b, "\r\nCSeq: "...)
 	b = append(b, cseq...)
 	b = append(b, "\r\nContent-Length: 0\r\n\r\n"...)
-	s.resp.setLen(out, len(b))
-	if s.nResp <= out {
-		s.resp.setDest(out, g.cfg.Target)
-		s.nResp = out + 1
-	}
-	return out + 1
+	return b
 }
 
 // Stray is the number of responses that matched no current call, and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -18,6 +19,11 @@ import (
 type SinkConfig struct {
 	// Listen is the UDP address to bind (required), e.g. 127.0.0.1:5070.
 	Listen netip.AddrPort
+	// Transport is "udp" (default), "tcp" or "tls" (with TLS, a server
+	// configuration with the sink's certificate): on a stream the sink
+	// accepts connections and answers on the one a request came on.
+	Transport string
+	TLS       *tls.Config
 	// Readers is the number of SO_REUSEPORT sockets, each with its own
 	// goroutine (default 1; the kernel spreads peers by 4-tuple, so one
 	// proxy is served by one reader).
@@ -72,6 +78,9 @@ type Sink struct {
 
 	free  chan *[]byte // identity copies for the checker
 	check chan *[]byte
+
+	ln      net.Listener // a stream sink's
+	streams streamSet
 }
 
 // maxIdentity bounds a sampled Identity header copy.
@@ -92,6 +101,12 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 		cfg.VerifyEvery = 100
 	}
 	s := &Sink{cfg: cfg}
+	if isStream(cfg.Transport) {
+		return s, s.listenStream()
+	}
+	if cfg.Transport != "" && cfg.Transport != "udp" {
+		return nil, fmt.Errorf("%w: transport %q", ErrConfig, cfg.Transport)
+	}
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -131,6 +146,17 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 			return nil, err
 		}
 	}
+	s.startChecker()
+	for _, c := range s.conns {
+		s.rwg.Add(1)
+		go s.reader(c)
+	}
+	return s, nil
+}
+
+// startChecker starts the Identity checker when a key is configured.
+func (s *Sink) startChecker() {
+	cfg := s.cfg
 	if cfg.VerifyKey != nil {
 		s.free = make(chan *[]byte, 64)
 		s.check = make(chan *[]byte, 64)
@@ -141,11 +167,6 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 		s.cwg.Add(1)
 		go s.checker()
 	}
-	for _, c := range s.conns {
-		s.rwg.Add(1)
-		go s.reader(c)
-	}
-	return s, nil
 }
 
 // Addr is the bound address (useful when Listen had port 0).
@@ -179,11 +200,16 @@ func (s *Sink) closeConns() {
 	for _, c := range s.conns {
 		_ = c.conn.Close()
 	}
+	if s.ln != nil {
+		_ = s.ln.Close()
+		s.streams.closeAll()
+	}
 }
 
 // sinkReader is one reader goroutine's preallocated state.
 type sinkReader struct {
 	s       *Sink
+	stream  *streamConn // a stream's reader: answers go on it
 	rb      *recvBatch
 	sb      *sendBatch
 	m       sipMsg
@@ -215,68 +241,82 @@ func (s *Sink) reader(c *mmsgConn) {
 // receive timestamp, or now (the wall clock after recvmmsg returned) when it
 // has none.
 func (r *sinkReader) process(n int, now int64) int {
+	out := 0
+	for i := 0; i < n; i++ {
+		out = r.handle(r.rb.msg(i), i, now, out)
+	}
+	return out
+}
+
+// handle handles one request or response, msg, the i-th of the receive
+// batch (i < 0: a message framed on a stream, timed by now), and queues its
+// answers from out on; it returns the new count of answers queued.
+func (r *sinkReader) handle(msg []byte, i int, now int64, out int) int {
 	s := r.s
 	led := s.led.Load()
-	out := 0
 	m := &r.m
-	for i := 0; i < n; i++ {
-		if m.scan(r.rb.msg(i)) != nil {
-			s.malformed.Add(1)
-			continue
-		}
-		if !m.request {
-			s.responses.Add(1)
-			continue
-		}
-		var dst netip.AddrPort
+	if m.scan(msg) != nil {
+		s.malformed.Add(1)
+		return out
+	}
+	if !m.request {
+		s.responses.Add(1)
+		return out
+	}
+	var dst netip.AddrPort
+	if r.stream == nil {
 		if vt, err := parseVia(m.viaTop); err == nil {
 			if a, ok := r.ac.resolve(vt.host); ok {
 				dst = netip.AddrPortFrom(a, uint16(vt.port))
 			}
 		}
-		switch {
-		case bytes.Equal(m.method, []byte("INVITE")):
-			s.invites.Add(1)
-			identity := m.nIdentity > 0
-			if identity {
-				s.withIdentity.Add(1)
-				r.sample(m.identity)
-			}
-			if led != nil {
-				if seq, ts, run, ok := parseCallID(m.callID); ok && led.owns(seq, run) {
-					at, kernel := r.rb.stamp(i)
-					if kernel {
-						s.stampKernel.Add(1)
-					} else {
-						at = now
-						s.stampUser.Add(1)
-					}
-					led.arrive(seq, at-int64(ts), identity, kernel)
-				}
-			}
-			if !dst.IsValid() {
-				s.unroutable.Add(1)
-				continue
-			}
-			if s.cfg.Provisional {
-				out = r.answer(out, dst, 100, "Trying", false)
-				out = r.answer(out, dst, 180, "Ringing", false)
-			}
-			out = r.answer(out, dst, 200, "OK", true)
-		case bytes.Equal(m.method, []byte("ACK")):
-			s.acks.Add(1)
-		default:
-			if bytes.Equal(m.method, []byte("BYE")) {
-				s.byes.Add(1)
-			} else {
-				s.other.Add(1)
-			}
-			if !dst.IsValid() {
-				s.unroutable.Add(1)
-				continue
-			}
-			out = r.answer(out, dst, 200, "OK", false)
+	}
+	routable := r.stream != nil || dst.IsValid()
+	switch {
+	case bytes.Equal(m.method, []byte("INVITE")):
+		s.invites.Add(1)
+		identity := m.nIdentity > 0
+		if identity {
+			s.withIdentity.Add(1)
+			r.sample(m.identity)
 		}
+		if led != nil {
+			if seq, ts, run, ok := parseCallID(m.callID); ok && led.owns(seq, run) {
+				at, kernel := now, false
+				if i >= 0 {
+					at, kernel = r.rb.stamp(i)
+				}
+				if kernel {
+					s.stampKernel.Add(1)
+				} else {
+					at = now
+					s.stampUser.Add(1)
+				}
+				led.arrive(seq, at-int64(ts), identity, kernel)
+			}
+		}
+		if !routable {
+			s.unroutable.Add(1)
+			return out
+		}
+		if s.cfg.Provisional {
+			out = r.answer(out, dst, 100, "Trying", false)
+			out = r.answer(out, dst, 180, "Ringing", false)
+		}
+		out = r.answer(out, dst, 200, "OK", true)
+	case bytes.Equal(m.method, []byte("ACK")):
+		s.acks.Add(1)
+	default:
+		if bytes.Equal(m.method, []byte("BYE")) {
+			s.byes.Add(1)
+		} else {
+			s.other.Add(1)
+		}
+		if !routable {
+			s.unroutable.Add(1)
+			return out
+		}
+		out = r.answer(out, dst, 200, "OK", false)
 	}
 	return out
 }
@@ -290,8 +330,19 @@ var answerSDPLen = []byte(fmt.Sprint(len(answerSDP)))
 // send batch. Buffers are maxMessage+1024 bytes and a response copies at
 // most the scanned headers of a maxMessage request, so append never grows.
 func (r *sinkReader) answer(out int, dst netip.AddrPort, code int, reason string, sdp bool) int {
+	if r.stream != nil { // on the connection the request came on
+		r.stream.wbuf = r.appendAnswer(r.stream.wbuf, code, reason, sdp)
+		return out + 1
+	}
+	b := r.appendAnswer(r.sb.bufs[out][:0], code, reason, sdp)
+	r.sb.setLen(out, len(b))
+	r.sb.setDest(out, dst)
+	return out + 1
+}
+
+// appendAnswer appends the response to the current request to b.
+func (r *sinkReader) appendAnswer(b []byte, code int, reason string, sdp bool) []byte {
 	m := &r.m
-	b := r.sb.bufs[out][:0]
 	b = append(b, "SIP/2.0 "...)
 	b = append(b, byte('0'+code/100), byte('0'+code/10%10), byte('0'+code%10), ' ')
 	b = append(b, reason...)
@@ -322,9 +373,7 @@ func (r *sinkReader) answer(out int, dst netip.AddrPort, code int, reason string
 	} else {
 		b = append(b, "Content-Length: 0\r\n\r\n"...)
 	}
-	r.sb.setLen(out, len(b))
-	r.sb.setDest(out, dst)
-	return out + 1
+	return b
 }
 
 // sample hands one in VerifyEvery Identity values to the checker.

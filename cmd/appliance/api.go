@@ -67,6 +67,10 @@ func signerReady(a *appliance) []api.Check {
 		{Name: "signer", Fn: followingSignerCheck(a.cred)},
 		{Name: "certificate", Fn: certificateCheck(a.cred, before, a.cfg.ACME != nil)},
 	}
+	// A next hop reached over TCP or TLS that refuses our connections.
+	if fp := a.fp; fp != nil {
+		checks = append(checks, api.Check{Name: "next-hop", Fn: fp.NextHopReady})
+	}
 	if st := a.steering; st != nil {
 		checks = append(checks, api.Check{Name: "xdp", Fn: func() error {
 			if _, err := st.Counters(); err != nil {

@@ -122,7 +122,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	if app.acme != nil {
 		go app.acme.Run(ctx, app.cred)
 	}
-	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "next_hop", cfg.NextHop, "api", cfg.API,
+	log.Info("appliance serving", "mode", cfg.Mode, "sip", cfg.SIP, "sip_tls", cfg.SIPTLS, "next_hop", cfg.NextHop, "api", cfg.API,
 		"signers", len(app.chain().Health()), "x5u", app.cred.Load().X5U(), "policy_rules", app.policy.Load().Rules())
 	for {
 		select {
@@ -164,6 +164,7 @@ type appliance struct {
 	verifier  *verify.Verifier // nil without --trust
 	audit     *audit.Log       // nil without audit_log
 	steering  *bpf.Steering    // inline mode
+	sipTLS    *sipTLSCert      // the SIP TLS certificate (nil without tls_cert); reload re-reads it
 	checkOnly bool             // serve --check: build and validate, attach nothing
 }
 
@@ -250,7 +251,9 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 			return nil, err
 		}
 	}
-	fc.NextHop, _ = netip.ParseAddrPort(cfg.NextHop)
+	if a.sipTLS, err = streamConfig(cfg, &fc); err != nil {
+		return nil, err
+	}
 	fc.Advertise, _ = netip.ParseAddrPort(cfg.Advertise)
 	if a.fp, err = fastpath.New(fc); err != nil {
 		return nil, err
@@ -325,6 +328,18 @@ func (a *appliance) reload(f *serveFlags) error {
 			return err
 		}
 	}
+	// The SIP TLS certificate: read (and refused when broken) before
+	// anything is swapped; in use from the next handshake.
+	var tlsKeys *sipTLSCert
+	if (cfg.TLSCert != "") != (a.sipTLS != nil) {
+		return errors.New("adding or removing tls_cert needs a restart; nothing was reloaded")
+	}
+	if a.sipTLS != nil {
+		tlsKeys = &sipTLSCert{}
+		if err := tlsKeys.load(cfg); err != nil {
+			return err
+		}
+	}
 	if pools != nil {
 		if err := a.verifier.SetTrust(pools); err != nil {
 			return err
@@ -332,7 +347,11 @@ func (a *appliance) reload(f *serveFlags) error {
 		go func() { _ = a.verifier.RefreshCRLs(context.Background()) }()
 	}
 	a.policy.Store(tbl)
+	if tlsKeys != nil {
+		a.sipTLS.p.Store(tlsKeys.p.Load())
+	}
 	a.cfg.Policy, a.cfg.Trust = cfg.Policy, cfg.Trust
+	a.cfg.TLSCert, a.cfg.TLSKey = cfg.TLSCert, cfg.TLSKey
 	return nil
 }
 

@@ -5,6 +5,8 @@
 //	shakebench run  --target 127.0.0.1:5060 --sink 127.0.0.1:5070 --rate 2000 --duration 10s
 //	shakebench step --target 127.0.0.1:5060 --sink 127.0.0.1:5070 --start 1000 --factor 1.25
 //	shakebench sink --listen 127.0.0.1:5070 --duration 60s
+//	shakebench step --transport tcp --sockets 8 --target 127.0.0.1:5060 --sink 127.0.0.1:5070
+//	shakebench step --transport tls --tls-ca ca.pem --sink-tls-cert s.pem --sink-tls-key s.key ...
 //
 // Without --target the generator sends straight to its sink (self-test: the
 // generator's own ceiling). Exit codes: 0 ok, 1 run failure, 2 usage.
@@ -12,6 +14,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -76,6 +80,9 @@ type sinkFlags struct {
 	verifyKey   string
 	verifyEvery int
 	readers     int
+	transport   string
+	tlsCert     string
+	tlsKey      string
 }
 
 func (s *sinkFlags) register(fs *flag.FlagSet) {
@@ -83,6 +90,9 @@ func (s *sinkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.verifyKey, "verify-key", "", "PEM public key, certificate or private key: sink verifies a sample of Identity headers")
 	fs.IntVar(&s.verifyEvery, "verify-every", 100, "verify one in N INVITEs carrying Identity")
 	fs.IntVar(&s.readers, "sink-readers", 1, "sink SO_REUSEPORT sockets")
+	fs.StringVar(&s.transport, "transport", "udp", "udp, tcp or tls: the generator's connections (--sockets of them) and the sink's")
+	fs.StringVar(&s.tlsCert, "sink-tls-cert", "", "tls: the sink's certificate, PEM")
+	fs.StringVar(&s.tlsKey, "sink-tls-key", "", "tls: the sink's key, PEM")
 }
 
 func (s *sinkFlags) start(listen string) (*loadgen.Sink, error) {
@@ -90,7 +100,14 @@ func (s *sinkFlags) start(listen string) (*loadgen.Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: sink address %q: %w", errUsage, listen, err)
 	}
-	cfg := loadgen.SinkConfig{Listen: ap, Provisional: s.provisional, VerifyEvery: s.verifyEvery, Readers: s.readers}
+	cfg := loadgen.SinkConfig{Listen: ap, Provisional: s.provisional, VerifyEvery: s.verifyEvery, Readers: s.readers, Transport: s.transport}
+	if s.transport == "tls" {
+		c, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --sink-tls-cert, --sink-tls-key: %w", errUsage, err)
+		}
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+	}
 	if s.verifyKey != "" {
 		if cfg.VerifyKey, err = loadgen.LoadPublicKey(s.verifyKey); err != nil {
 			return nil, err
@@ -107,7 +124,8 @@ func runGen(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 		sf               sinkFlags
 		target, sinkAddr = fs.String("target", "", "where INVITEs go (the proxy); default: the sink itself"), fs.String("sink", "127.0.0.1:5070", "in-process sink (next hop) address; empty for none")
 		local            = fs.String("local", "", "local address for the generator sockets (default loopback)")
-		sockets          = fs.Int("sockets", 16, "UDP source sockets")
+		sockets          = fs.Int("sockets", 16, "UDP source sockets, or TCP/TLS connections (--transport)")
+		tlsCA            = fs.String("tls-ca", "", "tls: trust anchors (PEM) for the target's certificate")
 		workers          = fs.Int("workers", 1, "sending goroutines")
 		batch            = fs.Int("batch", 32, "INVITEs per sendmmsg")
 		fullCall         = fs.Bool("full-call", false, "send ACK and BYE for each answered INVITE")
@@ -137,8 +155,22 @@ func runGen(ctx context.Context, cmd string, args []string, stdout, stderr io.Wr
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	cfg := loadgen.Config{Sockets: *sockets, Workers: *workers, Batch: *batch, FullCall: *fullCall, Drain: *drain, MaxCalls: *maxCalls, UserSendTime: *userSendTime}
+	cfg := loadgen.Config{Sockets: *sockets, Workers: *workers, Batch: *batch, FullCall: *fullCall, Drain: *drain, MaxCalls: *maxCalls,
+		UserSendTime: *userSendTime, Transport: sf.transport}
 	var err error
+	if sf.transport == "tls" {
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if *tlsCA != "" {
+			b, err := os.ReadFile(*tlsCA)
+			if err != nil {
+				return fmt.Errorf("%w: --tls-ca: %w", errUsage, err)
+			}
+			cfg.TLS.RootCAs = x509.NewCertPool()
+			if !cfg.TLS.RootCAs.AppendCertsFromPEM(b) {
+				return fmt.Errorf("%w: --tls-ca: no PEM certificate", errUsage)
+			}
+		}
+	}
 	if cfg.FromNumbers, err = numbers(*fromNums); err != nil {
 		return err
 	}

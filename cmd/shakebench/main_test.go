@@ -69,3 +69,22 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRunOverTCP(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"run", "--transport", "tcp", "--sink", "127.0.0.1:0", "--rate", "1000", "--count", "200",
+		"--duration", "5s", "--sockets", "3", "--full-call", "--json", "--drain", "2s"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out.String())
+	}
+	if m["received"].(float64) != 200 || m["bye_ok"].(float64) != 200 {
+		t.Fatalf("result %v", m)
+	}
+	if code := run(context.Background(), []string{"run", "--transport", "tls", "--sink", "127.0.0.1:0"}, &out, &errb); code != 2 {
+		t.Fatalf("tls without a sink certificate: exit %d, want 2", code)
+	}
+}
