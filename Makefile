@@ -11,7 +11,7 @@ FUZZTIME ?= 3s
 APT_PKGS := clang llvm libbpf-dev bpftool linux-libc-dev softhsm2 opensc sip-tester \
             kamailio kamailio-secsipid-modules tshark ansible-core iproute2 openssl \
             procps psmisc python3 curl openssh-server ansible-lint ethtool gnuplot-nox \
-            p11-kit p11-kit-modules prometheus chromium pebble kamailio-tls-modules
+            p11-kit p11-kit-modules prometheus chromium pebble kamailio-tls-modules gcc libssl-dev libp11-kit-dev
 
 export GOTOOLCHAIN := local
 
@@ -64,7 +64,7 @@ UNIT_PKGS = $(filter-out $(shell $(GO) list $(INTEGRATION_PKGS)),$(shell $(GO) l
 # a few minutes on two cores (the integration packages and the lab stay out).
 RACE_PKGS := ./fastpath/ ./hsm/... ./policy/ ./es256/ ./verify/ ./api/ ./audit/ ./passport/ ./sip/ ./config/ \
              ./e164/ ./tnauth/ ./labpki/ ./p256verify/ ./internal/p256/... ./claims/ ./credential/ ./certmgr/ \
-             ./spctoken/ ./labsti/
+             ./spctoken/ ./labsti/ ./stias/
 
 ## test-unit: the tests of every package outside INTEGRATION_PKGS
 test-unit:

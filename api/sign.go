@@ -199,6 +199,7 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 		return newErr(pol5000, "signer-down").withStatus(http.StatusServiceUnavailable)
 	}
 	j.req.Digest = sha256.Sum256(j.input)
+	j.req.Input = j.input // for a remote STI-AS link
 	j.req.Err, j.req.SignedBy = nil, ""
 	j.req.Deadline = now.Add(s.cfg.Budget)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(j.req.Deadline) {
@@ -225,7 +226,11 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	case 'C':
 		mSignedC.Inc()
 	}
-	j.ident = b.AppendIdentity(j.ident[:0], j.input, &j.req.Sig)
+	if len(j.req.Identity) > 0 {
+		j.ident = append(j.ident[:0], j.req.Identity...) // a remote STI-AS signed
+	} else {
+		j.ident = b.AppendIdentity(j.ident[:0], j.input, &j.req.Sig)
+	}
 	j.out = append(j.out[:0], `{"signingResponse":{"identity":`...)
 	j.out = appendJSONString(j.out, j.ident)
 	j.out = append(j.out, "}}\n"...)
@@ -233,6 +238,9 @@ func (s *Server) signOne(ctx context.Context, j *signJob, f *signingFields, requ
 	if s.cfg.Audit != nil {
 		rec := audit.Record{Time: now, Orig: c.Orig, Dest: j.joined, Attest: c.Attest, PPT: ppt, Rule: AuditRule,
 			Signer: j.req.SignedBy, CertFingerprint: cred.Fingerprint}
+		if len(j.req.Identity) > 0 {
+			rec.CertFingerprint = "" // a remote STI-AS's certificate, not ours (audit/doc.go)
+		}
 		var idbuf [36]byte
 		if requestID != "" {
 			rec.CallID = []byte(requestID)

@@ -30,7 +30,9 @@
 //	    matched; "request" when an HTTP client gave the attestation itself).
 //	  - signer: hsm signer name ("soft", "pkcs11:<token>", ...).
 //	  - cert: SHA-256 of the signing certificate's DER in lowercase hex
-//	    (Fingerprint).
+//	    (Fingerprint); "-" when a remote STI-AS link of the chain signed
+//	    (signer names the link; the certificate is the remote's, at the
+//	    x5u of the Identity header it returned).
 //	  - transport: how the signed INVITE came: udp, tcp or tls ("-" for an
 //	    HTTP signing request). Added last, so that readers of the older
 //	    eight fields read on.

@@ -72,6 +72,18 @@ func TestACMEBlock(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("lab: %v", err)
 	}
+	// A remote STI-AS link cannot follow a renewal (certmgr moves key
+	// links only): refused with acme, accepted without the link.
+	c, _ = Load(write(t, acmeYAML))
+	c.Signers = []Signer{{PKCS11: c.PKCS11}, {Name: "fallback", StiAS: "https://sti-as.example.net/stir/v1/signing"}}
+	c.PKCS11 = ""
+	if err := c.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "sti_as") {
+		t.Fatalf("acme with an sti_as link: %v", err)
+	}
+	c.Signers = c.Signers[:1]
+	if err := c.Validate(); err != nil {
+		t.Fatalf("acme with a signers: chain: %v", err)
+	}
 	// Without acme, cert and x5u stay required.
 	c, _ = Load(write(t, acmeYAML))
 	c.ACME = nil

@@ -59,13 +59,14 @@ type Config struct {
 	MaxConnectionsPerSource int           `yaml:"max_connections_per_source"` // from one address
 	ConnectionIdleTimeout   time.Duration `yaml:"connection_idle_timeout"`    // close connections idle this long
 
-	Loops        int           `yaml:"loops"`         // event loops, default one per core
-	Freshness    time.Duration `yaml:"freshness"`     // iat window, default 60s
-	StaleDate    string        `yaml:"stale_date"`    // a Date outside freshness: refuse (forward unsigned, RFC 8224 4.1) | replace (deviation: Date replaced by now, signed)
-	SignBudget   time.Duration `yaml:"sign_budget"`   // per-call budget before P-Identity-Bypass, default 100ms
-	ResignSigned bool          `yaml:"resign_signed"` // sign INVITEs already carrying a SHAKEN Identity
-	MaxInFlight  int           `yaml:"max_in_flight"` // signing jobs per loop
-	LogLevel     string        `yaml:"log_level"`     // debug | info | warn | error
+	Loops        int           `yaml:"loops"`              // event loops, default one per core
+	Freshness    time.Duration `yaml:"freshness"`          // iat window, default 60s
+	StaleDate    string        `yaml:"stale_date"`         // a Date outside freshness: refuse (forward unsigned, RFC 8224 4.1) | replace (deviation: Date replaced by now, signed)
+	SignBudget   time.Duration `yaml:"sign_budget"`        // per-call budget before P-Identity-Bypass, default 100ms
+	ResignSigned bool          `yaml:"resign_signed"`      // sign INVITEs already carrying a SHAKEN Identity
+	MaxInFlight  int           `yaml:"max_in_flight"`      // signing jobs per loop
+	RecvBuffer   int           `yaml:"sip_receive_buffer"` // SO_RCVBUF bytes of each loop's UDP socket; 0: fastpath's default (512 KiB)
+	LogLevel     string        `yaml:"log_level"`          // debug | info | warn | error
 
 	Policy policy.Config `yaml:"policy"`
 
@@ -74,13 +75,23 @@ type Config struct {
 	ACME *ACME `yaml:"acme"`
 }
 
-// Signer is one link of the signer chain, in order of preference.
+// Signer is one link of the signer chain, in order of preference: a
+// PKCS#11 key, a software key, or a remote STI-AS (docs/KEYS.md).
 type Signer struct {
 	Name    string        `yaml:"name"`
 	PKCS11  string        `yaml:"pkcs11"`  // RFC 7512 URI with pin-source=file:...
 	Key     string        `yaml:"key"`     // or a PEM key file (software signer)
 	Timeout time.Duration `yaml:"timeout"` // per-signature timeout
 	Workers int           `yaml:"workers"` // PKCS#11 sessions (signing goroutines); 0: GOMAXPROCS clamped to 4..8
+
+	// Or a remote STI-AS: its ATIS-1000082 signing endpoint (https; http
+	// only with lab), the file of its bearer token, the requests in
+	// flight (keep-alive connections; default 16) and the FCC
+	// own-certificate rule for its certificate: warn (default) or enforce.
+	StiAS       string `yaml:"sti_as"`
+	TokenFile   string `yaml:"token_file"`
+	MaxInFlight int    `yaml:"max_in_flight"`
+	OwnCert     string `yaml:"own_cert"`
 }
 
 // Default returns the built-in defaults.
@@ -162,8 +173,38 @@ func (c *Config) Validate() error {
 		return bad("a signing key is required: key, pkcs11 or signers")
 	}
 	for i, s := range c.Signers {
-		if (s.Key == "") == (s.PKCS11 == "") {
-			return bad("signers[%d]: set exactly one of key and pkcs11", i)
+		n := 0
+		for _, v := range []string{s.Key, s.PKCS11, s.StiAS} {
+			if v != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return bad("signers[%d]: set exactly one of key, pkcs11 and sti_as", i)
+		}
+		if s.StiAS == "" && (s.TokenFile != "" || s.MaxInFlight != 0 || s.OwnCert != "") {
+			return bad("signers[%d]: token_file, max_in_flight and own_cert are for an sti_as link", i)
+		}
+		if s.StiAS != "" {
+			if !strings.HasPrefix(s.StiAS, "https://") && !(c.Lab && strings.HasPrefix(s.StiAS, "http://")) {
+				return bad("signers[%d]: sti_as %q: must be an https URL (http only with lab)", i, s.StiAS)
+			}
+			if s.MaxInFlight < 0 || s.MaxInFlight > 1024 {
+				return bad("signers[%d]: max_in_flight %d: want 0 (default 16) to 1024", i, s.MaxInFlight)
+			}
+			if s.Workers != 0 {
+				return bad("signers[%d]: an sti_as link has max_in_flight, not workers", i)
+			}
+			if c.ACME != nil {
+				// certmgr moves the key links of the chain to each renewed
+				// key; it does not carry remote links (docs/KEYS.md).
+				return bad("signers[%d]: an sti_as link cannot be combined with acme", i)
+			}
+			switch s.OwnCert {
+			case "", "warn", "enforce":
+			default:
+				return bad("signers[%d]: own_cert %q: want warn (the default) or enforce", i, s.OwnCert)
+			}
 		}
 		if s.Workers < 0 || s.Workers > 256 {
 			return bad("signers[%d]: workers %d: want 0 (default) to 256", i, s.Workers)
@@ -194,6 +235,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.DefaultCountry) != 2 {
 		return bad("default_country %q: want an ISO 3166 alpha-2 code", c.DefaultCountry)
+	}
+	if c.RecvBuffer < 0 || c.RecvBuffer > 64<<20 {
+		return bad("sip_receive_buffer %d: want 0 (the default) to 64 MiB", c.RecvBuffer)
 	}
 	if c.Freshness <= 0 || c.SignBudget <= 0 {
 		return bad("freshness and sign_budget must be positive")

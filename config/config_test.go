@@ -51,6 +51,13 @@ func TestStaleDate(t *testing.T) {
 	}
 }
 
+func TestReceiveBufferKey(t *testing.T) {
+	c, err := Load(write(t, "sip_receive_buffer: 1048576\n"))
+	if err != nil || c.RecvBuffer != 1<<20 {
+		t.Fatalf("sip_receive_buffer: %v %+v", err, c)
+	}
+}
+
 func TestUnknownKeyRefused(t *testing.T) {
 	if _, err := Load(write(t, "next_hopp: 1.2.3.4:5\n")); err == nil || !strings.Contains(err.Error(), "next_hopp") {
 		t.Fatalf("typo accepted: %v", err)
@@ -84,6 +91,14 @@ func TestValidateErrors(t *testing.T) {
 		"timeout":     func(c *Config) { c.Signers = []Signer{{PKCS11: "b", Timeout: -time.Second}} },
 		"bad rule":    func(c *Config) { c.Policy.Rules = append(c.Policy.Rules, c.Policy.Rules...); c.Policy.Default = "Z" },
 		"stale date":  func(c *Config) { c.StaleDate = "ignore" },
+		"sti_as+key":  func(c *Config) { c.Signers = []Signer{{Key: "a", StiAS: "https://sti-as.example/stir/v1/signing"}} },
+		"http sti_as": func(c *Config) { c.Signers = []Signer{{StiAS: "http://sti-as.example/stir/v1/signing"}} },
+		"own_cert":    func(c *Config) { c.Signers = []Signer{{StiAS: "https://s/", OwnCert: "strict"}} },
+		"in flight":   func(c *Config) { c.Signers = []Signer{{StiAS: "https://s/", MaxInFlight: -1}} },
+		"sti workers": func(c *Config) { c.Signers = []Signer{{StiAS: "https://s/", Workers: 4}} },
+		"token, key":  func(c *Config) { c.Signers = []Signer{{Key: "a", TokenFile: "/t"}} },
+		"rcvbuf < 0":  func(c *Config) { c.RecvBuffer = -1 },
+		"rcvbuf huge": func(c *Config) { c.RecvBuffer = 65 << 20 },
 	} {
 		c := base
 		mut(&c)
@@ -96,8 +111,15 @@ func TestValidateErrors(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Errorf("signer with workers and timeout refused: %v", err)
 	}
+	remote := base
+	remote.Signers = []Signer{{PKCS11: "b"}, {Name: "primary", StiAS: "https://sti-as.example/stir/v1/signing", TokenFile: "/t",
+		Timeout: 300 * time.Millisecond, MaxInFlight: 32, OwnCert: "enforce"}}
+	if err := remote.Validate(); err != nil {
+		t.Errorf("sti_as link refused: %v", err)
+	}
 	lab := base
 	lab.X5U, lab.Lab = "http://127.0.0.1/sp.pem", true
+	lab.Signers = []Signer{{StiAS: "http://127.0.0.1:8080/stir/v1/signing"}}
 	if err := lab.Validate(); err != nil {
 		t.Errorf("lab http x5u refused: %v", err)
 	}

@@ -177,9 +177,15 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 	if err == nil {
 		j.hdr = j.hdr[:0]
 		for i := range j.npp {
-			p := &j.pp[i]
+			p, ri := &j.pp[i], j.reqAt(i)
 			j.hdr = append(j.hdr, "Identity: "...)
-			j.hdr = p.b.AppendIdentity(j.hdr, j.input[p.start:p.end], &j.reqAt(i).Sig)
+			if len(ri.Identity) > 0 {
+				// A remote STI-AS signed: its Identity header value (its
+				// x5u, its signature) as it is.
+				j.hdr = append(j.hdr, ri.Identity...)
+			} else {
+				j.hdr = p.b.AppendIdentity(j.hdr, j.input[p.start:p.end], &ri.Sig)
+			}
 			j.hdr = append(j.hdr, "\r\n"...)
 			countPassport(p.b.PPT())
 		}
@@ -187,6 +193,9 @@ func (j *job) stamp(dst, pkt []byte, m *sip.Message, r *hsm.Request) []byte {
 			j.rec = audit.Record{Time: time.Now(), CallID: m.CallID.In(pkt), Orig: j.orig, Dest: j.dest,
 				Attest: j.attest, Rule: j.decision.Rule, Signer: r.SignedBy, CertFingerprint: j.cred.Fingerprint, PPT: j.ppt,
 				Transport: transportNames[j.in.tr]}
+			if len(r.Identity) > 0 {
+				j.rec.CertFingerprint = "" // a remote STI-AS's certificate, not ours (audit/doc.go)
+			}
 			al.Record(&j.rec) // copies; never blocks (drops and counts when its queue is full)
 		}
 		switch j.attest {

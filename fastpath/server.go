@@ -93,6 +93,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SocketBuffer <= 0 {
 		cfg.SocketBuffer = 4 << 20
 	}
+	if cfg.RecvBuffer <= 0 {
+		cfg.RecvBuffer = DefaultRecvBuffer
+	}
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections
 	}
@@ -245,7 +248,7 @@ func (s *Server) Run(ctx context.Context) error {
 		gnet.WithLockOSThread(false),
 		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithReadBufferCap(sip.MaxMessage+1),
-		gnet.WithSocketRecvBuffer(s.cfg.SocketBuffer),
+		gnet.WithSocketRecvBuffer(s.cfg.RecvBuffer),
 		gnet.WithSocketSendBuffer(s.cfg.SocketBuffer),
 		gnet.WithTCPKeepAlive(time.Minute),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),

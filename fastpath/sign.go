@@ -136,6 +136,7 @@ func (l *loop) signJob(j *job, pkt []byte, src, dst netip.AddrPort) bool {
 	for i := range j.npp {
 		r, p := j.reqAt(i), &j.pp[i]
 		r.Digest = sha256.Sum256(j.input[p.start:p.end])
+		r.Input = j.input[p.start:p.end] // for a remote STI-AS link, which signs claims, not a digest
 		r.Deadline = deadline
 		r.Err, r.SignedBy = nil, ""
 	}

@@ -28,6 +28,7 @@ typedef struct {
 
 #define SHK_CKM_ECDSA 0x1041UL
 #define SHK_BAD_LENGTH (~0UL)
+#define SHK_STALE (~0UL - 1)
 
 // shk_list returns the function list miekg/pkcs11 holds for path: its
 // context is {library handle, CK_FUNCTION_LIST_PTR} (miekg/pkcs11 v1.1.2,
@@ -55,13 +56,21 @@ static void *shk_list(void *miekg_ctx, const char *path) {
 // shk_sign signs n 32-byte digests on one session: C_SignInit(CKM_ECDSA)
 // then one C_Sign into a 64-byte buffer each (no length query: a P-256
 // signature is 64 bytes). rv[i] is the Cryptoki result of digest i, or
-// SHK_BAD_LENGTH.
+// SHK_BAD_LENGTH. Before each digest *live must still be gen (the token
+// generation the session and key handles belong to): once the signer has
+// lost the token, the handles may name another session or object, and the
+// rest of the batch is SHK_STALE without a call.
 static void shk_sign(void *fl, shk_ulong session, shk_ulong key, int n,
-		     unsigned char *digests, unsigned char *sigs, shk_ulong *rv) {
+		     unsigned char *digests, unsigned char *sigs, shk_ulong *rv,
+		     unsigned long long *live, unsigned long long gen) {
 	shk_function_list *f = fl;
 	shk_mechanism m = {SHK_CKM_ECDSA, NULL, 0};
 	for (int i = 0; i < n; i++) {
 		shk_ulong len = 64;
+		if (__atomic_load_n(live, __ATOMIC_ACQUIRE) != gen) {
+			rv[i] = SHK_STALE;
+			continue;
+		}
 		rv[i] = f->sign_init(session, &m, key);
 		if (rv[i] == 0)
 			rv[i] = f->sign(session, digests + 32 * i, 32, sigs + 64 * i, &len);
@@ -73,6 +82,7 @@ static void shk_sign(void *fl, shk_ulong session, shk_ulong key, int n,
 import "C"
 
 import (
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/miekg/pkcs11"
@@ -114,17 +124,23 @@ type signBuf struct {
 	rv     [maxBatch]C.shk_ulong
 }
 
-// sign signs b.digest[:n] on session s with key; errs[i] is nil or the
-// Cryptoki error (pkcs11.Error) of digest i, ErrSignature for a wrong length.
-func (d *directList) sign(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, b *signBuf, n int, errs []error) {
+// sign signs b.digest[:n] on session s with key while live holds gen;
+// errs[i] is nil or the Cryptoki error (pkcs11.Error) of digest i,
+// ErrSignature for a wrong length, errStale for a digest not signed
+// because live changed.
+func (d *directList) sign(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, b *signBuf, n int, errs []error, live *atomic.Uint64, gen uint64) {
+	// atomic.Uint64 is its uint64 (the other fields have no size).
 	C.shk_sign(d.fl, C.shk_ulong(s), C.shk_ulong(key), C.int(n),
-		(*C.uchar)(unsafe.Pointer(&b.digest[0])), (*C.uchar)(unsafe.Pointer(&b.sig[0])), &b.rv[0])
+		(*C.uchar)(unsafe.Pointer(&b.digest[0])), (*C.uchar)(unsafe.Pointer(&b.sig[0])), &b.rv[0],
+		(*C.ulonglong)(unsafe.Pointer(live)), C.ulonglong(gen))
 	for i := range n {
 		switch rv := b.rv[i]; rv {
 		case 0:
 			errs[i] = nil
 		case C.SHK_BAD_LENGTH:
 			errs[i] = ErrSignature
+		case C.SHK_STALE:
+			errs[i] = errStale
 		default:
 			errs[i] = pkcs11.Error(rv)
 		}

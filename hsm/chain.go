@@ -53,6 +53,9 @@ type SignerConfig struct {
 	PKCS11 string
 	// Signer is used as is when set.
 	Signer Signer
+	// Remote is a remote STI-AS (RemoteSigner), used as is when set; its
+	// Workers are its requests in flight (default 16).
+	Remote RemoteSigner
 	// Workers is the number of goroutines signing for this link; for
 	// PKCS#11 each owns one session. Default for PKCS#11: GOMAXPROCS (the
 	// CPUs the process may use), at least 4 and at most 8; GOMAXPROCS
@@ -94,8 +97,9 @@ type link struct {
 	c       *Chain
 	idx     int
 	name    string
-	s       Signer
-	p11     *PKCS11 // when s is a PKCS#11 signer
+	s       Signer       // nil for a remote link
+	rs      RemoteSigner // when the link is a remote STI-AS
+	p11     *PKCS11      // when s is a PKCS#11 signer
 	timeout int64
 	batch   Batch
 	br      breaker
@@ -118,6 +122,8 @@ type worker struct {
 	timer     *time.Timer
 	buf       *signBuf // batch path: digests in, signatures out
 	errs      []error
+	input     []byte // remote link: the signing input, copied in
+	ident     []byte // remote link: the Identity header value, copied out
 }
 
 // batchSigner signs b.digest[:n] in one call (the PKCS#11 signer: one
@@ -180,6 +186,11 @@ func New(ctx context.Context, cfg Config, cert *x509.Certificate) (*Chain, error
 		l.timeout = int64(sc.Timeout)
 		l.br.init(fillBreaker(sc.Breaker, cfg.Breaker))
 		switch {
+		case sc.Remote != nil:
+			l.rs = sc.Remote
+			if sc.Workers <= 0 {
+				sc.Workers = 16
+			}
 		case sc.Signer != nil:
 			l.s = sc.Signer
 			if p, ok := sc.Signer.(*PKCS11); ok {
@@ -205,15 +216,28 @@ func New(ctx context.Context, cfg Config, cert *x509.Certificate) (*Chain, error
 		default:
 			return fail(fmt.Errorf("hsm: signer %d: neither PKCS11 nor Signer set", i+1))
 		}
-		l.name = l.s.Name()
+		if l.p11 != nil {
+			// A token that allows fewer sessions than workers: one worker
+			// per session it gave (the others would only wait).
+			sc.Workers = min(sc.Workers, l.p11.SessionCap())
+		}
+		if l.rs != nil {
+			l.name = l.rs.Name()
+		} else {
+			l.name = l.s.Name()
+		}
 		if sc.Name != "" {
 			l.name = sc.Name
 		}
-		if pub := l.s.Public(); pub == nil || !pub.Equal(want) {
-			return fail(fmt.Errorf("%w: signer %q", ErrKeyMismatch, l.name))
+		if l.s != nil {
+			if pub := l.s.Public(); pub == nil || !pub.Equal(want) {
+				return fail(fmt.Errorf("%w: signer %q", ErrKeyMismatch, l.name))
+			}
 		}
 		l.q = make(chan *Request, cfg.QueueDepth)
-		l.bs, _ = l.s.(batchSigner)
+		if l.s != nil {
+			l.bs, _ = l.s.(batchSigner)
+		}
 		l.workers = make([]*worker, sc.Workers)
 		for j := range l.workers {
 			w := &worker{slots: make([]atomic.Pointer[Request], cfg.Batch.MaxSize)}

@@ -7,7 +7,7 @@ func (c *Chain) Submit(r *Request) error {
 	if r.Deadline.IsZero() {
 		r.Deadline = time.Now().Add(c.budget)
 	}
-	r.Err, r.SignedBy = nil, ""
+	r.Err, r.SignedBy, r.Identity = nil, "", r.Identity[:0]
 	if err := c.dispatch(r, 0); err != nil {
 		countUnsigned(err)
 		return err
@@ -41,6 +41,9 @@ func (c *Chain) TrySign(r *Request, shard int) bool {
 		if probe {
 			l.br.unprobe()
 			return false
+		}
+		if l.s == nil {
+			return false // a remote link
 		}
 		ts, can := l.s.(trySigner)
 		if !can || !ts.TrySignDigest(shard, &r.Digest, &r.Sig) {
@@ -79,6 +82,9 @@ func (c *Chain) IdleWork(shard int) IdleWork {
 	ci := &chainIdle{c: c, ws: make([]IdleWork, len(c.links))}
 	has := false
 	for i, l := range c.links {
+		if l.s == nil {
+			continue
+		}
 		if iw, ok := l.s.(idleWorker); ok {
 			ci.ws[i] = iw.IdleWork(shard)
 			has = true
@@ -121,7 +127,7 @@ func (c *Chain) dispatch(r *Request, from int) error {
 	full := false
 	for i := from; i < len(c.links); i++ {
 		l := c.links[i]
-		if !l.usable() {
+		if !l.usable() || l.rs != nil && len(r.Input) == 0 {
 			continue
 		}
 		ok, probe := l.br.allow()

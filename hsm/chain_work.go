@@ -59,7 +59,11 @@ func (l *link) work(ctx context.Context, w *worker) {
 		}
 		for i := range n {
 			if r := w.slots[i].Swap(nil); r != nil {
-				l.sign(ctx, w, r)
+				if l.rs != nil {
+					l.signRemote(ctx, w, r)
+				} else {
+					l.sign(ctx, w, r)
+				}
 			}
 		}
 	}

@@ -12,9 +12,21 @@ type Request struct {
 	Digest   [32]byte
 	Sig      [64]byte
 	Deadline time.Time // the call's signing budget; past it the request fails with ErrBudget
-	Err      error     // nil when Sig holds a signature
+	Err      error     // nil when Sig (or Identity) holds a signature
 	SignedBy string    // Name() of the signer that produced Sig
 	Done     func(*Request)
+
+	// Input is the PASSporT signing input (base64url header "." base64url
+	// claims) Digest was computed from, set by the submitter and only read
+	// by a remote link (RemoteSigner: a remote STI-AS takes claims, not a
+	// digest); a request without it is never given to one. The submitter
+	// keeps it unchanged until Done.
+	Input []byte
+	// Identity is set instead of Sig when a remote link signed: the whole
+	// Identity header value the remote STI-AS returned (its x5u, its
+	// signature), to be stamped as it is. Submit empties it and reuses its
+	// capacity.
+	Identity []byte
 
 	hop int // index of the Chain link the request is queued at
 }

@@ -29,6 +29,19 @@
 // INVITE without Identity and with P-Identity-Bypass: BypassReason(err)
 // ("timeout", "queue-full", "signer-down", "error").
 //
+// # Remote links
+//
+// A link may also be a remote STI-AS (SignerConfig.Remote, a RemoteSigner:
+// package stias). It signs whole PASSporTs, not digests: it takes the
+// call's signing input (Request.Input, which the submitter sets beside
+// Digest; a request without one skips remote links) and answers with a
+// whole Identity header value (Request.Identity, set instead of Sig), which
+// the submitter stamps as it is. Its workers run one request each (no
+// batching); queue, timeout, breaker, metrics and bypass rules are every
+// link's. Its key is not checked against the certificate: it signs with the
+// remote's certificate, and the FCC own-certificate rule for it is checked
+// by the RemoteSigner at its answers.
+//
 // # Breakers and recovery
 //
 // Each signer's breaker opens after Breaker.Failures consecutive failures or
@@ -41,6 +54,23 @@
 // re-initialised (C_Finalize/C_Initialize; at most every 500ms); a module
 // shared by two signers is loaded once and re-initialised under a lock no
 // call runs across, and signers drop every handle from before it.
+//
+// A device that resets or fails over may hand the numbers of the sessions
+// (and objects) it dropped out again, so a handle from before a loss is
+// never closed or used one at a time: it could name another worker's new
+// session, or another key. Recovery first waits (at most a second) for the
+// calls that may still hold old handles, then closes every session of the
+// slot at once (C_CloseAllSessions; skipped when another signer of the
+// process works on the same slot) before it opens new ones; a batch under
+// way checks, before each signature, that the token it started with is
+// still current, and stops otherwise. The lab's emulated network HSM
+// (bench/nethsm, fault "stale") tests exactly this.
+//
+// Sessions are opened when the signer opens. A token that allows fewer
+// than asked for (CKR_SESSION_COUNT; the session that holds the login
+// counts too) leaves the signer with the ones it gave, and a Chain runs one
+// worker per session; a token that refuses a session later retires that
+// one and the signer works on with the rest.
 // Health and the metrics shakenline_hsm_{signed_total, failures_total,
 // breaker_state, sessions, ready, queue_depth, sign_duration_seconds} (label
 // signer) and shakenline_hsm_unsigned_total (label reason) expose the state.

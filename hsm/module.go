@@ -24,8 +24,9 @@ var ErrModule = errors.New("hsm: cannot load PKCS#11 module")
 type module struct {
 	path   string
 	ctx    *pkcs11.Ctx
-	direct *directList // nil: sign through ctx
-	refs   int         // guarded by modules.mu
+	direct *directList          // nil: sign through ctx
+	refs   int                  // guarded by modules.mu
+	users  map[*PKCS11]struct{} // guarded by modules.mu: the signers on this module
 
 	mu         sync.RWMutex
 	gen        uint64    // guarded by mu
@@ -67,6 +68,34 @@ func openModule(path string) (*module, error) {
 	}
 	modules.m[path] = m
 	return m, nil
+}
+
+// use and unuse record the signers of m, for slotShared.
+func (m *module) use(p *PKCS11) {
+	modules.mu.Lock()
+	defer modules.mu.Unlock()
+	if m.users == nil {
+		m.users = map[*PKCS11]struct{}{}
+	}
+	m.users[p] = struct{}{}
+}
+
+func (m *module) unuse(p *PKCS11) {
+	modules.mu.Lock()
+	defer modules.mu.Unlock()
+	delete(m.users, p)
+}
+
+// slotShared reports whether a signer of m other than p works on slot.
+func (m *module) slotShared(p *PKCS11, slot uint) bool {
+	modules.mu.Lock()
+	defer modules.mu.Unlock()
+	for q := range m.users {
+		if q != p && q.slot.Load() == uint64(slot)+1 {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *module) release() {
@@ -123,8 +152,7 @@ func sessionLost(err error) bool {
 		pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_TOKEN_NOT_RECOGNIZED,
 		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_GENERAL_ERROR,
 		pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID,
-		pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_SLOT_ID_INVALID,
-		pkcs11.CKR_SESSION_COUNT:
+		pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_SLOT_ID_INVALID:
 		return true
 	}
 	return false

@@ -69,11 +69,15 @@ type PKCS11 struct {
 	pub  *ecdsa.PublicKey
 	mech []*pkcs11.Mechanism
 
-	pool  chan *session
-	tok   atomic.Pointer[token] // nil while sessions are lost
-	nsess atomic.Int32
-	gen   atomic.Uint64
-	err   atomic.Pointer[errBox]
+	pool     chan *session
+	tok      atomic.Pointer[token] // nil while sessions are lost
+	live     atomic.Uint64         // tok's gen, 0 while lost: read by every signing call (in C too)
+	inflight atomic.Int32          // calls that may use handles of tok (recovery waits for them)
+	nsess    atomic.Int32
+	gen      atomic.Uint64
+	err      atomic.Pointer[errBox]
+	retired  atomic.Int32  // sessions given up because the token refused more (CKR_SESSION_COUNT)
+	slot     atomic.Uint64 // the current token's slot ID + 1, 0 before the first
 
 	mu         sync.Mutex // serialises discovery
 	recovering bool       // guarded by mu
@@ -147,11 +151,44 @@ func OpenPKCS11(u URI, opt PKCS11Options) (*PKCS11, error) {
 		return nil, err
 	}
 	p.install(tk)
-	for range opt.Sessions {
-		p.pool <- &session{}
+	mod.use(p)
+	if err := p.openSessions(tk); err != nil {
+		_ = p.Close()
+		return nil, err
 	}
 	return p, nil
 }
+
+// openSessions opens the pool's sessions at start, so that a token that
+// allows fewer sessions than asked for (CKR_SESSION_COUNT, counting the
+// anchor session that keeps the login) says so now: the pool then holds
+// what the token gave, and SessionCap reports it (a Chain runs that many
+// workers).
+func (p *PKCS11) openSessions(tk *token) error {
+	m := p.mod
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for range p.opt.Sessions {
+		h, err := m.ctx.OpenSession(tk.slot, pkcs11.CKF_SERIAL_SESSION)
+		if isCode(err, pkcs11.CKR_SESSION_COUNT) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("hsm: %s: C_OpenSession: %w", p.name, err)
+		}
+		p.pool <- &session{h: h, tokGen: tk.gen, modGen: m.gen, open: true}
+		p.nsess.Add(1)
+	}
+	if len(p.pool) == 0 {
+		return fmt.Errorf("hsm: %s: the token allows no session besides the login's (CKR_SESSION_COUNT)", p.name)
+	}
+	p.retired.Store(int32(p.opt.Sessions - len(p.pool)))
+	return nil
+}
+
+// SessionCap is the number of sessions the signer works with: the
+// Sessions asked for, less those the token refused.
+func (p *PKCS11) SessionCap() int { return p.opt.Sessions - int(p.retired.Load()) }
 
 // Name implements Signer.
 func (p *PKCS11) Name() string { return p.name }
@@ -216,7 +253,20 @@ func (p *PKCS11) signBatch(ctx context.Context, b *signBuf, n int, errs []error)
 			return fmt.Errorf("hsm: %s: waiting for a session: %w", p.name, ctx.Err())
 		}
 	}
-	defer func() { p.pool <- s }()
+	keep := true
+	defer func() {
+		if keep {
+			p.pool <- s
+		}
+	}()
+	// Counted before tk is checked again: recovery marks the token lost,
+	// then waits for the calls counted here before it closes the sessions
+	// and opens new ones, whose handles may reuse the old numbers.
+	p.inflight.Add(1)
+	defer p.inflight.Add(-1)
+	if p.tok.Load() != tk {
+		return ErrSessionLost
+	}
 	m := p.mod
 	m.mu.RLock()
 	if m.closed { // tk was loaded just before Close
@@ -239,15 +289,24 @@ func (p *PKCS11) signBatch(ctx context.Context, b *signBuf, n int, errs []error)
 	}
 	if !s.open || s.tokGen != tk.gen {
 		if s.open {
-			if s.modGen == m.gen {
-				_ = m.ctx.CloseSession(s.h)
-			}
+			// A handle from before a loss or a re-initialisation. It is
+			// never closed one by one: it is dead, or recovery closed it
+			// with all the others (C_CloseAllSessions), and its number may
+			// now belong to a new session of this or another worker.
 			s.open = false
 			p.nsess.Add(-1)
 		}
 		h, err := m.ctx.OpenSession(tk.slot, pkcs11.CKF_SERIAL_SESSION)
 		if err != nil {
 			m.mu.RUnlock()
+			if isCode(err, pkcs11.CKR_SESSION_COUNT) {
+				// The token allows fewer sessions now (another client
+				// took some): work on with the others.
+				keep = false
+				p.retired.Add(1)
+				p.setErr(fmt.Errorf("hsm: %s: C_OpenSession: %w; working on with %d sessions", p.name, err, p.SessionCap()))
+				return fmt.Errorf("hsm: %s: C_OpenSession: %w", p.name, err)
+			}
 			p.lost(tk, err)
 			return fmt.Errorf("hsm: %s: C_OpenSession: %w", p.name, err)
 		}
@@ -255,16 +314,20 @@ func (p *PKCS11) signBatch(ctx context.Context, b *signBuf, n int, errs []error)
 		p.nsess.Add(1)
 	}
 	if d := m.direct; d != nil && !p.opt.NoDirect {
-		d.sign(s.h, tk.key, b, n, errs)
+		d.sign(s.h, tk.key, b, n, errs, &p.live, tk.gen)
 	} else {
 		for i := range n {
+			if p.live.Load() != tk.gen {
+				errs[i] = errStale
+				continue
+			}
 			errs[i] = p.signOne(m.ctx, s.h, tk.key, &b.digest[i], &b.sig[i])
 		}
 	}
 	m.mu.RUnlock()
 	var lost error
 	for i, err := range errs[:n] {
-		if err == nil || errors.Is(err, ErrSignature) {
+		if err == nil || errors.Is(err, ErrSignature) || errors.Is(err, ErrSessionLost) {
 			continue
 		}
 		if lost == nil && sessionLost(err) {
@@ -277,6 +340,10 @@ func (p *PKCS11) signBatch(ctx context.Context, b *signBuf, n int, errs []error)
 	}
 	return nil
 }
+
+// errStale is a signature not asked for because the token was lost while
+// the batch was being signed: its handles may name something else now.
+var errStale = fmt.Errorf("%w: token lost during the batch", ErrSessionLost)
 
 // signOne is one signature through miekg/pkcs11.
 func (p *PKCS11) signOne(c *pkcs11.Ctx, h pkcs11.SessionHandle, key pkcs11.ObjectHandle, digest *[32]byte, sig *[64]byte) error {
@@ -303,25 +370,30 @@ func (p *PKCS11) Close() error {
 		close(p.done)
 		last := p.last
 		p.last = nil
-		p.tok.Store(nil)
+		cur := p.tok.Swap(nil)
+		p.live.Store(0)
 		p.mu.Unlock()
 		m := p.mod
 		m.mu.RLock()
+		// Only the current token's handles are ours to close: older ones
+		// are dead and their numbers may be another signer's by now.
+		current := func(gen, modGen uint64) bool { return cur != nil && gen == cur.gen && modGen == m.gen }
 	drain:
 		for {
 			select {
 			case s := <-p.pool:
-				if s.open && s.modGen == m.gen {
+				if s.open && current(s.tokGen, s.modGen) {
 					_ = m.ctx.CloseSession(s.h)
 				}
 			default:
 				break drain
 			}
 		}
-		if last != nil && last.modGen == m.gen {
+		if last != nil && current(last.gen, last.modGen) {
 			_ = m.ctx.CloseSession(last.anchor)
 		}
 		m.mu.RUnlock()
+		m.unuse(p)
 		m.release()
 	})
 	return nil

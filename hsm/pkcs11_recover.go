@@ -6,18 +6,14 @@ import (
 	"time"
 )
 
-// install makes tk current and closes the previous anchor session when its
-// handle is still from the current module generation. Called with mu held.
+// install makes tk current. It closes nothing: the sessions of the token
+// it replaces were closed all at once by closeLost, or died with a module
+// re-initialisation. Called with mu held (or before p is shared).
 func (p *PKCS11) install(tk *token) {
-	if old := p.last; old != nil && old != tk {
-		p.mod.mu.RLock()
-		if old.modGen == p.mod.gen {
-			_ = p.mod.ctx.CloseSession(old.anchor)
-		}
-		p.mod.mu.RUnlock()
-	}
 	p.last = tk
+	p.slot.Store(uint64(tk.slot) + 1)
 	p.tok.Store(tk)
+	p.live.Store(tk.gen)
 }
 
 // lost marks tk dead after err and starts recovery once.
@@ -28,8 +24,49 @@ func (p *PKCS11) lost(tk *token, err error) {
 		return
 	}
 	p.tok.Store(nil)
+	p.live.Store(0)
 	p.setErr(err)
 	p.startRecovery()
+}
+
+// drainWait bounds how long recovery waits for calls still using the lost
+// token's handles (a call hung in the device keeps it waiting that long).
+const drainWait = time.Second
+
+// closeLost ends the lost token's sessions before new ones are opened.
+// After a device reset the token may hand the old session numbers out
+// again, so an old handle is never closed (or used) one at a time: it could
+// name a new session by then. closeLost first waits, at most drainWait, for
+// the calls that may still use old handles (signBatch counts them in
+// inflight; a hung one is left behind, and its batch stops at the next
+// digest, see shk_sign), then closes every session of the application on
+// the slot with C_CloseAllSessions, which also drops the login. It closes
+// nothing when the module was re-initialised meanwhile (the handles died
+// with it) or when another signer of this process uses the same slot (its
+// sessions would go too; the old ones are then left to the token).
+func (p *PKCS11) closeLost() {
+	deadline := time.Now().Add(drainWait)
+	for p.inflight.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+	p.mu.Lock()
+	last := p.last
+	p.last = nil
+	p.mu.Unlock()
+	if last == nil {
+		return
+	}
+	m := p.mod
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed || m.gen != last.modGen || m.slotShared(p, last.slot) {
+		return
+	}
+	_ = m.ctx.CloseAllSessions(last.slot)
 }
 
 func (p *PKCS11) startRecovery() {
@@ -68,6 +105,7 @@ func (p *PKCS11) refresh(old *token) (*token, error) {
 
 // recover runs until the token is back, with exponential backoff.
 func (p *PKCS11) recover() {
+	p.closeLost()
 	backoff := p.opt.ReopenMin
 	t := time.NewTimer(backoff)
 	defer t.Stop()

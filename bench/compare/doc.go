@@ -28,6 +28,22 @@
 // the appliance, with p11-kit-client.so, shares the generator's core; its
 // raw baseline is bench/hsmraw's BenchmarkRemote in the same layout.
 //
+// The emulated network HSM rows (nethsm.go, HSMModel) sign through the
+// PKCS#11 module of package bench/nethsm at 0.3, 1 and 2 ms and 10,000 and
+// 20,000 signatures/s: the module is built once per run, each row gets its
+// device configuration and an appliance signer chain whose workers follow
+// Little's law, waits for the module's nonce pool before its warm-up, and
+// records the device's counters at the end. They run the appliance on both
+// cores, shared with the generator and the sink, and start their ramp at
+// 40 % of the device's capacity.
+//
+// Every setup also gets the highest rate at its latency objective (slo.go:
+// p99 within 1 ms, an HSM row's within the device's latency plus 1 ms, loss
+// within 0.1 %), bracketed by the ramp's steps and bisected like the clean
+// rate. appliance-sign-soft-rcvbuf-4m runs the software-key setup with the
+// 4 MiB receive buffer the appliance had before sip_receive_buffer bounded
+// it, for the effect of that bound on both figures.
+//
 // Forward-only setups: the appliance has no switch to turn signing off, so
 // those setups send the same generator's INVITEs through an in-process
 // relay (Anonymize) that rewrites From to sip:anonymous@anonymous.invalid

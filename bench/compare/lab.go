@@ -179,7 +179,7 @@ type sut struct {
 	logPath string
 }
 
-func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, next netip.AddrPort, logPath string) (*sut, netip.AddrPort, error) {
+func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, next netip.AddrPort, logPath string, dev *device) (*sut, netip.AddrPort, error) {
 	sipPort, err := freePort("udp")
 	if err != nil {
 		return nil, netip.AddrPort{}, err
@@ -226,8 +226,20 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 		args = append(args, "--pkcs11", l.pkcs11URI)
 	case "hsm-remote":
 		args = append(args, "--pkcs11", l.pkcs11RemoteURI)
+	case "nethsm":
+		args = append(args, "--config", dev.conf)
 	default:
 		args = append(args, "--key", l.key)
+	}
+	if s.YAML != "" {
+		conf := filepath.Join(l.dir, s.Name+".yaml")
+		if err := os.WriteFile(conf, []byte(s.YAML), 0o600); err != nil {
+			return nil, listen, fmt.Errorf("compare: %w", err)
+		}
+		args = append(args, "--config", conf)
+	}
+	if s.AllCPUs {
+		args[1] = "0-" + strconv.Itoa(machineCPUs()-1)
 	}
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -237,6 +249,9 @@ func startAppliance(ctx context.Context, bin string, p Params, l *lab, s Setup, 
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+l.softhsmConf)
 	if hsmSrv != nil {
 		cmd.Env = append(cmd.Env, "P11_KIT_SERVER_ADDRESS="+hsmSrv.srv.Address)
+	}
+	if dev != nil {
+		cmd.Env = append(cmd.Env, dev.dev.Env())
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -392,4 +407,20 @@ func scrapeMetrics(api string) map[string]float64 {
 		}
 	}
 	return m
+}
+
+// machineCPUs counts the machine's processors in /proc/cpuinfo (this
+// process runs under taskset: runtime.NumCPU sees only its own).
+func machineCPUs() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 1
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, _, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "processor" {
+			n++
+		}
+	}
+	return max(n, 1)
 }

@@ -231,8 +231,8 @@ func Summary(r *Run, prefix string, detached bool) string {
 	fmt.Fprintf(&b, "Run of %s, %s, %s (%d cores, kernel %s), load average %s at start and %s at end (cores shared with other work). %s\n\n",
 		r.Started.Format("2006-01-02 15:04 UTC"), kind, r.Env.CPUModel, r.Env.Cores, r.Env.Kernel, r.Env.LoadStart, r.Env.LoadEnd, full)
 	b.WriteString("Highest clean rate: the highest offered rate whose step lost at most " + fmt.Sprintf("%.1f", r.Params.LossPct) + " % of INVITEs at the sink and, for signing setups, also delivered at least " + fmt.Sprintf("%.1f", 100-r.Params.LossPct) + " % of them signed (a bypassed call counts as lost). " + LatencyMethod(r) + "\n\n")
-	fmt.Fprintf(&b, "| setup | highest clean rate (calls/s) | p50 / p99 at it (µs, %[1]s) | at 80 %%: rate, p50 / p99 (µs, %[1]s) | SUT CPU per call (µs) | with Identity |\n", latencyWhat(r))
-	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| setup | highest clean rate (calls/s) | p50 / p99 at it (µs, %[1]s) | highest rate at the latency objective (calls/s; p99 at it, µs) | at 80 %%: rate, p50 / p99 (µs, %[1]s) | SUT CPU per call (µs) | with Identity |\n", latencyWhat(r))
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	for i := range r.Setups {
 		s := &r.Setups[i]
 		best := "–"
@@ -253,7 +253,7 @@ func Summary(r *Run, prefix string, detached bool) string {
 		if s.Error != "" {
 			name += " (error: see report)"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", name, cleanRate(s), best, fixed, cpu, ident)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", name, cleanRate(s), best, sloCell(s), fixed, cpu, ident)
 	}
 	g := ComputeGoals(r)
 	b.WriteString("\n| goal | target | measured | verdict |\n|---|---|---|---|\n")
@@ -284,6 +284,7 @@ func Summary(r *Run, prefix string, detached bool) string {
 		p99 += "; " + stallSentence(st)
 	}
 	fmt.Fprintf(&b, "| added latency p99 at 80 %% of the appliance's highest clean rate | < %.0f µs | %s | %s |\n", goalP99Micros, p99, verdict(g.Known[2], g.OK[2]))
+	b.WriteString(sloGoalRows(r))
 	b.WriteString(streamSummary(r))
 	return b.String()
 }
@@ -409,6 +410,8 @@ func Markdown(r *Run, prefix, method, plotErr string, detached bool) string {
 	}
 
 	b.WriteString(hsmRatioText(r))
+	b.WriteString(netHSMText(r))
+	b.WriteString(queueBoundText(r))
 
 	b.WriteString("\n## Where the time goes\n\n")
 	b.WriteString(profileText(r))
@@ -478,6 +481,25 @@ func Markdown(r *Run, prefix, method, plotErr string, detached bool) string {
 		}
 		if s.Setup.Relay {
 			fmt.Fprintf(&b, "\nRelay: %d datagrams forwarded, %d responses routed back to it dropped.\n", s.Relay.Forwarded, s.Relay.Backed)
+		}
+		if o := s.SLO; o != nil && len(o.Steps) > 0 {
+			fmt.Fprintf(&b, "\nSteps run for the highest rate at the latency objective (p99 ≤ %s µs, loss ≤ %.1f %%; the ramp's steps above count too; retried once: %v):\n\n", us(o.TargetMicros), r.Params.LossPct, o.Retries)
+			b.WriteString("| offered/s | loss % | signed % | p50 µs | p99 µs | within |\n|---:|---:|---:|---:|---:|---|\n")
+			for _, st := range o.Steps {
+				signed := "–"
+				if s.Setup.Signs && st.Sent > 0 {
+					signed = fmt.Sprintf("%.2f", 100-UnsignedPct(st))
+				}
+				within := "no"
+				if meets(st, r.Params, s.Setup.Signs, o.TargetMicros) {
+					within = "yes"
+				}
+				fmt.Fprintf(&b, "| %.0f | %.3f | %s | %s | %s | %s |\n", st.TargetRate, st.LossPct, signed, us(st.Latency.P50), us(st.Latency.P99), within)
+			}
+		}
+		if d := s.Device; d != nil {
+			fmt.Fprintf(&b, "\nEmulated HSM at the end: %d signatures, %d C_Sign errors, at most %d C_Sign in flight, %d sessions; nonce pool %d of %d used, %d computed on the spot.\n",
+				d.Signs, d.SignErrors, d.MaxInFlight, d.Sessions, min(d.PoolUsed, d.PoolSize), d.PoolSize, d.PoolMisses)
 		}
 		b.WriteString("\n")
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/bench/loadgen"
+	"github.com/shakenline/shakenline/bench/nethsm"
 )
 
 // Params are the knobs of one run; Quick and full runs differ only here.
@@ -63,15 +64,23 @@ type Setup struct {
 	Key   string `json:"key"` // appliance signer: "soft" or "hsm"
 	Signs bool   `json:"signs"`
 	Relay bool   `json:"relay"` // INVITEs go through the anonymizing relay
+	// HSM is the emulated network HSM of Key "nethsm" (bench/nethsm).
+	HSM *HSMModel `json:"hsm,omitempty"`
 	// Transport is how calls reach the system under test and leave it:
 	// "" (UDP), "tcp" or "tls" (StreamConns persistent connections from
 	// the generator; the SUT connects to the sink).
 	Transport string `json:"transport,omitempty"`
 	// Start, when set, is where this setup's ramp starts instead of
-	// Params.Start (full runs only): the stream setups of a fast system
+	// Params.Start: full runs only (the stream setups of a fast system
 	// skip the steps far below its capacity, so that make bench stays
-	// under 15 minutes.
+	// short), except for the emulated HSM rows, which start at 40 % of the
+	// device's capacity in quick runs too.
 	Start float64 `json:"start_rate,omitempty"`
+	// YAML is configuration the appliance reads besides its flags.
+	YAML string `json:"yaml,omitempty"`
+	// AllCPUs runs the system under test on both cores, shared with the
+	// generator and the sink, instead of on Params.SUTCPU alone.
+	AllCPUs bool `json:"all_cpus,omitempty"`
 }
 
 // StreamConns is how many connections the generator keeps to a system
@@ -87,11 +96,17 @@ var Setups = []Setup{
 	{Name: "kamailio-sign", Title: "Kamailio + secsipid, signing", SUT: "kamailio", Signs: true},
 	{Name: "kamailio-sign-tcp", Title: "Kamailio + secsipid, signing, over TCP", SUT: "kamailio", Signs: true, Transport: "tcp"},
 	{Name: "appliance-sign-soft", Title: "appliance, signing, software key", SUT: "appliance", Key: "soft", Signs: true},
+	// The same with the receive buffer the appliance had before it was
+	// bounded (fastpath.Config.RecvBuffer): its effect on both rates.
+	{Name: "appliance-sign-soft-rcvbuf-4m", Title: "appliance, signing, software key, 4 MiB receive buffer (the former default)",
+		SUT: "appliance", Key: "soft", Signs: true, YAML: "sip_receive_buffer: 4194304\n"},
 	{Name: "appliance-sign-soft-tcp", Title: "appliance, signing, software key, over TCP", SUT: "appliance", Key: "soft", Signs: true, Transport: "tcp", Start: 4000},
 	{Name: "appliance-sign-soft-tls", Title: "appliance, signing, software key, over TLS", SUT: "appliance", Key: "soft", Signs: true, Transport: "tls", Start: 4000},
 	{Name: "appliance-sign-hsm", Title: "appliance, signing, softhsm2", SUT: "appliance", Key: "hsm", Signs: true},
 	{Name: RemoteSetup, Title: "appliance, signing, softhsm2 behind p11-kit server (HSM on its own core)", SUT: "appliance", Key: "hsm-remote", Signs: true},
 }
+
+func init() { Setups = append(Setups, hsmRows()...) }
 
 // RemoteSetup is the setup with the layout of a network HSM: SoftHSM runs
 // in a `p11-kit server` process pinned to the SUT core, the appliance (with
@@ -124,6 +139,10 @@ type SetupResult struct {
 	} `json:"relay"`
 	Profile []PerfEntry `json:"profile,omitempty"`
 	Error   string      `json:"error,omitempty"`
+	// SLO is the highest rate at the latency objective (slo.go).
+	SLO *SLOResult `json:"slo,omitempty"`
+	// Device is the emulated network HSM's counters after the setup.
+	Device *nethsm.Stats `json:"device,omitempty"`
 }
 
 // Env describes the machine during the run.
@@ -303,9 +322,18 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 	target := sink.Addr()
 	var u *sut
 	logPath := filepath.Join(out, "log-"+s.Name+".txt")
+	var dev *device
+	if s.HSM != nil {
+		if dev, err = makeDevice(l, s, p); err != nil {
+			return fail(err)
+		}
+	}
+	if s.Start > 0 && (!p.Quick || s.HSM != nil) {
+		p.Start = s.Start
+	}
 	switch s.SUT {
 	case "appliance":
-		u, target, err = startAppliance(ctx, bin, p, l, s, sink.Addr(), logPath)
+		u, target, err = startAppliance(ctx, bin, p, l, s, sink.Addr(), logPath, dev)
 	case "kamailio":
 		u, target, err = startKamailio(ctx, p, l, s, sink.Addr(), l.dir, logPath)
 	}
@@ -343,8 +371,10 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		return c
 	}
 
-	if s.Start > 0 && !p.Quick {
-		p.Start = s.Start
+	if dev != nil {
+		if err := dev.waitPool(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	// Warm up (not recorded): first packets pay for page faults, Kamailio
 	// worker start-up and the Go scheduler settling.
@@ -401,13 +431,28 @@ func runSetup(ctx context.Context, bin string, p Params, l *lab, s Setup, out st
 		// The profile is taken in a second run at the same rate: perf's
 		// sampling interrupts and its own process would otherwise sit in
 		// the latency and CPU figures above.
-		// (Not for the stream setups: make bench stays under 15 minutes.)
-		if perfOK && u != nil && s.SUT == "appliance" && s.Signs && s.Transport == "" {
+		// (Not for the stream setups and the emulated HSM rows: make bench
+		// stays short.)
+		if perfOK && u != nil && s.SUT == "appliance" && s.Signs && s.HSM == nil && s.Transport == "" {
 			r.Profile = profile(ctx, g, u.pgid, rate, p, out, s.Name)
 		}
 	}
+	// The highest rate at the latency objective, from the ramp's steps
+	// and bisected further.
+	r.SLO = sloSearch(ctx, g, p, s, sum.Steps, func(res loadgen.Result) {
+		_ = enc.Encode(struct {
+			Step loadgen.Result `json:"slo_step"`
+		}{res})
+		fmt.Fprintf(os.Stderr, "  %-20s slo %s\n", s.Name, res.String())
+	})
+	fmt.Fprintf(os.Stderr, "  %-20s at the objective (p99 ≤ %.0f µs): %.0f/s\n", s.Name, r.SLO.TargetMicros, r.SLO.Rate)
 	if u != nil && u.api != "" {
 		r.Metrics = scrapeMetrics(u.api)
+	}
+	if dev != nil { // the module lives in the appliance: before it stops
+		if st, err := dev.dev.Stats(ctx); err == nil {
+			r.Device = &st
+		}
 	}
 	return r
 }

@@ -135,12 +135,15 @@ func placeWith(c Call, hosts map[string]*carrierHost, identity string) CallResul
 		identities[c.ID] = id
 		identityMu.Unlock()
 	}
-	f, lat, err := sender.uacs[c.Trunk].call(iv, netip.AddrPortFrom(sender.addr(), portOut), 5*time.Second)
+	r.CallID = iv.CallID
+	f, start, lat, err := sender.uacs[c.Trunk].call(iv, netip.AddrPortFrom(sender.addr(), portOut), 5*time.Second)
 	r.Latency, r.Got.Code, r.Got.Reason = lat, f.code, f.reason
+	r.Trace.Sent, r.Trace.Final = start, start.Add(lat)
 	if err != nil {
 		r.Got.Err = err.Error()
 	}
 	if d, ok := t.uas.delivery(iv.CallID); ok {
+		r.Trace.Delivered = d.At
 		r.Got.Delivered = true
 		r.Got.Verstat, r.Got.Attest, r.Got.OrigTN = d.Verstat, d.Attest, d.OrigTN
 		r.Got.Name, r.Got.Logo = d.Name, d.Logo

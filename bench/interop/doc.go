@@ -48,6 +48,14 @@
 //     verify-reject, --trust with the jurisdictions it accepts, --lab).
 //     After the calls each terminating appliance's
 //     shakenline_verify_results_total counters are compared with the plan.
+//   - The trace (trace.go): every SIP message and every connection to an
+//     http repository that crosses the core namespace's bridge, stamped by
+//     the kernel, so that each call's setup time splits into the
+//     originating proxy's part, the terminating proxy's (and the x5u and
+//     CRL fetches it waited for) and the way back ("Where the time goes"
+//     in the report). Calls are placed in a shuffled order (fixed seed),
+//     so that no signer alone reaches each verifier first and pays its
+//     cold fetches.
 //   - The report (report.go): report.md, report.html, results.json,
 //     calls.csv and latency.png (gnuplot) with the per-pair matrix, the
 //     per-case, per-attest and per-country tables, timings and findings.

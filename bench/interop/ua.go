@@ -297,10 +297,10 @@ func (c *uac) build(iv invite) []byte {
 }
 
 // call sends iv to the originating proxy and returns the final response
-// code and the time it took. One retransmission after 1 s (RFC 3261
+// code, when it was sent and the time it took. One retransmission after 1 s (RFC 3261
 // Timer A is 500 ms; the lab network does not lose packets, so a late one
 // only guards against a slow start), ErrTimeout after limit.
-func (c *uac) call(iv invite, proxy netip.AddrPort, limit time.Duration) (final, time.Duration, error) {
+func (c *uac) call(iv invite, proxy netip.AddrPort, limit time.Duration) (final, time.Time, time.Duration, error) {
 	ch := make(chan final, 1)
 	c.mu.Lock()
 	c.wait[iv.CallID] = ch
@@ -313,7 +313,7 @@ func (c *uac) call(iv invite, proxy netip.AddrPort, limit time.Duration) (final,
 	pkt := c.build(iv)
 	start := time.Now()
 	if _, err := c.conn.WriteToUDPAddrPort(pkt, proxy); err != nil {
-		return final{}, 0, fmt.Errorf("interop: send: %w", err)
+		return final{}, start, 0, fmt.Errorf("interop: send: %w", err)
 	}
 	retx := time.NewTimer(time.Second)
 	defer retx.Stop()
@@ -322,11 +322,11 @@ func (c *uac) call(iv invite, proxy netip.AddrPort, limit time.Duration) (final,
 	for {
 		select {
 		case f := <-ch:
-			return f, time.Since(start), nil
+			return f, start, time.Since(start), nil
 		case <-retx.C:
 			_, _ = c.conn.WriteToUDPAddrPort(pkt, proxy)
 		case <-deadline.C:
-			return final{}, time.Since(start), ErrTimeout
+			return final{}, start, time.Since(start), ErrTimeout
 		}
 	}
 }

@@ -27,13 +27,14 @@ import (
 
 // operatorCredential is the credential of --cert/--key/--pkcs11/signers:
 // the certificate the operator manages (checked valid now, every link's key
-// the certificate's) and --x5u.
-func operatorCredential(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger) (*credential.Credential, error) {
+// the certificate's) and --x5u. Unless checkOnly, its sti_as links check
+// the certificate they sign with in the background (checkRemotesAtStart).
+func operatorCredential(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger, checkOnly bool) (*credential.Credential, error) {
 	certs, err := loadCerts(cfg.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("cert: %w", err)
 	}
-	chain, closeChain, err := buildSigner(ctx, cfg, certs[0], now, log)
+	chain, closeChain, remotes, err := buildSigner(ctx, cfg, certs[0], now, log)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +49,9 @@ func operatorCredential(ctx context.Context, cfg config.Config, now time.Time, l
 		return nil, err
 	}
 	cred.Close = closeChain
+	if !checkOnly {
+		checkRemotesAtStart(remotes)
+	}
 	return cred, nil
 }
 

@@ -248,7 +248,7 @@ func newAppliance(ctx context.Context, cfg config.Config, now time.Time, log *sl
 	fc := fastpath.Config{
 		Mode: mode, Loops: loops, Credential: a.cred, Policy: a.policy, Numbers: numbers,
 		Freshness: cfg.Freshness, StaleDate: staleDate, Budget: cfg.SignBudget, ResignSigned: cfg.ResignSigned,
-		MaxInFlight: cfg.MaxInFlight, Logger: log,
+		MaxInFlight: cfg.MaxInFlight, RecvBuffer: cfg.RecvBuffer, Logger: log,
 	}
 	if verifier != nil {
 		fc.Verifier = sipVerifier{verifier}
@@ -376,7 +376,7 @@ func (a *appliance) reload(f *serveFlags) error {
 // a.acme (Run starts it once serving).
 func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now time.Time, log *slog.Logger) (*credential.Credential, error) {
 	if cfg.ACME == nil {
-		return operatorCredential(ctx, cfg, now, log)
+		return operatorCredential(ctx, cfg, now, log, a.checkOnly)
 	}
 	if a.checkOnly {
 		// --check touches nothing: no state written, no key made, nobody
@@ -386,7 +386,7 @@ func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now 
 			return nil, fmt.Errorf("acme: %w", err)
 		}
 		if cfg.Cert != "" {
-			return operatorCredential(ctx, cfg, now, log)
+			return operatorCredential(ctx, cfg, now, log, a.checkOnly)
 		}
 		return nil, errNoCertificateYet
 	}
@@ -412,7 +412,7 @@ func (a *appliance) startCredential(ctx context.Context, cfg config.Config, now 
 		return cred, nil
 	}
 	if cfg.Cert != "" {
-		return operatorCredential(ctx, cfg, now, log)
+		return operatorCredential(ctx, cfg, now, log, a.checkOnly)
 	}
 	log.Info("acme: no certificate yet; obtaining one before serving", "directory", cfg.ACME.Directory)
 	return m.Obtain(ctx)
