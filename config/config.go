@@ -65,7 +65,7 @@ type Config struct {
 	SignBudget   time.Duration `yaml:"sign_budget"`        // per-call budget before P-Identity-Bypass, default 100ms
 	ResignSigned bool          `yaml:"resign_signed"`      // sign INVITEs already carrying a SHAKEN Identity
 	MaxInFlight  int           `yaml:"max_in_flight"`      // signing jobs per loop
-	RecvBuffer   int           `yaml:"sip_receive_buffer"` // SO_RCVBUF bytes of each loop's UDP socket; 0: fastpath's default (512 KiB)
+	RecvBuffer   int           `yaml:"sip_receive_buffer"` // SO_RCVBUF bytes of each loop's UDP socket; 0: fastpath's default (4 MiB)
 	LogLevel     string        `yaml:"log_level"`          // debug | info | warn | error
 
 	Policy policy.Config `yaml:"policy"`

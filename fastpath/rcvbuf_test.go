@@ -42,7 +42,7 @@ func listenerBuffers(t *testing.T, port uint16) (rcv, snd []int) {
 }
 
 // sip_receive_buffer (Config.RecvBuffer) is the receive buffer of every
-// loop's socket, 512 KiB by default, apart from the send buffer (4 MiB).
+// loop's socket, 4 MiB by default, set apart from the send buffer.
 // The kernel reports twice the value set (socket(7)), capped by
 // net.core.rmem_max / wmem_max.
 func TestReceiveBuffer(t *testing.T) {

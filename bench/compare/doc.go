@@ -40,9 +40,7 @@
 // Every setup also gets the highest rate at its latency objective (slo.go:
 // p99 within 1 ms, an HSM row's within the device's latency plus 1 ms, loss
 // within 0.1 %), bracketed by the ramp's steps and bisected like the clean
-// rate. appliance-sign-soft-rcvbuf-4m runs the software-key setup with the
-// 4 MiB receive buffer the appliance had before sip_receive_buffer bounded
-// it, for the effect of that bound on both figures.
+// rate.
 //
 // Forward-only setups: the appliance has no switch to turn signing off, so
 // those setups send the same generator's INVITEs through an in-process

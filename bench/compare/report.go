@@ -411,7 +411,6 @@ func Markdown(r *Run, prefix, method, plotErr string, detached bool) string {
 
 	b.WriteString(hsmRatioText(r))
 	b.WriteString(netHSMText(r))
-	b.WriteString(queueBoundText(r))
 
 	b.WriteString("\n## Where the time goes\n\n")
 	b.WriteString(profileText(r))

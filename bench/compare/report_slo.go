@@ -123,27 +123,3 @@ func netHSMText(r *Run) string {
 	b.WriteString(strings.Join(rows, "\n") + "\n")
 	return b.String()
 }
-
-// queueBoundText compares the appliance with its bounded receive buffer
-// and with the former 4 MiB.
-func queueBoundText(r *Run) string {
-	a, o := r.setup("appliance-sign-soft"), r.setup("appliance-sign-soft-rcvbuf-4m")
-	if a == nil || o == nil {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("\n## A bound on queueing: the receive buffer\n\n")
-	b.WriteString("Each event loop's UDP receive buffer is the one queue in front of it. At 4 MiB (the former default) the kernel holds about 3,600 INVITEs there, 145 ms at 25,000 calls/s; at 512 KiB (the default now, `sip_receive_buffer`) about 450, 18 ms: past that a burst is dropped rather than queued. Both runs sign with the software key on one core.\n\n")
-	b.WriteString("| receive buffer | highest clean rate | highest rate at the latency objective (p99 µs) | at 80 %: rate, p50 / p99 (µs) |\n|---|---:|---:|---:|\n")
-	for _, x := range []struct {
-		name string
-		s    *SetupResult
-	}{{"512 KiB (default)", a}, {"4 MiB", o}} {
-		fixed := "–"
-		if f := x.s.Fixed; f != nil {
-			fixed = fmt.Sprintf("%.0f/s, %s / %s", f.Rate, us(f.Result.Latency.P50), us(f.Result.Latency.P99))
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", x.name, cleanRate(x.s), sloCell(x.s), fixed)
-	}
-	return b.String()
-}

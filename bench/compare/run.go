@@ -96,10 +96,6 @@ var Setups = []Setup{
 	{Name: "kamailio-sign", Title: "Kamailio + secsipid, signing", SUT: "kamailio", Signs: true},
 	{Name: "kamailio-sign-tcp", Title: "Kamailio + secsipid, signing, over TCP", SUT: "kamailio", Signs: true, Transport: "tcp"},
 	{Name: "appliance-sign-soft", Title: "appliance, signing, software key", SUT: "appliance", Key: "soft", Signs: true},
-	// The same with the receive buffer the appliance had before it was
-	// bounded (fastpath.Config.RecvBuffer): its effect on both rates.
-	{Name: "appliance-sign-soft-rcvbuf-4m", Title: "appliance, signing, software key, 4 MiB receive buffer (the former default)",
-		SUT: "appliance", Key: "soft", Signs: true, YAML: "sip_receive_buffer: 4194304\n"},
 	{Name: "appliance-sign-soft-tcp", Title: "appliance, signing, software key, over TCP", SUT: "appliance", Key: "soft", Signs: true, Transport: "tcp", Start: 4000},
 	{Name: "appliance-sign-soft-tls", Title: "appliance, signing, software key, over TLS", SUT: "appliance", Key: "soft", Signs: true, Transport: "tls", Start: 4000},
 	{Name: "appliance-sign-hsm", Title: "appliance, signing, softhsm2", SUT: "appliance", Key: "hsm", Signs: true},
