@@ -43,7 +43,7 @@ type Params struct {
 // DefaultParams returns the full or the quick settings.
 func DefaultParams(quick bool) Params {
 	p := Params{
-		Quick: quick, Start: 500, Factor: 1.3, StepDuration: 3 * time.Second, Pause: 500 * time.Millisecond,
+		Quick: quick, Start: 1000, Factor: 1.5, StepDuration: 2 * time.Second, Pause: 500 * time.Millisecond,
 		Drain: time.Second, Warmup: time.Second, Fixed: 5 * time.Second, FixedFraction: 0.8, LossPct: 0.1,
 		MaxSteps: 30, Refine: 3, GenCPU: 0, SUTCPU: 1, KamailioWorkers: 2, OpenSSLSeconds: 3,
 		HSMBench: ".", HSMBenchtime: "1s", PerfFreq: 499, StallSeconds: 5,
