@@ -214,7 +214,7 @@ func TestACMERenewalUnderLoad(t *testing.T) {
 	if signed != lines || lines < successful {
 		t.Fatalf("UAS saw %d INVITEs, %d signed; %d calls completed", lines, signed, successful)
 	}
-	seen := after["shakenline_calls_seen_total"] - before["shakenline_calls_seen_total"]
+	seen := sumPrefix(after, "shakenline_calls_seen_total{") - sumPrefix(before, "shakenline_calls_seen_total{")
 	signedByApp := sumPrefix(after, "shakenline_calls_signed_total{") - sumPrefix(before, "shakenline_calls_signed_total{")
 	if signedByApp != seen {
 		t.Fatalf("appliance: %v INVITEs seen, %v signed", seen, signedByApp)
