@@ -232,7 +232,7 @@ func ParsePreload(r io.Reader) ([]string, error) {
 		}
 		u, err := url.Parse(line)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
-			strings.ContainsAny(line, " \t") {
+			strings.ContainsFunc(line, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 			return nil, fmt.Errorf("%w: line %d: not an http(s) URL", ErrPreload, n)
 		}
 		line = u.Scheme + line[len(u.Scheme):] // url.Parse lower-cases the scheme
