@@ -8,8 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -21,12 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shakenline/shakenline/e164"
-	"github.com/shakenline/shakenline/fastpath"
-	"github.com/shakenline/shakenline/hsm"
 	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/passport"
-	"github.com/shakenline/shakenline/policy"
 )
 
 // dateLo is TestDateThroughAppliance's own loopback address (the other
@@ -146,53 +140,28 @@ func TestDateThroughAppliance(t *testing.T) {
 
 func freePortOn(t *testing.T, ip string) int {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
-	if err != nil {
-		t.Fatal(err)
+	for range 50 { // free for UDP and TCP: the appliance listens on both
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp4", net.JoinHostPort(ip, strconv.Itoa(port)))
+		c.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no port free for both UDP and TCP on " + ip)
+	return 0
 }
 
 // startProxy runs the appliance's fast path in proxy mode on dateLo, to
-// next, signing every call with key (attestation A), national numbers US,
-// freshness 60 s, stale_date refuse: the defaults of `appliance serve`.
+// next, signing every call with key (attestation A).
 func startProxy(t *testing.T, key *ecdsa.PrivateKey, next netip.AddrPort) netip.AddrPort {
 	t.Helper()
-	soft, err := hsm.NewSoftware("soft", key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { soft.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := passport.NewBuilder("https://cert.example.org/sp.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := policy.Build(policy.Config{}, "A")
-	if err != nil {
-		t.Fatal(err)
-	}
-	num, err := e164.New("US")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := netip.AddrPortFrom(netip.MustParseAddr(dateLo), uint16(freePortOn(t, dateLo)))
-	s, err := fastpath.New(fastpath.Config{Mode: fastpath.Proxy, Listen: listen, NextHop: next, Loops: 1,
-		Builder: b, Signer: hsm.NewPool(ctx, soft, 2, 1024), Policy: policy.NewHolder(tbl), Numbers: num,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-s.Booted():
-	case err := <-done:
-		t.Fatalf("appliance did not start: %v", err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
-	return listen
+	return startFastpath(t, dateLo, "https://cert.example.org/sp.pem", key, nil, nil, next)
 }
 
 // traceInvites returns the INVITEs in a SIPp -trace_msg message file.

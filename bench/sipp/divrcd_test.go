@@ -99,10 +99,11 @@ func (s stiVS) Verify(ctx context.Context, ids [][]byte, orig, dest []byte, now 
 	return out
 }
 
-// startFastpath runs the appliance's fast path in proxy mode on divLo,
-// signing with key for ourX5U under rules, to next; with a verifier its
-// verify rules verify.
-func startFastpath(t *testing.T, key *ecdsa.PrivateKey, rules []policy.RuleConfig, v fastpath.Verifier, next netip.AddrPort) netip.AddrPort {
+// startFastpath runs the appliance's fast path in proxy mode on lo,
+// signing with key for x5u under rules (attestation A by default), to next;
+// with a verifier its verify rules verify. National numbers are US,
+// freshness 60 s and stale_date refuse: the defaults of `appliance serve`.
+func startFastpath(t *testing.T, lo, x5u string, key *ecdsa.PrivateKey, rules []policy.RuleConfig, v fastpath.Verifier, next netip.AddrPort) netip.AddrPort {
 	t.Helper()
 	soft, err := hsm.NewSoftware("soft", key)
 	if err != nil {
@@ -110,7 +111,7 @@ func startFastpath(t *testing.T, key *ecdsa.PrivateKey, rules []policy.RuleConfi
 	}
 	t.Cleanup(func() { soft.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := passport.NewBuilder(ourX5U)
+	b, err := passport.NewBuilder(x5u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func startFastpath(t *testing.T, key *ecdsa.PrivateKey, rules []policy.RuleConfi
 		t.Fatal(err)
 	}
 	num, _ := e164.New("US")
-	listen := netip.AddrPortFrom(netip.MustParseAddr(divLo), uint16(freePortOn(t, divLo)))
+	listen := netip.AddrPortFrom(netip.MustParseAddr(lo), uint16(freePortOn(t, lo)))
 	cfg := fastpath.Config{Mode: fastpath.Proxy, Listen: listen, NextHop: next, Loops: 1,
 		Builder: b, Signer: hsm.NewPool(ctx, soft, 2, 1024), Policy: policy.NewHolder(tbl), Numbers: num,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -206,9 +207,9 @@ func TestForwardedThroughAppliance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	uas, trace, waitUAS := startUAS(t, ctx, bin, wd, dir, 3*calls)
-	vs := startFastpath(t, cs.ourKey, []policy.RuleConfig{{Name: "peer", Action: "verify"}}, stiVS{cs.verifier(t)}, uas)
-	withDiv := startFastpath(t, cs.ourKey, []policy.RuleConfig{{Name: "forwarding", Attest: "A", Numbers: []string{"+1202555*"}, Div: true}}, nil, vs)
-	withoutDiv := startFastpath(t, cs.ourKey, nil, nil, vs)
+	vs := startFastpath(t, divLo, ourX5U, cs.ourKey, []policy.RuleConfig{{Name: "peer", Action: "verify"}}, stiVS{cs.verifier(t)}, uas)
+	withDiv := startFastpath(t, divLo, ourX5U, cs.ourKey, []policy.RuleConfig{{Name: "forwarding", Attest: "A", Numbers: []string{"+1202555*"}, Div: true}}, nil, vs)
+	withoutDiv := startFastpath(t, divLo, ourX5U, cs.ourKey, nil, nil, vs)
 
 	cb, _ := passport.NewBuilder(callerX5U)
 	// lines: one per call, the caller's PASSporT signed now (fresh, and
@@ -308,8 +309,8 @@ func TestBrandedThroughAppliance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	uas, trace, waitUAS := startUAS(t, ctx, bin, wd, dir, 2*calls)
-	vs := startFastpath(t, cs.ourKey, []policy.RuleConfig{{Name: "peer", Action: "verify"}}, stiVS{cs.verifier(t)}, uas)
-	brand := startFastpath(t, cs.ourKey, []policy.RuleConfig{{Name: "example-bank", Attest: "A",
+	vs := startFastpath(t, divLo, ourX5U, cs.ourKey, []policy.RuleConfig{{Name: "peer", Action: "verify"}}, stiVS{cs.verifier(t)}, uas)
+	brand := startFastpath(t, divLo, ourX5U, cs.ourKey, []policy.RuleConfig{{Name: "example-bank", Attest: "A",
 		RCD: &rcd.Config{Nam: "Example Bank", Icn: icon, Crn: "Card alert"}}}, nil, vs)
 	lines := func(caller string) []string {
 		var out []string
