@@ -34,12 +34,7 @@ const (
 func freePortOn(t *testing.T, network, ip string) int {
 	t.Helper()
 	if network == "udp" {
-		c, err := net.ListenPacket("udp4", ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
+		return freeSIPPort(t, ip) // free for TCP too: serve listens on both
 	}
 	l, err := net.Listen("tcp4", ip+":0")
 	if err != nil {

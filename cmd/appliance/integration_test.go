@@ -27,13 +27,10 @@ import (
 	"github.com/shakenline/shakenline/passport"
 )
 
+// freeUDP returns a loopback address whose port is free for UDP and for
+// TCP: serve's --sip listens on both.
 func freeUDP(t *testing.T) string {
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freeSIPPort(t, "127.0.0.1")))
 }
 
 func freeTCP(t *testing.T) string {

@@ -79,7 +79,7 @@ func tlsMaterial(t *testing.T, c *chain) *chainTLS {
 
 // portFor is a port free for UDP and TCP on ip.
 func portFor(t *testing.T, ip string) netip.AddrPort {
-	return netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(freeTCPOn(t, ip)))
+	return netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(freeSIPPort(t, ip)))
 }
 
 func (c *chain) run(t *testing.T) (invites [][]byte, metrics string) {
@@ -155,7 +155,7 @@ func (c *chain) run(t *testing.T) (invites [][]byte, metrics string) {
 	waitUDP(t, strconv.Itoa(int(uas.Port())))
 
 	uac := exec.Command("sipp", "-sf", "../../bench/sipp/"+c.scenario, "-inf", "../../bench/sipp/numbers.csv",
-		"-i", c.ip(1), "-p", strconv.Itoa(freeTCPOn(t, c.ip(1))), "-nostdin", "-m", fmt.Sprint(c.calls), "-r", "20",
+		"-i", c.ip(1), "-p", strconv.Itoa(freeSIPPort(t, c.ip(1))), "-nostdin", "-m", fmt.Sprint(c.calls), "-r", "20",
 		"-timeout", "60s", kamA.String())
 	uac.Dir = mustAbs(t, ".")
 	out, err := uac.CombinedOutput()

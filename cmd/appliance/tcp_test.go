@@ -23,8 +23,8 @@ import (
 // tcpLo is this file's own loopback prefix (RULES: addresses of our own).
 const tcpLo = "127.0.84."
 
-// freeTCPOn returns a TCP port free on ip (the UDP one with it, for --sip).
-func freeTCPOn(t *testing.T, ip string) int {
+// freeSIPPort returns a port free on ip for TCP and UDP both (for --sip).
+func freeSIPPort(t *testing.T, ip string) int {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp4", ip+":0")
@@ -65,8 +65,8 @@ func TestSIPpOverTCP(t *testing.T) {
 	for i, mode := range []string{"t1", "tn"} {
 		t.Run(mode, func(t *testing.T) {
 			uacIP, uasIP, appIP := tcpLo+strconv.Itoa(10*i+1), tcpLo+strconv.Itoa(10*i+2), tcpLo+strconv.Itoa(10*i+3)
-			sipAddr := net.JoinHostPort(appIP, strconv.Itoa(freeTCPOn(t, appIP)))
-			uasPort := freeTCPOn(t, uasIP)
+			sipAddr := net.JoinHostPort(appIP, strconv.Itoa(freeSIPPort(t, appIP)))
+			uasPort := freeSIPPort(t, uasIP)
 			startServe(t, "--sip", sipAddr, "--next-hop", fmt.Sprintf("sip:%s:%d;transport=tcp", uasIP, uasPort),
 				"--key", filepath.Join(pki, "sp.key"), "--cert", filepath.Join(pki, "sp.pem"),
 				"--x5u", "https://cert.example.org/sp.pem", "--attest", "A", "--api", freeTCP(t))
@@ -83,7 +83,7 @@ func TestSIPpOverTCP(t *testing.T) {
 
 			const calls = 100
 			uac := exec.Command("sipp", "-sf", "../../bench/sipp/uac_invite_only.xml", "-inf", "../../bench/sipp/numbers.csv",
-				"-t", mode, "-max_socket", "1000", "-i", uacIP, "-p", strconv.Itoa(freeTCPOn(t, uacIP)), "-nostdin", "-m", fmt.Sprint(calls), "-r", "50",
+				"-t", mode, "-max_socket", "1000", "-i", uacIP, "-p", strconv.Itoa(freeSIPPort(t, uacIP)), "-nostdin", "-m", fmt.Sprint(calls), "-r", "50",
 				"-timeout", "60s", sipAddr)
 			uac.Dir = mustAbs(t, ".")
 			out, err := uac.CombinedOutput()
@@ -144,11 +144,11 @@ func TestSIPTLSCertReload(t *testing.T) {
 		return cert
 	}
 	first := issue()
-	tlsAddr := net.JoinHostPort(tcpLo+"71", strconv.Itoa(freeTCPOn(t, tcpLo+"71")))
+	tlsAddr := net.JoinHostPort(tcpLo+"71", strconv.Itoa(freeSIPPort(t, tcpLo+"71")))
 	cfgPath := filepath.Join(dir, "appliance.yaml")
 	body := fmt.Sprintf("sip: %s\nsip_tls: %s\ntls_cert: %s\ntls_key: %s\nnext_hop: 127.0.0.1:9\nkey: %s\ncert: %s\n"+
 		"x5u: https://cert.example.org/sp.pem\napi: %s\n",
-		net.JoinHostPort(tcpLo+"71", strconv.Itoa(freeTCPOn(t, tcpLo+"71"))), tlsAddr, certPath, keyPath,
+		net.JoinHostPort(tcpLo+"71", strconv.Itoa(freeSIPPort(t, tcpLo+"71"))), tlsAddr, certPath, keyPath,
 		filepath.Join(pki, "sp.key"), filepath.Join(pki, "sp.pem"), freeTCP(t))
 	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
