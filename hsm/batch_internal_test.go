@@ -9,6 +9,8 @@ import (
 	"math/big"
 	"testing"
 
+	"github.com/miekg/pkcs11"
+
 	"github.com/shakenline/shakenline/hsm/softhsmtest"
 )
 
@@ -89,6 +91,30 @@ func TestSignAfterModuleReleased(t *testing.T) {
 		}
 		if _, err := p.mod.reinit(p.mod.gen); err == nil {
 			t.Fatalf("noDirect=%v: reinit after release succeeded", noDirect)
+		}
+	}
+}
+
+// Recovery stops only on a login the token refused for the PIN itself.
+func TestPINRefused(t *testing.T) {
+	login := func(code uint) error {
+		return fmt.Errorf("%w: token %q: %w", ErrLogin, "t", pkcs11.Error(code))
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{login(pkcs11.CKR_PIN_INCORRECT), true},
+		{login(pkcs11.CKR_PIN_LOCKED), true},
+		{login(pkcs11.CKR_PIN_EXPIRED), true},
+		{fmt.Errorf("%w: no code", ErrLogin), true},
+		{login(pkcs11.CKR_USER_PIN_NOT_INITIALIZED), false},
+		{login(pkcs11.CKR_TOKEN_NOT_PRESENT), false},
+		{fmt.Errorf("hsm: x: C_Login: %w", pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)), false},
+		{ErrTokenNotFound, false},
+	} {
+		if got := pinRefused(c.err); got != c.want {
+			t.Errorf("pinRefused(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -143,6 +144,67 @@ func TestFailoverTokenRemovedAndRestored(t *testing.T) {
 	}
 	if h := c.Health(); h[0].State != hsm.StateClosed || !h[0].Ready || h[0].Sessions < 1 {
 		t.Fatalf("primary health after restore: %+v", h[0])
+	}
+}
+
+// A token that comes back in two steps, the way an operator's tool
+// provisions it (C_InitToken, then C_InitPIN and the key), is logged in to
+// once its PIN exists: the login refused for "no user PIN yet" is not a
+// wrong PIN, so recovery keeps trying. (It once stopped for good there, and
+// TestFailoverTokenRemovedAndRestored failed whenever a recovery attempt
+// fell between softhsm2-util's two steps.)
+func TestRecoveryWaitsForReprovisionedToken(t *testing.T) {
+	env := softhsmtest.New(t)
+	a := env.NewToken("reprov", nil)
+	c, err := hsm.New(context.Background(), hsm.Config{
+		Breaker: hsm.Breaker{Failures: 1, OpenFor: 20 * time.Millisecond, HalfOpenProbes: 1},
+		Signers: []hsm.SignerConfig{{PKCS11: a.URI(), Workers: 1, ReopenMax: 50 * time.Millisecond}},
+	}, a.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	sign := func() error {
+		done := make(chan *hsm.Request, 1)
+		r := &hsm.Request{Deadline: time.Now().Add(time.Second), Done: func(r *hsm.Request) { done <- r }}
+		_, _ = rand.Read(r.Digest[:])
+		if err := c.Submit(r); err != nil {
+			return err
+		}
+		<-done
+		if r.Err == nil && !signertest.Verify(&a.Key.PublicKey, &r.Digest, &r.Sig) {
+			t.Fatal("signature does not verify")
+		}
+		return r.Err
+	}
+	waitHealth := func(what string, ok func(hsm.SignerHealth) bool) {
+		t.Helper()
+		for end := time.Now().Add(10 * time.Second); ; {
+			_ = sign()
+			h := c.Health()[0]
+			if ok(h) {
+				return
+			}
+			if time.Now().After(end) {
+				t.Fatalf("%s: %+v", what, h)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := sign(); err != nil {
+		t.Fatal(err)
+	}
+	a.Delete()
+	waitHealth("token deleted", func(h hsm.SignerHealth) bool { return !h.Ready })
+	a.InitWithoutPIN()
+	waitHealth("token without a user PIN", func(h hsm.SignerHealth) bool {
+		return strings.Contains(h.LastError, "CKR_USER_PIN_NOT_INITIALIZED")
+	})
+	time.Sleep(200 * time.Millisecond) // several recovery attempts at ReopenMax
+	a.FinishInit()
+	waitHealth("token provisioned", func(h hsm.SignerHealth) bool { return h.Ready && h.State == hsm.StateClosed })
+	if err := sign(); err != nil {
+		t.Fatalf("after re-provisioning: %v", err)
 	}
 }
 

@@ -53,7 +53,10 @@
 // checked against the certificate. A module that no longer sees the token is
 // re-initialised (C_Finalize/C_Initialize; at most every 500ms); a module
 // shared by two signers is loaded once and re-initialised under a lock no
-// call runs across, and signers drop every handle from before it.
+// call runs across, and signers drop every handle from before it. A login
+// refused for its PIN (changed while the token was away) stops recovery
+// before repeated attempts lock the token; a token present without a user
+// PIN yet (re-provisioned in two steps) is retried until it has one.
 //
 // A device that resets or fails over may hand the numbers of the sessions
 // (and objects) it dropped out again, so a handle from before a loss is

@@ -58,8 +58,11 @@ type PKCS11Options struct {
 // it against the certificate again and reopens the sessions, with backoff; if
 // the token cannot be found, it re-initialises the module (some modules,
 // SoftHSM among them, only see a re-inserted token after C_Initialize).
-// A wrong PIN during recovery stops recovery, so a changed PIN cannot lock
-// the token by repeated attempts.
+// A PIN the token refuses during recovery (CKR_PIN_INCORRECT, _LOCKED, ...)
+// stops recovery, so a changed PIN cannot lock the token by repeated
+// attempts; a token present without a user PIN yet (being provisioned:
+// CKR_USER_PIN_NOT_INITIALIZED, which counts no attempt) is retried, with
+// a module re-initialisation so the module sees the PIN once it is set.
 type PKCS11 struct {
 	name string
 	uri  URI

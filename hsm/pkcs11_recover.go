@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/miekg/pkcs11"
 )
 
 // install makes tk current. It closes nothing: the sessions of the token
@@ -119,7 +121,9 @@ func (p *PKCS11) recover() {
 		seen := p.mod.gen
 		p.mod.mu.RUnlock()
 		tk, err := p.discover()
-		if err != nil && (errors.Is(err, ErrTokenNotFound) || sessionLost(err)) {
+		// A module may keep what it read of a token: SoftHSM does not see
+		// a user PIN set by another process until re-initialised.
+		if err != nil && (errors.Is(err, ErrTokenNotFound) || sessionLost(err) || isCode(err, pkcs11.CKR_USER_PIN_NOT_INITIALIZED)) {
 			if _, rerr := p.mod.reinit(seen); rerr != nil {
 				err = rerr
 			} else {
@@ -138,9 +142,11 @@ func (p *PKCS11) recover() {
 			return
 		}
 		p.setErr(err)
-		if errors.Is(err, ErrLogin) || errors.Is(err, ErrKeyMismatch) {
+		if pinRefused(err) || errors.Is(err, ErrKeyMismatch) {
 			// Retrying a wrong PIN would lock the token; a different key
-			// must never sign. Stay down until restarted.
+			// must never sign. Stay down until restarted. A token being
+			// provisioned again (no user PIN yet: C_InitToken and
+			// C_InitPIN are two steps) counts no attempt: keep trying.
 			p.stopped = true
 			p.recovering = false
 			p.mu.Unlock()
@@ -150,4 +156,21 @@ func (p *PKCS11) recover() {
 		backoff = min(2*backoff, p.opt.ReopenMax)
 		t.Reset(backoff)
 	}
+}
+
+// pinRefused reports a login the token refused because of the PIN itself:
+// retrying it would count against the token's PIN attempts.
+func pinRefused(err error) bool {
+	if !errors.Is(err, ErrLogin) {
+		return false
+	}
+	var e pkcs11.Error
+	if !errors.As(err, &e) {
+		return true
+	}
+	switch uint(e) {
+	case pkcs11.CKR_USER_PIN_NOT_INITIALIZED, pkcs11.CKR_TOKEN_NOT_RECOGNIZED, pkcs11.CKR_TOKEN_NOT_PRESENT:
+		return false
+	}
+	return true
 }

@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -158,6 +159,12 @@ func (tk *Token) create() error {
 	if err := e.run("--init-token", "--free", "--label", tk.Label, "--pin", tk.PIN, "--so-pin", SOPIN); err != nil {
 		return err
 	}
+	return tk.importKey()
+}
+
+// importKey imports tk.Key into the token as PKCS#8.
+func (tk *Token) importKey() error {
+	e := tk.env
 	der, err := x509.MarshalPKCS8PrivateKey(tk.Key)
 	if err != nil {
 		return fmt.Errorf("softhsmtest: %w", err)
@@ -189,6 +196,65 @@ func (tk *Token) Restore() {
 	if err := tk.create(); err != nil {
 		tk.env.fatal(err)
 	}
+}
+
+// InitWithoutPIN is the first half of re-provisioning a deleted token the
+// way an operator's tool may do it (pkcs11-tool from OpenSC): C_InitToken
+// only, so the token is present with this label and no user PIN yet.
+// FinishInit sets the PIN (C_InitPIN) and imports the key.
+func (tk *Token) InitWithoutPIN() {
+	e := tk.env
+	out, err := e.tool("-L")
+	if err == nil {
+		var idx int
+		idx, err = freeSlotIndex(out)
+		if err == nil {
+			_, err = e.tool("--slot-index", strconv.Itoa(idx), "--init-token", "--label", tk.Label, "--so-pin", SOPIN)
+		}
+	}
+	if err != nil {
+		e.fatal(err)
+	}
+}
+
+// FinishInit completes InitWithoutPIN: the user PIN, then the key.
+func (tk *Token) FinishInit() {
+	e := tk.env
+	if _, err := e.tool("--token-label", tk.Label, "--init-pin", "--login", "--login-type", "so", "--so-pin", SOPIN, "--new-pin", tk.PIN); err != nil {
+		e.fatal(err)
+	}
+	if err := tk.importKey(); err != nil {
+		e.fatal(err)
+	}
+}
+
+// freeSlotIndex finds the index of the first slot `pkcs11-tool -L` shows
+// with an uninitialised token (SoftHSM always offers one).
+func freeSlotIndex(list []byte) (int, error) {
+	idx := -1
+	for line := range bytes.Lines(list) {
+		line = bytes.TrimSpace(line)
+		if bytes.HasPrefix(line, []byte("Slot ")) {
+			idx++
+		}
+		if idx >= 0 && bytes.HasPrefix(line, []byte("token state:")) && bytes.HasSuffix(line, []byte("uninitialized")) {
+			return idx, nil
+		}
+	}
+	return 0, fmt.Errorf("softhsmtest: no free slot in pkcs11-tool -L: %s", list)
+}
+
+// tool runs OpenSC's pkcs11-tool on the module with this Env's token
+// directory.
+func (e *Env) tool(args ...string) ([]byte, error) {
+	cmd := exec.Command("pkcs11-tool", append([]string{"--module", e.Module}, args...)...)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+e.Conf)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		// The arguments carry test PINs only; the output never holds a PIN.
+		return out, fmt.Errorf("softhsmtest: pkcs11-tool %s: %w: %s", args[len(args)-1], err, bytes.TrimSpace(out))
+	}
+	return out, nil
 }
 
 func (e *Env) fatal(err error) {
