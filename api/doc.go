@@ -85,7 +85,8 @@
 // with no script and no external resource (Content-Security-Policy
 // default-src 'none'); it reloads itself every 5 s (meta refresh). It shows
 // the mode, version, uptime, the certificate in use (Status.Cert, read on
-// every request so a renewal shows at once), the signer chain (breaker,
+// every request so a renewal shows at once; with ACME, Status.Renewal: the
+// next attempt, the last success and failing renewals), the signer chain (breaker,
 // readiness, sessions, queue, signed/s and p50/p99 latency over the last
 // minute), XDP attachment per interface, the /readyz checks, calls/s by
 // outcome over the last minute and hour as inline SVG drawn by the server,

@@ -26,6 +26,9 @@ type Status struct {
 	// Cert returns the certificate the appliance signs with now (a renewal
 	// may swap it at run time).
 	Cert func() *x509.Certificate
+	// Renewal returns the state of certificate renewal through ACME; nil
+	// (or a nil func) when the certificate is managed by hand.
+	Renewal func() *RenewalStatus
 	// Signers returns the signer chain in order of preference.
 	Signers func() []SignerStatus
 	// XDP returns the state of each XDP interface (inline mode only).
@@ -51,6 +54,16 @@ type SignerStatus struct {
 	Sessions  int
 	Queue     int
 	LastError string
+}
+
+// RenewalStatus is the ACME renewal state the page shows beside the
+// certificate.
+type RenewalStatus struct {
+	NextAttempt time.Time // zero: not scheduled yet
+	LastSuccess time.Time // zero: none since the state directory was made
+	Failures    int       // consecutive failed attempts
+	ErrorStage  string    // the last failure's stage (docs/KEYS.md, "A renewal")
+	LastError   string
 }
 
 // CheckResult is the outcome of one readiness check (Err nil: passed).

@@ -157,6 +157,37 @@ func TestStatusPage(t *testing.T) {
 	}
 }
 
+// With acme: the certificate section says when the next renewal attempt
+// is and when the last one succeeded; failing renewals are a warning with
+// their stage and error, while the certificate itself is still fine.
+func TestStatusPageRenewal(t *testing.T) {
+	h := hierarchy(t)
+	clk := &fakeClock{t: h.SP.NotBefore.Add(24 * time.Hour)}
+	ren := &RenewalStatus{NextAttempt: clk.t.Add(90 * time.Minute), LastSuccess: clk.t.Add(-24 * time.Hour)}
+	st := &Status{Mode: "proxy", Version: "v1", Now: clk.now, Cert: func() *x509.Certificate { return h.SP },
+		Renewal: func() *RenewalStatus { return ren }}
+	e := statusEnv(t, st, false)
+	page := string(e.do(t, "GET", "/status", "", "Authorization", "").body)
+	next := clk.t.Add(90*time.Minute).UTC().Format("2006-01-02 15:04 UTC") + " (in 1 h 30 min)"
+	for _, want := range []string{`<dd id="renewal"><span class="pill ok">renewing through ACME</span>`, next, "(24 h 0 min ago)", "OK: signing normally"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	ren.Failures, ren.ErrorStage, ren.LastError = 3, "challenge", "tkauth-01 <refused>"
+	page = string(e.do(t, "GET", "/status", "", "Authorization", "").body)
+	for _, want := range []string{`<span class="pill warn">3 consecutive failures</span>`, "stage challenge: tkauth-01 &lt;refused&gt;",
+		"certificate renewal: 3 consecutive failures (stage challenge)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page with failing renewals lacks %q", want)
+		}
+	}
+	st.Renewal = nil
+	if page := string(e.do(t, "GET", "/status", "", "Authorization", "").body); strings.Contains(page, `id="renewal"`) {
+		t.Error("renewal shown without acme")
+	}
+}
+
 // /status has the auth rules of /metrics: open, also on a monitor-only
 // API (no tokens), and absent when no Status is configured.
 func TestStatusAuthAndAbsence(t *testing.T) {

@@ -158,6 +158,11 @@ type signerRow struct {
 
 type certView struct {
 	Subject, Issuer, Serial, Fingerprint, NotBefore, NotAfter, Left, Level string
+	Renewal                                                                *renewalView
+}
+
+type renewalView struct {
+	State, Level, NextAttempt, LastSuccess, ErrorStage, LastError string
 }
 
 type checkRow struct{ Name, Result, Level string }
@@ -290,6 +295,14 @@ func (st *Status) page(ready []Check) *statusPage {
 			case "warn":
 				warn = append(warn, "certificate: "+cv.Left)
 			}
+			if st.Renewal != nil {
+				if r := st.Renewal(); r != nil {
+					cv.Renewal = renewalOf(r, now)
+					if r.Failures > 0 {
+						warn = append(warn, "certificate renewal: "+cv.Renewal.State+" (stage "+r.ErrorStage+")")
+					}
+				}
+			}
 			p.Cert = cv
 		}
 	}
@@ -359,6 +372,28 @@ func certOf(c *x509.Certificate, now time.Time) *certView {
 		cv.Left = "expires in " + fmtDuration(left)
 	}
 	return cv
+}
+
+func renewalOf(r *RenewalStatus, now time.Time) *renewalView {
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "none"
+		}
+		s := t.UTC().Format("2006-01-02 15:04 UTC")
+		if d := t.Sub(now); d > 0 {
+			return s + " (in " + fmtDuration(d) + ")"
+		}
+		return s + " (" + fmtDuration(now.Sub(t)) + " ago)"
+	}
+	v := &renewalView{State: "renewing through ACME", Level: "ok", NextAttempt: at(r.NextAttempt), LastSuccess: at(r.LastSuccess)}
+	if r.Failures > 0 {
+		v.Level, v.ErrorStage, v.LastError = "warn", r.ErrorStage, r.LastError
+		v.State = strconv.Itoa(r.Failures) + " consecutive failures"
+		if r.Failures == 1 {
+			v.State = "1 failure"
+		}
+	}
+	return v
 }
 
 func fmtRate(v float64) string {

@@ -328,6 +328,10 @@ func TestACMEFailuresKeepCertificate(t *testing.T) {
 		if code := l.readyz(); code != 200 {
 			t.Fatalf("%s: /readyz %d while the certificate in use is valid", tc.name, code)
 		}
+		if page := l.statusPage(t); !strings.Contains(page, "<dt>last error</dt><dd>stage "+tc.stage+": ") ||
+			!strings.Contains(page, "certificate renewal: ") {
+			t.Fatalf("%s: /status does not show the failing renewal at stage %s", tc.name, tc.stage)
+		}
 		if !strings.Contains(l.app.logs.String(), `certificate renewal failed; signing continues with the current certificate" component=acme stage=`+tc.stage) {
 			t.Fatalf("%s: no error log line for stage %s", tc.name, tc.stage)
 		}

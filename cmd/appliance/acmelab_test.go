@@ -267,6 +267,21 @@ func (l *acmeLab) scrape(t *testing.T) map[string]float64 {
 	return m
 }
 
+// statusPage is GET /status.
+func (l *acmeLab) statusPage(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + l.apiAddr + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /status: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
 func (l *acmeLab) metrics() (map[string]float64, error) {
 	resp, err := http.Get("http://" + l.apiAddr + "/metrics")
 	if err != nil {

@@ -187,6 +187,13 @@ func newStatus(a *appliance, started time.Time) *api.Status {
 	node, _ := os.Hostname()
 	st := &api.Status{Node: node, Mode: a.cfg.Mode, Version: version, Started: started, Cert: a.cert.Load,
 		Ready: a.readyResults}
+	if m := a.acme; m != nil {
+		st.Renewal = func() *api.RenewalStatus {
+			s := m.Status()
+			return &api.RenewalStatus{NextAttempt: s.NextAttempt, LastSuccess: s.LastSuccess, Failures: s.Failures,
+				ErrorStage: s.ErrorStage, LastError: s.LastError}
+		}
+	}
 	st.Signers = func() []api.SignerStatus {
 		ch := a.chain() // the chain of the credential in use: it follows a renewal
 		if ch == nil {
