@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench: the side-by-side benchmark of issue 8 (bench/README.md).
-#   bash bench/run.sh [bin/appliance]           full run, about 20 min
+#   bash bench/run.sh [bin/appliance]           full run, about 14 min
 #   QUICK=1 bash bench/run.sh [bin/appliance]   short run, < 2 min
 # Full runs write bench/results/<UTC date-time>/ (raw data, git-ignored),
 # bench/results/latest.md (the report, committed) and the run's row in
