@@ -88,10 +88,26 @@ type Signer struct {
 	// only with lab), the file of its bearer token, the requests in
 	// flight (keep-alive connections; default 16) and the FCC
 	// own-certificate rule for its certificate: warn (default) or enforce.
+	// TLSRoots is a PEM file of extra anchors for the STI-AS's https
+	// certificate (a private CA), added to the system's.
 	StiAS       string `yaml:"sti_as"`
 	TokenFile   string `yaml:"token_file"`
 	MaxInFlight int    `yaml:"max_in_flight"`
 	OwnCert     string `yaml:"own_cert"`
+	TLSRoots    string `yaml:"tls_roots"`
+}
+
+// SignerChain is the signer chain c configures, in order of preference:
+// signers:, or else the one link pkcs11 or key names.
+func (c Config) SignerChain() []Signer {
+	switch {
+	case len(c.Signers) > 0:
+		return c.Signers
+	case c.PKCS11 != "":
+		return []Signer{{PKCS11: c.PKCS11}}
+	default:
+		return []Signer{{Key: c.Key}}
+	}
 }
 
 // Default returns the built-in defaults.
@@ -182,8 +198,8 @@ func (c *Config) Validate() error {
 		if n != 1 {
 			return bad("signers[%d]: set exactly one of key, pkcs11 and sti_as", i)
 		}
-		if s.StiAS == "" && (s.TokenFile != "" || s.MaxInFlight != 0 || s.OwnCert != "") {
-			return bad("signers[%d]: token_file, max_in_flight and own_cert are for an sti_as link", i)
+		if s.StiAS == "" && (s.TokenFile != "" || s.MaxInFlight != 0 || s.OwnCert != "" || s.TLSRoots != "") {
+			return bad("signers[%d]: token_file, max_in_flight, own_cert and tls_roots are for an sti_as link", i)
 		}
 		if s.StiAS != "" {
 			if !strings.HasPrefix(s.StiAS, "https://") && !(c.Lab && strings.HasPrefix(s.StiAS, "http://")) {

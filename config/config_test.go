@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,7 @@ func TestValidateErrors(t *testing.T) {
 		"in flight":   func(c *Config) { c.Signers = []Signer{{StiAS: "https://s/", MaxInFlight: -1}} },
 		"sti workers": func(c *Config) { c.Signers = []Signer{{StiAS: "https://s/", Workers: 4}} },
 		"token, key":  func(c *Config) { c.Signers = []Signer{{Key: "a", TokenFile: "/t"}} },
+		"roots, key":  func(c *Config) { c.Signers = []Signer{{Key: "a", TLSRoots: "/ca.pem"}} },
 		"rcvbuf < 0":  func(c *Config) { c.RecvBuffer = -1 },
 		"rcvbuf huge": func(c *Config) { c.RecvBuffer = 65 << 20 },
 	} {
@@ -113,7 +115,7 @@ func TestValidateErrors(t *testing.T) {
 	}
 	remote := base
 	remote.Signers = []Signer{{PKCS11: "b"}, {Name: "primary", StiAS: "https://sti-as.example/stir/v1/signing", TokenFile: "/t",
-		Timeout: 300 * time.Millisecond, MaxInFlight: 32, OwnCert: "enforce"}}
+		Timeout: 300 * time.Millisecond, MaxInFlight: 32, OwnCert: "enforce", TLSRoots: "/etc/shakenline/sti-as-ca.pem"}}
 	if err := remote.Validate(); err != nil {
 		t.Errorf("sti_as link refused: %v", err)
 	}
@@ -223,6 +225,23 @@ func TestDivAndRCDKeys(t *testing.T) {
 		}
 		if err == nil {
 			t.Errorf("accepted: %s", bad)
+		}
+	}
+}
+
+// The chain is signers: when given, else the one link key or pkcs11 names.
+func TestSignerChain(t *testing.T) {
+	for _, tc := range []struct {
+		c    Config
+		want []Signer
+	}{
+		{Config{Key: "/k.pem"}, []Signer{{Key: "/k.pem"}}},
+		{Config{PKCS11: "pkcs11:token=a"}, []Signer{{PKCS11: "pkcs11:token=a"}}},
+		{Config{Key: "/k.pem", Signers: []Signer{{Name: "hsm", PKCS11: "pkcs11:token=b"}, {Name: "soft", Key: "/s.pem"}}},
+			[]Signer{{Name: "hsm", PKCS11: "pkcs11:token=b"}, {Name: "soft", Key: "/s.pem"}}},
+	} {
+		if got := tc.c.SignerChain(); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%+v: chain %+v, want %+v", tc.c, got, tc.want)
 		}
 	}
 }

@@ -59,16 +59,8 @@ func operatorCredential(ctx context.Context, cfg config.Config, now time.Time, l
 // new key: PKCS#11 links by URI, software links by name (certmgr makes
 // their key).
 func chainTemplate(cfg config.Config) hsm.Config {
-	links := cfg.Signers
-	switch {
-	case len(links) > 0:
-	case cfg.PKCS11 != "":
-		links = []config.Signer{{PKCS11: cfg.PKCS11}}
-	default:
-		links = []config.Signer{{Key: cfg.Key}}
-	}
 	hc := hsm.Config{Budget: cfg.SignBudget}
-	for _, l := range links {
+	for _, l := range cfg.SignerChain() {
 		sc := hsm.SignerConfig{Name: l.Name, PKCS11: l.PKCS11, Timeout: l.Timeout, Workers: l.Workers}
 		if l.Key != "" && sc.Name == "" {
 			sc.Name = "soft"

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/shakenline/shakenline/config"
@@ -40,16 +41,8 @@ func buildSigner(ctx context.Context, cfg config.Config, leaf *x509.Certificate,
 			r.Close()
 		}
 	}
-	links := cfg.Signers
-	switch {
-	case len(links) > 0:
-	case cfg.PKCS11 != "":
-		links = []config.Signer{{PKCS11: cfg.PKCS11}}
-	default:
-		links = []config.Signer{{Key: cfg.Key}}
-	}
 	hc := hsm.Config{Budget: cfg.SignBudget}
-	for i, l := range links {
+	for i, l := range cfg.SignerChain() {
 		sc := hsm.SignerConfig{Name: l.Name, PKCS11: l.PKCS11, Timeout: l.Timeout, Workers: l.Workers}
 		if l.StiAS != "" {
 			r, err := newRemote(cfg, l, leaf, log)
@@ -139,7 +132,17 @@ func newRemote(cfg config.Config, l config.Signer, leaf *x509.Certificate, log *
 	if timeout <= 0 {
 		timeout = 50 * time.Millisecond // the chain's default per-call timeout
 	}
+	var roots *x509.CertPool // nil: the system's
+	if l.TLSRoots != "" {
+		if roots, _ = x509.SystemCertPool(); roots == nil {
+			roots = x509.NewCertPool()
+		}
+		b, err := os.ReadFile(l.TLSRoots)
+		if err != nil || !roots.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("tls_roots %s: no PEM certificate (%v)", l.TLSRoots, err)
+		}
+	}
 	return stias.New(stias.Config{Name: name, URL: l.StiAS, Token: token, Timeout: timeout, MaxInFlight: l.MaxInFlight,
-		Lab: cfg.Lab, OwnCert: l.OwnCert, OwnSPCs: ours,
+		TLSRootCAs: roots, Lab: cfg.Lab, OwnCert: l.OwnCert, OwnSPCs: ours,
 		Fetch: &verify.Config{AllowHTTP: cfg.Lab, AllowPrivate: cfg.Lab}, Logger: log})
 }

@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +23,7 @@ import (
 
 	"github.com/shakenline/shakenline/bench/loadgen"
 	"github.com/shakenline/shakenline/bench/nethsm"
+	"github.com/shakenline/shakenline/config"
 )
 
 // stiASProcess is another appliance, a real `appliance serve` process (this
@@ -276,5 +282,73 @@ func (f *callFlow) check() {
 	if r.Received != r.Sent || r.WithIdentity != r.Sent || r.VerifyFailed != 0 || r.VerifyOK == 0 {
 		t.Fatalf("%d sent, %d received, %d signed, %d failed verification: want every call signed and verifying",
 			r.Sent, r.Received, r.WithIdentity, r.VerifyFailed)
+	}
+}
+
+// An sti_as link whose https endpoint has a certificate from a private CA
+// (an STI-AS on the carrier's own network): refused with the system's
+// anchors alone, trusted with tls_roots naming that CA. The endpoint is a
+// TLS front (httptest) for another appliance's API.
+func TestRemoteSTIASPrivateCA(t *testing.T) {
+	pki := labPKI(t)
+	dir := t.TempDir()
+	certPEM, err := os.ReadFile(filepath.Join(pki, "sp.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(certPEM) }))
+	t.Cleanup(repo.Close)
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("sti-as-token-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	remote := startSTIAS(t, pki, repo.URL+"/sp.pem", token)
+	front := httptest.NewTLSServer(httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: remote.api}))
+	t.Cleanup(front.Close)
+	ca := filepath.Join(dir, "sti-as-ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Lab = true // the x5u repository is plain http on loopback
+	link := func(roots string) config.Signer {
+		return config.Signer{Name: "private", StiAS: front.URL + "/stir/v1/signing", TokenFile: token, Timeout: 2 * time.Second,
+			OwnCert: "enforce", TLSRoots: roots}
+	}
+	log := slog.New(slog.DiscardHandler)
+
+	c, err := newRemote(cfg, link(""), leaf, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := c.CheckAtStart(ctx); err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("without tls_roots: %v, want the private CA refused", err)
+	}
+	c.Close()
+
+	c, err = newRemote(cfg, link(ca), leaf, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if own, err := c.CheckAtStart(ctx); err != nil || !own {
+		t.Fatalf("with tls_roots: own %v, %v", own, err)
+	}
+
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, []byte("no certificate here\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newRemote(cfg, link(empty), leaf, log); err == nil || !strings.Contains(err.Error(), "tls_roots") {
+		t.Fatalf("a tls_roots file without a certificate: %v", err)
 	}
 }
