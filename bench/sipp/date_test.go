@@ -1,7 +1,6 @@
 package sipp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -95,12 +94,12 @@ func TestDateThroughAppliance(t *testing.T) {
 
 	seen := map[string]int{}
 	for _, inv := range traceInvites(t, trace) {
-		ua := headers(inv, "User-Agent")
+		ua := HeaderValues(inv, "User-Agent")
 		if len(ua) != 1 {
 			t.Fatalf("INVITE without User-Agent:\n%s", inv)
 		}
 		seen[ua[0]]++
-		ids, ds := headers(inv, "Identity"), headers(inv, "Date")
+		ids, ds := HeaderValues(inv, "Identity"), HeaderValues(inv, "Date")
 		switch ua[0] {
 		case "shakenline-sipp-uac-no-date", "shakenline-sipp-uac-date":
 			if len(ids) != 1 || len(ds) != 1 {
@@ -167,30 +166,9 @@ func startProxy(t *testing.T, key *ecdsa.PrivateKey, next netip.AddrPort) netip.
 // traceInvites returns the INVITEs in a SIPp -trace_msg message file.
 func traceInvites(t *testing.T, path string) [][]byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	msgs, err := ReadInvites(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
-	for _, blk := range bytes.Split(b, []byte("\nINVITE "))[1:] {
-		msg := append([]byte("INVITE "), blk...)
-		if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-			msg = msg[:i+4]
-		}
-		out = append(out, msg)
-	}
-	return out
-}
-
-func headers(msg []byte, name string) []string {
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(msg))
-	sc.Buffer(make([]byte, 0, 65536), 65536)
-	for sc.Scan() {
-		n, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.EqualFold(strings.TrimSpace(n), name) {
-			out = append(out, strings.TrimSpace(v))
-		}
-	}
-	return out
+	return msgs
 }

@@ -236,8 +236,8 @@ func TestForwardedThroughAppliance(t *testing.T) {
 
 	seen := map[string]int{}
 	for _, inv := range traceInvites(t, trace) {
-		pai := headers(inv, "P-Asserted-Identity")
-		ids := headers(inv, "Identity")
+		pai := HeaderValues(inv, "P-Asserted-Identity")
+		ids := HeaderValues(inv, "Identity")
 		if len(pai) != 1 || len(pai[0]) < 19 {
 			t.Fatalf("INVITE without P-Asserted-Identity:\n%s", inv)
 		}
@@ -329,7 +329,7 @@ func TestBrandedThroughAppliance(t *testing.T) {
 	}
 	seen := map[string]int{}
 	for _, inv := range traceInvites(t, trace) {
-		pai, ci := headers(inv, "P-Asserted-Identity"), headers(inv, "Call-Info")
+		pai, ci := HeaderValues(inv, "P-Asserted-Identity"), HeaderValues(inv, "Call-Info")
 		if len(pai) != 1 || !strings.Contains(pai[0], ";verstat=TN-Validation-Passed>") {
 			t.Fatalf("want TN-Validation-Passed:\n%s", inv)
 		}
@@ -337,7 +337,7 @@ func TestBrandedThroughAppliance(t *testing.T) {
 		case strings.Contains(pai[0], "131255503"):
 			seen["branded"]++
 			if !strings.HasPrefix(pai[0], `"Example Bank" <tel:+131255503`) || len(ci) != 1 ||
-				ci[0] != "<"+icon+`>;purpose=icon;verified;call-reason="Card alert"` || !strings.Contains(strings.Join(headers(inv, "From"), ""), `"Example Bank" <sip:+131255503`) {
+				ci[0] != "<"+icon+`>;purpose=icon;verified;call-reason="Card alert"` || !strings.Contains(strings.Join(HeaderValues(inv, "From"), ""), `"Example Bank" <sip:+131255503`) {
 				t.Fatalf("branded call: want the name and the logo:\n%s", inv)
 			}
 		case strings.Contains(pai[0], "131255504"):

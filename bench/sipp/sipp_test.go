@@ -1,7 +1,3 @@
-// Package sipp holds the SIPp scenarios of the benchmark (uac.xml,
-// uac_invite_only.xml, uas.xml, numbers.csv) and of the Date rules
-// (uac_no_date.xml, uac_date.xml, uac_stale_date.xml); these tests run them
-// with the real sipp binary (Debian package sip-tester).
 package sipp
 
 import (

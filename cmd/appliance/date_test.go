@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/bench/sipp"
 	"github.com/shakenline/shakenline/passport"
 )
 
@@ -34,7 +35,7 @@ func TestServeDateRules(t *testing.T) {
 			t.Fatalf("%d INVITEs forwarded, want 2", len(got))
 		}
 		for _, m := range got {
-			ids, dates := headerValues(m, "Identity"), headerValues(m, "Date")
+			ids, dates := sipp.HeaderValues(m, "Identity"), sipp.HeaderValues(m, "Date")
 			switch {
 			case strings.Contains(string(m), "Call-ID: nodate@"):
 				if len(ids) != 1 || len(dates) != 1 {
@@ -63,7 +64,7 @@ func TestServeDateRules(t *testing.T) {
 		startServe(t, append(base, "--config", cfg, "--sip", sipAddr)...)
 		for _, line := range []string{stale, ""} {
 			resp := exchangeUDP(t, sipAddr, inviteFor(t, "redir", line))
-			ids, dates := headerValues(resp, "Identity"), headerValues(resp, "Date")
+			ids, dates := sipp.HeaderValues(resp, "Identity"), sipp.HeaderValues(resp, "Date")
 			if !strings.HasPrefix(string(resp), "SIP/2.0 302 ") || len(ids) != 1 || len(dates) != 1 {
 				t.Fatalf("Date %q: want a 302 with Identity and Date:\n%s", line, resp)
 			}

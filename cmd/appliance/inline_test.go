@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/bench/sipp"
 	"github.com/shakenline/shakenline/bpf/nettest"
 	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/passport"
@@ -143,7 +144,7 @@ func TestInlineXDP(t *testing.T) {
 	client := udpIn(t, topo.Client, cli)
 	verifyInvite := func(name string, got []byte) {
 		t.Helper()
-		ids := headerValues(got, "Identity")
+		ids := sipp.HeaderValues(got, "Identity")
 		if len(ids) != 1 {
 			t.Fatalf("%s: %d Identity headers:\n%s", name, len(ids), got)
 		}
@@ -151,7 +152,7 @@ func TestInlineXDP(t *testing.T) {
 		if err != nil || passport.VerifySignature(pub, id) != nil {
 			t.Fatalf("%s: Identity does not verify: %v", name, err)
 		}
-		if v := headerValues(got, "Via"); len(v) != 1 {
+		if v := sipp.HeaderValues(got, "Via"); len(v) != 1 {
 			t.Fatalf("%s: inline mode must not add a Via: %q", name, v)
 		}
 	}
@@ -320,7 +321,7 @@ func TestInlineXDP(t *testing.T) {
 	if arrived == nil {
 		t.Fatal("with the appliance dead, INVITEs do not pass (fail-open broken)")
 	}
-	if len(headerValues(arrived, "Identity")) != 0 {
+	if len(sipp.HeaderValues(arrived, "Identity")) != 0 {
 		t.Fatal("INVITE signed with the appliance dead?")
 	}
 	t.Logf("fail-open: first unsigned INVITE passed %v after kill", time.Since(killed).Round(time.Millisecond))
@@ -332,7 +333,7 @@ func TestInlineXDP(t *testing.T) {
 		if _, err := client.WriteToUDPAddrPort(inlineInvite(cli, srv, "back", 0), srv); err != nil {
 			t.Fatal(err)
 		}
-		if got, _, ok := readFrom(t, server, 200*time.Millisecond); ok && len(headerValues(got, "Identity")) == 1 {
+		if got, _, ok := readFrom(t, server, 200*time.Millisecond); ok && len(sipp.HeaderValues(got, "Identity")) == 1 {
 			signed = got
 		}
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -22,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/bench/sipp"
 	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
@@ -108,34 +108,11 @@ func leafKey(t *testing.T, dir string) *ecdsa.PublicKey {
 // sippINVITEs returns the INVITEs in a SIPp -trace_msg message log.
 func sippINVITEs(t *testing.T, path string) [][]byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	msgs, err := sipp.ReadInvites(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
-	for _, blk := range bytes.Split(b, []byte("\nINVITE "))[1:] {
-		msg := append([]byte("INVITE "), blk...)
-		if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
-			msg = msg[:i+4]
-		} else if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
-			msg = msg[:i+2]
-		}
-		out = append(out, msg)
-	}
-	return out
-}
-
-func headerValues(msg []byte, name string) []string {
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(msg))
-	sc.Buffer(make([]byte, 0, 65536), 65536)
-	for sc.Scan() {
-		n, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.EqualFold(strings.TrimSpace(n), name) {
-			out = append(out, strings.TrimSpace(v))
-		}
-	}
-	return out
+	return msgs
 }
 
 // TestSIPpThroughAppliance drives real SIPp calls through `appliance serve`
@@ -176,7 +153,7 @@ func TestSIPpThroughAppliance(t *testing.T) {
 		t.Fatalf("UAS saw %d INVITEs, want %d", len(invites), calls)
 	}
 	for i, inv := range invites {
-		ids := headerValues(inv, "Identity")
+		ids := sipp.HeaderValues(inv, "Identity")
 		if len(ids) != 1 {
 			t.Fatalf("INVITE %d has %d Identity headers:\n%s", i, len(ids), inv)
 		}
@@ -187,7 +164,7 @@ func TestSIPpThroughAppliance(t *testing.T) {
 		if err := passport.VerifySignature(pub, id); err != nil {
 			t.Fatalf("INVITE %d: signature: %v", i, err)
 		}
-		pai := headerValues(inv, "P-Asserted-Identity")
+		pai := sipp.HeaderValues(inv, "P-Asserted-Identity")
 		if len(pai) != 1 || pai[0] != "<tel:+"+id.Payload.Orig.TN+">" || id.Payload.Attest != "B" {
 			t.Fatalf("INVITE %d: orig %q attest %s, PAI %q", i, id.Payload.Orig.TN, id.Payload.Attest, pai)
 		}
@@ -318,7 +295,7 @@ func TestReloadPolicyBySignal(t *testing.T) {
 		if err != nil {
 			t.Fatalf("nothing forwarded: %v", err)
 		}
-		ids := headerValues(buf[:n], "Identity")
+		ids := sipp.HeaderValues(buf[:n], "Identity")
 		if len(ids) != 1 {
 			t.Fatalf("not signed:\n%s", buf[:n])
 		}

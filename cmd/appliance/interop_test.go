@@ -22,6 +22,7 @@ import (
 
 	"github.com/shakenline/shakenline/bench/kamailio"
 	"github.com/shakenline/shakenline/bench/loadgen"
+	"github.com/shakenline/shakenline/bench/sipp"
 	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/passport"
 	"github.com/shakenline/shakenline/verify"
@@ -365,7 +366,7 @@ func checkKamailioInvites(t *testing.T, pki, x5u string, invites [][]byte, fetch
 	pub := leafKey(t, pki)
 	var verifierFetches int64
 	for i, inv := range invites {
-		ids := headerValues(inv, "Identity")
+		ids := sipp.HeaderValues(inv, "Identity")
 		if len(ids) != 1 {
 			t.Fatalf("INVITE %d has %d Identity headers:\n%s", i, len(ids), inv)
 		}
@@ -376,7 +377,7 @@ func checkKamailioInvites(t *testing.T, pki, x5u string, invites [][]byte, fetch
 		if err := passport.VerifySignature(pub, id); err != nil {
 			t.Fatalf("INVITE %d: signature: %v", i, err)
 		}
-		pai, to := headerValues(inv, "P-Asserted-Identity"), headerValues(inv, "To")
+		pai, to := sipp.HeaderValues(inv, "P-Asserted-Identity"), sipp.HeaderValues(inv, "To")
 		if len(pai) != 1 || len(to) != 1 {
 			t.Fatalf("INVITE %d: PAI %q To %q", i, pai, to)
 		}

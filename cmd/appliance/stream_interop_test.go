@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shakenline/shakenline/bench/kamailio"
+	"github.com/shakenline/shakenline/bench/sipp"
 	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
@@ -171,8 +172,8 @@ func (c *chain) run(t *testing.T) (invites [][]byte, metrics string) {
 	// their Identity (each signing makes a new one) and calls by Call-ID.
 	calls, signed := map[string]bool{}, map[string]bool{}
 	for _, inv := range invites {
-		calls[strings.Join(headerValues(inv, "Call-ID"), ",")] = true
-		signed[strings.Join(headerValues(inv, "Identity"), ",")] = true
+		calls[strings.Join(sipp.HeaderValues(inv, "Call-ID"), ",")] = true
+		signed[strings.Join(sipp.HeaderValues(inv, "Identity"), ",")] = true
 	}
 	if len(calls) != c.calls {
 		t.Fatalf("UAS saw INVITEs of %d calls, want %d", len(calls), c.calls)
@@ -180,10 +181,10 @@ func (c *chain) run(t *testing.T) (invites [][]byte, metrics string) {
 	c.signed = len(signed)
 	key := leafKey(t, pki)
 	for k, inv := range invites {
-		if v := headerValues(inv, "X-Identity-Check"); len(v) != 1 || v[0] != "ok" {
+		if v := sipp.HeaderValues(inv, "X-Identity-Check"); len(v) != 1 || v[0] != "ok" {
 			t.Fatalf("INVITE %d not verified by Kamailio B's secsipid:\n%s", k, inv)
 		}
-		ids := headerValues(inv, "Identity")
+		ids := sipp.HeaderValues(inv, "Identity")
 		if len(ids) != 1 {
 			t.Fatalf("INVITE %d: %d Identity headers", k, len(ids))
 		}
@@ -227,7 +228,7 @@ func grepLines(s, prefix string) string {
 // B's is on top).
 func viaOf(t *testing.T, inv []byte) string {
 	t.Helper()
-	v := headerValues(inv, "Via")
+	v := sipp.HeaderValues(inv, "Via")
 	if len(v) < 3 {
 		t.Fatalf("Vias %q", v)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shakenline/shakenline/bench/sipp"
 	"github.com/shakenline/shakenline/internal/prereq"
 	"github.com/shakenline/shakenline/labpki"
 	"github.com/shakenline/shakenline/passport"
@@ -98,7 +99,7 @@ func TestSIPpOverTCP(t *testing.T) {
 				t.Fatalf("UAS saw %d INVITEs, want %d", len(invites), calls)
 			}
 			for k, inv := range invites {
-				ids := headerValues(inv, "Identity")
+				ids := sipp.HeaderValues(inv, "Identity")
 				if len(ids) != 1 {
 					t.Fatalf("INVITE %d has %d Identity headers:\n%s", k, len(ids), inv)
 				}
@@ -109,7 +110,7 @@ func TestSIPpOverTCP(t *testing.T) {
 				if err := passport.VerifySignature(pub, id); err != nil {
 					t.Fatalf("INVITE %d: signature: %v", k, err)
 				}
-				if v := headerValues(inv, "Via"); len(v) != 2 || v[0][:len("SIP/2.0/TCP "+appIP)] != "SIP/2.0/TCP "+appIP {
+				if v := sipp.HeaderValues(inv, "Via"); len(v) != 2 || v[0][:len("SIP/2.0/TCP "+appIP)] != "SIP/2.0/TCP "+appIP {
 					t.Fatalf("INVITE %d: Vias %q", k, v)
 				}
 			}
