@@ -231,6 +231,19 @@ func TestStreamGoals(t *testing.T) {
 	if s := streamSummary(r); !strings.Contains(s, "= 60 % | **not met** |") {
 		t.Errorf("60 %% not flagged:\n%s", s)
 	}
+	// A run at 80 % that lost calls qualifies the goals taken from the
+	// ramp, and the summary table flags it.
+	r.Params = DefaultParams(false)
+	f := &r.Setups[1].Fixed.Result
+	f.TargetRate, f.AchievedRate, f.Sent, f.Received, f.WithIdentity, f.LossPct = 9600, 9600, 38400, 11520, 11520, 70
+	s = streamSummary(r)
+	if !strings.Contains(s, "= 60 % (steps of 1.5 s; the 4 s run at 80 % lost 70.0 %, 70.0 % not delivered signed: not sustained) |") {
+		t.Errorf("a run at 80 %% that lost 70 %% does not qualify the TCP goal:\n%s", s)
+	}
+	if s := Summary(r, "x/", false); !strings.Contains(s, "**not sustained: 70.0 % lost, 70.0 % not delivered signed**") ||
+		strings.Count(s, "not sustained:") != 1 {
+		t.Errorf("summary table does not flag exactly the TCP row:\n%s", s)
+	}
 }
 
 // TestLatencyMethodFollowsStamps: the report names what its latency

@@ -22,7 +22,9 @@ Rates are highest clean rates in calls/s (≥: the generator, not the system und
 CPU is the system under test's CPU per signed call at 80 % of its highest clean rate, beside one
 ` + "`openssl speed ecdsap256`" + ` signature on the same core in the same run; p99 is the appliance's (software key)
 added latency at 80 % of its highest clean rate. The machine is shared: the load average at the start
-says how busy it was.
+says how busy it was. The ramp's grid changed on 2026-12-07: 3 s steps from 500 calls/s ×1.3 until 17:39, 2 s
+steps from 1,000 ×1.5 until 19:04, then 1.5 s steps 200 ms apart (../README.md, step 4); shorter steps let a
+queue carry a step that a longer run does not sustain (the report flags such a run at 80 %).
 `
 
 // historyHead is the table's header and separator.
