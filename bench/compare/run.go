@@ -92,6 +92,7 @@ const StreamConns = 8
 var Setups = []Setup{
 	{Name: "floor-direct", Title: "generator → sink (no proxy)", Start: 4000},
 	{Name: "floor-relay", Title: "generator → relay → sink (no proxy)", Relay: true, Start: 4000},
+	{Name: "floor-direct-tcp", Title: "generator → sink over TCP (no proxy)", Transport: "tcp", Start: 20000},
 	{Name: "kamailio-forward", Title: "Kamailio, forward only", SUT: "kamailio", Relay: true},
 	{Name: "appliance-forward", Title: "appliance, forward only (anonymous INVITEs)", SUT: "appliance", Key: "soft", Relay: true, Start: 4000},
 	{Name: "kamailio-sign", Title: "Kamailio + secsipid, signing", SUT: "kamailio", Signs: true},
