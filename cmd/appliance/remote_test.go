@@ -118,26 +118,40 @@ func signedBy(t *testing.T, api string) map[string]float64 {
 	return out
 }
 
+// remoteLab is what the sti_as tests share: a lab PKI, an x5u repository
+// that serves its certificate under any name (for the links'
+// own-certificate check: the remotes sign with the provider's
+// certificate, same SPC) and the remotes' bearer token file.
+type remoteLab struct {
+	pki, dir, token string
+	certPEM         []byte
+	repo            *httptest.Server
+}
+
+func newRemoteLab(t *testing.T) *remoteLab {
+	t.Helper()
+	l := &remoteLab{pki: labPKI(t), dir: t.TempDir()}
+	var err error
+	if l.certPEM, err = os.ReadFile(filepath.Join(l.pki, "sp.pem")); err != nil {
+		t.Fatal(err)
+	}
+	l.repo = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(l.certPEM) }))
+	t.Cleanup(l.repo.Close)
+	l.token = filepath.Join(l.dir, "token")
+	if err := os.WriteFile(l.token, []byte("sti-as-token-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // A chain [HSM, sti_as primary, sti_as secondary], the two STI-AS other
 // appliances: the HSM stops, then the primary; the calls keep being signed
 // by the next link, none unsigned, every signature verifying; each comes
 // back and the traffic returns to it.
 func TestRemoteSTIASChain(t *testing.T) {
 	mod := nethsm.Module(t)
-	pki := labPKI(t)
-	dir := t.TempDir()
-	// The certificate, published for the STI-AS links' own-certificate
-	// check (same SPC: the remotes sign with the provider's certificate).
-	pem, err := os.ReadFile(filepath.Join(pki, "sp.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(pem) }))
-	t.Cleanup(repo.Close)
-	token := filepath.Join(dir, "token")
-	if err := os.WriteFile(token, []byte("sti-as-token-0123456789abcdef\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	l := newRemoteLab(t)
+	pki, dir, repo, token := l.pki, l.dir, l.repo, l.token
 	primary := startSTIAS(t, pki, repo.URL+"/primary.pem", token)
 	secondary := startSTIAS(t, pki, repo.URL+"/secondary.pem", token)
 
@@ -290,19 +304,9 @@ func (f *callFlow) check() {
 // anchors alone, trusted with tls_roots naming that CA. The endpoint is a
 // TLS front (httptest) for another appliance's API.
 func TestRemoteSTIASPrivateCA(t *testing.T) {
-	pki := labPKI(t)
-	dir := t.TempDir()
-	certPEM, err := os.ReadFile(filepath.Join(pki, "sp.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(certPEM) }))
-	t.Cleanup(repo.Close)
-	token := filepath.Join(dir, "token")
-	if err := os.WriteFile(token, []byte("sti-as-token-0123456789abcdef\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	remote := startSTIAS(t, pki, repo.URL+"/sp.pem", token)
+	l := newRemoteLab(t)
+	pki, dir, token, certPEM := l.pki, l.dir, l.token, l.certPEM
+	remote := startSTIAS(t, pki, l.repo.URL+"/sp.pem", token)
 	front := httptest.NewTLSServer(httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: remote.api}))
 	t.Cleanup(front.Close)
 	ca := filepath.Join(dir, "sti-as-ca.pem")
