@@ -238,25 +238,8 @@ func (l *loop) divUnverified(pkt []byte, src, dst netip.AddrPort, dec policy.Dec
 // Call Data, its claims mapped as for any call (orig in l.tn[0] when
 // origOK).
 func (l *loop) signAsGateway(pkt []byte, src, dst netip.AddrPort, dec policy.Decision, origOK bool) bool {
-	m := &l.msg
-	cfg := &l.s.cfg
-	if !origOK {
-		mUnsignedNoOrig.Inc()
-		return false
-	}
-	var ok bool
-	if l.tn[1], ok = claims.DestTN(l.tn[1][:0], l.raw, pkt, m, cfg.Numbers); !ok {
-		mUnsignedNoDest.Inc()
-		return false
-	}
-	now := cfg.Now()
-	iat, dact := claims.DateRule(pkt, m, now, cfg.Freshness, cfg.StaleDate)
-	if dact == claims.DateStale || dact == claims.DateBad {
-		l.staleDate(pkt, m, src, dact, now)
-		return false
-	}
 	dec.Attest, dec.RCD, dec.Div = 'C', nil, false
-	return l.signInvite(pkt, src, dst, dec, iat, dact)
+	return l.signCall(pkt, src, dst, dec, origOK)
 }
 
 // divMissing reports, for a retargeted INVITE without a SHAKEN Identity,

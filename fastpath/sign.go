@@ -58,10 +58,20 @@ func (l *loop) handleInvite(pkt []byte, src, dst netip.AddrPort) bool {
 		mUnsignedPolicy.Inc() // div_unverified: forward
 		return false
 	}
-	if !ok {
+	return l.signCall(pkt, src, dst, dec, ok)
+}
+
+// signCall signs a call the policy decided to sign, as dec says, once it
+// has a caller (origOK: l.tn[0] holds it), a called number and a Date
+// within the rules; otherwise the call leaves unsigned, counted.
+func (l *loop) signCall(pkt []byte, src, dst netip.AddrPort, dec policy.Decision, origOK bool) bool {
+	m := &l.msg
+	cfg := &l.s.cfg
+	if !origOK {
 		mUnsignedNoOrig.Inc()
 		return false
 	}
+	var ok bool
 	if l.tn[1], ok = claims.DestTN(l.tn[1][:0], l.raw, pkt, m, cfg.Numbers); !ok {
 		mUnsignedNoDest.Inc()
 		return false
