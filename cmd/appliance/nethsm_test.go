@@ -23,18 +23,9 @@ func TestNetHSMFaultsThroughAppliance(t *testing.T) {
 	mod := nethsm.Module(t)
 	pki := labPKI(t)
 	dir := t.TempDir()
-	dev, err := nethsm.NewDevice(dir, mod, nethsm.Config{KeyFile: filepath.Join(pki, "sp.key"),
-		Latency: 500 * time.Microsecond, Jitter: 100 * time.Microsecond, Capacity: 10000, Pool: 30000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("NETHSM_CONF", dev.Conf)
-	t.Cleanup(func() { os.Remove(dev.Control) })
-	sink, err := loadgen.NewSink(loadgen.SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), VerifyKey: leafKey(t, pki), VerifyEvery: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
+	dev := netHSM(t, mod, dir, pki, nethsm.Config{Latency: 500 * time.Microsecond, Jitter: 100 * time.Microsecond,
+		Capacity: 10000, Pool: 30000})
+	sink := verifyingSink(t, pki)
 	sip, api := freeUDP(t), freeTCP(t)
 	cfg := filepath.Join(dir, "appliance.yaml")
 	yaml := fmt.Sprintf(`sip: %s
@@ -101,4 +92,31 @@ signers:
 		t.Errorf("stale: %d logins and %d closes of old handles, want one recovery", n, after.Closes-before.Closes)
 	}
 	f.check()
+}
+
+// netHSM makes an emulated network HSM (bench/nethsm) holding the lab
+// provider key of pki, configured by cfg, for the appliance this test
+// starts (NETHSM_CONF).
+func netHSM(t *testing.T, mod, dir, pki string, cfg nethsm.Config) *nethsm.Device {
+	t.Helper()
+	cfg.KeyFile = filepath.Join(pki, "sp.key")
+	dev, err := nethsm.NewDevice(dir, mod, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NETHSM_CONF", dev.Conf)
+	t.Cleanup(func() { os.Remove(dev.Control) })
+	return dev
+}
+
+// verifyingSink is a next hop on loopback that verifies every Identity
+// header with the lab provider certificate of pki.
+func verifyingSink(t *testing.T, pki string) *loadgen.Sink {
+	t.Helper()
+	sink, err := loadgen.NewSink(loadgen.SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), VerifyKey: leafKey(t, pki), VerifyEvery: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	return sink
 }

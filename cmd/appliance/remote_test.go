@@ -155,18 +155,8 @@ func TestRemoteSTIASChain(t *testing.T) {
 	primary := startSTIAS(t, pki, repo.URL+"/primary.pem", token)
 	secondary := startSTIAS(t, pki, repo.URL+"/secondary.pem", token)
 
-	dev, err := nethsm.NewDevice(dir, mod, nethsm.Config{KeyFile: filepath.Join(pki, "sp.key"), Latency: 300 * time.Microsecond, Pool: 20000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("NETHSM_CONF", dev.Conf)
-	t.Cleanup(func() { os.Remove(dev.Control) })
-
-	sink, err := loadgen.NewSink(loadgen.SinkConfig{Listen: netip.MustParseAddrPort("127.0.0.1:0"), VerifyKey: leafKey(t, pki), VerifyEvery: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
+	dev := netHSM(t, mod, dir, pki, nethsm.Config{Latency: 300 * time.Microsecond, Pool: 20000})
+	sink := verifyingSink(t, pki)
 	sip, api := freeUDP(t), freeTCP(t)
 	cfg := filepath.Join(dir, "appliance.yaml")
 	yaml := fmt.Sprintf(`sip: %s
